@@ -1,0 +1,226 @@
+//! [`CacheBuilder`]: every setting of a cache, validated by [`open`](CacheBuilder::open).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::disk::{DiskConfig, DiskTier};
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::expiry::{Clock, SystemClock};
+use crate::generations::Generations;
+use crate::memory::MemoryTier;
+use crate::options::Options;
+use crate::registry;
+use crate::stats::Counters;
+
+/// When an insert reaches the disk.
+///
+/// Either way a crash never corrupts the file, and everything [`Cache::flush`] returned for is
+/// kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// An insert is on disk (fsync) when it returns. Concurrent inserts share one commit, so
+    /// throughput grows with the number of writers.
+    Immediate,
+    /// Inserts return at once and are committed together at most this long after the first of
+    /// them. A crash loses at most that window. [`Cache::flush`] forces a commit.
+    Batched(Duration),
+}
+
+impl Default for Durability {
+    /// `Batched(50 ms)`.
+    fn default() -> Self {
+        Durability::Batched(Duration::from_millis(50))
+    }
+}
+
+/// What [`CacheBuilder::open`] does with a database file that is damaged beyond repair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DamagedFile {
+    /// Return [`Error::Corrupt`] naming the file (the default): nothing is deleted.
+    #[default]
+    Fail,
+    /// Rename the file to `tiered.redb.damaged-<unix ms>` beside it, log a warning and start
+    /// an empty cache.
+    SetAside,
+}
+
+/// Settings for a [`Cache`]; made by [`Cache::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tiered::{Cache, Durability, Options};
+///
+/// let cache = Cache::builder()
+///     .path("./.cache/app")
+///     .memory_capacity(512 << 20)
+///     .disk_capacity(8 << 30)
+///     .default_options(Options::new().ttl(Duration::from_secs(3600)))
+///     .durability(Durability::Batched(Duration::from_millis(50)))
+///     .open_timeout(Duration::from_secs(10))
+///     .open()?;
+/// # Ok::<(), tiered::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct CacheBuilder {
+    path: Option<PathBuf>,
+    memory_capacity: u64,
+    disk_capacity: u64,
+    page_cache: usize,
+    defaults: Options,
+    durability: Durability,
+    open_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    on_damaged_file: DamagedFile,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            path: None,
+            memory_capacity: 256 << 20,
+            disk_capacity: 4 << 30,
+            page_cache: 32 << 20,
+            defaults: Options::new(),
+            durability: Durability::default(),
+            open_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+            on_damaged_file: DamagedFile::Fail,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The disk tier's folder, created (mode 0700) if missing. Default: none, which makes a
+    /// memory-only cache.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Bytes the memory tier may hold, weighed by each entry's encoded size. Default: 256 MiB.
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.memory_capacity = bytes;
+        self
+    }
+
+    /// Bytes the disk tier may hold; past it the least recently used records are deleted, down
+    /// to 90% of it. Default: 4 GiB.
+    pub fn disk_capacity(mut self, bytes: u64) -> Self {
+        self.disk_capacity = bytes;
+        self
+    }
+
+    /// Bytes of redb's own page cache, on top of the memory tier. Default: 32 MiB.
+    pub fn disk_page_cache(mut self, bytes: usize) -> Self {
+        self.page_cache = bytes;
+        self
+    }
+
+    /// Options for entries that do not set their own (see [`Options`]). Default: none.
+    pub fn default_options(mut self, options: Options) -> Self {
+        self.defaults = options;
+        self
+    }
+
+    /// When inserts reach the disk. Default: `Durability::Batched(50 ms)`.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long `open` waits for another process to let go of the folder. Default: 10 s.
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// Where the cache reads the time; tests pass a [`ManualClock`](crate::ManualClock).
+    /// Default: the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// What to do with a damaged database file. Default: [`DamagedFile::Fail`].
+    pub fn on_damaged_file(mut self, what: DamagedFile) -> Self {
+        self.on_damaged_file = what;
+        self
+    }
+
+    /// Opens the cache.
+    ///
+    /// Within one process, opening a folder that is already open returns the open cache (its
+    /// settings win). Another process's cache in the folder is waited for up to `open_timeout`.
+    ///
+    /// # Errors
+    /// - [`Error::Config`] for a zero memory capacity or a `Batched` window of zero.
+    /// - [`Error::Locked`] when another process holds the folder past `open_timeout`; it names
+    ///   that process.
+    /// - [`Error::Corrupt`] when the database file is damaged (unless
+    ///   [`DamagedFile::SetAside`]).
+    /// - [`Error::Io`] when the folder cannot be created or read.
+    pub fn open(self) -> Result<Cache> {
+        if self.memory_capacity == 0 {
+            return Err(Error::Config(
+                "memory_capacity is 0: give the memory tier some bytes".into(),
+            ));
+        }
+        if self.durability == Durability::Batched(Duration::ZERO) {
+            return Err(Error::Config(
+                "Durability::Batched needs a window above zero; use Durability::Immediate".into(),
+            ));
+        }
+        let counters = Arc::new(Counters::default());
+        let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
+        let Some(path) = self.path.clone() else {
+            let inner = Inner::new(
+                memory,
+                None,
+                Arc::new(Generations::default()),
+                counters,
+                self.clock,
+                self.defaults,
+            );
+            return Ok(Cache::from_inner(Arc::new(inner)));
+        };
+        let folder = std::path::absolute(&path).map_err(|e| Error::io(&path, e))?;
+        let span = tracing::info_span!("tiered.open", folder = %folder.display());
+        let _entered = span.enter();
+        let mut open = registry::lock_open();
+        if let Some(inner) = open.get(&folder).and_then(std::sync::Weak::upgrade) {
+            return Ok(Cache::from_inner(inner));
+        }
+        let cfg = DiskConfig {
+            dir: folder.clone(),
+            open_timeout: self.open_timeout,
+            durability: self.durability,
+            capacity: self.disk_capacity,
+            page_cache: self.page_cache,
+            on_damage: self.on_damaged_file,
+        };
+        let (disk, gens) = DiskTier::open(cfg, self.clock.clone(), counters.clone())?;
+        let inner = Arc::new(Inner::new(
+            memory,
+            Some(disk),
+            gens,
+            counters,
+            self.clock,
+            self.defaults,
+        ));
+        registry::register(&mut open, folder, &inner);
+        tracing::info!(
+            entries = inner
+                .counters
+                .disk_entries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "cache opened"
+        );
+        Ok(Cache::from_inner(inner))
+    }
+}

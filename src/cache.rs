@@ -1,0 +1,282 @@
+//! [`Cache`]: the handle users hold. Its methods are thin; the work is in `engine.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::builder::CacheBuilder;
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::namespace::Namespace;
+use crate::options::Options;
+use crate::stats::Stats;
+
+/// A two-tier cache: decoded values in memory, encoded records on disk.
+///
+/// `Cache` is `Clone + Send + Sync`; clones share one cache. When the last clone is dropped,
+/// pending writes are committed and the folder is released; a cache still open when the process
+/// exits is flushed then.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use tiered::Cache;
+///
+/// let cache = Cache::open(dir.path())?;
+/// cache.insert("answer", 42u64)?;
+/// assert_eq!(cache.get::<_, u64>("answer")?.as_deref(), Some(&42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Cache");
+        match &self.inner.disk {
+            Some(disk) => d.field("path", &disk.path()),
+            None => d.field("path", &"(memory only)"),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Cache { inner }
+    }
+
+    /// Opens (or creates) a cache in `path` with default settings.
+    ///
+    /// # Errors
+    /// As [`CacheBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache> {
+        Cache::builder().path(path).open()
+    }
+
+    /// A cache with a memory tier only: nothing touches the disk.
+    pub fn in_memory() -> Cache {
+        match Cache::builder().open() {
+            Ok(cache) => cache,
+            // The default settings are valid and an in-memory open does no I/O.
+            Err(e) => unreachable!("in-memory cache with default settings: {e}"),
+        }
+    }
+
+    /// Settings for a cache; see [`CacheBuilder`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// The value stored for `key`, if there is a live one of type `V`.
+    ///
+    /// A memory hit returns the shared `Arc` without decoding. A disk hit decodes the record and
+    /// promotes it into memory. An expired or invalidated entry, a damaged record, or one stored
+    /// as another type (or by a build whose `V` had another shape) is a miss and is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Corrupt`] or [`Error::Io`] if
+    /// the database file cannot be read.
+    pub fn get<K, V>(&self, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.get(&self.inner.root, key)
+    }
+
+    /// Stores `value` under `key` with the cache's default options.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key or value cannot be encoded; with `Durability::Immediate`,
+    /// [`Error::Storage`] or [`Error::Io`] if the commit fails (the value stays in memory).
+    pub fn insert<K, V>(&self, key: &K, value: V) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner
+            .insert(&self.inner.root, key, value, &Options::new())
+    }
+
+    /// Stores `value` under `key` with `options` (expiry, tags, memory-only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tiered::{Cache, Options};
+    ///
+    /// let cache = Cache::in_memory();
+    /// let opts = Options::new().ttl(Duration::from_secs(300)).tags(["prices"]);
+    /// cache.insert_with(&("prices", 20261122u32), vec![1.5f64, 2.5], &opts)?;
+    /// cache.invalidate_tag("prices")?;
+    /// assert!(!cache.contains_key(&("prices", 20261122u32))?);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Cache::insert`].
+    pub fn insert_with<K, V>(&self, key: &K, value: V, options: &Options) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.insert(&self.inner.root, key, value, options)
+    }
+
+    /// Whether a live entry exists for `key`, whatever its type.
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    pub fn contains_key<K>(&self, key: &K) -> Result<bool>
+    where
+        K: Serialize + ?Sized,
+    {
+        self.inner.contains_key(&self.inner.root, key)
+    }
+
+    /// Removes the entry for `key` from both tiers; returns whether a live one existed.
+    ///
+    /// # Errors
+    /// As [`Cache::insert`].
+    pub fn remove<K>(&self, key: &K) -> Result<bool>
+    where
+        K: Serialize + ?Sized,
+    {
+        self.inner.remove(&self.inner.root, key)
+    }
+
+    /// The value for `key`, computed by `f` and stored if missing.
+    ///
+    /// Concurrent callers of one missing key run `f` once: the others wait and share its
+    /// result. No lock is held while `f` runs, so `f` may use the cache itself. If `f` panics,
+    /// a waiting caller runs its own `f`. If the computed value cannot be stored (a full disk),
+    /// it is still returned and a warning is logged.
+    ///
+    /// ```
+    /// let cache = tiered::Cache::in_memory();
+    /// let v = cache.get_or_insert_with(&"slow", &tiered::Options::new(), || 6 * 7)?;
+    /// assert_eq!(*v, 42);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key cannot be encoded, or the errors of [`Cache::get`].
+    pub fn get_or_insert_with<K, V, F>(&self, key: &K, options: &Options, f: F) -> Result<Arc<V>>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> V,
+    {
+        self.inner
+            .get_or_try_insert(&self.inner.root, key, options, || Ok::<V, Error>(f()))
+    }
+
+    /// Like [`get_or_insert_with`](Cache::get_or_insert_with) for a fallible computation: an
+    /// `Err` is returned to the caller that ran `f` and is never cached; a waiting caller then
+    /// runs its own `f`.
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// enum AppError { Cache(tiered::Error), Db(String) }
+    /// impl From<tiered::Error> for AppError {
+    ///     fn from(e: tiered::Error) -> Self { AppError::Cache(e) }
+    /// }
+    ///
+    /// let cache = tiered::Cache::in_memory();
+    /// let opts = tiered::Options::new();
+    /// let r = cache.try_get_or_insert_with(&"q", &opts, || Err::<u32, _>(AppError::Db("down".into())));
+    /// assert!(matches!(r, Err(AppError::Db(_))));
+    /// let v = cache.try_get_or_insert_with(&"q", &opts, || Ok::<u32, AppError>(7))?;
+    /// assert_eq!(*v, 7);
+    /// # Ok::<(), AppError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error, or a cache error converted with `E: From<tiered::Error>`.
+    pub fn try_get_or_insert_with<K, V, E, F>(
+        &self,
+        key: &K,
+        options: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
+        self.inner
+            .get_or_try_insert(&self.inner.root, key, options, f)
+    }
+
+    /// Invalidates every entry carrying `tag`, in every namespace, in both tiers, persistently.
+    ///
+    /// Costs the same for ten entries or ten million: one generation bump. The sweeper
+    /// reclaims the disk space in the background.
+    ///
+    /// # Errors
+    /// With `Durability::Immediate`, [`Error::Storage`] if the bump cannot be committed.
+    pub fn invalidate_tag(&self, tag: &str) -> Result<()> {
+        self.inner.invalidate_tag(tag)
+    }
+
+    /// A namespace: the same methods as the cache, over keys that never meet other namespaces'.
+    ///
+    /// ```
+    /// let cache = tiered::Cache::in_memory();
+    /// let (a, b) = (cache.namespace("a"), cache.namespace("b"));
+    /// a.insert("k", 1u8)?;
+    /// assert!(b.get::<_, u8>("k")?.is_none());
+    /// a.clear()?;
+    /// assert!(a.get::<_, u8>("k")?.is_none());
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    pub fn namespace(&self, name: impl Into<String>) -> Namespace {
+        Namespace::new(self.clone(), &name.into())
+    }
+
+    /// Drops every entry of every namespace (resources excepted).
+    ///
+    /// # Errors
+    /// As [`Cache::invalidate_tag`].
+    pub fn clear(&self) -> Result<()> {
+        self.inner.clear()
+    }
+
+    /// An object that cannot (or need not) be serialized, such as a connection pool: created
+    /// once per name by `f`, kept in memory by reference, never written to disk or evicted.
+    ///
+    /// ```
+    /// let cache = tiered::Cache::in_memory();
+    /// let pool = cache.resource("pool", || std::sync::Mutex::new(Vec::<u8>::new()))?;
+    /// let again = cache.resource("pool", || unreachable!("made once"))?;
+    /// assert!(std::sync::Arc::ptr_eq(&pool, &again));
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ResourceType`] if `name` already holds a value of another type.
+    pub fn resource<T, F>(&self, name: &str, f: F) -> Result<Arc<T>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> T,
+    {
+        self.inner.resource(name, f)
+    }
+
+    /// Waits until everything inserted so far is durable.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if this commit, or an earlier batched commit nobody waited for, failed.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Counters and sizes; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}

@@ -1,0 +1,165 @@
+//! Opening the cache folder: create it (0700), take the database (waiting for another process
+//! to let go), set a damaged file aside when asked, and read the tables' state.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::guard::{catch, guarded, Caught};
+use super::tables::*;
+use crate::error::{Error, Result};
+use crate::DamagedFile;
+
+/// The database file inside the cache folder.
+pub(crate) const DB_FILE: &str = "tiered.redb";
+/// The file naming the process that has the folder open.
+pub(crate) const OWNER_FILE: &str = "owner";
+
+/// What an open found in the database.
+pub(crate) struct Opened {
+    pub db: redb::Database,
+    pub generations: Vec<(String, u64)>,
+    pub disk_bytes: u64,
+    pub entries: u64,
+}
+
+pub(crate) fn create_folder(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Opens (or creates) the database in `dir`, retrying while another process holds it.
+pub(crate) fn open_database(
+    dir: &Path,
+    timeout: Duration,
+    page_cache: usize,
+    on_damage: DamagedFile,
+) -> Result<Opened> {
+    let path = dir.join(DB_FILE);
+    let started = Instant::now();
+    let mut set_aside = false;
+    loop {
+        let attempt = catch(|| {
+            redb::Database::builder()
+                .set_cache_size(page_cache)
+                .create(&path)
+                .map_err(redb::Error::from)
+        });
+        let attempt = match attempt {
+            Err(Caught::Redb(redb::Error::DatabaseAlreadyOpen)) => None,
+            Err(caught) => Some(Err(caught.into_error(&path))),
+            Ok(db) => Some(read_state(&path, db)),
+        };
+        match attempt {
+            Some(Ok(opened)) => {
+                write_owner(dir);
+                return Ok(opened);
+            }
+            None => {
+                let waited = started.elapsed();
+                if waited >= timeout {
+                    return Err(Error::Locked {
+                        path: dir.to_path_buf(),
+                        pid: read_owner(dir),
+                        waited,
+                    });
+                }
+                std::thread::sleep((timeout - waited).min(Duration::from_millis(25)));
+            }
+            Some(Err(Error::Corrupt { detail, .. }))
+                if on_damage == DamagedFile::SetAside && !set_aside =>
+            {
+                let aside = set_aside_path(&path);
+                tracing::warn!(file = %path.display(), aside = %aside.display(), %detail,
+                    "cache database is damaged; moved aside, starting an empty cache");
+                fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+                set_aside = true;
+            }
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
+fn set_aside_path(path: &Path) -> PathBuf {
+    let stamp = crate::expiry::to_ms(std::time::SystemTime::now());
+    path.with_file_name(format!("{DB_FILE}.damaged-{stamp}"))
+}
+
+/// Creates the tables if missing and reads the generations and counters.
+fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
+    guarded(path, || {
+        let mut txn = db.begin_write()?;
+        txn.set_quick_repair(true);
+        let state = {
+            let records = txn.open_table(RECORDS)?;
+            txn.open_table(ACCESS)?;
+            let gens = txn.open_table(GENERATIONS)?;
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(DB_VERSION)?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert(DB_VERSION, CURRENT_DB_VERSION)?;
+                }
+                Some(CURRENT_DB_VERSION) => {}
+                Some(other) => {
+                    return Err(redb::Error::Corrupted(format!(
+                        "database layout {other} was written by another version of tiered \
+                         (this one reads {CURRENT_DB_VERSION})"
+                    )))
+                }
+            }
+            let stored = meta.get(DISK_BYTES)?.map(|v| v.value());
+            let disk_bytes = match stored {
+                Some(b) => b,
+                None => {
+                    let mut total = 0u64;
+                    for item in records.range::<u128>(..)? {
+                        total += item?.1.value().len() as u64;
+                    }
+                    meta.insert(DISK_BYTES, total)?;
+                    total
+                }
+            };
+            let mut generations = Vec::new();
+            for item in gens.range::<&str>(..)? {
+                let (label, generation) = item?;
+                generations.push((label.value().to_string(), generation.value()));
+            }
+            (generations, disk_bytes, records.len()?)
+        };
+        txn.commit()?;
+        Ok(state)
+    })
+    .map(|(generations, disk_bytes, entries)| Opened {
+        db,
+        generations,
+        disk_bytes,
+        entries,
+    })
+}
+
+fn write_owner(dir: &Path) {
+    let tmp = dir.join(format!("{OWNER_FILE}.{}", std::process::id()));
+    let result = fs::File::create(&tmp)
+        .and_then(|mut f| writeln!(f, "{}", std::process::id()))
+        .and_then(|()| fs::rename(&tmp, dir.join(OWNER_FILE)));
+    if let Err(e) = result {
+        // Only the message of a later `Locked` error depends on it.
+        tracing::warn!(dir = %dir.display(), error = %e, "could not write the owner file");
+    }
+}
+
+/// The pid in the folder's owner file, if there is a readable one.
+pub(crate) fn read_owner(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join(OWNER_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,143 @@
+//! The sweeper: deletes dead records (expired, invalidated, damaged) in small batches while the
+//! writer is idle, so that space comes back without blocking writes.
+
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::guard::catch;
+use super::tables::*;
+use super::Shared;
+use crate::record::{self, Dead};
+use crate::stats::Counters;
+
+/// Records judged per transaction.
+const BATCH: usize = 1_024;
+/// How long to wait after a failed batch.
+const BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) struct Sweeper {
+    every: Duration,
+    active: bool,
+    /// An invalidation arrived mid-pass: run one more full pass after this one.
+    again: bool,
+    cursor: Option<u128>,
+    next_due: Instant,
+}
+
+impl Sweeper {
+    /// A sweeper that starts with a pass (leftovers of the last run) and then runs one `every`.
+    pub fn new(every: Duration) -> Self {
+        Sweeper {
+            every,
+            active: true,
+            again: false,
+            cursor: None,
+            next_due: Instant::now() + every,
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    pub fn due(&self) -> bool {
+        Instant::now() >= self.next_due
+    }
+
+    /// Asks for a full pass (after an invalidation).
+    pub fn start(&mut self) {
+        if self.active {
+            self.again = true;
+        } else {
+            self.active = true;
+            self.cursor = None;
+        }
+    }
+
+    pub fn pause(&mut self) {
+        self.active = false;
+        self.next_due = Instant::now() + BACKOFF;
+    }
+
+    /// Judges one batch of records and deletes the dead ones.
+    pub fn step(&mut self, shared: &Shared) -> Result<(), String> {
+        if !self.active {
+            self.active = true;
+            self.cursor = None;
+        }
+        let now_ms = shared.clock.now_ms();
+        let cursor = self.cursor;
+        let (last, scanned, dead, bytes, entries) = catch(|| {
+            let mut txn = shared.db.begin_write()?;
+            txn.set_quick_repair(true);
+            let out = {
+                let mut records = txn.open_table(RECORDS)?;
+                let mut access = txn.open_table(ACCESS)?;
+                let mut meta = txn.open_table(META)?;
+                let mut doomed = Vec::new();
+                let mut last = None;
+                let mut scanned = 0;
+                let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+                for item in records.range::<u128>((lower, Bound::Unbounded))? {
+                    let (digest, bytes) = item?;
+                    let digest = digest.value();
+                    last = Some(digest);
+                    scanned += 1;
+                    let last_access = access.get(digest)?.map(|g| g.value().0);
+                    if let Some(why) =
+                        record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
+                    {
+                        doomed.push((digest, why));
+                    }
+                    if scanned >= BATCH {
+                        break;
+                    }
+                }
+                let mut bytes = shared.counters.disk_bytes.load(Ordering::Relaxed);
+                for (digest, _) in &doomed {
+                    if let Some(old) = records.remove(digest)? {
+                        bytes = bytes.saturating_sub(old.value().len() as u64);
+                    }
+                    access.remove(digest)?;
+                }
+                meta.insert(DISK_BYTES, bytes)?;
+                (last, scanned, doomed, bytes, records.len()?)
+            };
+            txn.commit()?;
+            Ok(out)
+        })
+        .map_err(|c| c.into_error(&shared.path).to_string())?;
+
+        let c = &shared.counters;
+        c.disk_bytes.store(bytes, Ordering::Relaxed);
+        c.disk_entries.store(entries, Ordering::Relaxed);
+        for (_, why) in &dead {
+            match why {
+                Dead::Expired => Counters::bump(&c.expirations),
+                Dead::Damaged => Counters::bump(&c.damaged_records),
+                Dead::Stale => {}
+            }
+        }
+        if !dead.is_empty() {
+            tracing::debug!(
+                deleted = dead.len(),
+                scanned,
+                "cache sweep deleted dead records"
+            );
+        }
+        self.cursor = last;
+        if scanned < BATCH {
+            self.cursor = None;
+            if self.again {
+                self.again = false;
+            } else {
+                self.active = false;
+                self.next_due = Instant::now() + self.every;
+            }
+        }
+        Ok(())
+    }
+}

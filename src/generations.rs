@@ -1,0 +1,100 @@
+//! Generations of tags and namespaces: invalidation in O(1).
+//!
+//! Every tag and namespace has a `u64` generation (0 until first bumped). A record carries the
+//! generations of its namespace, its tags and the cache-wide "all" label at the time it was
+//! written; it is live only while all of them are still current. Invalidating is one bump here
+//! plus one tiny commit, whatever the number of entries; the sweeper reclaims the space later.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// The label every record carries, bumped by `Cache::clear`.
+pub(crate) const ALL: &str = "all";
+
+pub(crate) fn tag_label(tag: &str) -> String {
+    format!("tag:{tag}")
+}
+
+pub(crate) fn namespace_label(ns: &str) -> String {
+    format!("ns:{ns}")
+}
+
+/// The id a label is stored under in records.
+pub(crate) fn id(label: &str) -> u64 {
+    xxh3_64(label.as_bytes())
+}
+
+/// The current generation of every label that was ever bumped, mirrored from the disk tier.
+#[derive(Debug, Default)]
+pub(crate) struct Generations {
+    current: RwLock<HashMap<u64, u64>>,
+    /// Bumped after every change, so a memory hit that already checked its generations at this
+    /// epoch need not check them again.
+    epoch: AtomicU64,
+}
+
+impl Generations {
+    pub fn load(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
+        let current = pairs
+            .into_iter()
+            .map(|(label, generation)| (id(&label), generation))
+            .collect();
+        Generations {
+            current: RwLock::new(current),
+            epoch: AtomicU64::new(1),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The current generation of each id, for a record about to be written.
+    pub fn stamp(&self, ids: &[u64]) -> Vec<(u64, u64)> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .map(|id| (*id, current.get(id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Whether every recorded generation is still the current one.
+    pub fn is_current(&self, recorded: impl IntoIterator<Item = (u64, u64)>) -> bool {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        recorded
+            .into_iter()
+            .all(|(id, generation)| current.get(&id).copied().unwrap_or(0) == generation)
+    }
+
+    /// Moves `label` to a new generation and returns it.
+    pub fn bump(&self, label: &str) -> u64 {
+        let next = {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let slot = current.entry(id(label)).or_insert(0);
+            *slot += 1;
+            *slot
+        };
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bump_makes_old_stamps_stale_and_leaves_others() {
+        let g = Generations::load([("tag:x".to_string(), 4)]);
+        let (x, y) = (id("tag:x"), id("tag:y"));
+        let stamp = g.stamp(&[x, y]);
+        assert_eq!(stamp, vec![(x, 4), (y, 0)]);
+        let e = g.epoch();
+        assert_eq!(g.bump("tag:y"), 1);
+        assert!(g.epoch() > e);
+        assert!(!g.is_current(stamp.clone()));
+        assert!(g.is_current([(x, 4)]));
+    }
+}

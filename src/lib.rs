@@ -1,0 +1,88 @@
+//! # tiered
+//!
+//! A two-tier cache for Rust applications: a fast memory tier ([moka]) in front of a persistent
+//! disk tier ([redb]), so that expensive results — database queries, data frames, model outputs,
+//! rendered reports — survive restarts of a dev server or a deploy, expire when they should, and
+//! can be invalidated by tag or namespace.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use std::time::Duration;
+//! use tiered::{Cache, Options};
+//!
+//! let cache = Cache::open(dir.path())?;           // memory + disk, default settings
+//! let opts = Options::new().ttl(Duration::from_secs(300)).tags(["prices"]);
+//!
+//! // Computed once; then from memory; after a restart, from disk.
+//! let prices = cache.get_or_insert_with(&("prices", "2026-11-22"), &opts, || {
+//!     vec![101.5f64, 99.0, 100.25] // a slow query in real life
+//! })?;
+//! assert_eq!(prices.len(), 3);
+//!
+//! cache.invalidate_tag("prices")?;                // every entry tagged "prices", at once
+//! assert!(!cache.contains_key(&("prices", "2026-11-22"))?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What it does
+//!
+//! | feature | how |
+//! |---|---|
+//! | survives restarts | records in a redb file in the cache folder |
+//! | no decoding on memory hits | the memory tier holds `Arc<V>` |
+//! | one computation per missing key | [`Cache::get_or_insert_with`] |
+//! | expiry: relative, absolute, idle | [`Options::ttl`], [`Options::expires_at`], [`Options::idle`], [`next_local_time`] |
+//! | O(1) invalidation | [`Cache::invalidate_tag`], [`Namespace::clear`], [`Cache::clear`] |
+//! | type changes are misses, not garbage | a fingerprint of the value type's shape in every record |
+//! | crash safety | every commit durable with redb's quick-repair; a checksum on every record |
+//! | durability you choose | [`Durability::Immediate`] or [`Durability::Batched`] (default) |
+//!
+//! Keys are any `Serialize` value; two keys are equal when their postcard encodings are, so
+//! `"a"` and `String::from("a")` name one entry. Values are any
+//! `Serialize + DeserializeOwned + Send + Sync + 'static` type.
+//!
+//! The guide (`docs/guide.md`) explains tiers, expiry, invalidation, durability and what a
+//! crash can lose; `docs/format.md` gives the on-disk format.
+//!
+//! MSRV: Rust 1.90.
+//!
+//! [moka]: https://docs.rs/moka
+//! [redb]: https://docs.rs/redb
+
+mod builder;
+mod cache;
+mod disk;
+mod engine;
+mod error;
+mod expiry;
+mod fingerprint;
+mod flight;
+mod generations;
+mod key;
+mod memory;
+mod namespace;
+mod options;
+mod record;
+mod registry;
+mod stats;
+
+pub use builder::{CacheBuilder, DamagedFile, Durability};
+pub use cache::Cache;
+pub use error::{Error, Result};
+pub use expiry::{next_local_time, Clock, ManualClock, SystemClock};
+pub use namespace::Namespace;
+pub use options::Options;
+pub use stats::Stats;
+
+#[cfg(test)]
+mod tests {
+    fn assert_clone_send_sync<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_are_clone_send_sync() {
+        assert_clone_send_sync::<crate::Cache>();
+        assert_clone_send_sync::<crate::Namespace>();
+        fn error_is_std<E: std::error::Error + Send + Sync + 'static>() {}
+        error_is_std::<crate::Error>();
+    }
+}

@@ -1,0 +1,152 @@
+//! The memory tier: moka, keyed by key digest, holding decoded values.
+
+use std::any::Any;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+
+use crate::expiry::{Clock, Expiry};
+use crate::stats::Counters;
+
+/// One decoded value and what is needed to judge it without touching the disk.
+pub(crate) struct MemEntry {
+    pub value: Arc<dyn Any + Send + Sync>,
+    pub key: Box<[u8]>,
+    pub expiry: Expiry,
+    pub last_access_ms: AtomicU64,
+    pub gens: Box<[(u64, u64)]>,
+    /// The generation epoch at which `gens` were last found current.
+    pub checked_epoch: AtomicU64,
+    pub weight: u32,
+    /// Whether the entry also has a record in the disk tier.
+    pub on_disk: bool,
+}
+
+impl MemEntry {
+    pub fn touch(&self, now_ms: u64) {
+        if self.expiry.idle_ms != 0 {
+            self.last_access_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Digests are already uniform: fold them instead of hashing them again.
+#[derive(Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut a = [0u8; 8];
+            a[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(a)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type Moka = moka::sync::Cache<u128, Arc<MemEntry>, BuildHasherDefault<DigestHasher>>;
+
+#[derive(Clone)]
+pub(crate) struct MemoryTier {
+    moka: Moka,
+}
+
+struct EntryExpiry {
+    clock: Arc<dyn Clock>,
+}
+
+impl moka::Expiry<u128, Arc<MemEntry>> for EntryExpiry {
+    fn expire_after_create(&self, _: &u128, v: &Arc<MemEntry>, _: Instant) -> Option<Duration> {
+        v.expiry.remaining(self.clock.now_ms())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u128,
+        v: &Arc<MemEntry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        v.expiry.remaining(self.clock.now_ms())
+    }
+
+    fn expire_after_read(
+        &self,
+        _: &u128,
+        v: &Arc<MemEntry>,
+        _: Instant,
+        left: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        if v.expiry.idle_ms == 0 {
+            return left;
+        }
+        // A read restarts the idle limit, within the absolute deadline.
+        let deadline_only = Expiry {
+            idle_ms: 0,
+            ..v.expiry
+        };
+        let idle = Duration::from_millis(v.expiry.idle_ms);
+        Some(
+            deadline_only
+                .remaining(self.clock.now_ms())
+                .map_or(idle, |d| d.min(idle)),
+        )
+    }
+}
+
+impl MemoryTier {
+    pub fn new(capacity: u64, clock: Arc<dyn Clock>, counters: Arc<Counters>) -> Self {
+        let moka = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_, e: &Arc<MemEntry>| e.weight)
+            .expire_after(EntryExpiry { clock })
+            .eviction_listener(move |_, _, cause| match cause {
+                RemovalCause::Size => Counters::bump(&counters.evictions),
+                RemovalCause::Expired => Counters::bump(&counters.expirations),
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            })
+            .build_with_hasher(BuildHasherDefault::<DigestHasher>::default());
+        MemoryTier { moka }
+    }
+
+    pub fn get(&self, digest: u128) -> Option<Arc<MemEntry>> {
+        self.moka.get(&digest)
+    }
+
+    pub fn insert(&self, digest: u128, entry: MemEntry) {
+        self.moka.insert(digest, Arc::new(entry));
+    }
+
+    pub fn remove(&self, digest: u128) {
+        self.moka.invalidate(&digest);
+    }
+
+    pub fn clear(&self) {
+        self.moka.invalidate_all();
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.moka.run_pending_tasks();
+        self.moka.weighted_size()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.moka.run_pending_tasks();
+        self.moka.entry_count()
+    }
+}
+
+/// The weight of an entry: its encoded size plus a fixed overhead, within u32.
+pub(crate) fn weight(key_len: usize, payload_len: usize) -> u32 {
+    u32::try_from(key_len + payload_len + 96).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,146 @@
+//! [`Namespace`]: a scope of keys inside a cache.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::engine::Scope;
+use crate::error::{Error, Result};
+use crate::options::Options;
+
+/// A scope of keys: equal keys in two namespaces name two entries, and
+/// [`clear`](Namespace::clear) drops only this namespace's entries. Made by
+/// [`Cache::namespace`]; cheap to make and to clone.
+///
+/// Every method behaves as the [`Cache`] method of the same name.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    cache: Cache,
+    scope: Scope,
+}
+
+impl Namespace {
+    pub(crate) fn new(cache: Cache, name: &str) -> Self {
+        Namespace {
+            cache,
+            scope: Scope::new(name),
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.scope.name
+    }
+
+    /// See [`Cache::get`].
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    pub fn get<K, V>(&self, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache.inner.get(&self.scope, key)
+    }
+
+    /// See [`Cache::insert`].
+    ///
+    /// # Errors
+    /// As [`Cache::insert`].
+    pub fn insert<K, V>(&self, key: &K, value: V) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache
+            .inner
+            .insert(&self.scope, key, value, &Options::new())
+    }
+
+    /// See [`Cache::insert_with`].
+    ///
+    /// # Errors
+    /// As [`Cache::insert`].
+    pub fn insert_with<K, V>(&self, key: &K, value: V, options: &Options) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache.inner.insert(&self.scope, key, value, options)
+    }
+
+    /// See [`Cache::contains_key`].
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    pub fn contains_key<K>(&self, key: &K) -> Result<bool>
+    where
+        K: Serialize + ?Sized,
+    {
+        self.cache.inner.contains_key(&self.scope, key)
+    }
+
+    /// See [`Cache::remove`].
+    ///
+    /// # Errors
+    /// As [`Cache::insert`].
+    pub fn remove<K>(&self, key: &K) -> Result<bool>
+    where
+        K: Serialize + ?Sized,
+    {
+        self.cache.inner.remove(&self.scope, key)
+    }
+
+    /// See [`Cache::get_or_insert_with`].
+    ///
+    /// # Errors
+    /// As [`Cache::get_or_insert_with`].
+    pub fn get_or_insert_with<K, V, F>(&self, key: &K, options: &Options, f: F) -> Result<Arc<V>>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> V,
+    {
+        self.cache
+            .inner
+            .get_or_try_insert(&self.scope, key, options, || Ok::<V, Error>(f()))
+    }
+
+    /// See [`Cache::try_get_or_insert_with`].
+    ///
+    /// # Errors
+    /// As [`Cache::try_get_or_insert_with`].
+    pub fn try_get_or_insert_with<K, V, E, F>(
+        &self,
+        key: &K,
+        options: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
+        self.cache
+            .inner
+            .get_or_try_insert(&self.scope, key, options, f)
+    }
+
+    /// Drops every entry of this namespace, in both tiers, persistently; other namespaces keep
+    /// theirs. Costs the same whatever the number of entries.
+    ///
+    /// # Errors
+    /// As [`Cache::invalidate_tag`].
+    pub fn clear(&self) -> Result<()> {
+        self.cache.inner.clear_scope(&self.scope)
+    }
+
+    /// The cache this namespace belongs to.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}

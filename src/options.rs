@@ -1,0 +1,152 @@
+//! Per-entry [`Options`]: expiry, tags, memory-only.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::expiry::{duration_ms, to_ms, Expiry};
+
+/// How one entry is kept: when it expires, which tags it carries, whether it may touch the disk.
+///
+/// Options that an entry does not set come from the cache's
+/// [`default_options`](crate::CacheBuilder::default_options): expiry (ttl, expires_at, idle) is
+/// taken from the defaults only when the entry sets none of the three; tags are the union of
+/// both; `memory_only` holds if either sets it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tiered::Options;
+///
+/// let opts = Options::new()
+///     .ttl(Duration::from_secs(300))
+///     .tags(["prices", "eu"]);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) tags: Vec<Arc<str>>,
+    pub(crate) memory_only: bool,
+}
+
+impl Options {
+    /// No expiry, no tags, kept on disk: the cache's defaults apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expires `ttl` after it is inserted (relative expiry). Default: never.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Expires at this wall-clock time (absolute expiry, kept across restarts); see
+    /// [`next_local_time`](crate::next_local_time). Default: never.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Expires when not read for `idle`. Default: never.
+    ///
+    /// The memory tier tracks reads exactly; the disk tier records read times in batches, so
+    /// after a restart an entry may live up to a few seconds longer than `idle` since its last read.
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Tags for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag); adds to any given before.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.tags
+            .extend(tags.into_iter().map(|t| Arc::from(t.as_ref())));
+        self
+    }
+
+    /// Keeps the entry in the memory tier only: it is never written to disk and does not survive
+    /// a restart. Default: off.
+    pub fn memory_only(mut self) -> Self {
+        self.memory_only = true;
+        self
+    }
+
+    fn sets_expiry(&self) -> bool {
+        self.ttl.is_some() || self.expires_at.is_some() || self.idle.is_some()
+    }
+
+    /// These options with the gaps filled from `defaults` (see the type's docs).
+    pub(crate) fn merged(&self, defaults: &Options) -> Options {
+        let mut out = if self.sets_expiry() {
+            self.clone()
+        } else {
+            Options {
+                tags: self.tags.clone(),
+                memory_only: self.memory_only,
+                ..defaults.clone()
+            }
+        };
+        for t in &defaults.tags {
+            if !out.tags.contains(t) {
+                out.tags.push(t.clone());
+            }
+        }
+        out.memory_only |= defaults.memory_only;
+        out
+    }
+
+    /// The entry's deadlines if it is written at `now_ms`.
+    pub(crate) fn expiry(&self, now_ms: u64) -> Expiry {
+        let ttl = self.ttl.map(|d| now_ms.saturating_add(duration_ms(d)));
+        // An `expires_at` at or before the epoch is "already expired", never "no deadline".
+        let at = self.expires_at.map(|t| to_ms(t).max(1));
+        let deadline_ms = match (ttl, at) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
+        };
+        Expiry {
+            deadline_ms,
+            idle_ms: self.idle.map_or(0, duration_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_deadline_wins_and_defaults_fill_gaps() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(5_000);
+        let o = Options::new().ttl(Duration::from_secs(10)).expires_at(at);
+        assert_eq!(o.expiry(1_000).deadline_ms, 5_000);
+        assert_eq!(o.expiry(0).deadline_ms, 5_000);
+        let o = Options::new().ttl(Duration::from_secs(1));
+        assert_eq!(o.expiry(1_000).deadline_ms, 2_000);
+
+        let defaults = Options::new().ttl(Duration::from_secs(60)).tags(["d"]);
+        let m = Options::new().tags(["x"]).merged(&defaults);
+        assert_eq!(m.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(m.tags.len(), 2);
+        let m = Options::new()
+            .idle(Duration::from_secs(1))
+            .merged(&defaults);
+        assert_eq!(m.ttl, None);
+        assert!(
+            Options::new()
+                .merged(&Options::new().memory_only())
+                .memory_only
+        );
+    }
+
+    #[test]
+    fn expires_at_before_epoch_is_expired_not_eternal() {
+        let o = Options::new().expires_at(SystemTime::UNIX_EPOCH);
+        assert!(o.expiry(10).is_expired(10, 10));
+    }
+}

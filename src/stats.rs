@@ -1,0 +1,84 @@
+//! Counters and the [`Stats`] snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of what the cache has done since it was opened (counters) and holds now (sizes).
+///
+/// ```
+/// let cache = tiered::Cache::in_memory();
+/// cache.insert("k", 1u32)?;
+/// assert!(cache.get::<_, u32>("k")?.is_some());
+/// assert!(cache.get::<_, u32>("other")?.is_none());
+/// let s = cache.stats();
+/// assert_eq!((s.memory_hits, s.misses, s.inserts), (1, 1, 1));
+/// # Ok::<(), tiered::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads answered by the memory tier.
+    pub memory_hits: u64,
+    /// Reads answered by the disk tier (the value was then promoted into memory).
+    pub disk_hits: u64,
+    /// Reads that found no live entry.
+    pub misses: u64,
+    /// Values inserted (directly or by a read-through computation).
+    pub inserts: u64,
+    /// Entries the memory tier dropped to stay within `memory_capacity`, plus records the disk
+    /// tier dropped to stay within `disk_capacity`.
+    pub evictions: u64,
+    /// Entries found expired (ttl, expires_at or idle) and dropped.
+    pub expirations: u64,
+    /// Calls to `invalidate_tag`, `Namespace::clear` and `Cache::clear`.
+    pub invalidations: u64,
+    /// Reads that found a value stored as another type, or by a build whose type had another
+    /// shape; each such entry was dropped.
+    pub type_mismatches: u64,
+    /// Records that failed their checksum or could not be decoded; each was dropped.
+    pub damaged_records: u64,
+    /// Approximate bytes held by the memory tier (encoded sizes).
+    pub memory_bytes: u64,
+    /// Bytes of records in the disk tier (0 for an in-memory cache).
+    pub disk_bytes: u64,
+    /// Records in the disk tier, stale ones not yet swept included; for an in-memory cache,
+    /// entries in the memory tier.
+    pub entries: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub memory_hits: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub inserts: AtomicU64,
+    pub evictions: AtomicU64,
+    pub expirations: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub type_mismatches: AtomicU64,
+    pub damaged_records: AtomicU64,
+    pub disk_bytes: AtomicU64,
+    pub disk_entries: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            memory_hits: self.memory_hits.load(Relaxed),
+            disk_hits: self.disk_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            inserts: self.inserts.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            expirations: self.expirations.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            type_mismatches: self.type_mismatches.load(Relaxed),
+            damaged_records: self.damaged_records.load(Relaxed),
+            memory_bytes: 0,
+            disk_bytes: self.disk_bytes.load(Relaxed),
+            entries: self.disk_entries.load(Relaxed),
+        }
+    }
+}
