@@ -18,7 +18,9 @@ fn ttl_expires_in_memory_and_counts() {
     let dir = common::tempdir();
     let clock = common::clock();
     let cache = common::open(dir.path(), &clock);
-    cache.insert_with("t", "v".to_string(), &Options::new().ttl(60 * S)).unwrap();
+    cache
+        .insert_with("t", "v".to_string(), &Options::new().ttl(60 * S))
+        .unwrap();
     cache.insert("forever", "v".to_string()).unwrap();
     clock.advance(59 * S);
     assert!(live(&cache, "t"));
@@ -37,7 +39,11 @@ fn expires_at_is_absolute_and_earliest_deadline_wins() {
     let now = SystemTime::now();
     clock.set(now);
     cache
-        .insert_with("at", "v".to_string(), &Options::new().expires_at(now + 10 * S))
+        .insert_with(
+            "at",
+            "v".to_string(),
+            &Options::new().expires_at(now + 10 * S),
+        )
         .unwrap();
     let both = Options::new().ttl(100 * S).expires_at(now + 20 * S);
     cache.insert_with("both", "v".to_string(), &both).unwrap();
@@ -58,7 +64,9 @@ fn idle_restarts_on_every_read() {
     let dir = common::tempdir();
     let clock = common::clock();
     let cache = common::open(dir.path(), &clock);
-    cache.insert_with("i", "v".to_string(), &Options::new().idle(30 * S)).unwrap();
+    cache
+        .insert_with("i", "v".to_string(), &Options::new().idle(30 * S))
+        .unwrap();
     for _ in 0..5 {
         clock.advance(29 * S);
         assert!(live(&cache, "i"));
@@ -75,11 +83,19 @@ fn deadlines_hold_across_restarts() {
     clock.set(start);
     {
         let cache = common::open(dir.path(), &clock);
-        cache.insert_with("ttl", "v".to_string(), &Options::new().ttl(60 * S)).unwrap();
         cache
-            .insert_with("at", "v".to_string(), &Options::new().expires_at(start + 90 * S))
+            .insert_with("ttl", "v".to_string(), &Options::new().ttl(60 * S))
             .unwrap();
-        cache.insert_with("idle", "v".to_string(), &Options::new().idle(30 * S)).unwrap();
+        cache
+            .insert_with(
+                "at",
+                "v".to_string(),
+                &Options::new().expires_at(start + 90 * S),
+            )
+            .unwrap();
+        cache
+            .insert_with("idle", "v".to_string(), &Options::new().idle(30 * S))
+            .unwrap();
         cache.insert("forever", "v".to_string()).unwrap();
     }
     clock.advance(20 * S);
@@ -96,7 +112,10 @@ fn deadlines_hold_across_restarts() {
         let cache = common::open(dir.path(), &clock);
         assert!(!live(&cache, "ttl"));
         assert!(live(&cache, "at"));
-        assert!(!live(&cache, "idle"), "idle limit passed since the last read");
+        assert!(
+            !live(&cache, "idle"),
+            "idle limit passed since the last read"
+        );
         assert_eq!(cache.stats().expirations, 2);
     }
     clock.advance(30 * S); // t = 90 s
@@ -111,7 +130,9 @@ fn an_idle_entry_read_from_disk_stays_alive_after_restart() {
     let clock = common::clock();
     {
         let cache = common::open(dir.path(), &clock);
-        cache.insert_with("i", "v".to_string(), &Options::new().idle(30 * S)).unwrap();
+        cache
+            .insert_with("i", "v".to_string(), &Options::new().idle(30 * S))
+            .unwrap();
     }
     for round in 0..4 {
         clock.advance(25 * S);
@@ -129,7 +150,9 @@ fn default_options_apply_to_plain_inserts() {
         .open()
         .unwrap();
     cache.insert("d", "v".to_string()).unwrap();
-    cache.insert_with("own", "v".to_string(), &Options::new().ttl(100 * S)).unwrap();
+    cache
+        .insert_with("own", "v".to_string(), &Options::new().ttl(100 * S))
+        .unwrap();
     clock.advance(10 * S);
     assert!(!live(&cache, "d"));
     assert!(live(&cache, "own"));
@@ -142,7 +165,9 @@ fn the_sweeper_deletes_expired_records_from_disk() {
     {
         let cache = common::open(dir.path(), &clock);
         for i in 0..100u32 {
-            cache.insert_with(&i, i, &Options::new().ttl(10 * S)).unwrap();
+            cache
+                .insert_with(&i, i, &Options::new().ttl(10 * S))
+                .unwrap();
         }
         cache.insert("kept", 1u32).unwrap();
         assert_eq!(cache.stats().entries, 101);

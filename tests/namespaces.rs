@@ -23,9 +23,18 @@ fn equal_keys_in_two_namespaces_are_two_entries() {
         assert!(!b.contains_key("bk").unwrap());
     }
     let cache = common::open(dir.path(), &clock);
-    assert_eq!(cache.namespace("a").get::<_, u32>("k").unwrap().as_deref(), Some(&1));
-    assert_eq!(cache.namespace("ab").get::<_, u32>("k").unwrap().as_deref(), Some(&4));
-    assert_eq!(cache.namespace("a").get::<_, u32>("bk").unwrap().as_deref(), Some(&5));
+    assert_eq!(
+        cache.namespace("a").get::<_, u32>("k").unwrap().as_deref(),
+        Some(&1)
+    );
+    assert_eq!(
+        cache.namespace("ab").get::<_, u32>("k").unwrap().as_deref(),
+        Some(&4)
+    );
+    assert_eq!(
+        cache.namespace("a").get::<_, u32>("bk").unwrap().as_deref(),
+        Some(&5)
+    );
 }
 
 #[test]
@@ -63,12 +72,17 @@ fn namespaces_have_the_whole_api() {
     let cache = tiered::Cache::in_memory();
     let ns = cache.namespace("reports");
     assert_eq!(ns.name(), "reports");
-    let v = ns.get_or_insert_with("q1", &Options::new(), || 11u32).unwrap();
+    let v = ns
+        .get_or_insert_with("q1", &Options::new(), || 11u32)
+        .unwrap();
     assert_eq!(*v, 11);
     let r: Result<std::sync::Arc<u32>, tiered::Error> =
         ns.try_get_or_insert_with("q2", &Options::new(), || Ok(12u32));
     assert_eq!(*r.unwrap(), 12);
     assert!(ns.remove("q1").unwrap());
     assert!(!ns.contains_key("q1").unwrap());
-    assert!(cache.get::<_, u32>("q2").unwrap().is_none(), "the root namespace is another");
+    assert!(
+        cache.get::<_, u32>("q2").unwrap().is_none(),
+        "the root namespace is another"
+    );
 }

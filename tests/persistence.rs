@@ -71,7 +71,14 @@ fn memory_only_entries_are_never_written_to_disk() {
             .insert_with("plot", marker.to_string(), &Options::new().memory_only())
             .unwrap();
         cache.insert("kept", 1u8).unwrap();
-        assert_eq!(cache.get::<_, String>("plot").unwrap().as_deref().map(String::as_str), Some(marker));
+        assert_eq!(
+            cache
+                .get::<_, String>("plot")
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some(marker)
+        );
         cache.flush().unwrap();
         assert_eq!(cache.stats().entries, 1);
     }
@@ -91,11 +98,16 @@ fn a_memory_only_insert_replaces_a_persisted_value() {
     {
         let cache = Cache::open(dir.path()).unwrap();
         cache.insert("k", 1u32).unwrap();
-        cache.insert_with("k", 2u32, &Options::new().memory_only()).unwrap();
+        cache
+            .insert_with("k", 2u32, &Options::new().memory_only())
+            .unwrap();
         assert_eq!(cache.get::<_, u32>("k").unwrap().as_deref(), Some(&2));
     }
     let cache = Cache::open(dir.path()).unwrap();
-    assert!(cache.get::<_, u32>("k").unwrap().is_none(), "the old value came back");
+    assert!(
+        cache.get::<_, u32>("k").unwrap().is_none(),
+        "the old value came back"
+    );
 }
 
 #[test]
@@ -107,7 +119,10 @@ fn remove_and_flush_persist() {
         cache.insert("b", 2u8).unwrap();
         assert!(cache.remove("a").unwrap());
         assert!(!cache.remove("a").unwrap());
-        assert!(cache.get::<_, u8>("a").unwrap().is_none(), "read-your-removal before commit");
+        assert!(
+            cache.get::<_, u8>("a").unwrap().is_none(),
+            "read-your-removal before commit"
+        );
         cache.flush().unwrap();
     }
     let cache = Cache::open(dir.path()).unwrap();
@@ -119,7 +134,10 @@ fn remove_and_flush_persist() {
 fn keys_of_equal_encoding_name_one_entry() {
     let cache = Cache::in_memory();
     cache.insert("a", 1u8).unwrap();
-    assert_eq!(cache.get::<_, u8>(&String::from("a")).unwrap().as_deref(), Some(&1));
+    assert_eq!(
+        cache.get::<_, u8>(&String::from("a")).unwrap().as_deref(),
+        Some(&1)
+    );
 }
 
 #[test]

@@ -17,12 +17,19 @@ fn invalidate_tag_reaches_both_tiers_every_namespace_and_restarts() {
     let clock = common::clock();
     {
         let cache = common::open(dir.path(), &clock);
-        cache.insert_with("a", 1u32, &Options::new().tags(["prices"])).unwrap();
-        cache.insert_with("b", 2u32, &Options::new().tags(["eu", "prices"])).unwrap();
-        cache.insert_with("c", 3u32, &Options::new().tags(["eu"])).unwrap();
+        cache
+            .insert_with("a", 1u32, &Options::new().tags(["prices"]))
+            .unwrap();
+        cache
+            .insert_with("b", 2u32, &Options::new().tags(["eu", "prices"]))
+            .unwrap();
+        cache
+            .insert_with("c", 3u32, &Options::new().tags(["eu"]))
+            .unwrap();
         cache.insert("d", 4u32).unwrap();
         let ns = cache.namespace("reports");
-        ns.insert_with("e", 5u32, &Options::new().tags(["prices"])).unwrap();
+        ns.insert_with("e", 5u32, &Options::new().tags(["prices"]))
+            .unwrap();
         assert_eq!(get(&cache, "a"), Some(1), "memory hit before invalidation");
 
         cache.invalidate_tag("prices").unwrap();
@@ -34,7 +41,9 @@ fn invalidate_tag_reaches_both_tiers_every_namespace_and_restarts() {
         assert_eq!(cache.stats().invalidations, 1);
 
         // Written after the invalidation: a new generation, live.
-        cache.insert_with("a", 10u32, &Options::new().tags(["prices"])).unwrap();
+        cache
+            .insert_with("a", 10u32, &Options::new().tags(["prices"]))
+            .unwrap();
         assert_eq!(get(&cache, "a"), Some(10));
     }
     let cache = common::open(dir.path(), &clock);
@@ -52,7 +61,9 @@ fn invalidated_records_are_swept_from_disk() {
     let cache = tiered::Cache::open(dir.path()).unwrap();
     for i in 0..3_000u32 {
         let tag = if i % 3 == 0 { "keep" } else { "drop" };
-        cache.insert_with(&i, i, &Options::new().tags([tag])).unwrap();
+        cache
+            .insert_with(&i, i, &Options::new().tags([tag]))
+            .unwrap();
     }
     cache.flush().unwrap();
     let before = cache.stats();
@@ -97,5 +108,9 @@ fn invalidation_during_a_computation_makes_its_result_stale() {
         })
         .unwrap();
     assert_eq!(*v, 1, "the caller still gets what it computed");
-    assert_eq!(get(&cache, "k"), None, "but it was computed from invalidated data");
+    assert_eq!(
+        get(&cache, "k"),
+        None,
+        "but it was computed from invalidated data"
+    );
 }

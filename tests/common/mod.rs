@@ -24,24 +24,31 @@ pub fn child_dir() -> Option<PathBuf> {
 pub fn spawn_child(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
-    cmd.args([test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR, dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn child test process")
 }
 
-/// Reads the child's stdout until a line equal to `marker`.
+/// Reads the child's stdout until a line ending with `marker` (the test harness prints
+/// `test NAME ... ` without a newline before the test's own output).
 pub fn wait_for_line(out: &mut BufReader<ChildStdout>, marker: &str) {
     let mut line = String::new();
     loop {
         line.clear();
         let n = out.read_line(&mut line).expect("read child output");
         assert!(n > 0, "child exited before printing {marker:?}");
-        if line.trim_end() == marker {
+        if line.trim_end().ends_with(marker) {
             return;
         }
     }
