@@ -193,7 +193,7 @@ impl Inner {
                 return OnDisk::TypeMismatch;
             }
             match postcard::take_from_bytes::<V>(rec.payload) {
-                Ok((v, rest)) if rest.is_empty() => {
+                Ok((v, [])) => {
                     OnDisk::Hit(v, rec.meta, rec.generations().collect(), rec.payload.len())
                 }
                 _ => OnDisk::TypeMismatch,
@@ -224,7 +224,7 @@ impl Inner {
                     ek.digest,
                     MemEntry {
                         value: v.clone(),
-                        key: ek.bytes.clone().into_boxed_slice(),
+                        key: Box::from(&*ek.bytes),
                         expiry: meta.expiry,
                         last_access_ms: now.into(),
                         gens: gens.into_boxed_slice(),
@@ -342,7 +342,7 @@ impl Inner {
             MemEntry {
                 value,
                 weight: memory::weight(ek.bytes.len(), payload.len()),
-                key: ek.bytes.into_boxed_slice(),
+                key: Box::from(&*ek.bytes),
                 expiry,
                 last_access_ms: now.into(),
                 gens: stamp.into_boxed_slice(),

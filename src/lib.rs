@@ -86,3 +86,8 @@ mod tests {
         error_is_std::<crate::Error>();
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

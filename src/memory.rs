@@ -58,6 +58,7 @@ type Moka = moka::sync::Cache<u128, Arc<MemEntry>, BuildHasherDefault<DigestHash
 #[derive(Clone)]
 pub(crate) struct MemoryTier {
     moka: Moka,
+    capacity: u64,
 }
 
 struct EntryExpiry {
@@ -116,14 +117,20 @@ impl MemoryTier {
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
             .build_with_hasher(BuildHasherDefault::<DigestHasher>::default());
-        MemoryTier { moka }
+        MemoryTier { moka, capacity }
     }
 
     pub fn get(&self, digest: u128) -> Option<Arc<MemEntry>> {
         self.moka.get(&digest)
     }
 
+    /// Holds `entry`, unless it weighs more than the whole tier (it could never stay); any
+    /// older entry for the digest goes either way.
     pub fn insert(&self, digest: u128, entry: MemEntry) {
+        if u64::from(entry.weight) > self.capacity {
+            self.moka.invalidate(&digest);
+            return;
+        }
         self.moka.insert(digest, Arc::new(entry));
     }
 

@@ -171,6 +171,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
     })
 }
 
+/// The creation time in a record's header (without checking the record).
+pub(crate) fn created_ms(bytes: &[u8]) -> Option<u64> {
+    bytes.get(24..32).map(le_u64)
+}
+
+/// Whether the record's header sets an idle limit (without checking the record).
+pub(crate) fn has_idle_limit(bytes: &[u8]) -> bool {
+    bytes.get(32..40).is_some_and(|b| b != [0u8; 8])
+}
+
 fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);

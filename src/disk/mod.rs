@@ -11,7 +11,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,7 +42,10 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     pub db: redb::Database,
     pub pending: Mutex<HashMap<u128, Pending>>,
-    pub touches: Mutex<Vec<(u128, u64)>>,
+    /// `pending.len()`, readable without the lock: reads skip the lock when nothing is pending.
+    pub pending_len: AtomicUsize,
+    /// Read times waiting for the next commit, one per record.
+    pub touches: Mutex<HashMap<u128, u64>>,
     pub gens: Arc<Generations>,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
@@ -71,6 +74,8 @@ pub(crate) struct DiskTier {
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, to wake it when someone waits for a commit.
+    writer_thread: std::thread::Thread,
     durability: Durability,
     seq: AtomicU64,
 }
@@ -96,6 +101,7 @@ impl DiskTier {
             path: cfg.dir.join(DB_FILE),
             db: opened.db,
             pending: Mutex::default(),
+            pending_len: AtomicUsize::new(0),
             touches: Mutex::default(),
             gens: gens.clone(),
             counters,
@@ -115,6 +121,7 @@ impl DiskTier {
             .map_err(|e| Error::io(&cfg.dir, e))?;
         let tier = DiskTier {
             shared,
+            writer_thread: writer.thread().clone(),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             durability: cfg.durability,
@@ -129,7 +136,11 @@ impl DiskTier {
 
     /// Reads the record of `digest` (this process's uncommitted writes first) and hands it to `f`.
     pub fn read<R>(&self, digest: u128, f: impl FnOnce(Found<'_>) -> R) -> Result<Option<R>> {
-        let pending = lock(&self.shared.pending).get(&digest).cloned();
+        let pending = if self.shared.pending_len.load(Ordering::Acquire) == 0 {
+            None
+        } else {
+            lock(&self.shared.pending).get(&digest).cloned()
+        };
         if let Some((_, record)) = pending {
             return Ok(record.map(|bytes| {
                 f(Found {
@@ -144,7 +155,12 @@ impl DiskTier {
             let Some(guard) = records.get(digest)? else {
                 return Ok(None);
             };
-            let last_access_ms = txn.open_table(ACCESS)?.get(digest)?.map(|g| g.value().0);
+            // Read times matter only to records with an idle limit.
+            let last_access_ms = if crate::record::has_idle_limit(guard.value()) {
+                txn.open_table(ACCESS)?.get(digest)?.map(|g| g.value().0)
+            } else {
+                None
+            };
             Ok(Some(f(Found {
                 bytes: guard.value(),
                 last_access_ms,
@@ -155,12 +171,10 @@ impl DiskTier {
     /// Queues a record; with `Durability::Immediate`, returns after its commit.
     pub fn put(&self, digest: u128, record: Vec<u8>) -> Result<()> {
         let record: Arc<[u8]> = record.into();
-        let at_ms = self.shared.clock.now_ms();
         self.write(digest, Some(record.clone()), |seq| Op::Put {
             digest,
             record,
             seq,
-            at_ms,
         })
     }
 
@@ -195,6 +209,7 @@ impl DiskTier {
         // Held while sending so that the writer applies writes to one digest in `seq` order.
         let mut map = lock(&self.shared.pending);
         map.insert(digest, (seq, pending));
+        self.shared.pending_len.store(map.len(), Ordering::Release);
         let ack = self.send(op(seq), wait);
         drop(map);
         self.wait(ack?)
@@ -210,8 +225,8 @@ impl DiskTier {
     /// Notes a read, for idle expiry and eviction order; written with the next commit.
     pub fn touch(&self, digest: u128, now_ms: u64) {
         let mut touches = lock(&self.shared.touches);
-        if touches.len() < MAX_TOUCHES {
-            touches.push((digest, now_ms));
+        if touches.len() < MAX_TOUCHES || touches.contains_key(&digest) {
+            touches.insert(digest, now_ms);
         }
     }
 
@@ -247,6 +262,9 @@ impl DiskTier {
         let sent = tx
             .as_ref()
             .is_some_and(|tx| tx.send(Msg { op, ack }).is_ok());
+        if wait {
+            self.writer_thread.unpark();
+        }
         if sent {
             Ok(rx)
         } else {

@@ -13,8 +13,8 @@ use super::Shared;
 use crate::record::{self, Dead};
 use crate::stats::Counters;
 
-/// Records judged per transaction.
-const BATCH: usize = 1_024;
+/// Records judged per transaction: small, so that a write queued behind a sweep waits little.
+const BATCH: usize = 256;
 /// How long to wait after a failed batch.
 const BACKOFF: Duration = Duration::from_secs(5);
 
@@ -86,7 +86,11 @@ impl Sweeper {
                     let digest = digest.value();
                     last = Some(digest);
                     scanned += 1;
-                    let last_access = access.get(digest)?.map(|g| g.value().0);
+                    let last_access = if record::has_idle_limit(bytes.value()) {
+                        access.get(digest)?.map(|g| g.value().0)
+                    } else {
+                        None
+                    };
                     if let Some(why) =
                         record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
                     {

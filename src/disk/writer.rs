@@ -1,16 +1,19 @@
 //! The writer thread: owns every write transaction and commits in groups.
 //!
-//! With `Durability::Immediate` it commits whatever is queued as soon as it can, so writers that
-//! arrive during one fsync share the next (group commit). With `Durability::Batched(d)` it waits
-//! up to `d` after the first queued write, unless someone waits for a commit. Every commit is
-//! redb-`Immediate` with quick-repair. When idle it sweeps dead records (see `sweep.rs`).
+//! A batch opens a write transaction at its first operation and applies each later one as it
+//! arrives, so that encoding on the callers' threads and B-tree work here overlap. With
+//! `Durability::Immediate` it commits as soon as the queue is empty, so writers that arrive
+//! during one fsync share the next (group commit). With `Durability::Batched(d)` it keeps the
+//! batch open up to `d` after the first operation, unless someone waits for a commit. Every
+//! commit is redb-`Immediate` with quick-repair. When idle it sweeps dead records (`sweep.rs`).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table};
 
 use super::guard::catch;
 use super::sweep::Sweeper;
@@ -25,7 +28,6 @@ pub(crate) enum Op {
         digest: u128,
         record: Arc<[u8]>,
         seq: u64,
-        at_ms: u64,
     },
     Remove {
         digest: u128,
@@ -42,6 +44,13 @@ pub(crate) enum Op {
 pub(crate) struct Msg {
     pub op: Op,
     pub ack: Option<SyncSender<Outcome>>,
+}
+
+impl Msg {
+    /// Someone waits for this commit: do not hold the batch open for more.
+    fn urgent(&self) -> bool {
+        self.ack.is_some()
+    }
 }
 
 /// Most operations in one commit.
@@ -68,16 +77,15 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
             }
         };
         let Some(first) = first else {
-            idle(shared, &mut sweeper);
+            idle(shared, rx, &mut sweeper);
             continue;
         };
         let mut batch = vec![first];
-        gather(rx, &mut batch, window);
-        let shutdown = batch.iter().any(|m| matches!(m.op, Op::Shutdown));
-        let result = commit(shared, &batch);
+        let result = commit(shared, rx, &mut batch, window);
         if let Err(e) = &result {
             tracing::error!(file = %shared.path.display(), error = %e, "cache commit failed");
         }
+        let shutdown = batch.iter().any(|m| matches!(m.op, Op::Shutdown));
         settle(shared, batch, &result, &mut sweeper);
         if shutdown {
             return;
@@ -85,48 +93,21 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
     }
 }
 
-fn idle(shared: &Shared, sweeper: &mut Sweeper) {
+fn idle(shared: &Shared, rx: &Receiver<Msg>, sweeper: &mut Sweeper) {
     if sweeper.active() || sweeper.due() {
         if let Err(e) = sweeper.step(shared) {
             tracing::warn!(error = %e, "cache sweep failed; retrying later");
             sweeper.pause();
         }
     } else if !lock(&shared.touches).is_empty() {
-        if let Err(e) = commit(shared, &[]) {
+        if let Err(e) = commit(shared, rx, &mut Vec::new(), None) {
             tracing::warn!(error = %e, "writing read times failed");
         }
     }
 }
 
-/// Adds to `batch` what should share its commit.
-fn gather(rx: &Receiver<Msg>, batch: &mut Vec<Msg>, window: Option<Duration>) {
-    let urgent = |m: &Msg| m.ack.is_some();
-    if let (Some(window), false) = (window, batch.iter().any(urgent)) {
-        let until = Instant::now() + window;
-        while batch.len() < MAX_BATCH {
-            let left = until.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(m) => {
-                    let stop = urgent(&m);
-                    batch.push(m);
-                    if stop {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    }
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(m) => batch.push(m),
-            Err(_) => break,
-        }
-    }
-}
-
 /// Tells waiters the outcome and drops committed writes from `pending`.
-fn settle(shared: &Shared, batch: Vec<Msg>, result: &Result<(), String>, sweeper: &mut Sweeper) {
+fn settle(shared: &Shared, batch: Vec<Msg>, result: &Outcome, sweeper: &mut Sweeper) {
     {
         let mut pending = lock(&shared.pending);
         for msg in &batch {
@@ -136,6 +117,7 @@ fn settle(shared: &Shared, batch: Vec<Msg>, result: &Result<(), String>, sweeper
                 }
             }
         }
+        shared.pending_len.store(pending.len(), Ordering::Release);
     }
     let mut someone_waited = false;
     for msg in batch {
@@ -152,13 +134,45 @@ fn settle(shared: &Shared, batch: Vec<Msg>, result: &Result<(), String>, sweeper
     }
 }
 
-/// Applies a batch (and the queued read times) in one durable transaction.
-pub(super) fn commit(shared: &Shared, batch: &[Msg]) -> Result<(), String> {
-    let touches = std::mem::take(&mut *lock(&shared.touches));
+/// The tables a batch writes, open in one transaction.
+struct Tables<'t> {
+    records: Table<'t, u128, &'static [u8]>,
+    access: Table<'t, u128, (u64, u64)>,
+    gens: Table<'t, &'static str, u64>,
+    bytes: u64,
+}
+
+/// Applies `batch` (plus whatever joins it while the batch is open, and the queued read times)
+/// in one durable transaction. Messages that join are appended to `batch`.
+pub(super) fn commit(
+    shared: &Shared,
+    rx: &Receiver<Msg>,
+    batch: &mut Vec<Msg>,
+    window: Option<Duration>,
+) -> Outcome {
     let (bytes, entries, evicted) = catch(|| {
         let mut txn = shared.db.begin_write()?;
         txn.set_quick_repair(true);
-        let counts = apply(shared, &txn, batch, &touches)?;
+        let counts = {
+            let mut t = Tables {
+                records: txn.open_table(RECORDS)?,
+                access: txn.open_table(ACCESS)?,
+                gens: txn.open_table(GENERATIONS)?,
+                bytes: shared.counters.disk_bytes.load(Ordering::Relaxed),
+            };
+            for msg in batch.iter() {
+                t.apply(&msg.op)?;
+            }
+            gather(rx, batch, window, &mut t)?;
+            let touches = std::mem::take(&mut *lock(&shared.touches));
+            t.touch(&touches)?;
+            let mut evicted = 0;
+            if t.bytes > shared.capacity {
+                evicted = t.evict(shared.capacity)?;
+            }
+            txn.open_table(META)?.insert(DISK_BYTES, t.bytes)?;
+            (t.bytes, t.records.len()?, evicted)
+        };
         txn.commit()?;
         Ok(counts)
     })
@@ -170,90 +184,108 @@ pub(super) fn commit(shared: &Shared, batch: &[Msg]) -> Result<(), String> {
     Ok(())
 }
 
-fn apply(
-    shared: &Shared,
-    txn: &WriteTransaction,
-    batch: &[Msg],
-    touches: &[(u128, u64)],
-) -> Result<(u64, u64, u64), redb::Error> {
-    let mut records = txn.open_table(RECORDS)?;
-    let mut access = txn.open_table(ACCESS)?;
-    let mut gens = txn.open_table(GENERATIONS)?;
-    let mut meta = txn.open_table(META)?;
-    let mut bytes = shared.counters.disk_bytes.load(Ordering::Relaxed);
-    for msg in batch {
-        match &msg.op {
-            Op::Put {
-                digest,
-                record,
-                at_ms,
-                ..
-            } => {
-                if let Some(old) = records.insert(digest, &record[..])? {
-                    bytes = bytes.saturating_sub(old.value().len() as u64);
+/// Receives and applies what should share this commit.
+///
+/// While a batch window is open the writer sleeps instead of waiting on the channel, so that
+/// an insert's `send` never has to wake it (a wake is a syscall: far more than the insert
+/// costs). Whoever waits for a commit unparks the writer after sending.
+fn gather(
+    rx: &Receiver<Msg>,
+    batch: &mut Vec<Msg>,
+    window: Option<Duration>,
+    t: &mut Tables<'_>,
+) -> Result<(), redb::Error> {
+    let mut urgent = batch.iter().any(Msg::urgent);
+    let until = window.map(|w| Instant::now() + w);
+    loop {
+        while batch.len() < MAX_BATCH {
+            let Ok(msg) = rx.try_recv() else { break };
+            t.apply(&msg.op)?;
+            urgent |= msg.urgent();
+            batch.push(msg);
+        }
+        let left = until.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        if urgent || batch.len() >= MAX_BATCH || left.is_zero() {
+            return Ok(());
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+impl Tables<'_> {
+    fn apply(&mut self, op: &Op) -> Result<(), redb::Error> {
+        match op {
+            Op::Put { digest, record, .. } => {
+                if let Some(old) = self.records.insert(digest, &record[..])? {
+                    self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
                 }
-                bytes += record.len() as u64;
-                access.insert(digest, (*at_ms, record.len() as u64))?;
+                self.bytes += record.len() as u64;
             }
             Op::Remove { digest, .. } => {
-                if let Some(old) = records.remove(digest)? {
-                    bytes = bytes.saturating_sub(old.value().len() as u64);
+                if let Some(old) = self.records.remove(digest)? {
+                    self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+                    self.access.remove(digest)?;
                 }
-                access.remove(digest)?;
             }
             Op::Bump { label, generation } => {
-                let stored = gens.get(label.as_str())?.map_or(0, |g| g.value());
-                gens.insert(label.as_str(), stored.max(*generation))?;
+                let stored = self.gens.get(label.as_str())?.map_or(0, |g| g.value());
+                self.gens.insert(label.as_str(), stored.max(*generation))?;
             }
             Op::Flush | Op::Shutdown => {}
         }
+        Ok(())
     }
-    for (digest, at_ms) in touches {
-        let len = access.get(digest)?.map(|g| g.value().1);
-        if let Some(len) = len {
-            access.insert(digest, (*at_ms, len))?;
-        }
-    }
-    let mut evicted = 0;
-    if bytes > shared.capacity {
-        evicted = evict(&mut records, &mut access, &mut bytes, shared.capacity)?;
-    }
-    meta.insert(DISK_BYTES, bytes)?;
-    Ok((bytes, records.len()?, evicted))
-}
 
-/// Drops the least recently used records until the disk tier holds at most 90% of `capacity`,
-/// so that eviction (a scan of the access table) runs once per tenth of capacity written.
-fn evict(
-    records: &mut redb::Table<'_, u128, &[u8]>,
-    access: &mut redb::Table<'_, u128, (u64, u64)>,
-    bytes: &mut u64,
-    capacity: u64,
-) -> Result<u64, redb::Error> {
-    let target = capacity / 10 * 9;
-    let mut by_age = Vec::new();
-    for item in access.range::<u128>(..)? {
-        let (digest, value) = item?;
-        let (at_ms, _) = value.value();
-        by_age.push((at_ms, digest.value()));
-    }
-    by_age.sort_unstable();
-    let mut evicted = 0;
-    for (_, digest) in by_age {
-        if *bytes <= target {
-            break;
+    /// Records read times of records that still exist.
+    fn touch(&mut self, touches: &HashMap<u128, u64>) -> Result<(), redb::Error> {
+        for (digest, at_ms) in touches {
+            let len = self.records.get(digest)?.map(|g| g.value().len() as u64);
+            if let Some(len) = len {
+                self.access.insert(digest, (*at_ms, len))?;
+            }
         }
-        if let Some(old) = records.remove(digest)? {
-            *bytes = bytes.saturating_sub(old.value().len() as u64);
-            evicted += 1;
-        }
-        access.remove(digest)?;
+        Ok(())
     }
-    tracing::debug!(
-        evicted,
-        bytes = *bytes,
-        capacity,
-        "disk tier evicted least recently used records"
-    );
-    Ok(evicted)
+
+    /// Drops the least recently used records until the tier holds at most 90% of `capacity`,
+    /// so that eviction (a scan of every record's header) runs once per tenth of capacity
+    /// written. A record's last use is its last recorded read, else its creation.
+    fn evict(&mut self, capacity: u64) -> Result<u64, redb::Error> {
+        let target = capacity / 10 * 9;
+        let mut by_age = Vec::new();
+        for item in self.records.range::<u128>(..)? {
+            let (digest, bytes) = item?;
+            let created = crate::record::created_ms(bytes.value()).unwrap_or(0);
+            by_age.push((created, digest.value()));
+        }
+        for item in self.access.range::<u128>(..)? {
+            let (digest, value) = item?;
+            let (at_ms, _) = value.value();
+            by_age.push((at_ms, digest.value()));
+        }
+        // Keep each record's latest use.
+        by_age.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        by_age.dedup_by_key(|e| e.1);
+        by_age.sort_unstable();
+        let mut evicted = 0;
+        for (_, digest) in by_age {
+            if self.bytes <= target {
+                break;
+            }
+            if let Some(old) = self.records.remove(digest)? {
+                self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+                evicted += 1;
+            }
+            self.access.remove(digest)?;
+        }
+        tracing::debug!(
+            evicted,
+            bytes = self.bytes,
+            capacity,
+            "disk tier evicted least recently used records"
+        );
+        Ok(evicted)
+    }
 }
