@@ -112,7 +112,10 @@ impl MemoryTier {
             .weigher(|_, e: &Arc<MemEntry>| e.weight)
             .expire_after(EntryExpiry { clock })
             .eviction_listener(move |_, _, cause| match cause {
-                RemovalCause::Size => Counters::bump(&counters.evictions),
+                RemovalCause::Size => {
+                    Counters::bump(&counters.evictions);
+                    tracing::debug!("memory tier evicted an entry to stay within capacity");
+                }
                 RemovalCause::Expired => Counters::bump(&counters.expirations),
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })

@@ -1,0 +1,64 @@
+//! Both tiers stay within their capacities; the disk tier drops its least recently used records.
+
+mod common;
+
+use std::time::Duration;
+
+use tiered::{Cache, Durability};
+
+fn value(i: u32) -> String {
+    format!("{i:04}-{}", "x".repeat(1_000))
+}
+
+#[test]
+fn the_disk_tier_evicts_least_recently_used_records_past_capacity() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    let capacity = 60 * 1_150; // about sixty records
+    let cache = Cache::builder()
+        .path(dir.path())
+        .clock(clock.clone())
+        .durability(Durability::Immediate)
+        .memory_capacity(1) // admits nothing: every read below comes from disk
+        .disk_capacity(capacity)
+        .open()
+        .unwrap();
+    for i in 0..50u32 {
+        clock.advance(Duration::from_secs(1));
+        cache.insert(&i, value(i)).unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        cache.get::<_, String>(&0u32).unwrap().as_deref(),
+        Some(&value(0))
+    );
+    cache.flush().unwrap(); // writes the read time of record 0
+    for i in 50..80u32 {
+        clock.advance(Duration::from_secs(1));
+        cache.insert(&i, value(i)).unwrap();
+    }
+    cache.flush().unwrap();
+    let s = cache.stats();
+    assert!(s.disk_bytes <= capacity, "{s:?}");
+    assert!(s.evictions > 0 && s.entries < 80, "{s:?}");
+    assert!(
+        cache.contains_key(&0u32).unwrap(),
+        "recently read record was evicted"
+    );
+    assert!(
+        !cache.contains_key(&1u32).unwrap(),
+        "least recently used record kept: {s:?}"
+    );
+    assert!(cache.contains_key(&79u32).unwrap(), "newest record evicted");
+}
+
+#[test]
+fn the_memory_tier_stays_within_capacity_and_counts_evictions() {
+    let cache = Cache::builder().memory_capacity(64 << 10).open().unwrap();
+    for i in 0..1_000u32 {
+        cache.insert(&i, value(i)).unwrap();
+    }
+    let s = cache.stats();
+    assert!(s.memory_bytes <= 64 << 10, "{s:?}");
+    assert!(s.evictions > 0, "{s:?}");
+}
