@@ -151,7 +151,8 @@ impl Cache {
     /// The value for `key`, computed by `f` and stored if missing.
     ///
     /// Concurrent callers of one missing key run `f` once: the others wait and share its
-    /// result. No lock is held while `f` runs, so `f` may use the cache itself. If `f` panics,
+    /// result. No lock is held while `f` runs, so `f` may use the cache itself (but must not
+    /// ask for its own key: it would wait for itself). If `f` panics,
     /// a waiting caller runs its own `f`. If the computed value cannot be stored (a full disk),
     /// it is still returned and a warning is logged.
     ///
