@@ -202,13 +202,9 @@ impl Inner {
         match found {
             None | Some(OnDisk::OtherKey) => Ok(None),
             Some(OnDisk::Dead(why)) => {
-                match why {
-                    Dead::Expired => Counters::bump(&self.counters.expirations),
-                    Dead::Damaged => {
-                        Counters::bump(&self.counters.damaged_records);
-                        tracing::warn!(file = %disk.path().display(), "damaged cache record dropped");
-                    }
-                    Dead::Stale => {}
+                self.counters.count_dead(why);
+                if why == Dead::Damaged {
+                    tracing::warn!(file = %disk.path().display(), "damaged cache record dropped");
                 }
                 tracing::debug!(?why, "dead record dropped");
                 self.drop_entry(ek.digest, true);

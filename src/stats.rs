@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::record::Dead;
+
 /// A snapshot of what the cache has done since it was opened (counters) and holds now (sizes).
 ///
 /// ```
@@ -63,6 +65,15 @@ pub(crate) struct Counters {
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a dead entry found by a read or the sweeper (stale ones count at invalidation).
+    pub fn count_dead(&self, why: Dead) {
+        match why {
+            Dead::Expired => Self::bump(&self.expirations),
+            Dead::Damaged => Self::bump(&self.damaged_records),
+            Dead::Stale => {}
+        }
     }
 
     pub fn snapshot(&self) -> Stats {

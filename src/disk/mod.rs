@@ -54,6 +54,34 @@ pub(crate) struct Shared {
     pub failure: Mutex<Option<String>>,
 }
 
+impl Shared {
+    /// Runs `f` over the tables in one durable write transaction (redb `Immediate`, with
+    /// quick-repair), then publishes the new byte and record totals. Errors, redb panics
+    /// included, come back as text for whoever waits on the commit.
+    fn transact<T>(
+        &self,
+        f: impl FnOnce(&mut tables::Tables<'_>) -> Result<T, redb::Error>,
+    ) -> Result<T, String> {
+        let (out, bytes, entries) = guard::catch(|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_quick_repair(true);
+            let (out, bytes, entries) = {
+                let bytes = self.counters.disk_bytes.load(Ordering::Relaxed);
+                let mut t = tables::Tables::open(&txn, bytes)?;
+                let out = f(&mut t)?;
+                let (bytes, entries) = t.finish()?;
+                (out, bytes, entries)
+            };
+            txn.commit()?;
+            Ok((out, bytes, entries))
+        })
+        .map_err(|c| c.into_error(&self.path).to_string())?;
+        self.counters.disk_bytes.store(bytes, Ordering::Relaxed);
+        self.counters.disk_entries.store(entries, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
 pub(crate) struct DiskConfig {
     pub dir: PathBuf,
     pub open_timeout: Duration,

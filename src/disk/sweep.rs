@@ -2,16 +2,12 @@
 //! writer is idle, so that space comes back without blocking writes.
 
 use std::ops::Bound;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
-use super::guard::catch;
-use super::tables::*;
 use super::Shared;
-use crate::record::{self, Dead};
-use crate::stats::Counters;
+use crate::record;
 
 /// Records judged per transaction: small, so that a write queued behind a sweep waits little.
 const BATCH: usize = 256;
@@ -70,60 +66,37 @@ impl Sweeper {
         }
         let now_ms = shared.clock.now_ms();
         let cursor = self.cursor;
-        let (last, scanned, dead, bytes, entries) = catch(|| {
-            let mut txn = shared.db.begin_write()?;
-            txn.set_quick_repair(true);
-            let out = {
-                let mut records = txn.open_table(RECORDS)?;
-                let mut access = txn.open_table(ACCESS)?;
-                let mut meta = txn.open_table(META)?;
-                let mut doomed = Vec::new();
-                let mut last = None;
-                let mut scanned = 0;
-                let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-                for item in records.range::<u128>((lower, Bound::Unbounded))? {
-                    let (digest, bytes) = item?;
-                    let digest = digest.value();
-                    last = Some(digest);
-                    scanned += 1;
-                    let last_access = if record::has_idle_limit(bytes.value()) {
-                        access.get(digest)?.map(|g| g.value().0)
-                    } else {
-                        None
-                    };
-                    if let Some(why) =
-                        record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
-                    {
-                        doomed.push((digest, why));
-                    }
-                    if scanned >= BATCH {
-                        break;
-                    }
+        let (last, scanned, dead) = shared.transact(|t| {
+            let mut doomed = Vec::new();
+            let mut last = None;
+            let mut scanned = 0;
+            let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+            for item in t.records.range::<u128>((lower, Bound::Unbounded))? {
+                let (digest, bytes) = item?;
+                let digest = digest.value();
+                last = Some(digest);
+                scanned += 1;
+                let last_access = if record::has_idle_limit(bytes.value()) {
+                    t.access.get(digest)?.map(|g| g.value().0)
+                } else {
+                    None
+                };
+                if let Some(why) =
+                    record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
+                {
+                    doomed.push((digest, why));
                 }
-                let mut bytes = shared.counters.disk_bytes.load(Ordering::Relaxed);
-                for (digest, _) in &doomed {
-                    if let Some(old) = records.remove(digest)? {
-                        bytes = bytes.saturating_sub(old.value().len() as u64);
-                    }
-                    access.remove(digest)?;
+                if scanned >= BATCH {
+                    break;
                 }
-                meta.insert(DISK_BYTES, bytes)?;
-                (last, scanned, doomed, bytes, records.len()?)
-            };
-            txn.commit()?;
-            Ok(out)
-        })
-        .map_err(|c| c.into_error(&shared.path).to_string())?;
-
-        let c = &shared.counters;
-        c.disk_bytes.store(bytes, Ordering::Relaxed);
-        c.disk_entries.store(entries, Ordering::Relaxed);
-        for (_, why) in &dead {
-            match why {
-                Dead::Expired => Counters::bump(&c.expirations),
-                Dead::Damaged => Counters::bump(&c.damaged_records),
-                Dead::Stale => {}
             }
+            for (digest, _) in &doomed {
+                t.remove(*digest)?;
+            }
+            Ok((last, scanned, doomed))
+        })?;
+        for (_, why) in &dead {
+            shared.counters.count_dead(*why);
         }
         if !dead.is_empty() {
             tracing::debug!(

@@ -1,6 +1,6 @@
 //! The redb tables of a cache database.
 
-use redb::TableDefinition;
+use redb::{ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 /// Key digest → record (see `record.rs`).
 pub(crate) const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
@@ -18,3 +18,52 @@ pub(crate) const DISK_BYTES: &str = "disk_bytes";
 pub(crate) const DB_VERSION: &str = "db_version";
 /// The database layout this build writes.
 pub(crate) const CURRENT_DB_VERSION: u64 = 1;
+
+/// The tables of one write transaction, with the running byte total.
+pub(crate) struct Tables<'t> {
+    pub records: Table<'t, u128, &'static [u8]>,
+    pub access: Table<'t, u128, (u64, u64)>,
+    pub gens: Table<'t, &'static str, u64>,
+    meta: Table<'t, &'static str, u64>,
+    /// Bytes of all records, kept in step with every insert and removal.
+    pub bytes: u64,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction, bytes: u64) -> Result<Self, redb::Error> {
+        Ok(Tables {
+            records: txn.open_table(RECORDS)?,
+            access: txn.open_table(ACCESS)?,
+            gens: txn.open_table(GENERATIONS)?,
+            meta: txn.open_table(META)?,
+            bytes,
+        })
+    }
+
+    pub fn put(&mut self, digest: u128, record: &[u8]) -> Result<(), redb::Error> {
+        if let Some(old) = self.records.insert(digest, record)? {
+            self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+        }
+        self.bytes += record.len() as u64;
+        Ok(())
+    }
+
+    /// Removes a record and its read time; returns whether there was a record.
+    pub fn remove(&mut self, digest: u128) -> Result<bool, redb::Error> {
+        let existed = match self.records.remove(digest)? {
+            Some(old) => {
+                self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+                true
+            }
+            None => false,
+        };
+        self.access.remove(digest)?;
+        Ok(existed)
+    }
+
+    /// Writes the byte total beside the data; returns it with the number of records.
+    pub fn finish(mut self) -> Result<(u64, u64), redb::Error> {
+        self.meta.insert(DISK_BYTES, self.bytes)?;
+        Ok((self.bytes, self.records.len()?))
+    }
+}

@@ -13,11 +13,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, ReadableTableMetadata, Table};
+use redb::ReadableTable;
 
-use super::guard::catch;
 use super::sweep::Sweeper;
-use super::tables::*;
+use super::tables::Tables;
 use super::{lock, Shared};
 
 /// What a waiting caller is told: committed, or why not.
@@ -134,14 +133,6 @@ fn settle(shared: &Shared, batch: Vec<Msg>, result: &Outcome, sweeper: &mut Swee
     }
 }
 
-/// The tables a batch writes, open in one transaction.
-struct Tables<'t> {
-    records: Table<'t, u128, &'static [u8]>,
-    access: Table<'t, u128, (u64, u64)>,
-    gens: Table<'t, &'static str, u64>,
-    bytes: u64,
-}
-
 /// Applies `batch` (plus whatever joins it while the batch is open, and the queued read times)
 /// in one durable transaction. Messages that join are appended to `batch`.
 pub(super) fn commit(
@@ -150,37 +141,23 @@ pub(super) fn commit(
     batch: &mut Vec<Msg>,
     window: Option<Duration>,
 ) -> Outcome {
-    let (bytes, entries, evicted) = catch(|| {
-        let mut txn = shared.db.begin_write()?;
-        txn.set_quick_repair(true);
-        let counts = {
-            let mut t = Tables {
-                records: txn.open_table(RECORDS)?,
-                access: txn.open_table(ACCESS)?,
-                gens: txn.open_table(GENERATIONS)?,
-                bytes: shared.counters.disk_bytes.load(Ordering::Relaxed),
-            };
-            for msg in batch.iter() {
-                t.apply(&msg.op)?;
-            }
-            gather(rx, batch, window, &mut t)?;
-            let touches = std::mem::take(&mut *lock(&shared.touches));
-            t.touch(&touches)?;
-            let mut evicted = 0;
-            if t.bytes > shared.capacity {
-                evicted = t.evict(shared.capacity)?;
-            }
-            txn.open_table(META)?.insert(DISK_BYTES, t.bytes)?;
-            (t.bytes, t.records.len()?, evicted)
-        };
-        txn.commit()?;
-        Ok(counts)
-    })
-    .map_err(|c| c.into_error(&shared.path).to_string())?;
-    let c = &shared.counters;
-    c.disk_bytes.store(bytes, Ordering::Relaxed);
-    c.disk_entries.store(entries, Ordering::Relaxed);
-    c.evictions.fetch_add(evicted, Ordering::Relaxed);
+    let evicted = shared.transact(|t| {
+        for msg in batch.iter() {
+            apply(t, &msg.op)?;
+        }
+        gather(rx, batch, window, t)?;
+        let touches = std::mem::take(&mut *lock(&shared.touches));
+        touch(t, &touches)?;
+        if t.bytes > shared.capacity {
+            evict(t, shared.capacity)
+        } else {
+            Ok(0)
+        }
+    })?;
+    shared
+        .counters
+        .evictions
+        .fetch_add(evicted, Ordering::Relaxed);
     Ok(())
 }
 
@@ -200,7 +177,7 @@ fn gather(
     loop {
         while batch.len() < MAX_BATCH {
             let Ok(msg) = rx.try_recv() else { break };
-            t.apply(&msg.op)?;
+            apply(t, &msg.op)?;
             urgent |= msg.urgent();
             batch.push(msg);
         }
@@ -214,78 +191,65 @@ fn gather(
     }
 }
 
-impl Tables<'_> {
-    fn apply(&mut self, op: &Op) -> Result<(), redb::Error> {
-        match op {
-            Op::Put { digest, record, .. } => {
-                if let Some(old) = self.records.insert(digest, &record[..])? {
-                    self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
-                }
-                self.bytes += record.len() as u64;
-            }
-            Op::Remove { digest, .. } => {
-                if let Some(old) = self.records.remove(digest)? {
-                    self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
-                    self.access.remove(digest)?;
-                }
-            }
-            Op::Bump { label, generation } => {
-                let stored = self.gens.get(label.as_str())?.map_or(0, |g| g.value());
-                self.gens.insert(label.as_str(), stored.max(*generation))?;
-            }
-            Op::Flush | Op::Shutdown => {}
+fn apply(t: &mut Tables<'_>, op: &Op) -> Result<(), redb::Error> {
+    match op {
+        Op::Put { digest, record, .. } => t.put(*digest, record)?,
+        Op::Remove { digest, .. } => {
+            t.remove(*digest)?;
         }
-        Ok(())
+        Op::Bump { label, generation } => {
+            let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
+            t.gens.insert(label.as_str(), stored.max(*generation))?;
+        }
+        Op::Flush | Op::Shutdown => {}
     }
+    Ok(())
+}
 
-    /// Records read times of records that still exist.
-    fn touch(&mut self, touches: &HashMap<u128, u64>) -> Result<(), redb::Error> {
-        for (digest, at_ms) in touches {
-            let len = self.records.get(digest)?.map(|g| g.value().len() as u64);
-            if let Some(len) = len {
-                self.access.insert(digest, (*at_ms, len))?;
-            }
+/// Records read times of records that still exist.
+fn touch(t: &mut Tables<'_>, touches: &HashMap<u128, u64>) -> Result<(), redb::Error> {
+    for (digest, at_ms) in touches {
+        let len = t.records.get(digest)?.map(|g| g.value().len() as u64);
+        if let Some(len) = len {
+            t.access.insert(digest, (*at_ms, len))?;
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Drops the least recently used records until the tier holds at most 90% of `capacity`,
-    /// so that eviction (a scan of every record's header) runs once per tenth of capacity
-    /// written. A record's last use is its last recorded read, else its creation.
-    fn evict(&mut self, capacity: u64) -> Result<u64, redb::Error> {
-        let target = capacity / 10 * 9;
-        let mut by_age = Vec::new();
-        for item in self.records.range::<u128>(..)? {
-            let (digest, bytes) = item?;
-            let created = crate::record::created_ms(bytes.value()).unwrap_or(0);
-            by_age.push((created, digest.value()));
-        }
-        for item in self.access.range::<u128>(..)? {
-            let (digest, value) = item?;
-            let (at_ms, _) = value.value();
-            by_age.push((at_ms, digest.value()));
-        }
-        // Keep each record's latest use.
-        by_age.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-        by_age.dedup_by_key(|e| e.1);
-        by_age.sort_unstable();
-        let mut evicted = 0;
-        for (_, digest) in by_age {
-            if self.bytes <= target {
-                break;
-            }
-            if let Some(old) = self.records.remove(digest)? {
-                self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
-                evicted += 1;
-            }
-            self.access.remove(digest)?;
-        }
-        tracing::debug!(
-            evicted,
-            bytes = self.bytes,
-            capacity,
-            "disk tier evicted least recently used records"
-        );
-        Ok(evicted)
+/// Drops the least recently used records until the tier holds at most 90% of `capacity`,
+/// so that eviction (a scan of every record's header) runs once per tenth of capacity
+/// written. A record's last use is its last recorded read, else its creation.
+fn evict(t: &mut Tables<'_>, capacity: u64) -> Result<u64, redb::Error> {
+    let target = capacity / 10 * 9;
+    let mut by_age = Vec::new();
+    for item in t.records.range::<u128>(..)? {
+        let (digest, bytes) = item?;
+        let created = crate::record::created_ms(bytes.value()).unwrap_or(0);
+        by_age.push((created, digest.value()));
     }
+    for item in t.access.range::<u128>(..)? {
+        let (digest, value) = item?;
+        by_age.push((value.value().0, digest.value()));
+    }
+    // Keep each record's latest use, then take the oldest first.
+    by_age.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+    by_age.dedup_by_key(|e| e.1);
+    by_age.sort_unstable();
+    let mut evicted = 0;
+    for (_, digest) in by_age {
+        if t.bytes <= target {
+            break;
+        }
+        if t.remove(digest)? {
+            evicted += 1;
+        }
+    }
+    tracing::debug!(
+        evicted,
+        bytes = t.bytes,
+        capacity,
+        "disk tier evicted least recently used records"
+    );
+    Ok(evicted)
 }
