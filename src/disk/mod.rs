@@ -183,12 +183,8 @@ impl DiskTier {
             let Some(guard) = records.get(digest)? else {
                 return Ok(None);
             };
-            // Read times matter only to records with an idle limit.
-            let last_access_ms = if crate::record::has_idle_limit(guard.value()) {
-                txn.open_table(ACCESS)?.get(digest)?.map(|g| g.value().0)
-            } else {
-                None
-            };
+            let last_access_ms =
+                tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?;
             Ok(Some(f(Found {
                 bytes: guard.value(),
                 last_access_ms,

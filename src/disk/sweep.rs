@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
+use super::tables::last_access;
 use super::Shared;
 use crate::record;
 
@@ -76,11 +77,7 @@ impl Sweeper {
                 let digest = digest.value();
                 last = Some(digest);
                 scanned += 1;
-                let last_access = if record::has_idle_limit(bytes.value()) {
-                    t.access.get(digest)?.map(|g| g.value().0)
-                } else {
-                    None
-                };
+                let last_access = last_access(&t.access, digest, bytes.value())?;
                 if let Some(why) =
                     record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
                 {

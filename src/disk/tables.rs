@@ -1,6 +1,6 @@
 //! The redb tables of a cache database.
 
-use redb::{ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 /// Key digest → record (see `record.rs`).
 pub(crate) const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
@@ -18,6 +18,19 @@ pub(crate) const DISK_BYTES: &str = "disk_bytes";
 pub(crate) const DB_VERSION: &str = "db_version";
 /// The database layout this build writes.
 pub(crate) const CURRENT_DB_VERSION: u64 = 1;
+
+/// When the record was last read, if that matters: read times are kept for idle expiry, so
+/// only a record with an idle limit needs the lookup.
+pub(crate) fn last_access(
+    access: &impl ReadableTable<u128, (u64, u64)>,
+    digest: u128,
+    record: &[u8],
+) -> Result<Option<u64>, redb::Error> {
+    if !crate::record::has_idle_limit(record) {
+        return Ok(None);
+    }
+    Ok(access.get(digest)?.map(|g| g.value().0))
+}
 
 /// The tables of one write transaction, with the running byte total.
 pub(crate) struct Tables<'t> {

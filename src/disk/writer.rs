@@ -75,34 +75,48 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         };
-        let Some(first) = first else {
-            idle(shared, rx, &mut sweeper);
-            continue;
+        let shutdown = match first {
+            Some(first) => commit_and_settle(shared, rx, vec![first], window, &mut sweeper),
+            None => idle(shared, rx, &mut sweeper),
         };
-        let mut batch = vec![first];
-        let result = commit(shared, rx, &mut batch, window);
-        if let Err(e) = &result {
-            tracing::error!(file = %shared.path.display(), error = %e, "cache commit failed");
-        }
-        let shutdown = batch.iter().any(|m| matches!(m.op, Op::Shutdown));
-        settle(shared, batch, &result, &mut sweeper);
         if shutdown {
             return;
         }
     }
 }
 
-fn idle(shared: &Shared, rx: &Receiver<Msg>, sweeper: &mut Sweeper) {
+/// Sweeps a batch, or commits waiting read times. Returns whether a shutdown was committed.
+fn idle(shared: &Shared, rx: &Receiver<Msg>, sweeper: &mut Sweeper) -> bool {
     if sweeper.active() || sweeper.due() {
         if let Err(e) = sweeper.step(shared) {
             tracing::warn!(error = %e, "cache sweep failed; retrying later");
             sweeper.pause();
         }
+        false
     } else if !lock(&shared.touches).is_empty() {
-        if let Err(e) = commit(shared, rx, &mut Vec::new(), None) {
-            tracing::warn!(error = %e, "writing read times failed");
-        }
+        // Messages queued meanwhile join this commit, so it must settle them like any other.
+        commit_and_settle(shared, rx, Vec::new(), None, sweeper)
+    } else {
+        false
     }
+}
+
+/// Commits `batch` with whatever joins it, then tells every message's sender. Returns whether
+/// the batch held a shutdown.
+fn commit_and_settle(
+    shared: &Shared,
+    rx: &Receiver<Msg>,
+    mut batch: Vec<Msg>,
+    window: Option<Duration>,
+    sweeper: &mut Sweeper,
+) -> bool {
+    let result = commit(shared, rx, &mut batch, window);
+    if let Err(e) = &result {
+        tracing::error!(file = %shared.path.display(), error = %e, "cache commit failed");
+    }
+    let shutdown = batch.iter().any(|m| matches!(m.op, Op::Shutdown));
+    settle(shared, batch, &result, sweeper);
+    shutdown
 }
 
 /// Tells waiters the outcome and drops committed writes from `pending`.
@@ -135,7 +149,7 @@ fn settle(shared: &Shared, batch: Vec<Msg>, result: &Outcome, sweeper: &mut Swee
 
 /// Applies `batch` (plus whatever joins it while the batch is open, and the queued read times)
 /// in one durable transaction. Messages that join are appended to `batch`.
-pub(super) fn commit(
+fn commit(
     shared: &Shared,
     rx: &Receiver<Msg>,
     batch: &mut Vec<Msg>,
