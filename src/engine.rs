@@ -21,18 +21,27 @@ use crate::options::Options;
 use crate::record::{self, Dead, Meta};
 use crate::stats::{Counters, Stats};
 
-/// Where keys live: a namespace's name and the id of its generation.
+/// Where keys live: the root or a namespace, and the id of its generation.
 #[derive(Clone, Debug)]
 pub(crate) struct Scope {
-    pub name: Arc<str>,
+    pub name: crate::key::ScopeName,
     pub id: u64,
 }
 
 impl Scope {
+    /// The scope of the `Cache`'s own methods; not `namespace("")`.
+    pub fn root() -> Self {
+        Self::of(crate::key::ScopeName::root())
+    }
+
     pub fn new(name: &str) -> Self {
+        Self::of(crate::key::ScopeName::named(name))
+    }
+
+    fn of(name: crate::key::ScopeName) -> Self {
         Scope {
-            name: name.into(),
-            id: generations::id(&generations::namespace_label(name)),
+            id: generations::id(&generations::namespace_label(&name)),
+            name,
         }
     }
 }
@@ -87,7 +96,7 @@ impl Inner {
             defaults,
             flights: Flights::default(),
             resources: Mutex::default(),
-            root: Scope::new(""),
+            root: Scope::root(),
             all_id: generations::id(generations::ALL),
         }
     }

@@ -11,6 +11,8 @@ use std::sync::RwLock;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::key::ScopeName;
+
 /// The label every record carries, bumped by `Cache::clear`.
 pub(crate) const ALL: &str = "all";
 
@@ -18,8 +20,12 @@ pub(crate) fn tag_label(tag: &str) -> String {
     format!("tag:{tag}")
 }
 
-pub(crate) fn namespace_label(ns: &str) -> String {
-    format!("ns:{ns}")
+/// `ns:NAME` for a namespace; `root` for the root, which is not `namespace("")`.
+pub(crate) fn namespace_label(scope: &ScopeName) -> String {
+    match scope.name() {
+        Some(name) => format!("ns:{name}"),
+        None => "root".to_string(),
+    }
 }
 
 /// The id a label is stored under in records.
@@ -96,5 +102,14 @@ mod tests {
         assert!(g.epoch() > e);
         assert!(!g.is_current(stamp.clone()));
         assert!(g.is_current([(x, 4)]));
+    }
+
+    #[test]
+    fn the_root_and_the_empty_namespace_have_their_own_labels() {
+        let root = namespace_label(&ScopeName::root());
+        let empty = namespace_label(&ScopeName::named(""));
+        assert_ne!(root, empty);
+        assert_ne!(id(&root), id(&empty));
+        assert_eq!(empty, "ns:");
     }
 }

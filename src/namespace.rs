@@ -31,7 +31,8 @@ impl Namespace {
 
     /// The namespace's name.
     pub fn name(&self) -> &str {
-        &self.scope.name
+        // A `Namespace` is always named; the root scope belongs to the `Cache` alone.
+        self.scope.name.name().unwrap_or_default()
     }
 
     /// See [`Cache::get`].
