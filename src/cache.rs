@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::builder::CacheBuilder;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::namespace::Namespace;
 use crate::options::Options;
 use crate::stats::Stats;
@@ -279,5 +280,10 @@ impl Cache {
     /// Counters and sizes; see [`Stats`].
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// Whether every tier is in service, and if not, why; see [`Health`].
+    pub fn health(&self) -> Health {
+        self.inner.outage().into()
     }
 }

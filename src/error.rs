@@ -81,6 +81,19 @@ pub enum Error {
     /// The builder was given settings that cannot work together.
     #[error("invalid cache configuration: {0}")]
     Config(String),
+
+    /// A read-through computation would wait for itself: it asks, directly or through a
+    /// computation on another thread, for a key whose computation is waiting for it.
+    #[error(
+        "get_or_insert_with would wait forever: this computation waits, directly or through \
+         another thread, for a key whose computation waits for it. Compute the inner value \
+         before the outer call, or give the computations keys that do not depend on each other"
+    )]
+    Deadlock,
+
+    /// A bug in `tiered` (a panic caught where none should happen). Please report it.
+    #[error("internal error in tiered (please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {

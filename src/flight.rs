@@ -1,10 +1,23 @@
 //! One computation per missing key: the first caller runs it, the others wait for its result.
+//!
+//! Two rules beyond that:
+//! - A flight remembers the generations (tags, namespace, cache-wide) current when it began.
+//!   A caller that arrives after one of them was bumped (an invalidation returned before it
+//!   started) does not join: it starts a new flight. The old leader's result then goes only to
+//!   the callers that were already waiting.
+//! - Waiting never deadlocks. Before a thread waits for a flight, it follows the chain "the
+//!   leader of that flight waits for the flight of …" in a process-wide wait graph; if the chain
+//!   comes back to this thread (a computation asking for its own key, or two computations asking
+//!   for each other's keys on two threads), the wait is refused with [`Error::Deadlock`].
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::ThreadId;
 
 use crate::disk::lock;
+use crate::error::Error;
+use crate::generations::Generations;
 
 type Shared = Arc<dyn Any + Send + Sync>;
 
@@ -17,22 +30,61 @@ enum State {
 pub(crate) struct Flight {
     state: Mutex<State>,
     changed: Condvar,
+    /// The thread running the computation.
+    leader: ThreadId,
+    /// The generations current when the computation began.
+    pub stamp: Vec<(u64, u64)>,
 }
 
 impl Flight {
+    fn running(&self) -> bool {
+        matches!(*lock(&self.state), State::Running)
+    }
+
     /// Waits for the leader: its value, or `None` if it failed (or panicked).
-    pub fn wait(&self) -> Option<Shared> {
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`] if the leader waits, directly or through other threads, for this one.
+    pub fn wait(self: &Arc<Self>) -> Result<Option<Shared>, Error> {
+        let me = std::thread::current().id();
+        // Only a running flight can be part of a cycle (and needs a wait at all).
+        if self.running() {
+            let mut waits = lock(waits());
+            let mut leader = self.leader;
+            // Each step moves to the leader of a running flight; a chain longer than the
+            // number of waiting threads would have to repeat a thread, so it ends.
+            for _ in 0..=waits.len() {
+                if leader == me {
+                    return Err(Error::Deadlock);
+                }
+                match waits.get(&leader).filter(|f| f.running()) {
+                    Some(next) => leader = next.leader,
+                    None => break,
+                }
+            }
+            waits.insert(me, self.clone());
+        }
         let mut state = lock(&self.state);
-        loop {
+        let outcome = loop {
             match &*state {
                 State::Running => {
                     state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
-                State::Done(v) => return Some(v.clone()),
-                State::Failed => return None,
+                State::Done(v) => break Some(v.clone()),
+                State::Failed => break None,
             }
-        }
+        };
+        drop(state);
+        lock(waits()).remove(&me);
+        Ok(outcome)
     }
+}
+
+/// Which flight each waiting thread waits for, across every cache of the process (a cycle may
+/// pass through two caches).
+fn waits() -> &'static Mutex<HashMap<ThreadId, Arc<Flight>>> {
+    static WAITS: OnceLock<Mutex<HashMap<ThreadId, Arc<Flight>>>> = OnceLock::new();
+    WAITS.get_or_init(Default::default)
 }
 
 #[derive(Default)]
@@ -48,14 +100,21 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
-    pub fn join(&self, digest: u128) -> Role<'_> {
+    /// Joins the flight for `digest` if one is running under current generations, else starts
+    /// one stamped with `stamp` (the generations the caller's entry would be written under).
+    pub fn join(&self, digest: u128, stamp: Vec<(u64, u64)>, gens: &Generations) -> Role<'_> {
         let mut running = lock(&self.running);
         if let Some(flight) = running.get(&digest) {
-            return Role::Follower(flight.clone());
+            if gens.is_current(flight.stamp.iter().copied()) {
+                return Role::Follower(flight.clone());
+            }
+            // Begun before an invalidation this caller saw return: not this caller's value.
         }
         let flight = Arc::new(Flight {
             state: Mutex::new(State::Running),
             changed: Condvar::new(),
+            leader: std::thread::current().id(),
+            stamp,
         });
         running.insert(digest, flight.clone());
         Role::Leader(Leader {
@@ -69,7 +128,7 @@ impl Flights {
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     digest: u128,
-    flight: Arc<Flight>,
+    pub flight: Arc<Flight>,
 }
 
 impl Leader<'_> {
@@ -78,7 +137,16 @@ impl Leader<'_> {
     }
 
     fn finish(&self, outcome: State) {
-        lock(&self.flights.running).remove(&self.digest);
+        {
+            let mut running = lock(&self.flights.running);
+            // A newer flight may have replaced this one (after an invalidation): leave it.
+            if running
+                .get(&self.digest)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                running.remove(&self.digest);
+            }
+        }
         *lock(&self.flight.state) = outcome;
         self.flight.changed.notify_all();
     }
@@ -86,8 +154,7 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let running = matches!(*lock(&self.flight.state), State::Running);
-        if running {
+        if self.flight.running() {
             self.finish(State::Failed);
         }
     }
@@ -97,25 +164,68 @@ impl Drop for Leader<'_> {
 mod tests {
     use super::*;
 
+    fn leader<'a>(flights: &'a Flights, gens: &Generations, d: u128) -> Leader<'a> {
+        match flights.join(d, gens.stamp(&[1]), gens) {
+            Role::Leader(l) => l,
+            Role::Follower(_) => panic!("expected to lead"),
+        }
+    }
+
+    fn follower(flights: &Flights, gens: &Generations, d: u128) -> Arc<Flight> {
+        match flights.join(d, gens.stamp(&[1]), gens) {
+            Role::Follower(f) => f,
+            Role::Leader(_) => panic!("expected to follow"),
+        }
+    }
+
     #[test]
     fn followers_see_the_leaders_value_or_failure() {
-        let flights = Flights::default();
-        let Role::Leader(leader) = flights.join(1) else {
-            panic!("first caller leads")
-        };
-        let Role::Follower(f) = flights.join(1) else {
-            panic!("second caller follows")
-        };
-        leader.complete(Arc::new(5u8));
-        assert_eq!(f.wait().unwrap().downcast::<u8>().unwrap().as_ref(), &5);
+        let (flights, gens) = (Flights::default(), Generations::default());
+        let l = leader(&flights, &gens, 1);
+        let f = std::thread::scope(|s| {
+            let f = follower(&flights, &gens, 1);
+            let waiter = s.spawn(move || f.wait().unwrap());
+            l.complete(Arc::new(5u8));
+            waiter.join().unwrap()
+        });
+        assert_eq!(f.unwrap().downcast::<u8>().unwrap().as_ref(), &5);
 
-        let Role::Leader(leader) = flights.join(1) else {
-            panic!("the key is free again")
+        let l = leader(&flights, &gens, 1);
+        let f = follower(&flights, &gens, 1);
+        drop(l);
+        assert!(f.wait().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_caller_after_an_invalidation_does_not_join_an_older_flight() {
+        let (flights, gens) = (Flights::default(), Generations::default());
+        let old = leader(&flights, &gens, 1);
+        let label = crate::generations::tag_label("t");
+        // The flight's stamp covers id 1; bump a label with that id.
+        let gens = Generations::load([(label.clone(), 0)]);
+        let old2 = match flights.join(2, gens.stamp(&[crate::generations::id(&label)]), &gens) {
+            Role::Leader(l) => l,
+            Role::Follower(_) => unreachable!(),
         };
-        let Role::Follower(f) = flights.join(1) else {
-            panic!("follows")
+        gens.bump(&label);
+        let new = match flights.join(2, Vec::new(), &gens) {
+            Role::Leader(l) => l,
+            Role::Follower(_) => panic!("joined a flight begun before the invalidation"),
         };
-        drop(leader);
-        assert!(f.wait().is_none());
+        // The old leader finishing must not unregister the new flight.
+        old2.complete(Arc::new(1u8));
+        assert!(matches!(
+            flights.join(2, Vec::new(), &gens),
+            Role::Follower(_)
+        ));
+        drop((new, old));
+    }
+
+    #[test]
+    fn waiting_for_a_flight_this_thread_leads_is_refused() {
+        let (flights, gens) = (Flights::default(), Generations::default());
+        let _l = leader(&flights, &gens, 9);
+        let f = follower(&flights, &gens, 9);
+        assert!(matches!(f.wait(), Err(Error::Deadlock)));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -36,7 +36,10 @@ pub(crate) fn id(label: &str) -> u64 {
 /// The current generation of every label that was ever bumped, mirrored from the disk tier.
 #[derive(Debug, Default)]
 pub(crate) struct Generations {
+    /// Label id → current generation.
     current: RwLock<HashMap<u64, u64>>,
+    /// Label id → label, for writing every generation back to a fresh or reopened file.
+    labels: RwLock<HashMap<u64, Arc<str>>>,
     /// Bumped after every change, so a memory hit that already checked its generations at this
     /// epoch need not check them again.
     epoch: AtomicU64,
@@ -44,12 +47,16 @@ pub(crate) struct Generations {
 
 impl Generations {
     pub fn load(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
-        let current = pairs
-            .into_iter()
-            .map(|(label, generation)| (id(&label), generation))
-            .collect();
+        let mut current = HashMap::new();
+        let mut labels = HashMap::new();
+        for (label, generation) in pairs {
+            let id = id(&label);
+            current.insert(id, generation);
+            labels.insert(id, Arc::from(label));
+        }
         Generations {
             current: RwLock::new(current),
+            labels: RwLock::new(labels),
             epoch: AtomicU64::new(1),
         }
     }
@@ -74,13 +81,30 @@ impl Generations {
             .all(|(id, generation)| current.get(&id).copied().unwrap_or(0) == generation)
     }
 
+    /// Every label with its current generation.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, u64)> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let labels = self.labels.read().unwrap_or_else(|e| e.into_inner());
+        labels
+            .iter()
+            .map(|(id, label)| (label.clone(), current.get(id).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Moves `label` to a new generation and returns it.
     pub fn bump(&self, label: &str) -> u64 {
         let next = {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-            let slot = current.entry(id(label)).or_insert(0);
+            let id = id(label);
+            let slot = current.entry(id).or_insert(0);
             *slot += 1;
-            *slot
+            let next = *slot;
+            self.labels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id)
+                .or_insert_with(|| Arc::from(label));
+            next
         };
         self.epoch.fetch_add(1, Ordering::AcqRel);
         next

@@ -14,9 +14,13 @@ use crate::stats::Counters;
 /// One decoded value and what is needed to judge it without touching the disk.
 pub(crate) struct MemEntry {
     pub value: Arc<dyn Any + Send + Sync>,
+    /// The stored value's type, for the debug event of a read as another type.
+    pub type_name: &'static str,
     pub key: Box<[u8]>,
     pub expiry: Expiry,
     pub last_access_ms: AtomicU64,
+    /// The read time last queued for the disk tier (idle entries only).
+    pub disk_touch_ms: AtomicU64,
     pub gens: Box<[(u64, u64)]>,
     /// The generation epoch at which `gens` were last found current.
     pub checked_epoch: AtomicU64,
@@ -111,12 +115,15 @@ impl MemoryTier {
             .max_capacity(capacity)
             .weigher(|_, e: &Arc<MemEntry>| e.weight)
             .expire_after(EntryExpiry { clock })
-            .eviction_listener(move |_, _, cause| match cause {
+            .eviction_listener(move |_, e: Arc<MemEntry>, cause| match cause {
                 RemovalCause::Size => {
                     Counters::bump(&counters.evictions);
                     tracing::debug!("memory tier evicted an entry to stay within capacity");
                 }
-                RemovalCause::Expired => Counters::bump(&counters.expirations),
+                // A persisted entry's expiry is counted when its record is found dead (by a
+                // read or the sweeper), so that each entry counts once.
+                RemovalCause::Expired if !e.on_disk => Counters::bump(&counters.expirations),
+                RemovalCause::Expired => {}
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
             .build_with_hasher(BuildHasherDefault::<DigestHasher>::default());
@@ -145,13 +152,16 @@ impl MemoryTier {
         self.moka.invalidate_all();
     }
 
-    pub fn bytes(&self) -> u64 {
+    /// Lets moka finish the work it has queued (evictions, their listeners).
+    pub fn run_pending_tasks(&self) {
         self.moka.run_pending_tasks();
+    }
+
+    pub fn bytes(&self) -> u64 {
         self.moka.weighted_size()
     }
 
     pub fn len(&self) -> u64 {
-        self.moka.run_pending_tasks();
         self.moka.entry_count()
     }
 }

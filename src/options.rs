@@ -49,7 +49,8 @@ impl Options {
         self
     }
 
-    /// Expires when not read for `idle`. Default: never.
+    /// Expires when not read for `idle`. Default: never. `Duration::ZERO` expires at once,
+    /// as `ttl(Duration::ZERO)` does. A read refreshes it; `contains_key` does not.
     ///
     /// The memory tier tracks reads exactly; the disk tier records read times in batches, so
     /// after a restart an entry may live up to a few seconds longer than `idle` since its last read.
@@ -108,6 +109,14 @@ impl Options {
         let deadline_ms = match (ttl, at) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(0),
+        };
+        // An idle limit of zero means "expired at once", as a ttl of zero does.
+        let deadline_ms = match self.idle {
+            Some(d) if d.is_zero() => match deadline_ms {
+                0 => now_ms.max(1),
+                d => d.min(now_ms.max(1)),
+            },
+            _ => deadline_ms,
         };
         Expiry {
             deadline_ms,

@@ -29,7 +29,7 @@ pub struct Stats {
     /// Entries the memory tier dropped to stay within `memory_capacity`, plus records the disk
     /// tier dropped to stay within `disk_capacity`.
     pub evictions: u64,
-    /// Entries found expired (ttl, expires_at or idle) and dropped.
+    /// Entries found expired (ttl, expires_at or idle) and dropped; each entry counts once.
     pub expirations: u64,
     /// Calls to `invalidate_tag`, `Namespace::clear` and `Cache::clear`.
     pub invalidations: u64,
@@ -42,9 +42,13 @@ pub struct Stats {
     pub memory_bytes: u64,
     /// Bytes of records in the disk tier (0 for an in-memory cache).
     pub disk_bytes: u64,
-    /// Records in the disk tier, stale ones not yet swept included; for an in-memory cache,
-    /// entries in the memory tier.
+    /// Records in the disk tier as of the last commit (batched writes not yet committed are
+    /// not counted), stale ones not yet swept included; for an in-memory cache, entries in the
+    /// memory tier.
     pub entries: u64,
+    /// Times the disk tier went out of service (a failed commit, a damaged file); see
+    /// [`Cache::health`](crate::Cache::health).
+    pub disk_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +64,7 @@ pub(crate) struct Counters {
     pub damaged_records: AtomicU64,
     pub disk_bytes: AtomicU64,
     pub disk_entries: AtomicU64,
+    pub disk_failures: AtomicU64,
 }
 
 impl Counters {
@@ -90,6 +95,7 @@ impl Counters {
             memory_bytes: 0,
             disk_bytes: self.disk_bytes.load(Relaxed),
             entries: self.disk_entries.load(Relaxed),
+            disk_failures: self.disk_failures.load(Relaxed),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! The disk tier: redb, one writer thread with group commit, reads from any thread.
 //!
 //! Writes are queued to the writer thread. Until their commit, they sit in `pending` so that a
-//! read on this process sees its own writes (and removals) whatever the durability mode.
+//! read on this process sees its own writes (and removals) whatever the durability mode. A
+//! failed commit never drops them silently: see `health.rs` for how the tier goes out of
+//! service and comes back, and `backlog.rs` for how the queue stays bounded.
 
+mod backlog;
 mod guard;
+mod health;
 mod open;
 mod sweep;
 mod tables;
@@ -13,12 +17,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use redb::ReadableDatabase;
 
+pub(crate) use health::Outage;
 pub(crate) use open::{create_folder, DB_FILE};
 
 use crate::error::{Error, Result};
@@ -26,7 +31,9 @@ use crate::expiry::Clock;
 use crate::generations::Generations;
 use crate::stats::Counters;
 use crate::{DamagedFile, Durability};
-use guard::guarded;
+use backlog::Backlog;
+use guard::catch;
+use health::{Failure, HealthState};
 use tables::{ACCESS, RECORDS};
 use writer::{Msg, Op};
 
@@ -40,7 +47,9 @@ type Pending = (u64, Option<Arc<[u8]>>);
 /// What the writer thread and the readers share.
 pub(crate) struct Shared {
     pub path: PathBuf,
-    pub db: redb::Database,
+    pub dir: PathBuf,
+    /// The open database; `None` while the tier is out of service and being reopened.
+    db: RwLock<Option<Arc<redb::Database>>>,
     pub pending: Mutex<HashMap<u128, Pending>>,
     /// `pending.len()`, readable without the lock: reads skip the lock when nothing is pending.
     pub pending_len: AtomicUsize,
@@ -50,20 +59,34 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub capacity: u64,
-    /// The error of the last commit that nobody waited for; `flush` reports it once.
-    pub failure: Mutex<Option<String>>,
+    pub page_cache: usize,
+    pub on_damage: DamagedFile,
+    pub health: HealthState,
+    pub backlog: Backlog,
+    writer_thread: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
+    /// The database, unless the tier is out of service.
+    fn db(&self) -> Option<Arc<redb::Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_db(&self, db: Option<Arc<redb::Database>>) -> Option<Arc<redb::Database>> {
+        std::mem::replace(&mut *self.db.write().unwrap_or_else(|e| e.into_inner()), db)
+    }
+
     /// Runs `f` over the tables in one durable write transaction (redb `Immediate`, with
-    /// quick-repair), then publishes the new byte and record totals. Errors, redb panics
-    /// included, come back as text for whoever waits on the commit.
+    /// quick-repair), then publishes the new byte and record totals.
     fn transact<T>(
         &self,
         f: impl FnOnce(&mut tables::Tables<'_>) -> Result<T, redb::Error>,
-    ) -> Result<T, String> {
-        let (out, bytes, entries) = guard::catch(|| {
-            let mut txn = self.db.begin_write()?;
+    ) -> Result<T, Failure> {
+        let Some(db) = self.db() else {
+            return Err(self.outage_failure());
+        };
+        let (out, bytes, entries) = catch(|| {
+            let mut txn = db.begin_write()?;
             txn.set_quick_repair(true);
             let (out, bytes, entries) = {
                 let bytes = self.counters.disk_bytes.load(Ordering::Relaxed);
@@ -75,10 +98,84 @@ impl Shared {
             txn.commit()?;
             Ok((out, bytes, entries))
         })
-        .map_err(|c| c.into_error(&self.path).to_string())?;
+        .map_err(|c| Failure {
+            detail: c.detail(),
+            damaged: c.is_damage(),
+        })?;
         self.counters.disk_bytes.store(bytes, Ordering::Relaxed);
         self.counters.disk_entries.store(entries, Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// Runs `f` in a read transaction; a failure takes the tier out of service.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Option<T> {
+        let db = self.db()?;
+        let result = catch(|| f(&db.begin_read()?));
+        drop(db);
+        match result {
+            Ok(v) => Some(v),
+            Err(c) => {
+                self.fail(Failure {
+                    detail: c.detail(),
+                    damaged: c.is_damage(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Takes the tier out of service (logged once) and wakes the writer to bring it back.
+    pub fn fail(&self, failure: Failure) {
+        let damaged = failure.damaged;
+        let detail = failure.detail.clone();
+        if self.health.go_down(failure) {
+            Counters::bump(&self.counters.disk_failures);
+            let what = if damaged {
+                match self.on_damage {
+                    DamagedFile::SetAside => "the file is damaged; setting it aside",
+                    DamagedFile::Fail => {
+                        "the file is damaged; serving from memory until it is deleted \
+                         (or open with DamagedFile::SetAside)"
+                    }
+                }
+            } else {
+                "serving from memory and retrying"
+            };
+            tracing::error!(file = %self.path.display(), error = %detail,
+                "cache disk tier out of service: {what}");
+        }
+        if damaged {
+            // A damaged file may panic again on the next read: stop reading it at once.
+            if let Some(db) = self.set_db(None) {
+                guard::drop_guarded(db);
+            }
+        }
+        if let Some(t) = self.writer_thread.get() {
+            t.unpark();
+        }
+    }
+
+    fn outage_failure(&self) -> Failure {
+        self.health.outage().map_or_else(
+            || Failure {
+                detail: "the disk tier is out of service".into(),
+                damaged: false,
+            },
+            |o| o.failure,
+        )
+    }
+
+    /// The message a caller gets while the tier is out of service.
+    fn outage_message(&self) -> String {
+        let f = self.outage_failure();
+        format!(
+            "the disk tier is out of service ({}); values are kept in memory only until it \
+             recovers",
+            f.detail
+        )
     }
 }
 
@@ -91,9 +188,10 @@ pub(crate) struct DiskConfig {
     pub on_damage: DamagedFile,
 }
 
-/// A stored record as a reader sees it.
-pub(crate) struct Found<'a> {
-    pub bytes: &'a [u8],
+/// A stored record as a reader sees it, copied out of the database so that decoding it (user
+/// code) holds nothing of redb's.
+pub(crate) struct Stored {
+    pub bytes: Arc<[u8]>,
     /// When the record was last read or written, if known.
     pub last_access_ms: Option<u64>,
 }
@@ -102,32 +200,51 @@ pub(crate) struct DiskTier {
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The writer thread, to wake it when someone waits for a commit.
-    writer_thread: std::thread::Thread,
     durability: Durability,
     seq: AtomicU64,
 }
 
 impl DiskTier {
     /// Opens the tier and returns it with the generations stored in it.
+    ///
+    /// A database that cannot be written because the disk is full opens the tier out of
+    /// service (logged): the cache serves from memory and the writer retries.
     pub fn open(
         cfg: DiskConfig,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
     ) -> Result<(Self, Arc<Generations>)> {
         create_folder(&cfg.dir)?;
-        let opened =
-            open::open_database(&cfg.dir, cfg.open_timeout, cfg.page_cache, cfg.on_damage)?;
-        let gens = Arc::new(Generations::load(opened.generations));
-        counters
-            .disk_bytes
-            .store(opened.disk_bytes, Ordering::Relaxed);
-        counters
-            .disk_entries
-            .store(opened.entries, Ordering::Relaxed);
+        let (opened, failure) =
+            match open::open_database(&cfg.dir, cfg.open_timeout, cfg.page_cache, cfg.on_damage) {
+                Ok(opened) => (Some(opened), None),
+                Err(Error::Io { source, .. }) if open::is_full(&source) => (
+                    None,
+                    Some(Failure {
+                        detail: source.to_string(),
+                        damaged: false,
+                    }),
+                ),
+                Err(e) => return Err(e),
+            };
+        let gens = Arc::new(Generations::load(
+            opened
+                .as_ref()
+                .map(|o| o.generations.clone())
+                .unwrap_or_default(),
+        ));
+        if let Some(o) = &opened {
+            counters.disk_bytes.store(o.disk_bytes, Ordering::Relaxed);
+            counters.disk_entries.store(o.entries, Ordering::Relaxed);
+        }
+        let window = match cfg.durability {
+            Durability::Batched(d) => Some(d),
+            Durability::Immediate => None,
+        };
         let shared = Arc::new(Shared {
             path: cfg.dir.join(DB_FILE),
-            db: opened.db,
+            dir: cfg.dir.clone(),
+            db: RwLock::new(opened.map(|o| Arc::new(o.db))),
             pending: Mutex::default(),
             pending_len: AtomicUsize::new(0),
             touches: Mutex::default(),
@@ -135,21 +252,24 @@ impl DiskTier {
             counters,
             clock,
             capacity: cfg.capacity,
-            failure: Mutex::default(),
+            page_cache: cfg.page_cache,
+            on_damage: cfg.on_damage,
+            health: HealthState::default(),
+            backlog: Backlog::new(window),
+            writer_thread: OnceLock::new(),
         });
+        if let Some(failure) = failure {
+            shared.fail(failure);
+        }
         let (tx, rx) = mpsc::channel();
-        let window = match cfg.durability {
-            Durability::Batched(d) => Some(d),
-            Durability::Immediate => None,
-        };
         let thread_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("tiered-writer".into())
             .spawn(move || writer::run(&thread_shared, &rx, window))
             .map_err(|e| Error::io(&cfg.dir, e))?;
+        let _ = shared.writer_thread.set(writer.thread().clone());
         let tier = DiskTier {
             shared,
-            writer_thread: writer.thread().clone(),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             durability: cfg.durability,
@@ -162,88 +282,102 @@ impl DiskTier {
         &self.shared.path
     }
 
-    /// Reads the record of `digest` (this process's uncommitted writes first) and hands it to `f`.
-    pub fn read<R>(&self, digest: u128, f: impl FnOnce(Found<'_>) -> R) -> Result<Option<R>> {
-        let pending = if self.shared.pending_len.load(Ordering::Acquire) == 0 {
-            None
-        } else {
-            lock(&self.shared.pending).get(&digest).cloned()
-        };
-        if let Some((_, record)) = pending {
-            return Ok(record.map(|bytes| {
-                f(Found {
-                    bytes: &bytes,
-                    last_access_ms: None,
-                })
-            }));
-        }
-        guarded(&self.shared.path, || {
-            let txn = self.shared.db.begin_read()?;
-            let records = txn.open_table(RECORDS)?;
-            let Some(guard) = records.get(digest)? else {
-                return Ok(None);
-            };
-            let last_access_ms =
-                tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?;
-            Ok(Some(f(Found {
-                bytes: guard.value(),
-                last_access_ms,
-            })))
-        })
+    /// Why the tier is out of service, if it is.
+    pub fn outage(&self) -> Option<Outage> {
+        self.shared.health.outage()
     }
 
-    /// Queues a record; with `Durability::Immediate`, returns after its commit.
-    pub fn put(&self, digest: u128, record: Vec<u8>) -> Result<()> {
+    /// The record of `digest`: this process's uncommitted writes first, then the file.
+    /// A failure to read is a miss (and takes the tier out of service, logged once).
+    pub fn read(&self, digest: u128) -> Option<Stored> {
+        if self.shared.pending_len.load(Ordering::Acquire) != 0 {
+            if let Some((_, record)) = lock(&self.shared.pending).get(&digest).cloned() {
+                return record.map(|bytes| Stored {
+                    bytes,
+                    last_access_ms: None,
+                });
+            }
+        }
+        if self.shared.health.is_shadowed(digest) {
+            return None;
+        }
+        self.shared
+            .read(|txn| {
+                let records = txn.open_table(RECORDS)?;
+                let Some(guard) = records.get(digest)? else {
+                    return Ok(None);
+                };
+                let last_access_ms =
+                    tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?;
+                Ok(Some(Stored {
+                    bytes: Arc::from(guard.value()),
+                    last_access_ms,
+                }))
+            })
+            .flatten()
+    }
+
+    /// The size of the write a caller is about to queue, admitted against the backlog before
+    /// it takes any lock: see `backlog.rs`.
+    pub fn reserve(&self, bytes: usize) -> Reservation<'_> {
+        self.shared.backlog.admit(bytes as u64, true);
+        Reservation {
+            tier: self,
+            bytes: bytes as u64,
+            used: false,
+        }
+    }
+
+    /// Queues a record (admitted by `reservation`). Call inside the key's stripe lock; then
+    /// [`Ticket::wait`] outside it.
+    pub fn put(&self, digest: u128, record: Vec<u8>, mut reservation: Reservation<'_>) -> Ticket {
+        reservation.used = true;
         let record: Arc<[u8]> = record.into();
-        self.write(digest, Some(record.clone()), |seq| Op::Put {
+        let bytes = reservation.bytes;
+        let wait = self.durability == Durability::Immediate;
+        self.write(digest, Some(record.clone()), wait, |seq| Op::Put {
             digest,
             record,
             seq,
+            bytes,
         })
     }
 
-    /// Queues the removal of a record; with `Durability::Immediate`, returns after its commit.
-    pub fn remove(&self, digest: u128) -> Result<()> {
-        self.write(digest, None, |seq| Op::Remove { digest, seq })
+    /// Queues the removal of a record. Call inside the key's stripe lock.
+    pub fn remove(&self, digest: u128) -> Ticket {
+        let wait = self.durability == Durability::Immediate;
+        self.write(digest, None, wait, |seq| Op::Remove { digest, seq })
     }
 
-    /// Queues the removal of a dead record; never waits for its commit.
-    pub fn discard(&self, digest: u128) -> Result<()> {
-        self.write_with(digest, None, false, |seq| Op::Remove { digest, seq })
+    /// Queues the removal of a dead record; never waits for its commit. Call inside the key's
+    /// stripe lock.
+    pub fn discard(&self, digest: u128) {
+        let ticket = self.write(digest, None, false, |seq| Op::Remove { digest, seq });
+        if let Err(e) = ticket.wait() {
+            tracing::debug!(error = %e, "could not queue the removal of a dead record");
+        }
     }
 
     fn write(
         &self,
         digest: u128,
         pending: Option<Arc<[u8]>>,
-        op: impl FnOnce(u64) -> Op,
-    ) -> Result<()> {
-        let wait = self.durability == Durability::Immediate;
-        self.write_with(digest, pending, wait, op)
-    }
-
-    fn write_with(
-        &self,
-        digest: u128,
-        pending: Option<Arc<[u8]>>,
         wait: bool,
         op: impl FnOnce(u64) -> Op,
-    ) -> Result<()> {
+    ) -> Ticket {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        // Held while sending so that the writer applies writes to one digest in `seq` order.
-        let mut map = lock(&self.shared.pending);
-        map.insert(digest, (seq, pending));
-        self.shared.pending_len.store(map.len(), Ordering::Release);
-        let ack = self.send(op(seq), wait);
-        drop(map);
-        self.wait(ack?)
+        {
+            let mut map = lock(&self.shared.pending);
+            map.insert(digest, (seq, pending));
+            self.shared.pending_len.store(map.len(), Ordering::Release);
+        }
+        self.send(op(seq), wait)
     }
 
     /// Persists a generation bump.
     pub fn bump(&self, label: String, generation: u64) -> Result<()> {
         let wait = self.durability == Durability::Immediate;
-        let ack = self.send(Op::Bump { label, generation }, wait)?;
-        self.wait(ack)
+        self.send(Op::Bump { label, generation }, wait).wait()
     }
 
     /// Notes a read, for idle expiry and eviction order; written with the next commit.
@@ -255,13 +389,16 @@ impl DiskTier {
     }
 
     /// Waits until everything queued so far is committed.
+    ///
+    /// # Errors
+    /// If this commit failed, or writes nobody waited for were kept in memory only since the
+    /// last flush (the tier was out of service).
     pub fn flush(&self) -> Result<()> {
-        let ack = self.send(Op::Flush, true)?;
-        self.wait(ack)?;
-        match lock(&self.shared.failure).take() {
-            Some(detail) => {
-                Err(self.storage_error(format!("an earlier batched write was lost: {detail}")))
-            }
+        self.send(Op::Flush, true).wait()?;
+        match self.shared.health.take_lost() {
+            Some((n, reason)) => Err(self.storage_error(format!(
+                "{n} write(s) since the last flush were kept in memory only: {reason}"
+            ))),
             None => Ok(()),
         }
     }
@@ -271,11 +408,17 @@ impl DiskTier {
         if let Some((_, record)) = lock(&self.shared.pending).get(&digest) {
             return record.is_some();
         }
-        self.read(digest, |_| ())
-            .map_or(true, |found| found.is_some())
+        // Out of service: assume it may, so that removals are still queued (and shadowed).
+        self.shared.health.is_down() || self.read(digest).is_some()
     }
 
-    fn send(&self, op: Op, wait: bool) -> Result<Option<mpsc::Receiver<writer::Outcome>>> {
+    /// Sends `op` to the writer. Every message counts in the backlog until the writer settles
+    /// it; a `Put` was admitted (and may have waited) by its reservation, the others never wait.
+    fn send(&self, op: Op, wait: bool) -> Ticket {
+        let bytes = op.bytes();
+        if !matches!(op, Op::Put { .. }) {
+            self.shared.backlog.admit(0, false);
+        }
         let (ack, rx) = if wait {
             let (tx, rx) = mpsc::sync_channel(1);
             (Some(tx), Some(rx))
@@ -286,22 +429,19 @@ impl DiskTier {
         let sent = tx
             .as_ref()
             .is_some_and(|tx| tx.send(Msg { op, ack }).is_ok());
+        drop(tx);
+        if !sent {
+            self.shared.backlog.release(1, bytes);
+        }
         if wait {
-            self.writer_thread.unpark();
+            if let Some(t) = self.shared.writer_thread.get() {
+                t.unpark();
+            }
         }
-        if sent {
-            Ok(rx)
-        } else {
-            Err(self.storage_error("the cache is closed".into()))
-        }
-    }
-
-    fn wait(&self, rx: Option<mpsc::Receiver<writer::Outcome>>) -> Result<()> {
-        let Some(rx) = rx else { return Ok(()) };
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(detail)) => Err(self.storage_error(detail)),
-            Err(_) => Err(self.storage_error("the writer thread stopped".into())),
+        Ticket {
+            rx: if sent { rx } else { None },
+            closed: !sent,
+            path: self.shared.path.clone(),
         }
     }
 
@@ -314,12 +454,60 @@ impl DiskTier {
 
     /// Commits everything queued, stops the writer and releases the file.
     pub fn close(&self) -> Result<()> {
-        let result = self.send(Op::Shutdown, true).and_then(|ack| self.wait(ack));
+        let result = self.send(Op::Shutdown, true).wait();
         lock(&self.tx).take();
         if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
+        if let Some(db) = self.shared.set_db(None) {
+            guard::drop_guarded(db);
+        }
         result
+    }
+}
+
+/// Room in the writer's queue for one record; returned unused if dropped.
+pub(crate) struct Reservation<'a> {
+    tier: &'a DiskTier,
+    bytes: u64,
+    used: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.tier.shared.backlog.release(1, self.bytes);
+        }
+    }
+}
+
+/// A queued write: wait on it (outside any lock) for its commit, if the durability asks.
+#[must_use = "a write's outcome is known only by waiting on its ticket"]
+pub(crate) struct Ticket {
+    rx: Option<mpsc::Receiver<writer::Outcome>>,
+    closed: bool,
+    path: PathBuf,
+}
+
+impl Ticket {
+    /// Waits for the commit (if this write waits for one).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the commit failed or the cache is closed.
+    pub fn wait(self) -> Result<()> {
+        let storage = |detail: String| Error::Storage {
+            path: self.path.clone(),
+            detail,
+        };
+        if self.closed {
+            return Err(storage("the cache is closed".into()));
+        }
+        let Some(rx) = self.rx else { return Ok(()) };
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(detail)) => Err(storage(detail)),
+            Err(_) => Err(storage("the writer thread stopped".into())),
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub(crate) fn open_database(
 ) -> Result<Opened> {
     let path = dir.join(DB_FILE);
     let started = Instant::now();
-    let mut set_aside = false;
+    let mut set_aside_done = false;
     loop {
         let attempt = catch(|| {
             redb::Database::builder()
@@ -73,13 +73,11 @@ pub(crate) fn open_database(
                 std::thread::sleep((timeout - waited).min(Duration::from_millis(25)));
             }
             Some(Err(Error::Corrupt { detail, .. }))
-                if on_damage == DamagedFile::SetAside && !set_aside =>
+                if on_damage == DamagedFile::SetAside && !set_aside_done =>
             {
-                let aside = set_aside_path(&path);
-                tracing::warn!(file = %path.display(), aside = %aside.display(), %detail,
-                    "cache database is damaged; moved aside, starting an empty cache");
-                fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
-                set_aside = true;
+                tracing::warn!(file = %path.display(), %detail, "cache database is damaged");
+                set_aside(&path).map_err(|e| Error::io(&path, e))?;
+                set_aside_done = true;
             }
             Some(Err(e)) => return Err(e),
         }
@@ -93,7 +91,7 @@ fn set_aside_path(path: &Path) -> PathBuf {
 
 /// Creates the tables if missing and reads the generations and counters.
 fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
-    guarded(path, || {
+    let state = guarded(path, || {
         let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
         let state = {
@@ -135,13 +133,20 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
         };
         txn.commit()?;
         Ok(state)
-    })
-    .map(|(generations, disk_bytes, entries)| Opened {
-        db,
-        generations,
-        disk_bytes,
-        entries,
-    })
+    });
+    match state {
+        Ok((generations, disk_bytes, entries)) => Ok(Opened {
+            db,
+            generations,
+            disk_bytes,
+            entries,
+        }),
+        Err(e) => {
+            // redb may panic while dropping a damaged database too.
+            super::guard::drop_guarded(db);
+            Err(e)
+        }
+    }
 }
 
 fn write_owner(dir: &Path) {
@@ -162,4 +167,29 @@ pub(crate) fn read_owner(dir: &Path) -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Whether an I/O error means the disk (or the process's file-size limit) is full: the tier
+/// can then wait for space instead of failing the open.
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
+/// Moves a damaged database file aside (`tiered.redb.damaged-<unix ms>`), so that a fresh one
+/// can take its place.
+pub(crate) fn set_aside(path: &Path) -> std::io::Result<()> {
+    let aside = set_aside_path(path);
+    match fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(file = %path.display(), aside = %aside.display(),
+                "damaged cache database moved aside; continuing on an empty one");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }

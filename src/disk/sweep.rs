@@ -1,16 +1,20 @@
-//! The sweeper: deletes dead records (expired, invalidated, damaged) in small batches while the
-//! writer is idle, so that space comes back without blocking writes.
+//! The sweeper: deletes dead records (expired, invalidated, damaged, outdated) in small
+//! batches while the writer is idle, so that space comes back without blocking writes.
+//!
+//! It judges records in read transactions and opens a write transaction only to delete what
+//! it found dead: a pass over live records writes nothing. Records with a queued write are
+//! left to that write, and an idle record is judged by its latest read time, including read
+//! times not yet written.
 
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
-
-use super::tables::last_access;
-use super::Shared;
+use super::health::Failure;
+use super::tables::{last_access, ACCESS, RECORDS};
+use super::{lock, Shared};
 use crate::record;
 
-/// Records judged per transaction: small, so that a write queued behind a sweep waits little.
+/// Records judged per step: small, so that a write queued behind a sweep waits little.
 const BATCH: usize = 256;
 /// How long to wait after a failed batch.
 const BACKOFF: Duration = Duration::from_secs(5);
@@ -60,44 +64,63 @@ impl Sweeper {
     }
 
     /// Judges one batch of records and deletes the dead ones.
-    pub fn step(&mut self, shared: &Shared) -> Result<(), String> {
+    pub fn step(&mut self, shared: &Shared) -> Result<(), Failure> {
         if !self.active {
             self.active = true;
             self.cursor = None;
         }
         let now_ms = shared.clock.now_ms();
         let cursor = self.cursor;
-        let (last, scanned, dead) = shared.transact(|t| {
+        let judged = shared.read(|txn| {
+            let records = txn.open_table(RECORDS)?;
+            let access = txn.open_table(ACCESS)?;
+            let pending = lock(&shared.pending);
+            let touches = lock(&shared.touches);
             let mut doomed = Vec::new();
             let mut last = None;
             let mut scanned = 0;
             let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-            for item in t.records.range::<u128>((lower, Bound::Unbounded))? {
+            for item in records.range::<u128>((lower, Bound::Unbounded))? {
                 let (digest, bytes) = item?;
                 let digest = digest.value();
                 last = Some(digest);
                 scanned += 1;
-                let last_access = last_access(&t.access, digest, bytes.value())?;
-                if let Some(why) =
-                    record::judge(bytes.value(), digest, now_ms, last_access, &shared.gens)
-                {
-                    doomed.push((digest, why));
+                if !pending.contains_key(&digest) {
+                    let stored = last_access(&access, digest, bytes.value())?;
+                    let latest = match (stored, touches.get(&digest)) {
+                        (Some(a), Some(b)) => Some(a.max(*b)),
+                        (a, b) => a.or(b.copied()),
+                    };
+                    if let Some(why) =
+                        record::judge(bytes.value(), digest, now_ms, latest, &shared.gens)
+                    {
+                        doomed.push((digest, why));
+                    }
                 }
                 if scanned >= BATCH {
                     break;
                 }
             }
-            for (digest, _) in &doomed {
-                t.remove(*digest)?;
-            }
             Ok((last, scanned, doomed))
-        })?;
-        for (_, why) in &dead {
-            shared.counters.count_dead(*why);
-        }
-        if !dead.is_empty() {
+        });
+        // Out of service (the failure is recorded): nothing to do until it comes back.
+        let Some((last, scanned, doomed)) = judged else {
+            self.pause();
+            return Ok(());
+        };
+        if !doomed.is_empty() {
+            // Only this thread writes, so nothing changed these records since they were judged.
+            shared.transact(|t| {
+                for (digest, _) in &doomed {
+                    t.remove(*digest)?;
+                }
+                Ok(())
+            })?;
+            for (_, why) in &doomed {
+                shared.counters.count_dead(*why);
+            }
             tracing::debug!(
-                deleted = dead.len(),
+                deleted = doomed.len(),
                 scanned,
                 "cache sweep deleted dead records"
             );

@@ -6,8 +6,14 @@
 //! during one fsync share the next (group commit). With `Durability::Batched(d)` it keeps the
 //! batch open up to `d` after the first operation, unless someone waits for a commit. Every
 //! commit is redb-`Immediate` with quick-repair. When idle it sweeps dead records (`sweep.rs`).
+//!
+//! Every message is settled exactly once: its sender is told the outcome, its pending entry
+//! leaves the overlay only once it is committed (or shadowed, see `health.rs`), and it leaves
+//! the backlog. Writes to one key reach this thread in the order their stripe lock gave them
+//! (see `ordering.rs`) and are applied in channel order, so the last write wins on disk too.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -15,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
+use super::guard::{self, panic_message};
+use super::health::Failure;
 use super::sweep::Sweeper;
 use super::tables::Tables;
-use super::{lock, Shared};
+use super::{lock, open, Shared};
+use crate::DamagedFile;
 
 /// What a waiting caller is told: committed, or why not.
 pub(crate) type Outcome = Result<(), String>;
@@ -27,6 +36,8 @@ pub(crate) enum Op {
         digest: u128,
         record: Arc<[u8]>,
         seq: u64,
+        /// What the backlog counted for it.
+        bytes: u64,
     },
     Remove {
         digest: u128,
@@ -38,6 +49,16 @@ pub(crate) enum Op {
     },
     Flush,
     Shutdown,
+}
+
+impl Op {
+    /// The bytes this operation holds in the backlog.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Op::Put { bytes, .. } => *bytes,
+            _ => 0,
+        }
+    }
 }
 
 pub(crate) struct Msg {
@@ -58,121 +79,332 @@ const MAX_BATCH: usize = 8_192;
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often a full sweep pass starts without an invalidation asking for one.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// First and longest wait between attempts to bring the tier back into service.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Someone waiting (a flush) triggers an attempt, at most this often.
+const RETRY_URGENT: Duration = Duration::from_millis(50);
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+struct Writer<'a> {
+    shared: &'a Shared,
+    rx: &'a Receiver<Msg>,
+    window: Option<Duration>,
+    sweeper: Sweeper,
+    /// The messages of the batch being committed (kept here so that a panic cannot lose them).
+    batch: Vec<Msg>,
+    retry_at: Instant,
+    retry_wait: Duration,
+    last_attempt: Option<Instant>,
+}
 
 pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>) {
-    let mut sweeper = Sweeper::new(SWEEP_EVERY);
+    let mut w = Writer {
+        shared,
+        rx,
+        window,
+        sweeper: Sweeper::new(SWEEP_EVERY),
+        batch: Vec::new(),
+        retry_at: Instant::now(),
+        retry_wait: RETRY_FIRST,
+        last_attempt: None,
+    };
     loop {
-        let first = if sweeper.active() {
-            match rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Disconnected) => return,
-            }
-        } else {
-            match rx.recv_timeout(IDLE_TICK) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        };
-        let shutdown = match first {
-            Some(first) => commit_and_settle(shared, rx, vec![first], window, &mut sweeper),
-            None => idle(shared, rx, &mut sweeper),
-        };
-        if shutdown {
-            return;
-        }
-    }
-}
-
-/// Sweeps a batch, or commits waiting read times. Returns whether a shutdown was committed.
-fn idle(shared: &Shared, rx: &Receiver<Msg>, sweeper: &mut Sweeper) -> bool {
-    if sweeper.active() || sweeper.due() {
-        if let Err(e) = sweeper.step(shared) {
-            tracing::warn!(error = %e, "cache sweep failed; retrying later");
-            sweeper.pause();
-        }
-        false
-    } else if !lock(&shared.touches).is_empty() {
-        // Messages queued meanwhile join this commit, so it must settle them like any other.
-        commit_and_settle(shared, rx, Vec::new(), None, sweeper)
-    } else {
-        false
-    }
-}
-
-/// Commits `batch` with whatever joins it, then tells every message's sender. Returns whether
-/// the batch held a shutdown.
-fn commit_and_settle(
-    shared: &Shared,
-    rx: &Receiver<Msg>,
-    mut batch: Vec<Msg>,
-    window: Option<Duration>,
-    sweeper: &mut Sweeper,
-) -> bool {
-    let result = commit(shared, rx, &mut batch, window);
-    if let Err(e) = &result {
-        tracing::error!(file = %shared.path.display(), error = %e, "cache commit failed");
-    }
-    let shutdown = batch.iter().any(|m| matches!(m.op, Op::Shutdown));
-    settle(shared, batch, &result, sweeper);
-    shutdown
-}
-
-/// Tells waiters the outcome and drops committed writes from `pending`.
-fn settle(shared: &Shared, batch: Vec<Msg>, result: &Outcome, sweeper: &mut Sweeper) {
-    {
-        let mut pending = lock(&shared.pending);
-        for msg in &batch {
-            if let Op::Put { digest, seq, .. } | Op::Remove { digest, seq } = &msg.op {
-                if pending.get(digest).is_some_and(|(s, _)| s == seq) {
-                    pending.remove(digest);
+        match catch_unwind(AssertUnwindSafe(|| w.step())) {
+            Ok(Step::Continue) => {}
+            Ok(Step::Stop) => return,
+            Err(panic) => {
+                // A bug of ours: keep every promise made to the messages in hand, and go on.
+                let failure = Failure {
+                    detail: format!("internal error in the writer: {}", panic_message(&*panic)),
+                    damaged: false,
+                };
+                w.shared.fail(failure.clone());
+                if w.settle_failed(&failure.detail) {
+                    return;
                 }
             }
         }
-        shared.pending_len.store(pending.len(), Ordering::Release);
-    }
-    let mut someone_waited = false;
-    for msg in batch {
-        if matches!(msg.op, Op::Bump { .. }) {
-            sweeper.start();
-        }
-        if let Some(ack) = msg.ack {
-            someone_waited = true;
-            let _ = ack.send(result.clone());
-        }
-    }
-    if let (Err(e), false) = (result, someone_waited) {
-        *lock(&shared.failure) = Some(e.clone());
     }
 }
 
-/// Applies `batch` (plus whatever joins it while the batch is open, and the queued read times)
-/// in one durable transaction. Messages that join are appended to `batch`.
-fn commit(
-    shared: &Shared,
-    rx: &Receiver<Msg>,
-    batch: &mut Vec<Msg>,
-    window: Option<Duration>,
-) -> Outcome {
-    let evicted = shared.transact(|t| {
-        for msg in batch.iter() {
-            apply(t, &msg.op)?;
+impl Writer<'_> {
+    fn step(&mut self) -> Step {
+        if self.shared.health.is_down() {
+            return self.step_out_of_service();
         }
-        gather(rx, batch, window, t)?;
-        let touches = std::mem::take(&mut *lock(&shared.touches));
-        touch(t, &touches)?;
-        if t.bytes > shared.capacity {
-            evict(t, shared.capacity)
+        let first = if self.sweeper.active() {
+            match self.rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => return Step::Stop,
+            }
         } else {
-            Ok(0)
+            match self.rx.recv_timeout(IDLE_TICK) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Step::Stop,
+            }
+        };
+        match first {
+            Some(first) => {
+                self.batch.push(first);
+                self.commit_batch()
+            }
+            None => self.idle(),
         }
-    })?;
-    shared
-        .counters
-        .evictions
-        .fetch_add(evicted, Ordering::Relaxed);
-    Ok(())
+    }
+
+    /// Sweeps a batch, or commits waiting read times.
+    fn idle(&mut self) -> Step {
+        if self.sweeper.active() || self.sweeper.due() {
+            if let Err(f) = self.sweeper.step(self.shared) {
+                self.shared.fail(f);
+                self.sweeper.pause();
+            }
+            Step::Continue
+        } else if !lock(&self.shared.touches).is_empty() {
+            self.commit_batch()
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// Commits the batch with whatever joins it, then settles every message.
+    fn commit_batch(&mut self) -> Step {
+        let started = Instant::now();
+        let mut parked = Duration::ZERO;
+        let shared = self.shared;
+        let (rx, window, batch) = (self.rx, self.window, &mut self.batch);
+        let touches = std::mem::take(&mut *lock(&shared.touches));
+        let result = shared.transact(|t| {
+            for msg in batch.iter() {
+                apply(t, &msg.op)?;
+            }
+            gather(rx, batch, window, t, &mut parked)?;
+            touch(t, &touches)?;
+            if t.bytes > shared.capacity {
+                evict(t, shared.capacity)
+            } else {
+                Ok(0)
+            }
+        });
+        match result {
+            Ok(evicted) => {
+                shared
+                    .counters
+                    .evictions
+                    .fetch_add(evicted, Ordering::Relaxed);
+                let busy = started.elapsed().saturating_sub(parked);
+                shared.backlog.observe(self.batch.len(), busy);
+                if self.settle_committed() {
+                    Step::Stop
+                } else {
+                    Step::Continue
+                }
+            }
+            Err(failure) => {
+                self.shared.fail(failure.clone());
+                self.retry_at = Instant::now();
+                if self.settle_failed(&self.shared.outage_message()) {
+                    Step::Stop
+                } else {
+                    Step::Continue
+                }
+            }
+        }
+    }
+
+    /// Settles a committed batch; returns whether it held a shutdown.
+    fn settle_committed(&mut self) -> bool {
+        {
+            let mut pending = lock(&self.shared.pending);
+            for msg in &self.batch {
+                if let Op::Put { digest, seq, .. } | Op::Remove { digest, seq } = &msg.op {
+                    if pending.get(digest).is_some_and(|(s, _)| s == seq) {
+                        pending.remove(digest);
+                    }
+                }
+            }
+            self.shared
+                .pending_len
+                .store(pending.len(), Ordering::Release);
+        }
+        self.finish_batch(&Ok(()))
+    }
+
+    /// Settles a batch that did not reach the file: its writes are kept in memory only, and
+    /// their keys shadowed so that the file's older records are never read again.
+    /// Returns whether it held a shutdown.
+    fn settle_failed(&mut self, detail: &str) -> bool {
+        for msg in &self.batch {
+            self.shelve(msg, detail);
+        }
+        self.finish_batch(&Err(detail.to_string()))
+    }
+
+    /// Keeps one write in memory only (the tier is out of service).
+    fn shelve(&self, msg: &Msg, detail: &str) {
+        let health = &self.shared.health;
+        if let Op::Put { digest, seq, .. } | Op::Remove { digest, seq } = &msg.op {
+            // Shadow first, then leave the overlay: a reader sees one or the other.
+            health.shadow(*digest);
+            let mut pending = lock(&self.shared.pending);
+            if pending.get(digest).is_some_and(|(s, _)| s == seq) {
+                pending.remove(digest);
+            }
+            self.shared
+                .pending_len
+                .store(pending.len(), Ordering::Release);
+            if msg.ack.is_none() {
+                health.lose(detail);
+            }
+        }
+    }
+
+    /// Tells every sender `outcome` and releases the batch from the backlog.
+    fn finish_batch(&mut self, outcome: &super::writer::Outcome) -> bool {
+        let (mut ops, mut bytes, mut shutdown) = (0, 0, false);
+        for msg in self.batch.drain(..) {
+            ops += 1;
+            bytes += msg.op.bytes();
+            match msg.op {
+                Op::Bump { .. } => self.sweeper.start(),
+                Op::Shutdown => shutdown = true,
+                _ => {}
+            }
+            if let Some(ack) = msg.ack {
+                let _ = ack.send(outcome.clone());
+            }
+        }
+        self.shared.backlog.release(ops, bytes);
+        shutdown
+    }
+
+    /// Out of service: try to come back when due (or when someone waits), and meanwhile keep
+    /// every write in memory only.
+    fn step_out_of_service(&mut self) -> Step {
+        if Instant::now() >= self.retry_at && self.recover() {
+            return Step::Continue;
+        }
+        let wait = self
+            .retry_at
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), RETRY_MAX);
+        let msg = match self.rx.recv_timeout(wait) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => return Step::Continue,
+            Err(RecvTimeoutError::Disconnected) => return Step::Stop,
+        };
+        let may_retry = self
+            .last_attempt
+            .is_none_or(|t| t.elapsed() >= RETRY_URGENT);
+        if (msg.urgent() || matches!(msg.op, Op::Shutdown)) && may_retry && self.recover() {
+            self.batch.push(msg);
+            return self.commit_batch();
+        }
+        self.batch.push(msg);
+        if self.settle_failed(&self.shared.outage_message()) {
+            Step::Stop
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// Brings the tier back: reopens the file (setting a damaged one aside when asked),
+    /// deletes the shadowed records and writes the current generations in one commit.
+    fn recover(&mut self) -> bool {
+        let shared = self.shared;
+        let Some(outage) = shared.health.outage() else {
+            return true;
+        };
+        if outage.failure.damaged && shared.on_damage == DamagedFile::Fail {
+            // Nothing to retry: the file stays damaged until someone deletes it.
+            self.retry_at = Instant::now() + Duration::from_secs(3600);
+            return false;
+        }
+        self.last_attempt = Some(Instant::now());
+        if let Some(db) = shared.set_db(None) {
+            release(db);
+        }
+        if outage.failure.damaged {
+            if let Err(e) = open::set_aside(&shared.path) {
+                tracing::debug!(error = %e, "could not set the damaged file aside yet");
+                return self.retry_later();
+            }
+        }
+        let opened = match open::open_database(
+            &shared.dir,
+            Duration::ZERO,
+            shared.page_cache,
+            shared.on_damage,
+        ) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::debug!(error = %e, "the disk tier is still out of service");
+                return self.retry_later();
+            }
+        };
+        shared
+            .counters
+            .disk_bytes
+            .store(opened.disk_bytes, Ordering::Relaxed);
+        shared
+            .counters
+            .disk_entries
+            .store(opened.entries, Ordering::Relaxed);
+        shared.set_db(Some(Arc::new(opened.db)));
+        let shadows = shared.health.shadowed();
+        let gens = shared.gens.snapshot();
+        let restored = shared.transact(|t| {
+            for digest in &shadows {
+                t.remove(*digest)?;
+            }
+            for (label, generation) in &gens {
+                let stored = t.gens.get(label.as_ref())?.map_or(0, |g| g.value());
+                t.gens.insert(label.as_ref(), stored.max(*generation))?;
+            }
+            Ok(())
+        });
+        match restored {
+            Ok(()) => {
+                shared.health.unshadow(&shadows);
+                let out = shared.health.come_up().unwrap_or_default();
+                self.retry_wait = RETRY_FIRST;
+                self.sweeper.start();
+                tracing::info!(file = %shared.path.display(), after = ?out,
+                    "cache disk tier back in service");
+                true
+            }
+            Err(f) => {
+                tracing::debug!(error = %f.detail, "the disk tier is still out of service");
+                if let Some(db) = shared.set_db(None) {
+                    release(db);
+                }
+                self.retry_later()
+            }
+        }
+    }
+
+    fn retry_later(&mut self) -> bool {
+        self.retry_at = Instant::now() + self.retry_wait;
+        self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+        false
+    }
+}
+
+/// Drops the last handle on a database once readers (who hold it only for a moment, never
+/// across user code) have let go, so that the file can be opened again.
+fn release(db: Arc<redb::Database>) {
+    let until = Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&db) > 1 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    guard::drop_guarded(db);
 }
 
 /// Receives and applies what should share this commit.
@@ -185,23 +417,33 @@ fn gather(
     batch: &mut Vec<Msg>,
     window: Option<Duration>,
     t: &mut Tables<'_>,
+    parked: &mut Duration,
 ) -> Result<(), redb::Error> {
     let mut urgent = batch.iter().any(Msg::urgent);
-    let until = window.map(|w| Instant::now() + w);
+    // A window too large to add to now (Duration::MAX) has no end: the batch closes when it
+    // is full or someone waits.
+    let until = window.map(|w| Instant::now().checked_add(w));
     loop {
         while batch.len() < MAX_BATCH {
             let Ok(msg) = rx.try_recv() else { break };
-            apply(t, &msg.op)?;
             urgent |= msg.urgent();
+            // In the batch before it is applied: whatever happens next, it is settled.
             batch.push(msg);
+            if let Some(msg) = batch.last() {
+                apply(t, &msg.op)?;
+            }
         }
-        let left = until.map_or(Duration::ZERO, |u| {
-            u.saturating_duration_since(Instant::now())
-        });
+        let left = match until {
+            None => Duration::ZERO,
+            Some(None) => RETRY_MAX,
+            Some(Some(u)) => u.saturating_duration_since(Instant::now()),
+        };
         if urgent || batch.len() >= MAX_BATCH || left.is_zero() {
             return Ok(());
         }
+        let before = Instant::now();
         std::thread::park_timeout(left);
+        *parked += before.elapsed();
     }
 }
 

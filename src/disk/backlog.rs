@@ -1,0 +1,148 @@
+//! Back-pressure: the writes queued for the writer thread stay within what it can commit in
+//! one batch window, and within a byte budget.
+//!
+//! `Durability::Batched(d)` promises that a crash loses at most the writes of about the last
+//! `d`. That holds only if the queue drains in about `d`: an insert that returns at 220k/s in
+//! front of a writer that commits 70k/s would otherwise grow the queue (and memory) without
+//! bound, and a crash would lose seconds of acknowledged writes. So the writer measures how
+//! many operations it commits per second, and an insert waits while the queue holds more than
+//! that rate times `d` (or more than [`MAX_BYTES`]). Waiting happens before the insert takes
+//! any lock, so readers are never held up by it.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use super::lock;
+
+/// Most bytes of records queued for the writer.
+pub(crate) const MAX_BYTES: u64 = 64 << 20;
+/// The queue may always hold this many operations, whatever the measured rate.
+const MIN_OPS: u64 = 1_024;
+/// And never more than this many.
+const MAX_OPS: u64 = 1 << 20;
+
+struct State {
+    ops: u64,
+    bytes: u64,
+    /// Operations the writer commits in one window, as last measured.
+    limit: u64,
+    /// Operations per second, smoothed.
+    rate: f64,
+}
+
+pub(crate) struct Backlog {
+    state: Mutex<State>,
+    drained: Condvar,
+    /// The batch window; `None` (Immediate) uses a window of 50 ms for the limit.
+    window: Duration,
+}
+
+impl Backlog {
+    pub fn new(window: Option<Duration>) -> Self {
+        Backlog {
+            state: Mutex::new(State {
+                ops: 0,
+                bytes: 0,
+                limit: 8_192,
+                rate: 0.0,
+            }),
+            drained: Condvar::new(),
+            window: window.unwrap_or(Duration::from_millis(50)),
+        }
+    }
+
+    /// Counts an operation of `bytes` into the queue, first waiting (if `wait`) while the
+    /// queue is full. An empty queue always admits, so one huge record cannot wait forever.
+    pub fn admit(&self, bytes: u64, wait: bool) {
+        let mut s = lock(&self.state);
+        while wait && s.ops > 0 && (s.ops >= s.limit || s.bytes + bytes > MAX_BYTES) {
+            s = self
+                .drained
+                .wait_timeout(s, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        s.ops += 1;
+        s.bytes += bytes;
+    }
+
+    /// The writer settled `ops` operations of `bytes` in total.
+    pub fn release(&self, ops: u64, bytes: u64) {
+        let mut s = lock(&self.state);
+        s.ops = s.ops.saturating_sub(ops);
+        s.bytes = s.bytes.saturating_sub(bytes);
+        drop(s);
+        self.drained.notify_all();
+    }
+
+    /// The writer committed `ops` operations in `busy` (time spent working, not waiting).
+    pub fn observe(&self, ops: usize, busy: Duration) {
+        if ops < 64 || busy.is_zero() {
+            return; // too small a sample to say anything about throughput
+        }
+        let sample = ops as f64 / busy.as_secs_f64();
+        let mut s = lock(&self.state);
+        s.rate = if s.rate == 0.0 {
+            sample
+        } else {
+            0.7 * s.rate + 0.3 * sample
+        };
+        let limit = s.rate * self.window.as_secs_f64();
+        s.limit = if limit.is_finite() {
+            (limit as u64).clamp(MIN_OPS, MAX_OPS)
+        } else {
+            MAX_OPS
+        };
+    }
+
+    /// Operations queued now (for tests and stats).
+    #[cfg(test)]
+    pub fn queued(&self) -> u64 {
+        lock(&self.state).ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_full_queue_waits_until_the_writer_drains_it() {
+        let b = Arc::new(Backlog::new(Some(Duration::from_millis(10))));
+        // A slow writer: 1,000 ops in 1 s at a 10 ms window gives the minimum limit.
+        b.observe(1_000, Duration::from_secs(1));
+        for _ in 0..MIN_OPS {
+            b.admit(1, true);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            b2.admit(1, true);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "admitted past the limit"
+        );
+        b.release(10, 10);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("admitted after a drain");
+        t.join().unwrap();
+        assert_eq!(b.queued(), MIN_OPS - 10 + 1);
+    }
+
+    #[test]
+    fn an_empty_queue_admits_a_record_larger_than_the_budget() {
+        let b = Backlog::new(None);
+        b.admit(MAX_BYTES * 2, true);
+        assert_eq!(b.queued(), 1);
+    }
+
+    #[test]
+    fn a_huge_window_does_not_overflow() {
+        let b = Backlog::new(Some(Duration::MAX));
+        b.observe(10_000, Duration::from_millis(1));
+        assert_eq!(lock(&b.state).limit, MAX_OPS);
+    }
+}

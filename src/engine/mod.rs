@@ -1,0 +1,168 @@
+//! The read and write paths over both tiers, shared by [`Cache`](crate::Cache) and
+//! [`Namespace`](crate::Namespace): reads in `read.rs`, writes in `write.rs`, both under the
+//! per-key ordering rule of `ordering.rs`.
+
+mod read;
+mod write;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::disk::{lock, DiskTier};
+use crate::error::{Error, Result};
+use crate::expiry::Clock;
+use crate::flight::Flights;
+use crate::generations::{self, Generations};
+use crate::memory::MemoryTier;
+use crate::options::Options;
+use crate::ordering::Stripes;
+use crate::stats::{Counters, Stats};
+
+/// Where keys live: the root or a namespace, and the id of its generation.
+#[derive(Clone, Debug)]
+pub(crate) struct Scope {
+    pub name: crate::key::ScopeName,
+    pub id: u64,
+}
+
+impl Scope {
+    /// The scope of the `Cache`'s own methods; not `namespace("")`.
+    pub fn root() -> Self {
+        Self::of(crate::key::ScopeName::root())
+    }
+
+    pub fn new(name: &str) -> Self {
+        Self::of(crate::key::ScopeName::named(name))
+    }
+
+    fn of(name: crate::key::ScopeName) -> Self {
+        Scope {
+            id: generations::id(&generations::namespace_label(&name)),
+            name,
+        }
+    }
+}
+
+type AnyValue = Arc<dyn Any + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub memory: MemoryTier,
+    pub disk: Option<DiskTier>,
+    pub gens: Arc<Generations>,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    pub defaults: Options,
+    pub flights: Flights,
+    pub resources: Mutex<HashMap<String, Arc<OnceLock<AnyValue>>>>,
+    pub root: Scope,
+    /// The per-key ordering rule's locks: see `ordering.rs`.
+    pub stripes: Stripes,
+    all_id: u64,
+}
+
+impl Inner {
+    pub fn new(
+        memory: MemoryTier,
+        disk: Option<DiskTier>,
+        gens: Arc<Generations>,
+        counters: Arc<Counters>,
+        clock: Arc<dyn Clock>,
+        defaults: Options,
+    ) -> Self {
+        Inner {
+            memory,
+            disk,
+            gens,
+            counters,
+            clock,
+            defaults,
+            flights: Flights::default(),
+            resources: Mutex::default(),
+            root: Scope::root(),
+            stripes: Stripes::default(),
+            all_id: generations::id(generations::ALL),
+        }
+    }
+
+    /// The generations an entry written now in `scope` with `opts` carries.
+    pub(crate) fn stamp(&self, scope: &Scope, opts: &Options) -> Vec<(u64, u64)> {
+        let mut ids = Vec::with_capacity(2 + opts.tags.len());
+        ids.push(self.all_id);
+        ids.push(scope.id);
+        ids.extend(
+            opts.tags
+                .iter()
+                .map(|t| generations::id(&generations::tag_label(t))),
+        );
+        self.gens.stamp(&ids)
+    }
+
+    // ---- invalidation ----
+
+    pub fn bump(&self, label: String) -> Result<()> {
+        let generation = self.gens.bump(&label);
+        Counters::bump(&self.counters.invalidations);
+        tracing::debug!(%label, generation, "invalidated");
+        match &self.disk {
+            Some(disk) => disk.bump(label, generation),
+            None => Ok(()),
+        }
+    }
+
+    pub fn invalidate_tag(&self, tag: &str) -> Result<()> {
+        self.bump(generations::tag_label(tag))
+    }
+
+    pub fn clear_scope(&self, scope: &Scope) -> Result<()> {
+        self.bump(generations::namespace_label(&scope.name))
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        self.bump(generations::ALL.to_string())?;
+        self.memory.clear();
+        Ok(())
+    }
+
+    // ---- resources, housekeeping ----
+
+    pub fn resource<T, F>(&self, name: &str, f: F) -> Result<Arc<T>>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> T,
+    {
+        let cell = lock(&self.resources)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let value = cell.get_or_init(|| Arc::new(f())).clone();
+        value.downcast::<T>().map_err(|_| Error::ResourceType {
+            name: name.to_string(),
+            expected: std::any::type_name::<T>(),
+        })
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        match &self.disk {
+            Some(disk) => disk.flush(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        // The memory tier's pending work (evictions it has decided on) is counted first, so
+        // that the snapshot is consistent with the sizes it reports.
+        self.memory.run_pending_tasks();
+        let mut s = self.counters.snapshot();
+        s.memory_bytes = self.memory.bytes();
+        if self.disk.is_none() {
+            s.entries = self.memory.len();
+        }
+        s
+    }
+
+    /// Why the disk tier is out of service, if it is.
+    pub fn outage(&self) -> Option<crate::disk::Outage> {
+        self.disk.as_ref().and_then(|d| d.outage())
+    }
+}

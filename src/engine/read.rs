@@ -1,0 +1,265 @@
+//! The read path: memory first, then disk, with promotion and the drop of dead entries.
+//!
+//! Reads follow the ordering rule of `ordering.rs`: a reader notes its key's stripe version
+//! before it reads the disk and changes the tiers afterwards (a promotion, a drop) only if no
+//! write came in between.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::{Inner, Scope};
+use crate::error::Result;
+use crate::fingerprint;
+use crate::key::{encode_key, EncodedKey};
+use crate::memory::{self, MemEntry};
+use crate::record::{self, Dead};
+use crate::stats::Counters;
+
+/// What a memory probe found.
+pub(super) enum Probe {
+    Live(Arc<MemEntry>),
+    /// There was an entry for this key and it is dead: a definitive miss.
+    Dead,
+    Absent,
+}
+
+/// Most time between two disk read-time refreshes of an idle entry that lives in memory.
+const MAX_TOUCH_LAG_MS: u64 = 1_000;
+
+impl Inner {
+    pub fn get<K, V>(&self, scope: &Scope, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: serde::Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let found = self.lookup::<V>(&ek);
+        if found.is_none() {
+            Counters::bump(&self.counters.misses);
+            tracing::debug!(namespace = %scope.name, "miss");
+        }
+        Ok(found)
+    }
+
+    /// Both tiers, counting hits (the caller counts the miss).
+    pub(super) fn lookup<V>(&self, ek: &EncodedKey) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        match self.probe_memory(ek, true) {
+            Probe::Live(entry) => {
+                return match entry.value.clone().downcast::<V>() {
+                    Ok(v) => {
+                        Counters::bump(&self.counters.memory_hits);
+                        Some(v)
+                    }
+                    Err(_) => {
+                        // Another type than the one stored: a miss that leaves the entry alone.
+                        Counters::bump(&self.counters.type_mismatches);
+                        tracing::debug!(
+                            stored = entry.type_name,
+                            requested = std::any::type_name::<V>(),
+                            "value stored as another type: a miss"
+                        );
+                        None
+                    }
+                };
+            }
+            Probe::Dead => return None,
+            Probe::Absent => {}
+        }
+        let found = self.read_disk::<V>(ek);
+        if found.is_some() {
+            Counters::bump(&self.counters.disk_hits);
+        }
+        found
+    }
+
+    /// The memory tier's entry for `ek`, judged. A read (`touch`) refreshes an idle entry;
+    /// `contains_key` does not.
+    pub(super) fn probe_memory(&self, ek: &EncodedKey, touch: bool) -> Probe {
+        let Some(entry) = self.memory.get(ek.digest) else {
+            return Probe::Absent;
+        };
+        if *entry.key != ek.bytes[..] {
+            return Probe::Absent;
+        }
+        if entry.expiry != Default::default() {
+            let now = self.clock.now_ms();
+            let last = entry.last_access_ms.load(Ordering::Relaxed);
+            if entry.expiry.is_expired(now, last) {
+                if self.drop_memory_entry(ek.digest, &entry) {
+                    Counters::bump(&self.counters.expirations);
+                    tracing::debug!("expired entry dropped");
+                }
+                return Probe::Dead;
+            }
+            if touch && entry.expiry.idle_ms != 0 {
+                entry.touch(now);
+                self.refresh_disk_read_time(ek.digest, &entry, now);
+            }
+        }
+        let epoch = self.gens.epoch();
+        if entry.checked_epoch.load(Ordering::Acquire) != epoch {
+            if !self.gens.is_current(entry.gens.iter().copied()) {
+                self.drop_memory_entry(ek.digest, &entry);
+                tracing::debug!("invalidated entry dropped");
+                return Probe::Dead;
+            }
+            entry.checked_epoch.store(epoch, Ordering::Release);
+        }
+        Probe::Live(entry)
+    }
+
+    /// Keeps the disk's read time of an idle entry close to the memory tier's, so that the
+    /// entry outlives a restart (and the sweeper) as long as it is read: at most a quarter of
+    /// its idle limit (and a second) behind.
+    fn refresh_disk_read_time(&self, digest: u128, entry: &MemEntry, now: u64) {
+        let (Some(disk), true) = (&self.disk, entry.on_disk) else {
+            return;
+        };
+        let lag = (entry.expiry.idle_ms / 4).clamp(1, MAX_TOUCH_LAG_MS);
+        let written = entry.disk_touch_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(written) >= lag {
+            entry.disk_touch_ms.store(now, Ordering::Relaxed);
+            disk.touch(digest, now);
+        }
+    }
+
+    /// Drops a dead memory entry (and its record) unless a write replaced it meanwhile;
+    /// returns whether it did.
+    fn drop_memory_entry(&self, digest: u128, entry: &Arc<MemEntry>) -> bool {
+        let mut held = self.stripes.lock(digest);
+        let current = self
+            .memory
+            .get(digest)
+            .is_some_and(|e| Arc::ptr_eq(&e, entry));
+        if !current {
+            return false;
+        }
+        held.bump();
+        self.memory.remove(digest);
+        if let (Some(disk), true) = (&self.disk, entry.on_disk) {
+            disk.discard(digest);
+        }
+        true
+    }
+
+    /// Drops a dead record (and any memory entry of it) unless a write came after `version`;
+    /// returns whether it did.
+    fn drop_record(&self, digest: u128, version: u64) -> bool {
+        let mut held = self.stripes.lock(digest);
+        if held.version() != version {
+            return false;
+        }
+        held.bump();
+        self.memory.remove(digest);
+        if let Some(disk) = &self.disk {
+            disk.discard(digest);
+        }
+        true
+    }
+
+    fn read_disk<V>(&self, ek: &EncodedKey) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let disk = self.disk.as_ref()?;
+        // Noted before the read: see `ordering.rs`.
+        let version = self.stripes.version(ek.digest);
+        let stored = disk.read(ek.digest)?;
+        let now = self.clock.now_ms();
+        let rec = match record::decode(&stored.bytes) {
+            Ok(rec) => rec,
+            Err(_) => {
+                self.drop_dead(ek.digest, version, Dead::Damaged);
+                return None;
+            }
+        };
+        if rec.key != &ek.bytes[..] {
+            return None; // another key with the same digest: leave it alone
+        }
+        if let Some(why) = rec.judge(ek.digest, now, stored.last_access_ms, &self.gens) {
+            self.drop_dead(ek.digest, version, why);
+            return None;
+        }
+        let decoded = if rec.meta.fingerprint == fingerprint::of::<V>() {
+            // User code (a slow Deserialize) runs here, holding no lock.
+            match postcard::take_from_bytes::<V>(rec.payload) {
+                Ok((v, [])) => Some(v),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let Some(v) = decoded else {
+            Counters::bump(&self.counters.type_mismatches);
+            tracing::debug!("value stored as another type (or shape) dropped");
+            self.drop_record(ek.digest, version);
+            return None;
+        };
+        let v = Arc::new(v);
+        let entry = MemEntry {
+            value: v.clone(),
+            type_name: std::any::type_name::<V>(),
+            key: Box::from(&*ek.bytes),
+            expiry: rec.meta.expiry,
+            last_access_ms: now.into(),
+            disk_touch_ms: now.into(),
+            gens: rec.generations().collect(),
+            checked_epoch: 0.into(),
+            weight: memory::weight(ek.bytes.len(), rec.payload.len()),
+            on_disk: true,
+        };
+        {
+            // A promotion never replaces a newer value: only if no write came since the read.
+            let held = self.stripes.lock(ek.digest);
+            if held.version() == version {
+                self.memory.insert(ek.digest, entry);
+            }
+        }
+        disk.touch(ek.digest, now);
+        Some(v)
+    }
+
+    fn drop_dead(&self, digest: u128, version: u64, why: Dead) {
+        if self.drop_record(digest, version) {
+            self.counters.count_dead(why);
+            if why == Dead::Damaged {
+                if let Some(disk) = &self.disk {
+                    tracing::warn!(file = %disk.path().display(), "damaged cache record dropped");
+                }
+            }
+            tracing::debug!(?why, "dead record dropped");
+        }
+    }
+
+    pub fn contains_key<K>(&self, scope: &Scope, key: &K) -> Result<bool>
+    where
+        K: serde::Serialize + ?Sized,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        Ok(self.contains(&ek))
+    }
+
+    /// Whether a live entry exists, whatever its type; refreshes nothing.
+    pub(super) fn contains(&self, ek: &EncodedKey) -> bool {
+        match self.probe_memory(ek, false) {
+            Probe::Live(_) => return true,
+            Probe::Dead => return false,
+            Probe::Absent => {}
+        }
+        let Some(stored) = self.disk.as_ref().and_then(|d| d.read(ek.digest)) else {
+            return false;
+        };
+        let now = self.clock.now_ms();
+        record::decode(&stored.bytes).is_ok_and(|rec| {
+            rec.key == &ek.bytes[..]
+                && rec
+                    .judge(ek.digest, now, stored.last_access_ms, &self.gens)
+                    .is_none()
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! The write path: insert, remove and read-through, each applying the ordering rule of
+//! `ordering.rs`: the memory tier and the disk queue change together inside the key's stripe
+//! lock, so the last write wins in both tiers; waiting (back-pressure, a commit) and user code
+//! (a computation) happen outside it.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Inner, Scope};
+use crate::disk::Ticket;
+use crate::error::{Error, Result};
+use crate::fingerprint;
+use crate::flight::Role;
+use crate::key::{encode_key, EncodedKey};
+use crate::memory::{self, MemEntry};
+use crate::options::Options;
+use crate::record::{self, Meta};
+use crate::stats::Counters;
+
+/// Whether a store must check that its generations are still current (a computed value that
+/// an invalidation may have overtaken).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IfCurrent {
+    Always,
+    Check,
+}
+
+impl Inner {
+    pub fn insert<K, V>(&self, scope: &Scope, key: &K, value: V, opts: &Options) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + Send + Sync + 'static + DeserializeOwned,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let opts = opts.merged(&self.defaults);
+        let stamp = self.stamp(scope, &opts);
+        self.store(ek, Arc::new(value), &opts, stamp, IfCurrent::Always)
+    }
+
+    fn store<V>(
+        &self,
+        ek: EncodedKey,
+        value: Arc<V>,
+        opts: &Options,
+        stamp: Vec<(u64, u64)>,
+        if_current: IfCurrent,
+    ) -> Result<()>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let now = self.clock.now_ms();
+        let expiry = opts.expiry(now);
+        let payload = postcard::to_allocvec(&*value).map_err(|e| Error::Encode {
+            what: std::any::type_name::<V>().to_string(),
+            detail: e.to_string(),
+        })?;
+        // An entry dead on arrival (ttl or idle of zero, a past expires_at) is not stored; it
+        // still replaces whatever the key held.
+        let dead = expiry.is_expired(now, now);
+        let persist = self.disk.is_some() && !opts.memory_only && !dead;
+        let record = persist.then(|| {
+            let meta = Meta {
+                fingerprint: fingerprint::of::<V>(),
+                expiry,
+                created_ms: now,
+            };
+            record::encode(&meta, &stamp, &ek.bytes, &payload)
+        });
+        let entry = MemEntry {
+            value,
+            type_name: std::any::type_name::<V>(),
+            weight: memory::weight(ek.bytes.len(), payload.len()),
+            key: Box::from(&*ek.bytes),
+            expiry,
+            last_access_ms: now.into(),
+            disk_touch_ms: now.into(),
+            gens: stamp.into_boxed_slice(),
+            checked_epoch: 0.into(),
+            on_disk: persist,
+        };
+        // Room in the writer's queue first: back-pressure waits here, holding no lock.
+        let reservation = match (&self.disk, &record) {
+            (Some(disk), Some(record)) => Some(disk.reserve(record.len())),
+            _ => None,
+        };
+        let digest = ek.digest;
+        let ticket = {
+            let mut held = self.stripes.lock(digest);
+            if if_current == IfCurrent::Check && !self.gens.is_current(entry.gens.iter().copied()) {
+                // Invalidated while it was computed: its caller has it, later readers must not.
+                return Ok(());
+            }
+            held.bump();
+            if dead {
+                self.memory.remove(digest);
+            } else {
+                self.memory.insert(digest, entry);
+            }
+            match (&self.disk, record, reservation) {
+                (Some(disk), Some(record), Some(r)) => Some(disk.put(digest, record, r)),
+                // A value kept in memory only must not leave an older persisted one behind.
+                (Some(disk), None, _) if disk.may_contain(digest) => Some(disk.remove(digest)),
+                _ => None,
+            }
+        };
+        Counters::bump(&self.counters.inserts);
+        ticket.map_or(Ok(()), Ticket::wait)
+    }
+
+    pub fn remove<K>(&self, scope: &Scope, key: &K) -> Result<bool>
+    where
+        K: Serialize + ?Sized,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let existed = self.contains(&ek);
+        let ticket = {
+            let mut held = self.stripes.lock(ek.digest);
+            held.bump();
+            self.memory.remove(ek.digest);
+            match &self.disk {
+                Some(disk) if existed || disk.may_contain(ek.digest) => {
+                    Some(disk.remove(ek.digest))
+                }
+                _ => None,
+            }
+        };
+        ticket.map_or(Ok(()), Ticket::wait)?;
+        Ok(existed)
+    }
+
+    /// Read-through: the value for `key`, computed by `f` at most once across concurrent callers.
+    pub fn get_or_try_insert<K, V, E, F>(
+        &self,
+        scope: &Scope,
+        key: &K,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        if let Some(v) = self.lookup::<V>(&ek) {
+            return Ok(v);
+        }
+        Counters::bump(&self.counters.misses);
+        let opts = opts.merged(&self.defaults);
+        loop {
+            // Stamped before computing: an invalidation during `f` makes its result stale,
+            // and a caller arriving after one does not join this flight.
+            let stamp = self.stamp(scope, &opts);
+            let leader = match self.flights.join(ek.digest, stamp, &self.gens) {
+                Role::Leader(leader) => leader,
+                Role::Follower(flight) => {
+                    if let Some(v) = flight.wait()?.and_then(|v| v.downcast::<V>().ok()) {
+                        return Ok(v);
+                    }
+                    // The leader failed (or computed another type): try again, perhaps as
+                    // the leader.
+                    if let Some(v) = self.lookup::<V>(&ek) {
+                        return Ok(v);
+                    }
+                    continue;
+                }
+            };
+            // Another leader may have finished between our miss and `join`.
+            if let Some(v) = self.lookup::<V>(&ek) {
+                leader.complete(v.clone());
+                return Ok(v);
+            }
+            let v = Arc::new(f()?);
+            let stamp = leader.flight.stamp.clone();
+            if let Err(e) = self.store(ek.clone(), v.clone(), &opts, stamp, IfCurrent::Check) {
+                tracing::warn!(error = %e, "computed value could not be cached; returning it anyway");
+            }
+            leader.complete(v.clone());
+            return Ok(v);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! [`Health`]: whether every tier of a cache is in service.
+
+use std::time::SystemTime;
+
+/// Whether every tier of a cache is in service; see [`Cache::health`](crate::Cache::health).
+///
+/// When the disk tier fails (a full disk, an I/O error, a damaged file), the cache keeps
+/// working from memory: reads are memory hits or misses, never older values, and writes are
+/// kept in memory only. The failure is logged once. The tier comes back by itself when it can
+/// (space returns; a damaged file is set aside with
+/// [`DamagedFile::SetAside`](crate::DamagedFile::SetAside)), and [`Cache::flush`](crate::Cache::flush)
+/// reports the writes that were kept in memory only meanwhile.
+///
+/// ```
+/// let cache = tiered::Cache::in_memory();
+/// assert!(cache.health().is_healthy());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// Every tier works (a cache without a disk tier is always healthy).
+    Healthy,
+    /// The disk tier is out of service.
+    DiskOutOfService {
+        /// What failed, as reported by the storage.
+        reason: String,
+        /// When it went out of service.
+        since: SystemTime,
+        /// Whether the database file is damaged: then it comes back only if the cache was
+        /// opened with `DamagedFile::SetAside` (the file is moved aside for a fresh one);
+        /// otherwise delete the file and reopen.
+        damaged: bool,
+    },
+}
+
+impl Health {
+    /// Whether every tier is in service.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+}
+
+impl From<Option<crate::disk::Outage>> for Health {
+    fn from(outage: Option<crate::disk::Outage>) -> Self {
+        match outage {
+            None => Health::Healthy,
+            Some(o) => Health::DiskOutOfService {
+                reason: o.failure.detail,
+                since: o.since,
+                damaged: o.failure.damaged,
+            },
+        }
+    }
+}
