@@ -159,7 +159,8 @@ impl CacheBuilder {
     /// settings win). Another process's cache in the folder is waited for up to `open_timeout`.
     ///
     /// # Errors
-    /// - [`Error::Config`] for a zero memory capacity or a `Batched` window of zero.
+    /// - [`Error::Config`] for a zero memory capacity, a `Batched` window of zero, an empty
+    ///   path, or a path that is a file.
     /// - [`Error::Locked`] when another process holds the folder past `open_timeout`; it names
     ///   that process.
     /// - [`Error::Corrupt`] when the database file is damaged (unless
@@ -189,6 +190,11 @@ impl CacheBuilder {
             );
             return Ok(Cache::from_inner(Arc::new(inner)));
         };
+        if path.as_os_str().is_empty() {
+            return Err(Error::Config(
+                "the cache path is empty: give a folder, e.g. ./.cache/app".into(),
+            ));
+        }
         let folder = std::path::absolute(&path).map_err(|e| Error::io(&path, e))?;
         let span = tracing::info_span!("tiered.open", folder = %folder.display());
         let _entered = span.enter();
