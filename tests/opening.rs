@@ -3,7 +3,157 @@
 
 mod common;
 
-use tiered::{Cache, Error};
+use std::io::BufReader;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tiered::{Cache, Durability, Error};
+
+/// Long enough that an open which waited it out would be noticed, not raced.
+const LONG: Duration = Duration::from_secs(30);
+
+/// Child: opens the folder, says so, holds it for TIERED_HOLD_MS, then exits.
+#[test]
+#[ignore = "child process of unrelated_folder_opens_while_another_waits"]
+fn child_holding() {
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let hold: u64 = std::env::var("TIERED_HOLD_MS").unwrap().parse().unwrap();
+    let cache = Cache::open(&dir).unwrap();
+    cache.insert("from-child", 1u8).unwrap();
+    cache.flush().unwrap();
+    println!("ready");
+    std::thread::sleep(Duration::from_millis(hold));
+}
+
+/// Opens `first`, inserts, then opens `second` (another path to the same folder) with a long
+/// `open_timeout`: it must return the open cache, not wait for ourselves and fail.
+fn second_path_shares_the_cache(first: &std::path::Path, second: &std::path::Path) {
+    let a = Cache::builder()
+        .path(first)
+        .durability(Durability::Immediate)
+        .open()
+        .unwrap();
+    a.insert("k", 7u32).unwrap();
+    let b = Cache::builder()
+        .path(second)
+        .durability(Durability::Immediate)
+        .open_timeout(LONG)
+        .open()
+        .unwrap_or_else(|e| panic!("opening {} again: {e}", second.display()));
+    assert_eq!(b.get::<_, u32>("k").unwrap().as_deref(), Some(&7));
+    b.insert("from-b", 8u32).unwrap();
+    assert_eq!(a.get::<_, u32>("from-b").unwrap().as_deref(), Some(&8));
+}
+
+#[cfg(unix)]
+#[test]
+fn open_through_symlink_returns_the_open_cache() {
+    let dir = common::tempdir();
+    let real = dir.path().join("real");
+    let link = dir.path().join("link");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    second_path_shares_the_cache(&real, &link);
+}
+
+#[test]
+fn open_through_dotdot_returns_the_open_cache() {
+    let dir = common::tempdir();
+    let real = dir.path().join("real");
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let dotdot = dir.path().join("other").join("..").join("real");
+    second_path_shares_the_cache(&real, &dotdot);
+}
+
+#[test]
+fn a_second_open_with_other_settings_returns_the_open_cache() {
+    // The warning naming the ignored settings is unit-tested in src/registry.rs.
+    let dir = common::tempdir();
+    let a = Cache::builder()
+        .path(dir.path())
+        .memory_capacity(1 << 20)
+        .open()
+        .unwrap();
+    a.insert("k", 1u8).unwrap();
+    let b = Cache::builder()
+        .path(dir.path())
+        .memory_capacity(2 << 20)
+        .durability(Durability::Immediate)
+        .open()
+        .unwrap();
+    assert_eq!(b.get::<_, u8>("k").unwrap().as_deref(), Some(&1));
+}
+
+#[derive(Debug, PartialEq)]
+enum Event {
+    HeldFolderOpened,
+    HeldFolderFailed(String),
+    OtherFolderOpened,
+    OtherFolderFailed(String),
+}
+
+#[test]
+fn unrelated_folder_opens_while_another_waits() {
+    let held = common::tempdir();
+    let other = common::tempdir();
+    let mut child = common::spawn_child(
+        "child_holding",
+        held.path(),
+        &[("TIERED_HOLD_MS", "120000".to_string())],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    common::wait_for_line(&mut out, "ready");
+
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let (tx, path) = (tx.clone(), held.path().to_path_buf());
+        std::thread::spawn(move || {
+            let result = Cache::builder()
+                .path(&path)
+                .open_timeout(Duration::from_secs(60))
+                .open();
+            let _ = tx.send(match &result {
+                Ok(_) => Event::HeldFolderOpened,
+                Err(e) => Event::HeldFolderFailed(e.to_string()),
+            });
+            result
+        })
+    };
+    // Let the waiter get into its open; the ordering of events below is the assertion.
+    std::thread::sleep(Duration::from_millis(300));
+    let opener = {
+        let path = other.path().to_path_buf();
+        std::thread::spawn(move || {
+            let result = Cache::builder().path(&path).open();
+            let _ = tx.send(match &result {
+                Ok(_) => Event::OtherFolderOpened,
+                Err(e) => Event::OtherFolderFailed(e.to_string()),
+            });
+        })
+    };
+
+    let first = rx.recv_timeout(Duration::from_secs(20));
+    // Let the waiter through whatever happened, so that no thread outlives the test.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let second = rx.recv_timeout(Duration::from_secs(60));
+    opener.join().unwrap();
+    let held_cache = waiter.join().unwrap();
+
+    assert_eq!(
+        first,
+        Ok(Event::OtherFolderOpened),
+        "the other folder must open while the held one is waited for"
+    );
+    assert_eq!(second, Ok(Event::HeldFolderOpened));
+    let held_cache = held_cache.unwrap();
+    assert_eq!(
+        held_cache.get::<_, u8>("from-child").unwrap().as_deref(),
+        Some(&1)
+    );
+}
 
 #[test]
 fn empty_path_is_a_config_error() {
