@@ -30,8 +30,8 @@ pub enum Error {
     /// Another process has the cache folder open and did not let go within `open_timeout`.
     ///
     /// When the folder's `owner` file names this very process, the message says so: another
-    /// `Cache` on the same folder is still open or closing here (for example one opened through
-    /// a path that does not resolve to the same folder, such as a hard link or a bind mount).
+    /// `Cache` on the same folder is still closing here, or is open under a path that does not
+    /// canonicalize to the same one (a bind mount, say).
     #[error("{}", locked_message(path, *pid, *waited))]
     Locked {
         /// The cache folder.
@@ -113,21 +113,21 @@ fn io_hint(kind: std::io::ErrorKind) -> &'static str {
 
 fn locked_message(path: &Path, pid: Option<u32>, waited: Duration) -> String {
     let path = path.display();
-    match pid {
-        Some(pid) if pid == std::process::id() => format!(
-            "cache folder {path} is held by this process: another Cache on the same folder is \
-             still open or closing; waited {waited:?}. Drop that Cache first (and open the \
-             folder by one path), or point this one at another folder"
-        ),
-        Some(pid) => format!(
-            "cache folder {path} is held by process {pid}; waited {waited:?}. Stop that \
-             process, point this one at another folder, or raise `open_timeout`"
-        ),
-        None => format!(
-            "cache folder {path} is held by another process (pid unknown); waited {waited:?}. \
-             Stop that process, point this one at another folder, or raise `open_timeout`"
-        ),
-    }
+    let holder = match pid {
+        Some(pid) if pid == std::process::id() => {
+            return format!(
+                "cache folder {path} is held by this process: another Cache on the same folder \
+                 is still open or closing; waited {waited:?}. Drop that Cache first, or point \
+                 this one at another folder"
+            )
+        }
+        Some(pid) => format!("process {pid}"),
+        None => "another process (pid unknown)".to_string(),
+    };
+    format!(
+        "cache folder {path} is held by {holder}; waited {waited:?}. Stop that process, point \
+         this one at another folder, or raise `open_timeout`"
+    )
 }
 
 impl Error {

@@ -35,41 +35,24 @@ impl Settings {
     /// Each setting of `asked` that differs from these, named as the builder's method, with
     /// both values: `memory_capacity (open: 268435456, asked: 1024)`.
     pub fn differences(&self, asked: &Settings) -> Vec<String> {
-        fn differ<T: PartialEq + std::fmt::Debug>(
-            out: &mut Vec<String>,
-            name: &str,
-            open: &T,
-            asked: &T,
-        ) {
-            if open != asked {
-                out.push(format!("{name} (open: {open:?}, asked: {asked:?})"));
-            }
-        }
         let mut out = Vec::new();
-        let o = self;
-        let a = asked;
-        differ(
-            &mut out,
-            "memory_capacity",
-            &o.memory_capacity,
-            &a.memory_capacity,
-        );
-        differ(
-            &mut out,
-            "disk_capacity",
-            &o.disk_capacity,
-            &a.disk_capacity,
-        );
-        differ(&mut out, "disk_page_cache", &o.page_cache, &a.page_cache);
-        differ(&mut out, "durability", &o.durability, &a.durability);
-        differ(&mut out, "default_options", &o.defaults, &a.defaults);
-        differ(&mut out, "open_timeout", &o.open_timeout, &a.open_timeout);
-        differ(
-            &mut out,
-            "on_damaged_file",
-            &o.on_damaged_file,
-            &a.on_damaged_file,
-        );
+        macro_rules! differ {
+            ($name:literal, $field:ident) => {
+                if self.$field != asked.$field {
+                    out.push(format!(
+                        concat!($name, " (open: {:?}, asked: {:?})"),
+                        self.$field, asked.$field
+                    ));
+                }
+            };
+        }
+        differ!("memory_capacity", memory_capacity);
+        differ!("disk_capacity", disk_capacity);
+        differ!("disk_page_cache", page_cache);
+        differ!("durability", durability);
+        differ!("default_options", defaults);
+        differ!("open_timeout", open_timeout);
+        differ!("on_damaged_file", on_damaged_file);
         out
     }
 }

@@ -34,7 +34,7 @@ pub(crate) fn create_folder(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists && !dir.is_dir() {
+        if e.kind() == std::io::ErrorKind::AlreadyExists && dir.exists() && !dir.is_dir() {
             Error::Config(format!(
                 "the cache path {} is a file, not a folder: choose a folder path (it is \
                  created if missing), e.g. ./.cache/app",
