@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::disk::{DiskConfig, DiskTier};
+use crate::disk::{create_folder, DiskConfig, DiskTier};
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::{Clock, SystemClock};
@@ -96,6 +96,18 @@ impl Default for CacheBuilder {
 }
 
 impl CacheBuilder {
+    fn settings(&self) -> registry::Settings {
+        registry::Settings {
+            memory_capacity: self.memory_capacity,
+            disk_capacity: self.disk_capacity,
+            page_cache: self.page_cache,
+            durability: self.durability,
+            defaults: self.defaults.clone(),
+            open_timeout: self.open_timeout,
+            on_damaged_file: self.on_damaged_file,
+        }
+    }
+
     /// The disk tier's folder, created (mode 0700) if missing. Default: none, which makes a
     /// memory-only cache.
     pub fn path(mut self, path: impl AsRef<Path>) -> Self {
@@ -155,11 +167,14 @@ impl CacheBuilder {
 
     /// Opens the cache.
     ///
-    /// Within one process, opening a folder that is already open returns the open cache (its
-    /// settings win). Another process's cache in the folder is waited for up to `open_timeout`.
+    /// Within one process, opening a folder that is already open, by any path that resolves to
+    /// it (a symlink, `..`), returns the open cache: its settings win, and a warning is logged
+    /// naming each setting that differs. Another process's cache in the folder is waited for
+    /// up to `open_timeout`; meanwhile this process can open other folders.
     ///
     /// # Errors
-    /// - [`Error::Config`] for a zero memory capacity or a `Batched` window of zero.
+    /// - [`Error::Config`] for a zero memory capacity, a `Batched` window of zero, an empty
+    ///   path, or a path that is a file.
     /// - [`Error::Locked`] when another process holds the folder past `open_timeout`; it names
     ///   that process.
     /// - [`Error::Corrupt`] when the database file is damaged (unless
@@ -176,9 +191,10 @@ impl CacheBuilder {
                 "Durability::Batched needs a window above zero; use Durability::Immediate".into(),
             ));
         }
-        let counters = Arc::new(Counters::default());
-        let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
         let Some(path) = self.path.clone() else {
+            let counters = Arc::new(Counters::default());
+            let memory =
+                MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
             let inner = Inner::new(
                 memory,
                 None,
@@ -189,13 +205,33 @@ impl CacheBuilder {
             );
             return Ok(Cache::from_inner(Arc::new(inner)));
         };
-        let folder = std::path::absolute(&path).map_err(|e| Error::io(&path, e))?;
+        if path.as_os_str().is_empty() {
+            return Err(Error::Config(
+                "the cache path is empty: give a folder, e.g. ./.cache/app".into(),
+            ));
+        }
+        // The registry knows a folder by its canonical path, so that a symlink or a `..` path
+        // to an open folder finds its cache; canonicalizing needs the folder to exist.
+        create_folder(&path)?;
+        let folder = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
         let span = tracing::info_span!("tiered.open", folder = %folder.display());
         let _entered = span.enter();
-        let mut open = registry::lock_open();
-        if let Some(inner) = open.get(&folder).and_then(std::sync::Weak::upgrade) {
+        let settings = self.settings();
+        let slot = registry::slot(&folder);
+        let _opening = slot.lock_opening();
+        if let Some((inner, open_settings)) = slot.live() {
+            let differences = open_settings.differences(&settings);
+            if !differences.is_empty() {
+                tracing::warn!(
+                    ignored = %differences.join("; "),
+                    "the folder is already open in this process with other settings; \
+                     returning the open cache, whose settings win"
+                );
+            }
             return Ok(Cache::from_inner(inner));
         }
+        let counters = Arc::new(Counters::default());
+        let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
         let cfg = DiskConfig {
             dir: folder.clone(),
             open_timeout: self.open_timeout,
@@ -213,7 +249,7 @@ impl CacheBuilder {
             self.clock,
             self.defaults,
         ));
-        registry::register(&mut open, folder, &inner);
+        slot.set(&inner, settings);
         tracing::info!(
             entries = inner
                 .counters

@@ -1,6 +1,6 @@
 //! The one error type of the crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `Result<T, tiered::Error>`.
@@ -15,7 +15,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A file or folder of the cache could not be read or written.
-    #[error("I/O error on {path}: {source}")]
+    ///
+    /// For the common causes (permissions, a full disk, a read-only file system, a file where
+    /// a folder should be) the message ends with what to do.
+    #[error("I/O error on {path}: {source}{hint}", hint = io_hint(source.kind()))]
     Io {
         /// The file or folder concerned.
         path: PathBuf,
@@ -25,11 +28,11 @@ pub enum Error {
     },
 
     /// Another process has the cache folder open and did not let go within `open_timeout`.
-    #[error(
-        "cache folder {path} is held by {holder}; waited {waited:?}. Stop that process, \
-         point this one at another folder, or raise `open_timeout`",
-        holder = match pid { Some(pid) => format!("process {pid}"), None => "another process (pid unknown)".to_string() }
-    )]
+    ///
+    /// When the folder's `owner` file names this very process, the message says so: another
+    /// `Cache` on the same folder is still closing here, or is open under a path that does not
+    /// canonicalize to the same one (a bind mount, say).
+    #[error("{}", locked_message(path, *pid, *waited))]
     Locked {
         /// The cache folder.
         path: PathBuf,
@@ -96,11 +99,113 @@ pub enum Error {
     Internal(String),
 }
 
+/// What to do about an I/O error of this kind, as the end of a sentence-ending message.
+fn io_hint(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::PermissionDenied => {
+            ". Fix the permissions of this path or of the folder it is in (this user must be \
+             able to read and write them), or choose another folder"
+        }
+        K::StorageFull | K::QuotaExceeded => {
+            ". The disk is full or over quota: free some space, lower `disk_capacity`, or \
+             choose a folder on another disk"
+        }
+        K::FileTooLarge => {
+            ". The file system refuses a file this large: lower `disk_capacity` or choose a \
+             folder on another file system"
+        }
+        K::ReadOnlyFilesystem => {
+            ". The file system is read-only: choose a folder on a writable one"
+        }
+        K::NotADirectory => ". Part of the path is a file, not a folder: choose a folder path",
+        K::IsADirectory => ". A folder is where the cache expects a file: move it away",
+        _ => "",
+    }
+}
+
+fn locked_message(path: &Path, pid: Option<u32>, waited: Duration) -> String {
+    let path = path.display();
+    let holder = match pid {
+        Some(pid) if pid == std::process::id() => {
+            return format!(
+                "cache folder {path} is held by this process: another Cache on the same folder \
+                 is still open or closing; waited {waited:?}. Drop that Cache first, or point \
+                 this one at another folder"
+            )
+        }
+        Some(pid) => format!("process {pid}"),
+        None => "another process (pid unknown)".to_string(),
+    };
+    format!(
+        "cache folder {path} is held by {holder}; waited {waited:?}. Stop that process, point \
+         this one at another folder, or raise `open_timeout`"
+    )
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn permission_denied_names_the_path_and_says_what_to_do() {
+        let e = Error::io(
+            "/srv/app/cache",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        let message = e.to_string();
+        assert!(message.contains("/srv/app/cache"), "{message}");
+        assert!(message.contains("permissions"), "{message}");
+        assert!(message.contains("choose another folder"), "{message}");
+    }
+
+    #[test]
+    fn io_errors_of_common_kinds_get_a_hint_and_others_none() {
+        for (kind, words) in [
+            (io::ErrorKind::StorageFull, "disk is full"),
+            (io::ErrorKind::QuotaExceeded, "over quota"),
+            (io::ErrorKind::FileTooLarge, "disk_capacity"),
+            (io::ErrorKind::ReadOnlyFilesystem, "read-only"),
+            (io::ErrorKind::NotADirectory, "not a folder"),
+        ] {
+            let message = Error::io("/c", io::Error::from(kind)).to_string();
+            assert!(message.contains(words), "{kind:?}: {message}");
+        }
+        let message = Error::io("/c", io::Error::other("boom")).to_string();
+        assert_eq!(message, "I/O error on /c: boom");
+    }
+
+    #[test]
+    fn locked_by_this_process_says_so_instead_of_naming_a_pid() {
+        let e = Error::Locked {
+            path: "/c".into(),
+            pid: Some(std::process::id()),
+            waited: Duration::from_secs(10),
+        };
+        let message = e.to_string();
+        assert!(message.contains("held by this process"), "{message}");
+        assert!(message.contains("still open or closing"), "{message}");
+        let pid = format!("process {}", std::process::id());
+        assert!(!message.contains(&pid), "{message}");
+
+        let other = std::process::id().wrapping_add(1);
+        let e = Error::Locked {
+            path: "/c".into(),
+            pid: Some(other),
+            waited: Duration::from_secs(10),
+        };
+        let message = e.to_string();
+        assert!(message.contains(&format!("process {other}")), "{message}");
+        assert!(message.contains("open_timeout"), "{message}");
     }
 }

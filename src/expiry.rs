@@ -114,7 +114,9 @@ impl Expiry {
 /// [`Options::expires_at`](crate::Options::expires_at): "valid until 16:00".
 ///
 /// If that time is now or has passed today, tomorrow's is returned. Where a daylight-saving
-/// change skips or repeats the time, the later of the possible instants is used. An hour above 23
+/// change skips or repeats the time, the later of the possible instants is used: a repeated
+/// 01:30 is the second one (so it is still ahead during the first), and a skipped 02:30 is read
+/// with the offset from before the change, which the clock shows as 03:30. An hour above 23
 /// or a minute above 59 is taken as 23 or 59, so the result is never in the past. Without a
 /// readable time zone the system's zone falls back to UTC.
 ///
@@ -132,13 +134,15 @@ fn next_local_time_after(now: jiff::Zoned, hour: u8, minute: u8) -> SystemTime {
     let (h, m) = (hour.min(23) as i8, minute.min(59) as i8);
     let mut date = now.date();
     for _ in 0..3 {
-        let at = date
-            .at(h, m, 0, 0)
-            .to_zoned(now.time_zone().clone())
+        // `later()`: in a fold the second occurrence, in a gap the later of the two readings.
+        let at = now
+            .time_zone()
+            .to_ambiguous_timestamp(date.at(h, m, 0, 0))
+            .later()
             .ok()
-            .filter(|z| z.timestamp() > now.timestamp());
-        if let Some(z) = at {
-            return SystemTime::from(z.timestamp());
+            .filter(|t| *t > now.timestamp());
+        if let Some(t) = at {
+            return SystemTime::from(t);
         }
         match date.tomorrow() {
             Ok(d) => date = d,
@@ -175,13 +179,46 @@ mod tests {
     #[test]
     fn next_local_time_clamps_bad_input_and_survives_dst_gap() {
         let now = zoned("2026-03-29T01:00:00[Europe/Paris]");
-        // 02:30 does not exist that day in Paris; jiff's compatible rule moves it forward.
+        // 02:30 does not exist that day in Paris; it is read as 03:30 (see the gap test below).
         let t = next_local_time_after(now.clone(), 2, 30);
         assert!(jiff::Timestamp::try_from(t).unwrap() > now.timestamp());
         let t = next_local_time_after(now, 99, 99);
         assert_eq!(
             jiff::Timestamp::try_from(t).unwrap(),
             zoned("2026-03-29T23:59:00[Europe/Paris]").timestamp()
+        );
+    }
+
+    #[test]
+    fn next_local_time_in_a_fold_from_the_first_occurrence_is_the_later_instant_today() {
+        // London repeats 01:00-02:00 on 2026-10-25: first BST (+01), then GMT (+00).
+        let now = zoned("2026-10-25T01:45:00+01:00[Europe/London]");
+        let t = next_local_time_after(now, 1, 30);
+        assert_eq!(
+            jiff::Timestamp::try_from(t).unwrap(),
+            "2026-10-25T01:30:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+    }
+
+    #[test]
+    fn next_local_time_in_a_fold_from_the_second_occurrence_is_tomorrow() {
+        let now = zoned("2026-10-25T01:45:00+00:00[Europe/London]");
+        let t = next_local_time_after(now, 1, 30);
+        assert_eq!(
+            jiff::Timestamp::try_from(t).unwrap(),
+            zoned("2026-10-26T01:30:00[Europe/London]").timestamp()
+        );
+    }
+
+    #[test]
+    fn next_local_time_in_a_gap_is_as_far_past_the_gap_as_asked_into_it() {
+        // Paris skips 02:00-03:00 on 2026-03-29; 02:30 is taken as 03:30 CEST (01:30 UTC),
+        // the later of 02:30 +01 and 02:30 +02.
+        let now = zoned("2026-03-29T01:00:00[Europe/Paris]");
+        let t = next_local_time_after(now, 2, 30);
+        assert_eq!(
+            jiff::Timestamp::try_from(t).unwrap(),
+            "2026-03-29T01:30:00Z".parse::<jiff::Timestamp>().unwrap()
         );
     }
 

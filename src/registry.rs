@@ -2,47 +2,129 @@
 //!
 //! A cache kept in a `static` (the memoize default) is never dropped, so its last batched
 //! writes would be lost at exit without the `atexit` hook registered here.
+//!
+//! Each folder (by its canonical path) has a [`Slot`]. The process-wide map is locked only to
+//! find a folder's slot; the slot's own `opening` lock is held while that folder is opened,
+//! which may wait `open_timeout` for another process. So two threads opening one folder share
+//! one cache, and opens of other folders go ahead meanwhile.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, Weak};
+use std::time::Duration;
 
+use crate::builder::{DamagedFile, Durability};
 use crate::disk::lock;
 use crate::engine::Inner;
+use crate::options::Options;
 
-fn open_caches() -> &'static Mutex<HashMap<PathBuf, Weak<Inner>>> {
-    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = OnceLock::new();
-    OPEN.get_or_init(Default::default)
+/// The settings a folder was opened with, to tell a later open of it with other settings
+/// (which get the open cache, so its settings win) that they were ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Settings {
+    pub memory_capacity: u64,
+    pub disk_capacity: u64,
+    pub page_cache: usize,
+    pub durability: Durability,
+    pub defaults: Options,
+    pub open_timeout: Duration,
+    pub on_damaged_file: DamagedFile,
 }
 
-/// The open caches, locked: hold it across an open so that two threads opening one folder
-/// share one cache.
-pub(crate) fn lock_open() -> MutexGuard<'static, HashMap<PathBuf, Weak<Inner>>> {
-    lock(open_caches())
-}
-
-pub(crate) fn register(
-    open: &mut HashMap<PathBuf, Weak<Inner>>,
-    folder: PathBuf,
-    inner: &Arc<Inner>,
-) {
-    open.retain(|_, w| w.strong_count() > 0);
-    open.insert(folder, Arc::downgrade(inner));
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        // SAFETY: `flush_at_exit` is a plain `extern "C" fn` that never unwinds.
-        let rc = unsafe { libc::atexit(flush_at_exit) };
-        if rc != 0 {
-            tracing::warn!("could not register the exit hook; call Cache::flush before exiting");
+impl Settings {
+    /// Each setting of `asked` that differs from these, named as the builder's method, with
+    /// both values: `memory_capacity (open: 268435456, asked: 1024)`.
+    pub fn differences(&self, asked: &Settings) -> Vec<String> {
+        let mut out = Vec::new();
+        macro_rules! differ {
+            ($name:literal, $field:ident) => {
+                if self.$field != asked.$field {
+                    out.push(format!(
+                        concat!($name, " (open: {:?}, asked: {:?})"),
+                        self.$field, asked.$field
+                    ));
+                }
+            };
         }
-    });
+        differ!("memory_capacity", memory_capacity);
+        differ!("disk_capacity", disk_capacity);
+        differ!("disk_page_cache", page_cache);
+        differ!("durability", durability);
+        differ!("default_options", defaults);
+        differ!("open_timeout", open_timeout);
+        differ!("on_damaged_file", on_damaged_file);
+        out
+    }
+}
+
+/// One folder's place in the registry.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// Held across an open of the folder.
+    opening: Mutex<()>,
+    /// The cache open in the folder (possibly dropped since) and its settings. Locked only
+    /// briefly, so the exit hook never waits for an open.
+    open: Mutex<Option<(Weak<Inner>, Settings)>>,
+}
+
+impl Slot {
+    /// Locks the folder for opening: hold the guard until the cache is [`set`](Slot::set) or
+    /// the open failed.
+    pub fn lock_opening(&self) -> MutexGuard<'_, ()> {
+        lock(&self.opening)
+    }
+
+    /// The cache open in the folder, if it is still alive, with its settings.
+    pub fn live(&self) -> Option<(Arc<Inner>, Settings)> {
+        let open = lock(&self.open);
+        let (weak, settings) = open.as_ref()?;
+        Some((weak.upgrade()?, settings.clone()))
+    }
+
+    /// Records the cache just opened in the folder.
+    pub fn set(&self, inner: &Arc<Inner>, settings: Settings) {
+        *lock(&self.open) = Some((Arc::downgrade(inner), settings));
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            // SAFETY: `flush_at_exit` is a plain `extern "C" fn` that never unwinds.
+            let rc = unsafe { libc::atexit(flush_at_exit) };
+            if rc != 0 {
+                tracing::warn!(
+                    "could not register the exit hook; call Cache::flush before exiting"
+                );
+            }
+        });
+    }
+
+    /// Whether the slot can be forgotten: nobody is opening the folder through it (the map
+    /// holds the only `Arc`) and its cache, if any, is gone.
+    fn is_unused(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) == 1
+            && lock(&self.open)
+                .as_ref()
+                .is_none_or(|(weak, _)| weak.strong_count() == 0)
+    }
+}
+
+fn slots() -> &'static Mutex<HashMap<PathBuf, Arc<Slot>>> {
+    static SLOTS: OnceLock<Mutex<HashMap<PathBuf, Arc<Slot>>>> = OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+/// The slot of `folder` (a canonical path), made if missing. The process-wide lock is held
+/// only while looking it up.
+pub(crate) fn slot(folder: &Path) -> Arc<Slot> {
+    let mut slots = lock(slots());
+    slots.retain(|_, slot| !slot.is_unused());
+    slots.entry(folder.to_path_buf()).or_default().clone()
 }
 
 extern "C" fn flush_at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        let live: Vec<Arc<Inner>> = lock(open_caches())
-            .values()
-            .filter_map(Weak::upgrade)
+        let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
+        let live: Vec<Arc<Inner>> = slots
+            .iter()
+            .filter_map(|slot| slot.live().map(|(inner, _)| inner))
             .collect();
         for inner in live {
             if let Err(e) = inner.flush() {
@@ -50,4 +132,70 @@ extern "C" fn flush_at_exit() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            memory_capacity: 256 << 20,
+            disk_capacity: 4 << 30,
+            page_cache: 32 << 20,
+            durability: Durability::default(),
+            defaults: Options::new(),
+            open_timeout: Duration::from_secs(10),
+            on_damaged_file: DamagedFile::Fail,
+        }
+    }
+
+    #[test]
+    fn equal_settings_have_no_differences() {
+        assert!(settings().differences(&settings()).is_empty());
+    }
+
+    #[test]
+    fn every_differing_setting_is_named_with_both_values() {
+        let open = settings();
+        let asked = Settings {
+            memory_capacity: 1024,
+            disk_capacity: 2048,
+            page_cache: 0,
+            durability: Durability::Immediate,
+            defaults: Options::new().ttl(Duration::from_secs(5)),
+            open_timeout: Duration::from_secs(1),
+            on_damaged_file: DamagedFile::SetAside,
+        };
+        let differences = open.differences(&asked);
+        let names: Vec<&str> = differences
+            .iter()
+            .map(|d| d.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "memory_capacity",
+                "disk_capacity",
+                "disk_page_cache",
+                "durability",
+                "default_options",
+                "open_timeout",
+                "on_damaged_file"
+            ]
+        );
+        assert_eq!(
+            differences[0],
+            format!("memory_capacity (open: {}, asked: 1024)", 256u64 << 20)
+        );
+
+        let only_timeout = Settings {
+            open_timeout: Duration::from_secs(30),
+            ..settings()
+        };
+        assert_eq!(
+            open.differences(&only_timeout),
+            ["open_timeout (open: 10s, asked: 30s)"]
+        );
+    }
 }

@@ -26,12 +26,24 @@ pub(crate) struct Opened {
     pub entries: u64,
 }
 
+/// Creates the cache folder (and its parents) if missing; a path that is a file is refused
+/// with a message saying so.
 pub(crate) fn create_folder(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| Error::io(dir, e))
+    builder.create(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists && dir.exists() && !dir.is_dir() {
+            Error::Config(format!(
+                "the cache path {} is a file, not a folder: choose a folder path (it is \
+                 created if missing), e.g. ./.cache/app",
+                dir.display()
+            ))
+        } else {
+            Error::io(dir, e)
+        }
+    })
 }
 
 /// Opens (or creates) the database in `dir`, retrying while another process holds it.
