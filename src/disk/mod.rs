@@ -214,7 +214,7 @@ impl DiskTier {
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
     ) -> Result<(Self, Arc<Generations>)> {
-        create_folder(&cfg.dir)?;
+        // The builder created the folder (and resolved it to its canonical path).
         let (opened, failure) =
             match open::open_database(&cfg.dir, cfg.open_timeout, cfg.page_cache, cfg.on_damage) {
                 Ok(opened) => (Some(opened), None),
