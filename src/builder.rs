@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::disk::{create_folder, DiskConfig, DiskTier};
+use crate::disk::{create_folder, DiskConfig, DiskTier, OpenSettings};
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::{Clock, SystemClock};
@@ -77,6 +77,8 @@ pub struct CacheBuilder {
     open_timeout: Duration,
     clock: Arc<dyn Clock>,
     on_damaged_file: DamagedFile,
+    #[cfg(test)]
+    faults: Option<Arc<crate::disk::faults::Faults>>,
 }
 
 impl Default for CacheBuilder {
@@ -91,6 +93,8 @@ impl Default for CacheBuilder {
             open_timeout: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
             on_damaged_file: DamagedFile::Fail,
+            #[cfg(test)]
+            faults: None,
         }
     }
 }
@@ -156,6 +160,13 @@ impl CacheBuilder {
     /// Default: the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Tests: open the database on a backend that fails on command.
+    #[cfg(test)]
+    pub(crate) fn faults(mut self, faults: Arc<crate::disk::faults::Faults>) -> Self {
+        self.faults = Some(faults);
         self
     }
 
@@ -237,8 +248,12 @@ impl CacheBuilder {
             open_timeout: self.open_timeout,
             durability: self.durability,
             capacity: self.disk_capacity,
-            page_cache: self.page_cache,
-            on_damage: self.on_damaged_file,
+            open: OpenSettings {
+                page_cache: self.page_cache,
+                on_damage: self.on_damaged_file,
+                #[cfg(test)]
+                faults: self.faults.clone(),
+            },
         };
         let (disk, gens) = DiskTier::open(cfg, self.clock.clone(), counters.clone())?;
         let inner = Arc::new(Inner::new(

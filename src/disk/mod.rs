@@ -6,6 +6,10 @@
 //! service and comes back, and `backlog.rs` for how the queue stays bounded.
 
 mod backlog;
+#[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+pub(crate) mod faults;
 mod guard;
 mod health;
 mod open;
@@ -24,7 +28,7 @@ use std::time::Duration;
 use redb::ReadableDatabase;
 
 pub(crate) use health::Outage;
-pub(crate) use open::{create_folder, DB_FILE};
+pub(crate) use open::{create_folder, OpenSettings, DB_FILE};
 
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
@@ -59,8 +63,7 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub capacity: u64,
-    pub page_cache: usize,
-    pub on_damage: DamagedFile,
+    pub open: open::OpenSettings,
     pub health: HealthState,
     pub backlog: Backlog,
     writer_thread: OnceLock<std::thread::Thread>,
@@ -134,7 +137,7 @@ impl Shared {
         if self.health.go_down(failure) {
             Counters::bump(&self.counters.disk_failures);
             let what = if damaged {
-                match self.on_damage {
+                match self.open.on_damage {
                     DamagedFile::SetAside => "the file is damaged; setting it aside",
                     DamagedFile::Fail => {
                         "the file is damaged; serving from memory until it is deleted \
@@ -184,8 +187,7 @@ pub(crate) struct DiskConfig {
     pub open_timeout: Duration,
     pub durability: Durability,
     pub capacity: u64,
-    pub page_cache: usize,
-    pub on_damage: DamagedFile,
+    pub open: open::OpenSettings,
 }
 
 /// A stored record as a reader sees it, copied out of the database so that decoding it (user
@@ -215,18 +217,17 @@ impl DiskTier {
         counters: Arc<Counters>,
     ) -> Result<(Self, Arc<Generations>)> {
         // The builder created the folder (and resolved it to its canonical path).
-        let (opened, failure) =
-            match open::open_database(&cfg.dir, cfg.open_timeout, cfg.page_cache, cfg.on_damage) {
-                Ok(opened) => (Some(opened), None),
-                Err(Error::Io { source, .. }) if open::is_full(&source) => (
-                    None,
-                    Some(Failure {
-                        detail: source.to_string(),
-                        damaged: false,
-                    }),
-                ),
-                Err(e) => return Err(e),
-            };
+        let (opened, failure) = match open::open_database(&cfg.dir, cfg.open_timeout, &cfg.open) {
+            Ok(opened) => (Some(opened), None),
+            Err(Error::Io { source, .. }) if open::is_full(&source) => (
+                None,
+                Some(Failure {
+                    detail: source.to_string(),
+                    damaged: false,
+                }),
+            ),
+            Err(e) => return Err(e),
+        };
         let gens = Arc::new(Generations::load(
             opened
                 .as_ref()
@@ -252,8 +253,7 @@ impl DiskTier {
             counters,
             clock,
             capacity: cfg.capacity,
-            page_cache: cfg.page_cache,
-            on_damage: cfg.on_damage,
+            open: cfg.open,
             health: HealthState::default(),
             backlog: Backlog::new(window),
             writer_thread: OnceLock::new(),

@@ -46,23 +46,41 @@ pub(crate) fn create_folder(dir: &Path) -> Result<()> {
     })
 }
 
+/// How to open the database, whether at start or when the tier comes back into service.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenSettings {
+    pub page_cache: usize,
+    pub on_damage: DamagedFile,
+    /// Tests: a backend that fails on command.
+    #[cfg(test)]
+    pub faults: Option<std::sync::Arc<super::faults::Faults>>,
+}
+
+impl OpenSettings {
+    fn create(&self, path: &Path) -> Result<redb::Database, redb::Error> {
+        let mut builder = redb::Database::builder();
+        builder.set_cache_size(self.page_cache);
+        #[cfg(test)]
+        if let Some(faults) = &self.faults {
+            let backend = super::faults::FaultyBackend::open(path, faults.clone())?;
+            return Ok(builder.create_with_backend(backend)?);
+        }
+        Ok(builder.create(path)?)
+    }
+}
+
 /// Opens (or creates) the database in `dir`, retrying while another process holds it.
 pub(crate) fn open_database(
     dir: &Path,
     timeout: Duration,
-    page_cache: usize,
-    on_damage: DamagedFile,
+    settings: &OpenSettings,
 ) -> Result<Opened> {
+    let on_damage = settings.on_damage;
     let path = dir.join(DB_FILE);
     let started = Instant::now();
     let mut set_aside_done = false;
     loop {
-        let attempt = catch(|| {
-            redb::Database::builder()
-                .set_cache_size(page_cache)
-                .create(&path)
-                .map_err(redb::Error::from)
-        });
+        let attempt = catch(|| settings.create(&path));
         let attempt = match attempt {
             Err(Caught::Redb(redb::Error::DatabaseAlreadyOpen)) => None,
             Err(caught) => Some(Err(caught.into_error(&path))),

@@ -82,7 +82,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// First and longest wait between attempts to bring the tier back into service.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// Someone waiting (a flush) triggers an attempt, at most this often.
+/// A write that waits for its commit triggers an attempt, at most this often.
 const RETRY_URGENT: Duration = Duration::from_millis(50);
 
 enum Step {
@@ -300,10 +300,15 @@ impl Writer<'_> {
             Err(RecvTimeoutError::Timeout) => return Step::Continue,
             Err(RecvTimeoutError::Disconnected) => return Step::Stop,
         };
-        let may_retry = self
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= RETRY_URGENT);
-        if (msg.urgent() || matches!(msg.op, Op::Shutdown)) && may_retry && self.recover() {
+        // A flush or a close always tries to bring the tier back; a write that waits (an
+        // Immediate insert) tries at most every RETRY_URGENT, so a storm of them stays cheap.
+        let explicit = matches!(msg.op, Op::Flush | Op::Shutdown);
+        let may_retry = explicit
+            || (msg.urgent()
+                && self
+                    .last_attempt
+                    .is_none_or(|t| t.elapsed() >= RETRY_URGENT));
+        if may_retry && self.recover() {
             self.batch.push(msg);
             return self.commit_batch();
         }
@@ -322,7 +327,7 @@ impl Writer<'_> {
         let Some(outage) = shared.health.outage() else {
             return true;
         };
-        if outage.failure.damaged && shared.on_damage == DamagedFile::Fail {
+        if outage.failure.damaged && shared.open.on_damage == DamagedFile::Fail {
             // Nothing to retry: the file stays damaged until someone deletes it.
             self.retry_at = Instant::now() + Duration::from_secs(3600);
             return false;
@@ -337,12 +342,7 @@ impl Writer<'_> {
                 return self.retry_later();
             }
         }
-        let opened = match open::open_database(
-            &shared.dir,
-            Duration::ZERO,
-            shared.page_cache,
-            shared.on_damage,
-        ) {
+        let opened = match open::open_database(&shared.dir, Duration::ZERO, &shared.open) {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::debug!(error = %e, "the disk tier is still out of service");

@@ -1,0 +1,182 @@
+//! The disk tier under injected faults (a backend that fails writes and syncs on command):
+//! nothing acknowledged is lost, no older value is exposed, and the tier comes back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::faults::Faults;
+use crate::{Cache, Durability, Error, Health, ManualClock, Options};
+
+fn open(dir: &std::path::Path, faults: &Arc<Faults>, durability: Durability) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .durability(durability)
+        .faults(faults.clone())
+        .open()
+        .expect("open")
+}
+
+/// A cache whose memory tier keeps nothing: every read goes to the disk tier.
+fn open_without_memory(dir: &std::path::Path, faults: &Arc<Faults>) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .memory_capacity(1)
+        .durability(Durability::Batched(Duration::from_millis(5)))
+        .faults(faults.clone())
+        .open()
+        .expect("open")
+}
+
+#[test]
+fn a_failed_commit_never_exposes_an_older_value_and_the_tier_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    {
+        let cache = open_without_memory(dir.path(), &faults);
+        cache.insert("a", 1u32).unwrap();
+        cache.insert("b", 2u32).unwrap();
+        cache.flush().unwrap();
+
+        faults.disk_full(true);
+        assert!(cache.remove("a").unwrap(), "a existed");
+        cache.insert("b", 3u32).unwrap();
+        cache.insert("c", 4u32).unwrap();
+        assert!(cache.flush().is_err(), "the commit failed");
+        assert!(matches!(
+            cache.health(),
+            Health::DiskOutOfService { damaged: false, .. }
+        ));
+        // Memory keeps nothing here, so these reads go to the disk tier: the older committed
+        // records must not come back.
+        assert_eq!(
+            cache.get::<_, u32>("a").unwrap(),
+            None,
+            "removed stays removed"
+        );
+        assert_ne!(
+            cache.get::<_, u32>("b").unwrap().as_deref(),
+            Some(&2),
+            "no older value"
+        );
+        assert!(cache.stats().disk_failures >= 1);
+
+        faults.disk_full(false);
+        // The first flush brings the tier back and reports, once, what stayed in memory.
+        let first = cache.flush();
+        assert!(
+            matches!(&first, Err(Error::Storage { detail, .. }) if detail.contains("memory only")),
+            "{first:?}"
+        );
+        cache.flush().expect("the tier is back");
+        assert_eq!(cache.health(), Health::Healthy);
+        assert_eq!(cache.get::<_, u32>("a").unwrap(), None);
+        assert_ne!(cache.get::<_, u32>("b").unwrap().as_deref(), Some(&2));
+
+        cache.insert("d", 5u32).unwrap();
+        cache.flush().unwrap();
+    }
+    let cache = open_without_memory(dir.path(), &Arc::new(Faults::default()));
+    assert_eq!(cache.get::<_, u32>("a").unwrap(), None, "removal survived");
+    assert_ne!(cache.get::<_, u32>("b").unwrap().as_deref(), Some(&2));
+    assert_eq!(cache.get::<_, u32>("d").unwrap().as_deref(), Some(&5));
+}
+
+#[test]
+fn an_immediate_insert_while_out_of_service_is_an_error_but_stays_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let cache = open(dir.path(), &faults, Durability::Immediate);
+    cache.insert("k", 1u8).unwrap();
+    faults.disk_full(true);
+    let err = cache.insert("k", 2u8).unwrap_err();
+    assert!(err.to_string().contains("out of service"), "{err}");
+    assert_eq!(cache.get::<_, u8>("k").unwrap().as_deref(), Some(&2));
+    // Each later write is refused quickly, without a commit per write.
+    let syncs = faults.syncs.load(Ordering::SeqCst);
+    for i in 0..20u8 {
+        assert!(cache.insert(&i, i).is_err());
+    }
+    assert!(faults.syncs.load(Ordering::SeqCst) - syncs < 20);
+    faults.disk_full(false);
+    let _ = cache.flush();
+    cache.insert("k", 3u8).expect("back in service");
+    drop(cache);
+    let cache = open(
+        dir.path(),
+        &Arc::new(Faults::default()),
+        Durability::Immediate,
+    );
+    assert_eq!(cache.get::<_, u8>("k").unwrap().as_deref(), Some(&3));
+}
+
+#[test]
+fn an_invalidation_made_while_out_of_service_is_persisted_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    {
+        let cache = open(
+            dir.path(),
+            &faults,
+            Durability::Batched(Duration::from_millis(5)),
+        );
+        cache
+            .insert_with("k", 1u8, &Options::new().tags(["t"]))
+            .unwrap();
+        cache.flush().unwrap();
+        faults.disk_full(true);
+        cache.invalidate_tag("t").unwrap();
+        assert!(cache.get::<_, u8>("k").unwrap().is_none());
+        faults.disk_full(false);
+        let _ = cache.flush();
+        cache.flush().unwrap();
+    }
+    let cache = open(dir.path(), &faults, Durability::Immediate);
+    assert!(
+        cache.get::<_, u8>("k").unwrap().is_none(),
+        "invalidation kept"
+    );
+}
+
+#[test]
+fn a_sweep_over_live_records_writes_nothing_and_deletes_dead_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let cache = Cache::builder()
+        .path(dir.path())
+        .clock(clock.clone())
+        .faults(faults.clone())
+        .open()
+        .unwrap();
+    for i in 0..600u32 {
+        let opts = if i % 2 == 0 {
+            Options::new()
+        } else {
+            Options::new().ttl(Duration::from_secs(60))
+        };
+        cache.insert_with(&i, i, &opts).unwrap();
+    }
+    cache.flush().unwrap();
+    let disk = cache.inner.disk.as_ref().unwrap();
+    let writes = faults.writes.load(Ordering::SeqCst);
+    let mut sweeper = super::sweep::Sweeper::new(Duration::from_secs(3600));
+    while sweeper.active() {
+        sweeper.step(&disk.shared).unwrap();
+    }
+    assert_eq!(
+        faults.writes.load(Ordering::SeqCst),
+        writes,
+        "a pass over live records"
+    );
+    clock.advance(Duration::from_secs(61));
+    let mut sweeper = super::sweep::Sweeper::new(Duration::from_secs(3600));
+    while sweeper.active() {
+        sweeper.step(&disk.shared).unwrap();
+    }
+    assert!(
+        faults.writes.load(Ordering::SeqCst) > writes,
+        "dead records deleted"
+    );
+    assert_eq!(cache.stats().entries, 300);
+}
