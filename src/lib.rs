@@ -66,6 +66,7 @@ mod options;
 mod ordering;
 mod record;
 mod registry;
+mod signals;
 mod stats;
 
 pub use builder::{CacheBuilder, DamagedFile, Durability};
@@ -75,6 +76,8 @@ pub use expiry::{next_local_time, Clock, ManualClock, SystemClock};
 pub use health::Health;
 pub use namespace::Namespace;
 pub use options::Options;
+#[cfg(unix)]
+pub use signals::flush_on_exit_signals;
 pub use stats::Stats;
 
 #[cfg(test)]

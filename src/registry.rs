@@ -120,18 +120,22 @@ pub(crate) fn slot(folder: &Path) -> Arc<Slot> {
 }
 
 extern "C" fn flush_at_exit() {
-    let _ = std::panic::catch_unwind(|| {
-        let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
-        let live: Vec<Arc<Inner>> = slots
-            .iter()
-            .filter_map(|slot| slot.live().map(|(inner, _)| inner))
-            .collect();
-        for inner in live {
-            if let Err(e) = inner.flush() {
-                eprintln!("tiered: flushing the cache at exit failed: {e}");
-            }
+    let _ = std::panic::catch_unwind(|| flush_all("at exit"));
+}
+
+/// Flushes every cache this process has open; failures are printed (there may be no logger
+/// left at exit).
+pub(crate) fn flush_all(when: &str) {
+    let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
+    let live: Vec<Arc<Inner>> = slots
+        .iter()
+        .filter_map(|slot| slot.live().map(|(inner, _)| inner))
+        .collect();
+    for inner in live {
+        if let Err(e) = inner.flush() {
+            eprintln!("tiered: flushing the cache {when} failed: {e}");
         }
-    });
+    }
 }
 
 #[cfg(test)]
