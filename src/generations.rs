@@ -81,6 +81,24 @@ impl Generations {
             .all(|(id, generation)| current.get(&id).copied().unwrap_or(0) == generation)
     }
 
+    /// The label of `id` and its current generation, if this process knows it.
+    pub fn label_of(&self, id: u64) -> Option<(Arc<str>, u64)> {
+        let label = self
+            .labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)?
+            .clone();
+        let generation = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
+        Some((label, generation))
+    }
+
     /// Every label with its current generation.
     pub fn snapshot(&self) -> Vec<(Arc<str>, u64)> {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());

@@ -27,6 +27,9 @@ pub(crate) struct MemEntry {
     pub weight: u32,
     /// Whether the entry also has a record in the disk tier.
     pub on_disk: bool,
+    /// Its key's stripe version when it entered the tier: while the stripe still has it, no
+    /// write came after this entry (see `ordering.rs`).
+    pub written_at: u64,
 }
 
 impl MemEntry {

@@ -242,3 +242,15 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+impl Meta {
+    /// A plain record's metadata, for tests that write records by hand.
+    pub fn for_test() -> Meta {
+        Meta {
+            fingerprint: 0,
+            expiry: Expiry::default(),
+            created_ms: 1,
+        }
+    }
+}

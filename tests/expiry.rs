@@ -188,3 +188,94 @@ fn the_sweeper_deletes_expired_records_from_disk() {
 fn live_u32(cache: &tiered::Cache, key: &str) -> bool {
     cache.get::<_, u32>(key).unwrap().is_some()
 }
+
+// ---- idle: regressions ----
+
+#[test]
+fn a_hot_idle_entry_read_from_memory_survives_a_restart() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    {
+        let cache = common::open(dir.path(), &clock);
+        cache
+            .insert_with("hot", "v".to_string(), &Options::new().idle(10 * S))
+            .unwrap();
+        // Read twice a second for 30 s: every read is a memory hit, under 1 s apart.
+        for _ in 0..60 {
+            clock.advance(S / 2);
+            assert!(live(&cache, "hot"));
+        }
+        assert_eq!(cache.stats().disk_hits, 0);
+    }
+    clock.advance(S);
+    let cache = common::open(dir.path(), &clock);
+    assert!(
+        live(&cache, "hot"),
+        "read 1 s before the restart, idle limit 10 s"
+    );
+}
+
+#[test]
+fn idle_records_read_just_before_a_restart_survive_it() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    {
+        let cache = common::open(dir.path(), &clock);
+        for i in 0..200 {
+            cache
+                .insert_with(
+                    &format!("k{i}"),
+                    "v".to_string(),
+                    &Options::new().idle(10 * S),
+                )
+                .unwrap();
+        }
+        clock.advance(8 * S);
+        for i in 0..200 {
+            assert!(live(&cache, &format!("k{i}")));
+        }
+    }
+    clock.advance(5 * S); // 13 s after the insert, 5 s after the read
+    let cache = common::open(dir.path(), &clock);
+    let alive = (0..200).filter(|i| live(&cache, &format!("k{i}"))).count();
+    assert_eq!(alive, 200, "every record read 5 s ago is alive (idle 10 s)");
+}
+
+#[test]
+fn contains_key_does_not_refresh_idle() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    let cache = common::open(dir.path(), &clock);
+    cache
+        .insert_with("k", "v".to_string(), &Options::new().idle(10 * S))
+        .unwrap();
+    clock.advance(6 * S);
+    assert!(cache.contains_key("k").unwrap());
+    clock.advance(6 * S);
+    assert!(
+        !live(&cache, "k"),
+        "12 s without a read: contains_key is not a read"
+    );
+}
+
+#[test]
+fn idle_zero_expires_at_once_like_ttl_zero() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    let cache = common::open(dir.path(), &clock);
+    cache.insert("k", "old".to_string()).unwrap();
+    cache
+        .insert_with("k", "v".to_string(), &Options::new().idle(Duration::ZERO))
+        .unwrap();
+    assert!(
+        !live(&cache, "k"),
+        "idle(ZERO) is expired, and replaced the old value"
+    );
+    cache
+        .insert_with("t", "v".to_string(), &Options::new().ttl(Duration::ZERO))
+        .unwrap();
+    assert!(!live(&cache, "t"));
+    drop(cache);
+    let cache = common::open(dir.path(), &clock);
+    assert!(!live(&cache, "k"), "nor after a restart");
+}

@@ -3,10 +3,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::faults::Faults;
-use crate::{Cache, Durability, Error, Health, ManualClock, Options};
+use crate::{Cache, Durability, Error, Health, Options};
 
 fn open(dir: &std::path::Path, faults: &Arc<Faults>, durability: Durability) -> Cache {
     Cache::builder()
@@ -136,47 +136,4 @@ fn an_invalidation_made_while_out_of_service_is_persisted_on_recovery() {
         cache.get::<_, u8>("k").unwrap().is_none(),
         "invalidation kept"
     );
-}
-
-#[test]
-fn a_sweep_over_live_records_writes_nothing_and_deletes_dead_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Arc::new(Faults::default());
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let cache = Cache::builder()
-        .path(dir.path())
-        .clock(clock.clone())
-        .faults(faults.clone())
-        .open()
-        .unwrap();
-    for i in 0..600u32 {
-        let opts = if i % 2 == 0 {
-            Options::new()
-        } else {
-            Options::new().ttl(Duration::from_secs(60))
-        };
-        cache.insert_with(&i, i, &opts).unwrap();
-    }
-    cache.flush().unwrap();
-    let disk = cache.inner.disk.as_ref().unwrap();
-    let writes = faults.writes.load(Ordering::SeqCst);
-    let mut sweeper = super::sweep::Sweeper::new(Duration::from_secs(3600));
-    while sweeper.active() {
-        sweeper.step(&disk.shared).unwrap();
-    }
-    assert_eq!(
-        faults.writes.load(Ordering::SeqCst),
-        writes,
-        "a pass over live records"
-    );
-    clock.advance(Duration::from_secs(61));
-    let mut sweeper = super::sweep::Sweeper::new(Duration::from_secs(3600));
-    while sweeper.active() {
-        sweeper.step(&disk.shared).unwrap();
-    }
-    assert!(
-        faults.writes.load(Ordering::SeqCst) > writes,
-        "dead records deleted"
-    );
-    assert_eq!(cache.stats().entries, 300);
 }

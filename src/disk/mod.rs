@@ -12,8 +12,11 @@ mod fault_tests;
 pub(crate) mod faults;
 mod guard;
 mod health;
+mod labels;
 mod open;
 mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 mod tables;
 mod writer;
 

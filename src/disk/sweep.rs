@@ -10,6 +10,7 @@ use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::health::Failure;
+use super::labels::{self, LabelGc};
 use super::tables::{last_access, ACCESS, RECORDS};
 use super::{lock, Shared};
 use crate::record;
@@ -26,6 +27,8 @@ pub(crate) struct Sweeper {
     again: bool,
     cursor: Option<u128>,
     next_due: Instant,
+    /// Which generation labels records use: see `labels.rs`.
+    pub labels: LabelGc,
 }
 
 impl Sweeper {
@@ -37,6 +40,7 @@ impl Sweeper {
             again: false,
             cursor: None,
             next_due: Instant::now() + every,
+            labels: LabelGc::default(),
         }
     }
 
@@ -59,6 +63,7 @@ impl Sweeper {
     }
 
     pub fn pause(&mut self) {
+        self.labels.interrupt();
         self.active = false;
         self.next_due = Instant::now() + BACKOFF;
     }
@@ -71,6 +76,10 @@ impl Sweeper {
         }
         let now_ms = shared.clock.now_ms();
         let cursor = self.cursor;
+        if cursor.is_none() {
+            self.labels.begin();
+        }
+        let gc = &mut self.labels;
         let judged = shared.read(|txn| {
             let records = txn.open_table(RECORDS)?;
             let access = txn.open_table(ACCESS)?;
@@ -91,10 +100,13 @@ impl Sweeper {
                         (Some(a), Some(b)) => Some(a.max(*b)),
                         (a, b) => a.or(b.copied()),
                     };
-                    if let Some(why) =
-                        record::judge(bytes.value(), digest, now_ms, latest, &shared.gens)
-                    {
-                        doomed.push((digest, why));
+                    match record::judge(bytes.value(), digest, now_ms, latest, &shared.gens) {
+                        Some(why) => doomed.push((digest, why)),
+                        None => {
+                            if let Ok(rec) = record::decode(bytes.value()) {
+                                gc.note(rec.generations().map(|(id, _)| id));
+                            }
+                        }
                     }
                 }
                 if scanned >= BATCH {
@@ -103,6 +115,7 @@ impl Sweeper {
             }
             Ok((last, scanned, doomed))
         });
+
         // Out of service (the failure is recorded): nothing to do until it comes back.
         let Some((last, scanned, doomed)) = judged else {
             self.pause();
@@ -128,6 +141,7 @@ impl Sweeper {
         self.cursor = last;
         if scanned < BATCH {
             self.cursor = None;
+            self.forget_unused_labels(shared)?;
             if self.again {
                 self.again = false;
             } else {
@@ -135,6 +149,29 @@ impl Sweeper {
                 self.next_due = Instant::now() + self.every;
             }
         }
+        Ok(())
+    }
+
+    /// At the end of a whole pass: deletes the generation rows no record used during it.
+    fn forget_unused_labels(&mut self, shared: &Shared) -> Result<(), Failure> {
+        let Some(rows) = shared.read(labels::stored_rows) else {
+            return Ok(());
+        };
+        let unused = self.labels.unreferenced(&rows);
+        if unused.is_empty() {
+            return Ok(());
+        }
+        shared.transact(|t| {
+            for label in &unused {
+                t.gens.remove(label.as_str())?;
+            }
+            Ok(())
+        })?;
+        self.labels.deleted(&unused);
+        tracing::debug!(
+            labels = unused.len(),
+            "generation rows of unused tags and namespaces deleted"
+        );
         Ok(())
     }
 }

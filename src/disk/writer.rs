@@ -23,9 +23,12 @@ use redb::ReadableTable;
 
 use super::guard::{self, panic_message};
 use super::health::Failure;
+use super::labels::{self, LabelGc};
 use super::sweep::Sweeper;
 use super::tables::Tables;
 use super::{lock, open, Shared};
+use crate::generations::Generations;
+use crate::record;
 use crate::DamagedFile;
 
 /// What a waiting caller is told: committed, or why not.
@@ -180,12 +183,17 @@ impl Writer<'_> {
         let mut parked = Duration::ZERO;
         let shared = self.shared;
         let (rx, window, batch) = (self.rx, self.window, &mut self.batch);
+        let labels = &mut self.sweeper.labels;
         let touches = std::mem::take(&mut *lock(&shared.touches));
         let result = shared.transact(|t| {
+            let mut ctx = Apply {
+                gens: &shared.gens,
+                labels,
+            };
             for msg in batch.iter() {
-                apply(t, &msg.op)?;
+                ctx.apply(t, &msg.op)?;
             }
-            gather(rx, batch, window, t, &mut parked)?;
+            gather(rx, batch, window, t, &mut parked, &mut ctx)?;
             touch(t, &touches)?;
             if t.bytes > shared.capacity {
                 evict(t, shared.capacity)
@@ -418,6 +426,7 @@ fn gather(
     window: Option<Duration>,
     t: &mut Tables<'_>,
     parked: &mut Duration,
+    ctx: &mut Apply<'_>,
 ) -> Result<(), redb::Error> {
     let mut urgent = batch.iter().any(Msg::urgent);
     // A window too large to add to now (Duration::MAX) has no end: the batch closes when it
@@ -430,7 +439,7 @@ fn gather(
             // In the batch before it is applied: whatever happens next, it is settled.
             batch.push(msg);
             if let Some(msg) = batch.last() {
-                apply(t, &msg.op)?;
+                ctx.apply(t, &msg.op)?;
             }
         }
         let left = match until {
@@ -447,19 +456,44 @@ fn gather(
     }
 }
 
-fn apply(t: &mut Tables<'_>, op: &Op) -> Result<(), redb::Error> {
-    match op {
-        Op::Put { digest, record, .. } => t.put(*digest, record)?,
-        Op::Remove { digest, .. } => {
-            t.remove(*digest)?;
+/// What applying an operation needs besides the tables.
+struct Apply<'a> {
+    gens: &'a Generations,
+    labels: &'a mut LabelGc,
+}
+
+impl Apply<'_> {
+    fn apply(&mut self, t: &mut Tables<'_>, op: &Op) -> Result<(), redb::Error> {
+        match op {
+            Op::Put { digest, record, .. } => {
+                let Ok(rec) = record::decode(record) else {
+                    return t.put(*digest, record);
+                };
+                let stamp: Vec<(u64, u64)> = rec.generations().collect();
+                if !self.gens.is_current(stamp.iter().copied()) {
+                    // Stamped before an invalidation that is already applied: the key holds
+                    // no live value, and a stale record must never land (see `labels.rs`).
+                    t.remove(*digest)?;
+                    return Ok(());
+                }
+                self.labels.note(stamp.iter().map(|(id, _)| *id));
+                let revived: Vec<u64> = self.labels.revived(&stamp).collect();
+                if !revived.is_empty() {
+                    labels::write_back(&mut t.gens, self.gens, revived)?;
+                }
+                t.put(*digest, record)?
+            }
+            Op::Remove { digest, .. } => {
+                t.remove(*digest)?;
+            }
+            Op::Bump { label, generation } => {
+                let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
+                t.gens.insert(label.as_str(), stored.max(*generation))?;
+            }
+            Op::Flush | Op::Shutdown => {}
         }
-        Op::Bump { label, generation } => {
-            let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
-            t.gens.insert(label.as_str(), stored.max(*generation))?;
-        }
-        Op::Flush | Op::Shutdown => {}
+        Ok(())
     }
-    Ok(())
 }
 
 /// Records read times of records that still exist.

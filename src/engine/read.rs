@@ -130,13 +130,11 @@ impl Inner {
 
     /// Drops a dead memory entry (and its record) unless a write replaced it meanwhile;
     /// returns whether it did.
-    fn drop_memory_entry(&self, digest: u128, entry: &Arc<MemEntry>) -> bool {
+    fn drop_memory_entry(&self, digest: u128, entry: &MemEntry) -> bool {
         let mut held = self.stripes.lock(digest);
-        let current = self
-            .memory
-            .get(digest)
-            .is_some_and(|e| Arc::ptr_eq(&e, entry));
-        if !current {
+        // Not "is it still in memory": moka may have let it go by itself meanwhile, and its
+        // record must still be dropped. Whether a write came after it is what matters.
+        if held.version() != entry.written_at {
             return false;
         }
         held.bump();
@@ -212,6 +210,7 @@ impl Inner {
             checked_epoch: 0.into(),
             weight: memory::weight(ek.bytes.len(), rec.payload.len()),
             on_disk: true,
+            written_at: version,
         };
         {
             // A promotion never replaces a newer value: only if no write came since the read.

@@ -68,7 +68,7 @@ impl Inner {
             };
             record::encode(&meta, &stamp, &ek.bytes, &payload)
         });
-        let entry = MemEntry {
+        let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
             weight: memory::weight(ek.bytes.len(), payload.len()),
@@ -79,6 +79,7 @@ impl Inner {
             gens: stamp.into_boxed_slice(),
             checked_epoch: 0.into(),
             on_disk: persist,
+            written_at: 0,
         };
         // Room in the writer's queue first: back-pressure waits here, holding no lock.
         let reservation = match (&self.disk, &record) {
@@ -93,6 +94,7 @@ impl Inner {
                 return Ok(());
             }
             held.bump();
+            entry.written_at = held.version();
             if dead {
                 self.memory.remove(digest);
             } else {

@@ -1,0 +1,164 @@
+//! The sweeper: what it writes, what it deletes, and which generation rows it forgets.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redb::ReadableTableMetadata;
+
+use super::faults::Faults;
+use super::sweep::Sweeper;
+use super::tables::GENERATIONS;
+use crate::{Cache, ManualClock, Options};
+
+/// Runs one whole sweep pass on the cache's disk tier, here and now.
+fn sweep(cache: &Cache) {
+    let disk = cache.inner.disk.as_ref().unwrap();
+    let mut sweeper = Sweeper::new(Duration::from_secs(3600));
+    while sweeper.active() {
+        sweeper.step(&disk.shared).unwrap();
+    }
+}
+
+fn generation_rows(cache: &Cache) -> u64 {
+    let disk = cache.inner.disk.as_ref().unwrap();
+    disk.shared
+        .read(|txn| Ok(txn.open_table(GENERATIONS)?.len()?))
+        .unwrap()
+}
+
+#[test]
+fn a_sweep_over_live_records_writes_nothing_and_deletes_dead_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let cache = Cache::builder()
+        .path(dir.path())
+        .clock(clock.clone())
+        .faults(faults.clone())
+        .open()
+        .unwrap();
+    for i in 0..600u32 {
+        let opts = if i % 2 == 0 {
+            Options::new()
+        } else {
+            Options::new().ttl(Duration::from_secs(60))
+        };
+        cache.insert_with(&i, i, &opts).unwrap();
+    }
+    cache.flush().unwrap();
+    let writes = faults.writes.load(Ordering::SeqCst);
+    sweep(&cache);
+    assert_eq!(
+        faults.writes.load(Ordering::SeqCst),
+        writes,
+        "a pass over live records"
+    );
+    clock.advance(Duration::from_secs(61));
+    sweep(&cache);
+    assert!(
+        faults.writes.load(Ordering::SeqCst) > writes,
+        "dead records deleted"
+    );
+    assert_eq!(cache.stats().entries, 300);
+}
+
+#[test]
+fn generation_rows_of_cleared_namespaces_do_not_accumulate() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        for i in 0..50 {
+            let session = cache.namespace(format!("session/{i}"));
+            session.insert("k", 1u8).unwrap();
+            session.clear().unwrap();
+        }
+        cache.invalidate_tag("once").unwrap();
+        cache.flush().unwrap();
+        assert!(generation_rows(&cache) >= 51);
+        sweep(&cache);
+        assert!(
+            generation_rows(&cache) <= 1,
+            "rows left: {}",
+            generation_rows(&cache)
+        );
+        // Cleared entries stay cleared in this process.
+        assert!(cache
+            .namespace("session/3")
+            .get::<_, u8>("k")
+            .unwrap()
+            .is_none());
+        // A namespace used again writes its row back with the record.
+        cache.namespace("session/5").insert("k2", 2u8).unwrap();
+        cache.flush().unwrap();
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    assert!(
+        cache
+            .namespace("session/3")
+            .get::<_, u8>("k")
+            .unwrap()
+            .is_none(),
+        "no revival"
+    );
+    assert_eq!(
+        cache
+            .namespace("session/5")
+            .get::<_, u8>("k2")
+            .unwrap()
+            .as_deref(),
+        Some(&2),
+        "an entry written after its row was forgotten survives the restart"
+    );
+}
+
+#[test]
+fn a_record_stamped_before_an_invalidation_never_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let opts = Options::new().tags(["t"]);
+    // Stamp as an insert would, then invalidate, then store: the writer must not keep it.
+    let scope = cache.inner.root.clone();
+    let stamp = cache.inner.stamp(&scope, &opts.merged(&Options::new()));
+    cache.invalidate_tag("t").unwrap();
+    let ek = crate::key::encode_key(&scope.name, "k").unwrap();
+    let meta = crate::record::Meta::for_test();
+    let record = crate::record::encode(&meta, &stamp, &ek.bytes, b"\x01");
+    let disk = cache.inner.disk.as_ref().unwrap();
+    disk.put(ek.digest, record, disk.reserve(0)).wait().unwrap();
+    cache.flush().unwrap();
+    assert_eq!(cache.stats().entries, 0, "the stale record was not stored");
+}
+
+#[test]
+fn the_sweeper_judges_idle_records_by_read_times_not_yet_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let open = || {
+        Cache::builder()
+            .path(dir.path())
+            .clock(clock.clone())
+            .open()
+            .unwrap()
+    };
+    {
+        let cache = open();
+        for i in 0..300u32 {
+            let opts = Options::new().idle(Duration::from_secs(10));
+            cache.insert_with(&i, i, &opts).unwrap();
+        }
+    }
+    clock.advance(Duration::from_secs(8));
+    let cache = open();
+    // Read from disk: the read times wait for the writer's next commit.
+    for i in 0..300u32 {
+        assert!(cache.get::<_, u32>(&i).unwrap().is_some());
+    }
+    clock.advance(Duration::from_secs(4)); // 12 s after the insert, 4 s after the read
+    sweep(&cache);
+    assert_eq!(
+        cache.stats().entries,
+        300,
+        "read 4 s ago with a 10 s idle limit: alive"
+    );
+}
