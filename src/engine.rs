@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec;
 use crate::disk::{lock, DiskTier};
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
-use crate::fingerprint;
+use crate::fingerprint::{self, TypeCheck};
 use crate::flight::{Flights, Role};
 use crate::generations::{self, Generations};
 use crate::key::{encode_key, EncodedKey};
@@ -65,6 +66,8 @@ enum OnDisk<V> {
     Hit(V, Meta, Vec<(u64, u64)>, usize),
     Dead(Dead),
     TypeMismatch,
+    /// A value of another type (its name id): a miss that leaves the record alone.
+    OtherType(u64),
     /// A record of another key with the same digest: leave it alone.
     OtherKey,
 }
@@ -120,7 +123,8 @@ impl Inner {
                     return Ok(Some(v));
                 }
                 Err(_) => {
-                    self.type_mismatch(ek.digest, entry.on_disk);
+                    let stored = fingerprint::name_of_type((*entry.value).type_id());
+                    self.other_type::<V>(ek, stored.unwrap_or("unknown type"));
                     return Ok(None);
                 }
             },
@@ -177,11 +181,10 @@ impl Inner {
             return Ok(None);
         };
         let now = self.clock.now_ms();
-        let fp = fingerprint::of::<V>();
         let found = disk.read(ek.digest, |found| {
             let rec = match record::decode(found.bytes) {
                 Ok(rec) => rec,
-                Err(_) => return OnDisk::Dead(Dead::Damaged),
+                Err(damage) => return OnDisk::Dead(damage.dead()),
             };
             if rec.key != &ek.bytes[..] {
                 return OnDisk::OtherKey;
@@ -189,14 +192,14 @@ impl Inner {
             if let Some(dead) = rec.judge(ek.digest, now, found.last_access_ms, &self.gens) {
                 return OnDisk::Dead(dead);
             }
-            if rec.meta.fingerprint != fp {
-                return OnDisk::TypeMismatch;
+            match TypeCheck::of::<V>(&rec.meta) {
+                TypeCheck::Same => {}
+                TypeCheck::OtherType => return OnDisk::OtherType(rec.meta.type_name_id),
+                TypeCheck::OutdatedShape => return OnDisk::TypeMismatch,
             }
-            match postcard::take_from_bytes::<V>(rec.payload) {
-                Ok((v, [])) => {
-                    OnDisk::Hit(v, rec.meta, rec.generations().collect(), rec.payload.len())
-                }
-                _ => OnDisk::TypeMismatch,
+            match codec::decode::<V>(rec.payload, rec.meta.self_describing) {
+                Some(v) => OnDisk::Hit(v, rec.meta, rec.generations().collect(), rec.payload.len()),
+                None => OnDisk::TypeMismatch,
             }
         })?;
         match found {
@@ -211,7 +214,11 @@ impl Inner {
                 Ok(None)
             }
             Some(OnDisk::TypeMismatch) => {
-                self.type_mismatch(ek.digest, true);
+                self.type_mismatch::<V>(ek);
+                Ok(None)
+            }
+            Some(OnDisk::OtherType(stored)) => {
+                self.other_type::<V>(ek, &fingerprint::describe(stored));
                 Ok(None)
             }
             Some(OnDisk::Hit(v, meta, gens, payload_len)) => {
@@ -235,10 +242,26 @@ impl Inner {
         }
     }
 
-    fn type_mismatch(&self, digest: u128, on_disk: bool) {
+    /// A record of an outdated shape of `V` (or whose payload no longer decodes): reclaimed.
+    fn type_mismatch<V: 'static>(&self, ek: &EncodedKey) {
         Counters::bump(&self.counters.type_mismatches);
-        tracing::debug!("value stored as another type (or shape) dropped");
-        self.drop_entry(digest, on_disk);
+        tracing::debug!(
+            namespace = namespace_of(ek),
+            ty = std::any::type_name::<V>(),
+            "record of an outdated shape of the type dropped"
+        );
+        self.drop_entry(ek.digest, true);
+    }
+
+    /// A read as another type than the stored one: a miss that leaves the entry alone.
+    fn other_type<V: 'static>(&self, ek: &EncodedKey, stored: &str) {
+        Counters::bump(&self.counters.type_mismatches);
+        tracing::debug!(
+            namespace = namespace_of(ek),
+            stored,
+            requested = std::any::type_name::<V>(),
+            "value stored as another type: a miss; the entry is kept"
+        );
     }
 
     /// Drops a dead entry from both tiers; the disk removal need not be durable.
@@ -319,14 +342,16 @@ impl Inner {
     {
         let now = self.clock.now_ms();
         let expiry = opts.expiry(now);
-        let payload = postcard::to_allocvec(&*value).map_err(|e| Error::Encode {
-            what: std::any::type_name::<V>().to_string(),
-            detail: e.to_string(),
-        })?;
+        let codec::Encoded {
+            payload,
+            self_describing,
+        } = codec::encode(&*value)?;
         let on_disk = self.disk.is_some() && !opts.memory_only;
         let record = on_disk.then(|| {
             let meta = Meta {
                 fingerprint: fingerprint::of::<V>(),
+                type_name_id: fingerprint::name_id::<V>(),
+                self_describing,
                 expiry,
                 created_ms: now,
             };
@@ -479,4 +504,9 @@ impl Inner {
         }
         s
     }
+}
+
+/// The namespace an encoded key belongs to (its postcard-encoded prefix), for messages.
+fn namespace_of(ek: &EncodedKey) -> &str {
+    postcard::take_from_bytes::<&str>(&ek.bytes).map_or("?", |(ns, _)| ns)
 }
