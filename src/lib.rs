@@ -51,6 +51,7 @@
 
 mod builder;
 mod cache;
+mod codec;
 mod disk;
 mod engine;
 mod error;

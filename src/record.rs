@@ -3,35 +3,46 @@
 //! ```text
 //! offset  size  field
 //!  0       1    format version (FORMAT_VERSION)
-//!  1       1    flags (reserved, 0)
+//!  1       1    flags: bit 0 = payload is self-describing (MessagePack); other bits 0
 //!  2       2    n: number of generations
 //!  4       4    k: length of the full key
-//!  8       8    type fingerprint
+//!  8       8    type fingerprint (shape)
 //! 16       8    deadline, unix ms (0: none)
 //! 24       8    created, unix ms
 //! 32       8    idle limit, ms (0: none)
-//! 40    16*n    generations: (id u64, generation u64) each
+//! 40       8    type name id: xxh3-64 of the value's `std::any::type_name`
+//! 48    16*n    generations: (id u64, generation u64) each
 //! ..       k    full key (postcard namespace ++ postcard key)
-//! ..       ..   payload (postcard value)
+//! ..       ..   payload (the value: postcard, or MessagePack when flag bit 0 is set)
 //! end-8    8    checksum: xxh3-64 of every byte before it
 //! ```
 //! The fixed-width header lets the sweeper and tools judge a record without decoding its payload.
-//! See `docs/format.md`.
+//! Deadline, created and idle limit keep the offsets they had in version 1, so that the unchecked
+//! header readers below ([`created_ms`], [`has_idle_limit`]) still read a record of version 1
+//! right until the sweeper reclaims it. See `docs/format.md`.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::expiry::Expiry;
 use crate::generations::Generations;
 
-/// Version of the layout above. A record of another version reads as a miss.
-pub(crate) const FORMAT_VERSION: u8 = 1;
-const HEADER: usize = 40;
+/// Version of the layout above. A record of another version reads as a miss and is reclaimed
+/// ([`Dead::Outdated`]).
+pub(crate) const FORMAT_VERSION: u8 = 2;
+const HEADER: usize = 48;
 const CHECKSUM: usize = 8;
+/// Flag bit 0: the payload is MessagePack (self-describing) rather than postcard.
+const SELF_DESCRIBING: u8 = 1;
 
 /// What a record says about its value, besides the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
+    /// Fingerprint of the value type's shape (`fingerprint::of`).
     pub fingerprint: u64,
+    /// Id of the value type's name (`fingerprint::name_id`).
+    pub type_name_id: u64,
+    /// Whether the payload is self-describing (`codec::decode`).
+    pub self_describing: bool,
     pub expiry: Expiry,
     pub created_ms: u64,
 }
@@ -41,7 +52,18 @@ pub(crate) struct Meta {
 pub(crate) enum Damage {
     Truncated,
     Checksum,
+    /// Intact, but of another format version (or with flags this version does not know).
     Version(u8),
+}
+
+impl Damage {
+    /// How a record that fails to decode for this reason is judged.
+    pub fn dead(self) -> Dead {
+        match self {
+            Damage::Truncated | Damage::Checksum => Dead::Damaged,
+            Damage::Version(_) => Dead::Outdated,
+        }
+    }
 }
 
 /// A checked view of a stored record.
@@ -65,8 +87,11 @@ impl<'a> Record<'a> {
 /// Why a stored record is no longer live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dead {
-    /// Fails its checksum, is of an unknown version, or is stored under the wrong digest.
+    /// Fails its checksum, is truncated, or is stored under the wrong digest.
     Damaged,
+    /// Intact but written in another format version: reclaimed silently, counted nowhere (a
+    /// format upgrade empties the cache once; it is not damage, nor a read as another type).
+    Outdated,
     /// Past its deadline or idle limit.
     Expired,
     /// Written under a tag or namespace generation that has since been bumped.
@@ -83,7 +108,7 @@ pub(crate) fn judge(
     gens: &Generations,
 ) -> Option<Dead> {
     match decode(bytes) {
-        Err(_) => Some(Dead::Damaged),
+        Err(damage) => Some(damage.dead()),
         Ok(r) => r.judge(digest, now_ms, last_access_ms, gens),
     }
 }
@@ -120,13 +145,18 @@ pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8
     let gens = &gens[..usize::from(n)];
     let mut out = Vec::with_capacity(HEADER + 16 * gens.len() + key.len() + payload.len() + 8);
     out.push(FORMAT_VERSION);
-    out.push(0);
+    out.push(if meta.self_describing {
+        SELF_DESCRIBING
+    } else {
+        0
+    });
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(&meta.fingerprint.to_le_bytes());
     out.extend_from_slice(&meta.expiry.deadline_ms.to_le_bytes());
     out.extend_from_slice(&meta.created_ms.to_le_bytes());
     out.extend_from_slice(&meta.expiry.idle_ms.to_le_bytes());
+    out.extend_from_slice(&meta.type_name_id.to_le_bytes());
     for (id, generation) in gens {
         out.extend_from_slice(&id.to_le_bytes());
         out.extend_from_slice(&generation.to_le_bytes());
@@ -139,7 +169,9 @@ pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
-    if bytes.len() < HEADER + CHECKSUM {
+    // Version 1 records share the trailing checksum and the version byte: an intact record of
+    // another version is told apart from a damaged one whatever its length.
+    if bytes.len() < 1 + CHECKSUM {
         return Err(Damage::Truncated);
     }
     let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM);
@@ -147,6 +179,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
         return Err(Damage::Checksum);
     }
     if body[0] != FORMAT_VERSION {
+        return Err(Damage::Version(body[0]));
+    }
+    if body.len() < HEADER {
+        return Err(Damage::Truncated);
+    }
+    if body[1] & !SELF_DESCRIBING != 0 {
         return Err(Damage::Version(body[0]));
     }
     let n = usize::from(u16::from_le_bytes([body[2], body[3]]));
@@ -159,6 +197,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
     Ok(Record {
         meta: Meta {
             fingerprint: le_u64(&body[8..16]),
+            type_name_id: le_u64(&body[40..48]),
+            self_describing: body[1] & SELF_DESCRIBING != 0,
             expiry: Expiry {
                 deadline_ms: le_u64(&body[16..24]),
                 idle_ms: le_u64(&body[32..40]),
@@ -188,12 +228,28 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+impl Meta {
+    /// A plain record's metadata, for tests that write records by hand.
+    pub fn for_test() -> Meta {
+        Meta {
+            fingerprint: 0,
+            type_name_id: 0,
+            self_describing: false,
+            expiry: Expiry::default(),
+            created_ms: 1,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn meta() -> Meta {
         Meta {
             fingerprint: 0xfeed,
+            type_name_id: 0xbeef,
+            self_describing: true,
             expiry: Expiry {
                 deadline_ms: 123,
                 idle_ms: 7,
@@ -202,15 +258,30 @@ mod tests {
         }
     }
 
+    /// `bytes` with byte `at` set to `value` and the checksum made good again.
+    fn rewritten(bytes: &[u8], at: usize, value: u8) -> Vec<u8> {
+        let mut out = bytes[..bytes.len() - CHECKSUM].to_vec();
+        out[at] = value;
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
     #[test]
     fn round_trip() {
         let gens = [(1, 2), (3, 4)];
-        let bytes = encode(&meta(), &gens, b"key", b"payload");
-        let r = decode(&bytes).unwrap();
-        assert_eq!(r.meta, meta());
-        assert_eq!(r.generations().collect::<Vec<_>>(), gens);
-        assert_eq!(r.key, b"key");
-        assert_eq!(r.payload, b"payload");
+        for self_describing in [false, true] {
+            let meta = Meta {
+                self_describing,
+                ..meta()
+            };
+            let bytes = encode(&meta, &gens, b"key", b"payload");
+            let r = decode(&bytes).unwrap();
+            assert_eq!(r.meta, meta);
+            assert_eq!(r.generations().collect::<Vec<_>>(), gens);
+            assert_eq!(r.key, b"key");
+            assert_eq!(r.payload, b"payload");
+        }
     }
 
     #[test]
@@ -220,11 +291,18 @@ mod tests {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             &hex[..hex.len() - 16],
-            "0100010001000000edfe0000000000007b00000000000000\
-             63000000000000000700000000000000\
+            "0201010001000000edfe0000000000007b00000000000000\
+             63000000000000000700000000000000efbe000000000000\
              01000000000000000200000000000000\
              6b76"
         );
+    }
+
+    #[test]
+    fn header_readers_agree_with_decode() {
+        let bytes = encode(&meta(), &[(1, 2)], b"k", b"v");
+        assert_eq!(created_ms(&bytes), Some(99));
+        assert!(has_idle_limit(&bytes));
     }
 
     #[test]
@@ -235,22 +313,35 @@ mod tests {
                 let mut bad = bytes.clone();
                 bad[i] ^= 1 << bit;
                 assert!(decode(&bad).is_err(), "flip at byte {i} bit {bit}");
+                let dead = judge(&bad, 0, 0, None, &Generations::default());
+                assert_eq!(dead, Some(Dead::Damaged), "flip at byte {i} bit {bit}");
             }
         }
         for len in 0..bytes.len() {
             assert!(decode(&bytes[..len]).is_err());
         }
     }
-}
 
-#[cfg(test)]
-impl Meta {
-    /// A plain record's metadata, for tests that write records by hand.
-    pub fn for_test() -> Meta {
-        Meta {
-            fingerprint: 0,
-            expiry: Expiry::default(),
-            created_ms: 1,
+    #[test]
+    fn an_intact_record_of_another_version_is_outdated_not_damaged() {
+        let bytes = encode(&meta(), &[(1, 2)], b"key", b"payload");
+        for version in [0, 1, 3, 255] {
+            let old = rewritten(&bytes, 0, version);
+            assert_eq!(decode(&old).unwrap_err(), Damage::Version(version));
+            assert_eq!(
+                judge(&old, 0, 0, None, &Generations::default()),
+                Some(Dead::Outdated)
+            );
         }
+        // A short record of version 1 (its header was 8 bytes shorter) is outdated too.
+        let short = rewritten(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, 1);
+        assert_eq!(decode(&short).unwrap_err(), Damage::Version(1));
+    }
+
+    #[test]
+    fn unknown_flags_are_outdated() {
+        let bytes = encode(&meta(), &[(1, 2)], b"key", b"payload");
+        let future = rewritten(&bytes, 1, 0b11);
+        assert_eq!(decode(&future).unwrap_err().dead(), Dead::Outdated);
     }
 }

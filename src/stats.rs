@@ -33,8 +33,9 @@ pub struct Stats {
     pub expirations: u64,
     /// Calls to `invalidate_tag`, `Namespace::clear` and `Cache::clear`.
     pub invalidations: u64,
-    /// Reads that found a value stored as another type, or by a build whose type had another
-    /// shape; each such entry was dropped.
+    /// Reads that found a value stored as another type (a miss; the stored value is kept for
+    /// readers of its own type), or written by a build whose type had another shape (a miss;
+    /// that record was dropped, as it can never be read again).
     pub type_mismatches: u64,
     /// Records that failed their checksum or could not be decoded; each was dropped.
     pub damaged_records: u64,
@@ -77,7 +78,8 @@ impl Counters {
         match why {
             Dead::Expired => Self::bump(&self.expirations),
             Dead::Damaged => Self::bump(&self.damaged_records),
-            Dead::Stale => {}
+            // Outdated: a record of another format version, reclaimed once after an upgrade.
+            Dead::Stale | Dead::Outdated => {}
         }
     }
 

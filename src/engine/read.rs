@@ -10,9 +10,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use super::{Inner, Scope};
+use crate::codec;
 use crate::error::Result;
-use crate::fingerprint;
-use crate::key::{encode_key, EncodedKey};
+use crate::fingerprint::{self, TypeCheck};
+use crate::key::{encode_key, EncodedKey, ScopeName};
 use crate::memory::{self, MemEntry};
 use crate::record::{self, Dead};
 use crate::stats::Counters;
@@ -35,7 +36,7 @@ impl Inner {
         V: DeserializeOwned + Send + Sync + 'static,
     {
         let ek = encode_key(&scope.name, key)?;
-        let found = self.lookup::<V>(&ek);
+        let found = self.lookup::<V>(&scope.name, &ek);
         if found.is_none() {
             Counters::bump(&self.counters.misses);
             tracing::debug!(namespace = %scope.name, "miss");
@@ -44,7 +45,7 @@ impl Inner {
     }
 
     /// Both tiers, counting hits (the caller counts the miss).
-    pub(super) fn lookup<V>(&self, ek: &EncodedKey) -> Option<Arc<V>>
+    pub(super) fn lookup<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
@@ -56,13 +57,7 @@ impl Inner {
                         Some(v)
                     }
                     Err(_) => {
-                        // Another type than the one stored: a miss that leaves the entry alone.
-                        Counters::bump(&self.counters.type_mismatches);
-                        tracing::debug!(
-                            stored = entry.type_name,
-                            requested = std::any::type_name::<V>(),
-                            "value stored as another type: a miss"
-                        );
+                        self.other_type::<V>(scope, entry.type_name);
                         None
                     }
                 };
@@ -70,7 +65,7 @@ impl Inner {
             Probe::Dead => return None,
             Probe::Absent => {}
         }
-        let found = self.read_disk::<V>(ek);
+        let found = self.read_disk::<V>(scope, ek);
         if found.is_some() {
             Counters::bump(&self.counters.disk_hits);
         }
@@ -160,7 +155,7 @@ impl Inner {
         true
     }
 
-    fn read_disk<V>(&self, ek: &EncodedKey) -> Option<Arc<V>>
+    fn read_disk<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
@@ -171,8 +166,8 @@ impl Inner {
         let now = self.clock.now_ms();
         let rec = match record::decode(&stored.bytes) {
             Ok(rec) => rec,
-            Err(_) => {
-                self.drop_dead(ek.digest, version, Dead::Damaged);
+            Err(damage) => {
+                self.drop_dead(ek.digest, version, damage.dead());
                 return None;
             }
         };
@@ -183,19 +178,20 @@ impl Inner {
             self.drop_dead(ek.digest, version, why);
             return None;
         }
-        let decoded = if rec.meta.fingerprint == fingerprint::of::<V>() {
-            // User code (a slow Deserialize) runs here, holding no lock.
-            match postcard::take_from_bytes::<V>(rec.payload) {
-                Ok((v, [])) => Some(v),
-                _ => None,
+        match TypeCheck::of::<V>(&rec.meta) {
+            TypeCheck::Same => {}
+            TypeCheck::OtherType => {
+                self.other_type::<V>(scope, &fingerprint::describe(rec.meta.type_name_id));
+                return None;
             }
-        } else {
-            None
-        };
-        let Some(v) = decoded else {
-            Counters::bump(&self.counters.type_mismatches);
-            tracing::debug!("value stored as another type (or shape) dropped");
-            self.drop_record(ek.digest, version);
+            TypeCheck::OutdatedShape => {
+                self.outdated_shape::<V>(scope, ek.digest, version);
+                return None;
+            }
+        }
+        // User code (a slow Deserialize) runs here, holding no lock.
+        let Some(v) = codec::decode::<V>(rec.payload, rec.meta.self_describing) else {
+            self.outdated_shape::<V>(scope, ek.digest, version);
             return None;
         };
         let v = Arc::new(v);
@@ -221,6 +217,28 @@ impl Inner {
         }
         disk.touch(ek.digest, now);
         Some(v)
+    }
+
+    /// A read as another type than the stored one: a miss that leaves the entry alone.
+    fn other_type<V: 'static>(&self, scope: &ScopeName, stored: &str) {
+        Counters::bump(&self.counters.type_mismatches);
+        tracing::debug!(
+            namespace = %scope,
+            stored,
+            requested = std::any::type_name::<V>(),
+            "value stored as another type: a miss; the entry is kept"
+        );
+    }
+
+    /// A record of an outdated shape of `V` (or whose payload no longer decodes): reclaimed.
+    fn outdated_shape<V: 'static>(&self, scope: &ScopeName, digest: u128, version: u64) {
+        Counters::bump(&self.counters.type_mismatches);
+        tracing::debug!(
+            namespace = %scope,
+            ty = std::any::type_name::<V>(),
+            "record of an outdated shape of the type dropped"
+        );
+        self.drop_record(digest, version);
     }
 
     fn drop_dead(&self, digest: u128, version: u64, why: Dead) {

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Inner, Scope};
+use crate::codec;
 use crate::disk::Ticket;
 use crate::error::{Error, Result};
 use crate::fingerprint;
@@ -52,26 +53,33 @@ impl Inner {
     {
         let now = self.clock.now_ms();
         let expiry = opts.expiry(now);
-        let payload = postcard::to_allocvec(&*value).map_err(|e| Error::Encode {
-            what: std::any::type_name::<V>().to_string(),
-            detail: e.to_string(),
-        })?;
         // An entry dead on arrival (ttl or idle of zero, a past expires_at) is not stored; it
         // still replaces whatever the key held.
         let dead = expiry.is_expired(now, now);
         let persist = self.disk.is_some() && !opts.memory_only && !dead;
-        let record = persist.then(|| {
+        // A persisted value is encoded (and checked to decode back) by the codec; one kept in
+        // memory only is encoded just to weigh it.
+        let (payload_len, record) = if persist {
+            let codec::Encoded {
+                payload,
+                self_describing,
+            } = codec::encode(&*value)?;
             let meta = Meta {
                 fingerprint: fingerprint::of::<V>(),
+                type_name_id: fingerprint::name_id::<V>(),
+                self_describing,
                 expiry,
                 created_ms: now,
             };
-            record::encode(&meta, &stamp, &ek.bytes, &payload)
-        });
+            let record = record::encode(&meta, &stamp, &ek.bytes, &payload);
+            (payload.len(), Some(record))
+        } else {
+            (codec::weigh(&*value), None)
+        };
         let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
-            weight: memory::weight(ek.bytes.len(), payload.len()),
+            weight: memory::weight(ek.bytes.len(), payload_len),
             key: Box::from(&*ek.bytes),
             expiry,
             last_access_ms: now.into(),
@@ -147,7 +155,7 @@ impl Inner {
         F: FnOnce() -> Result<V, E>,
     {
         let ek = encode_key(&scope.name, key)?;
-        if let Some(v) = self.lookup::<V>(&ek) {
+        if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
             return Ok(v);
         }
         Counters::bump(&self.counters.misses);
@@ -164,14 +172,14 @@ impl Inner {
                     }
                     // The leader failed (or computed another type): try again, perhaps as
                     // the leader.
-                    if let Some(v) = self.lookup::<V>(&ek) {
+                    if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
                         return Ok(v);
                     }
                     continue;
                 }
             };
             // Another leader may have finished between our miss and `join`.
-            if let Some(v) = self.lookup::<V>(&ek) {
+            if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
                 leader.complete(v.clone());
                 return Ok(v);
             }
