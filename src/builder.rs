@@ -26,7 +26,9 @@ pub enum Durability {
     /// throughput grows with the number of writers.
     Immediate,
     /// Inserts return at once and are committed together at most this long after the first of
-    /// them. A crash loses at most that window. [`Cache::flush`] forces a commit.
+    /// them. A crash loses about the last two windows (the window, and the commit that follows
+    /// it); inserts wait rather than let the queue outgrow that. [`Cache::flush`] forces a
+    /// commit. `Duration::MAX` means "only when a batch is full or on flush".
     Batched(Duration),
 }
 

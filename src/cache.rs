@@ -76,11 +76,12 @@ impl Cache {
     ///
     /// A memory hit returns the shared `Arc` without decoding. A disk hit decodes the record and
     /// promotes it into memory. An expired or invalidated entry, a damaged record, or one stored
-    /// as another type (or by a build whose `V` had another shape) is a miss and is dropped.
+    /// as another type is a miss (the entry stays for readers of its own type); a record
+    /// written by a build whose `V` had another shape is a miss and is dropped. A disk tier
+    /// out of service (see [`Cache::health`]) makes disk reads misses, never errors.
     ///
     /// # Errors
-    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Corrupt`] or [`Error::Io`] if
-    /// the database file cannot be read.
+    /// [`Error::Encode`] if the key cannot be encoded.
     pub fn get<K, V>(&self, key: &K) -> Result<Option<Arc<V>>>
     where
         K: Serialize + ?Sized,
@@ -91,9 +92,14 @@ impl Cache {
 
     /// Stores `value` under `key` with the cache's default options.
     ///
+    /// With `Durability::Batched`, the insert may wait while the writer's queue is full
+    /// (back-pressure), so that a crash loses only about the last two batch windows.
+    ///
     /// # Errors
-    /// [`Error::Encode`] if the key or value cannot be encoded; with `Durability::Immediate`,
-    /// [`Error::Storage`] or [`Error::Io`] if the commit fails (the value stays in memory).
+    /// [`Error::Encode`] if the key or value cannot be encoded, or the value would not read
+    /// back as it was written (it names the type); with `Durability::Immediate`,
+    /// [`Error::Storage`] if the commit fails or the disk tier is out of service (the value
+    /// stays in memory).
     pub fn insert<K, V>(&self, key: &K, value: V) -> Result<()>
     where
         K: Serialize + ?Sized,
@@ -152,8 +158,10 @@ impl Cache {
     /// The value for `key`, computed by `f` and stored if missing.
     ///
     /// Concurrent callers of one missing key run `f` once: the others wait and share its
-    /// result. No lock is held while `f` runs, so `f` may use the cache itself (but must not
-    /// ask for its own key: it would wait for itself). If `f` panics,
+    /// result. No lock is held while `f` runs, so `f` may use the cache itself; if it asks for
+    /// its own key (or two computations ask for each other's), the call that would wait forever
+    /// returns [`Error::Deadlock`]. A caller that starts after an invalidation of the entry's
+    /// tags or namespace never gets a computation begun before it. If `f` panics,
     /// a waiting caller runs its own `f`. If the computed value cannot be stored (a full disk),
     /// it is still returned and a warning is logged.
     ///
@@ -165,7 +173,7 @@ impl Cache {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Encode`] if the key cannot be encoded, or the errors of [`Cache::get`].
+    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Deadlock`] as above.
     pub fn get_or_insert_with<K, V, F>(&self, key: &K, options: &Options, f: F) -> Result<Arc<V>>
     where
         K: Serialize + ?Sized,
@@ -269,10 +277,12 @@ impl Cache {
         self.inner.resource(name, f)
     }
 
-    /// Waits until everything inserted so far is durable.
+    /// Waits until everything inserted so far is durable. If the disk tier is out of service,
+    /// it first tries to bring it back.
     ///
     /// # Errors
-    /// [`Error::Storage`] if this commit, or an earlier batched commit nobody waited for, failed.
+    /// [`Error::Storage`] if this commit failed, or if writes made since the last flush were
+    /// kept in memory only because the disk tier was out of service (reported once).
     pub fn flush(&self) -> Result<()> {
         self.inner.flush()
     }

@@ -63,7 +63,7 @@ pub enum Error {
         detail: String,
     },
 
-    /// A key or value could not be encoded with postcard.
+    /// A key or value could not be encoded, or a value would not read back as it was written.
     #[error("could not encode {what} for the cache: {detail}")]
     Encode {
         /// `"key"` or the value's type name.

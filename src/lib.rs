@@ -35,11 +35,13 @@
 //! | O(1) invalidation | [`Cache::invalidate_tag`], [`Namespace::clear`], [`Cache::clear`] |
 //! | type changes are misses, not garbage | a fingerprint of the value type's shape in every record |
 //! | crash safety | every commit durable with redb's quick-repair; a checksum on every record |
+//! | failures | a full disk or a damaged file takes the disk tier out of service, never the cache: [`Cache::health`] |
 //! | durability you choose | [`Durability::Immediate`] or [`Durability::Batched`] (default) |
 //!
-//! Keys are any `Serialize` value; two keys are equal when their postcard encodings are, so
-//! `"a"` and `String::from("a")` name one entry. Values are any
-//! `Serialize + DeserializeOwned + Send + Sync + 'static` type.
+//! Keys are any `Serialize` value; two keys are equal when they serialize to the same serde
+//! data, so `"a"` and `String::from("a")` name one entry while `1u32` and `1u64` name two.
+//! Values are any `Serialize + DeserializeOwned + Send + Sync + 'static` type that round-trips
+//! through serde (as through JSON); one that cannot is refused at insert.
 //!
 //! The guide (`docs/guide.md`) explains tiers, expiry, invalidation, durability and what a
 //! crash can lose; `docs/format.md` gives the on-disk format.
