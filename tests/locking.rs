@@ -12,15 +12,7 @@ use tiered::{Cache, Error};
 #[test]
 #[ignore = "child process of the locking tests"]
 fn child_holding() {
-    let Some(dir) = common::child_dir() else {
-        return;
-    };
-    let hold: u64 = std::env::var("TIERED_HOLD_MS").unwrap().parse().unwrap();
-    let cache = Cache::open(&dir).unwrap();
-    cache.insert("from-child", 1u8).unwrap();
-    cache.flush().unwrap();
-    println!("ready");
-    std::thread::sleep(Duration::from_millis(hold));
+    common::hold_folder_as_child();
 }
 
 #[test]

@@ -16,15 +16,7 @@ const LONG: Duration = Duration::from_secs(30);
 #[test]
 #[ignore = "child process of unrelated_folder_opens_while_another_waits"]
 fn child_holding() {
-    let Some(dir) = common::child_dir() else {
-        return;
-    };
-    let hold: u64 = std::env::var("TIERED_HOLD_MS").unwrap().parse().unwrap();
-    let cache = Cache::open(&dir).unwrap();
-    cache.insert("from-child", 1u8).unwrap();
-    cache.flush().unwrap();
-    println!("ready");
-    std::thread::sleep(Duration::from_millis(hold));
+    common::hold_folder_as_child();
 }
 
 /// Opens `first`, inserts, then opens `second` (another path to the same folder) with a long

@@ -71,3 +71,17 @@ pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Cache {
         .open()
         .expect("open cache")
 }
+
+/// The body of a child that opens its folder, says `ready`, holds the folder for
+/// `TIERED_HOLD_MS`, then exits (each test file names its own `#[ignore]`d entry point).
+pub fn hold_folder_as_child() {
+    let Some(dir) = child_dir() else {
+        return;
+    };
+    let hold: u64 = std::env::var("TIERED_HOLD_MS").unwrap().parse().unwrap();
+    let cache = Cache::open(&dir).unwrap();
+    cache.insert("from-child", 1u8).unwrap();
+    cache.flush().unwrap();
+    println!("ready");
+    std::thread::sleep(std::time::Duration::from_millis(hold));
+}
