@@ -339,7 +339,7 @@ fn run(child: &str, env: &[(&str, String)], done: &str) -> common::Finished {
         finished.transcript()
     );
     assert!(
-        !finished.stderr.contains("panicked"),
+        !finished.stderr.contains("panicked at"),
         "something panicked:\n{}",
         finished.transcript()
     );
