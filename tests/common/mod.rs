@@ -84,4 +84,129 @@ pub fn hold_folder_as_child() {
     cache.flush().unwrap();
     println!("ready");
     std::thread::sleep(std::time::Duration::from_millis(hold));
+/// Like [`spawn_child`], but with stderr piped too, so that the parent can look for panics.
+pub fn spawn_child_piped(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR, dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child test process")
+}
+
+/// What a child printed, and how it ended.
+pub struct Finished {
+    /// `None` when the child was killed for running past its time.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Both outputs, for assertion messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Waits for a child spawned by [`spawn_child_piped`] (killing it past `timeout`) and
+/// collects its outputs, read concurrently so that neither pipe fills up.
+pub fn finish(mut child: Child, timeout: std::time::Duration) -> Finished {
+    use std::io::Read;
+    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+    let out = child.stdout.take().map(drain);
+    let err = child.stderr.take().map(drain);
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let join = |h: Option<std::thread::JoinHandle<String>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Finished {
+        status,
+        stdout: join(out),
+        stderr: join(err),
+    }
+}
+
+/// Sends `signal` to a child (SIGINT, SIGTERM, SIGKILL...).
+#[cfg(unix)]
+pub fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({}, {signal})", child.id());
+}
+
+/// The peak resident set size of a live process, in KiB (`VmHWM` in /proc/<pid>/status).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Sets this process's soft limit on the size of the files it writes (`RLIMIT_FSIZE`), and
+/// ignores SIGXFSZ so that a write past it fails with EFBIG instead of killing the process.
+/// `None` raises the soft limit back to the hard limit.
+#[cfg(unix)]
+pub fn limit_file_size(bytes: Option<u64>) {
+    // SAFETY: plain calls on this process's own limits and signal disposition.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim), 0);
+        lim.rlim_cur = match bytes {
+            Some(b) => (b as libc::rlim_t).min(lim.rlim_max),
+            None => lim.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0, "setrlimit");
+    }
+}
+
+/// Names in `dir` that start with `prefix`.
+pub fn files_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
