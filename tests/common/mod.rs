@@ -84,6 +84,8 @@ pub fn hold_folder_as_child() {
     cache.flush().unwrap();
     println!("ready");
     std::thread::sleep(std::time::Duration::from_millis(hold));
+}
+
 /// Like [`spawn_child`], but with stderr piped too, so that the parent can look for panics.
 pub fn spawn_child_piped(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
