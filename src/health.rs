@@ -7,7 +7,8 @@ use std::time::SystemTime;
 /// When the disk tier fails (a full disk, an I/O error, a damaged file), the cache keeps
 /// working from memory: reads are memory hits or misses, never older values, and writes are
 /// kept in memory only. The failure is logged once. The tier comes back by itself when it can
-/// (space returns; a damaged file is set aside with
+/// (it reads again at once, and counts as healthy again once a write has been committed; space
+/// returns; a damaged file is set aside with
 /// [`DamagedFile::SetAside`](crate::DamagedFile::SetAside)), and [`Cache::flush`](crate::Cache::flush)
 /// reports the writes that were kept in memory only meanwhile.
 ///

@@ -47,8 +47,8 @@ pub struct Stats {
     /// not counted), stale ones not yet swept included; for an in-memory cache, entries in the
     /// memory tier.
     pub entries: u64,
-    /// Times the disk tier went out of service (a failed commit, a damaged file); see
-    /// [`Cache::health`](crate::Cache::health).
+    /// Times the disk tier went out of service (a failed commit, a damaged file), or a damaged
+    /// file was set aside at open; see [`Cache::health`](crate::Cache::health).
     pub disk_failures: u64,
 }
 

@@ -322,9 +322,12 @@ fn batched_kill(sig: i32, name: &str, pad: usize, rounds: usize, run_ms: Range<u
              {must} checked",
             peak / 1024
         );
+        // What makes a round count is the inserts old enough to be checked; a slow (loaded)
+        // machine makes fewer of them, which is no failure of the cache.
         assert!(
-            acked > 1_000,
-            "{name}: the child acknowledged only {acked} inserts: too few to test anything"
+            must >= 100,
+            "{name}: only {must} of {acked} acknowledged inserts were old enough to check: \
+             too few to test anything"
         );
         peak_max = peak_max.max(peak);
     }

@@ -5,8 +5,9 @@
 //! `d`. That holds only if the queue drains in about `d`: an insert that returns at 220k/s in
 //! front of a writer that commits 70k/s would otherwise grow the queue (and memory) without
 //! bound, and a crash would lose seconds of acknowledged writes. So the writer measures how
-//! many operations it commits per second, and an insert waits while the queue holds more than
-//! that rate times `d` (or more than [`MAX_BYTES`]). Waiting happens before the insert takes
+//! many operations and bytes it commits per second, and an insert waits while the queue holds
+//! more than that rate times `d`, in operations or in bytes (and never more than
+//! [`MAX_BYTES`]). Waiting happens before the insert takes
 //! any lock, so readers are never held up by it.
 
 use std::sync::{Condvar, Mutex};
@@ -14,20 +15,23 @@ use std::time::Duration;
 
 use super::lock;
 
-/// Most bytes of records queued for the writer.
+/// Most bytes of records queued for the writer, whatever the measured rate.
 pub(crate) const MAX_BYTES: u64 = 64 << 20;
-/// The queue may always hold this many operations, whatever the measured rate.
+/// The queue may always hold this many operations and bytes, whatever the measured rate.
 const MIN_OPS: u64 = 1_024;
-/// And never more than this many.
+const MIN_BYTES: u64 = 1 << 20;
+/// And never more than this many operations.
 const MAX_OPS: u64 = 1 << 20;
 
 struct State {
     ops: u64,
     bytes: u64,
-    /// Operations the writer commits in one window, as last measured.
-    limit: u64,
-    /// Operations per second, smoothed.
-    rate: f64,
+    /// What the writer commits in one window, as last measured.
+    limit_ops: u64,
+    limit_bytes: u64,
+    /// Operations and bytes per second, smoothed (0 until measured).
+    op_rate: f64,
+    byte_rate: f64,
 }
 
 pub(crate) struct Backlog {
@@ -43,8 +47,11 @@ impl Backlog {
             state: Mutex::new(State {
                 ops: 0,
                 bytes: 0,
-                limit: 8_192,
-                rate: 0.0,
+                // Until the writer has been measured: small enough to drain quickly anywhere.
+                limit_ops: MIN_OPS,
+                limit_bytes: 4 * MIN_BYTES,
+                op_rate: 0.0,
+                byte_rate: 0.0,
             }),
             drained: Condvar::new(),
             window: window.unwrap_or(Duration::from_millis(50)),
@@ -55,7 +62,7 @@ impl Backlog {
     /// queue is full. An empty queue always admits, so one huge record cannot wait forever.
     pub fn admit(&self, bytes: u64, wait: bool) {
         let mut s = lock(&self.state);
-        while wait && s.ops > 0 && (s.ops >= s.limit || s.bytes + bytes > MAX_BYTES) {
+        while wait && s.ops > 0 && (s.ops >= s.limit_ops || s.bytes + bytes > s.limit_bytes) {
             s = self
                 .drained
                 .wait_timeout(s, Duration::from_millis(100))
@@ -75,30 +82,42 @@ impl Backlog {
         self.drained.notify_all();
     }
 
-    /// The writer committed `ops` operations in `busy` (time spent working, not waiting).
-    pub fn observe(&self, ops: usize, busy: Duration) {
+    /// The writer committed `ops` operations of `bytes` in `busy` (time spent working, not
+    /// waiting): the queue may hold what it commits in one window, in operations and in bytes.
+    pub fn observe(&self, ops: usize, bytes: u64, busy: Duration) {
         if ops < 64 || busy.is_zero() {
             return; // too small a sample to say anything about throughput
         }
-        let sample = ops as f64 / busy.as_secs_f64();
+        let secs = busy.as_secs_f64();
+        let window = self.window.as_secs_f64();
         let mut s = lock(&self.state);
-        s.rate = if s.rate == 0.0 {
-            sample
-        } else {
-            0.7 * s.rate + 0.3 * sample
-        };
-        let limit = s.rate * self.window.as_secs_f64();
-        s.limit = if limit.is_finite() {
-            (limit as u64).clamp(MIN_OPS, MAX_OPS)
-        } else {
-            MAX_OPS
-        };
+        s.op_rate = smooth(s.op_rate, ops as f64 / secs);
+        s.byte_rate = smooth(s.byte_rate, bytes as f64 / secs);
+        s.limit_ops = clamp(s.op_rate * window, MIN_OPS, MAX_OPS);
+        s.limit_bytes = clamp(s.byte_rate * window, MIN_BYTES, MAX_BYTES);
     }
 
     /// Operations queued now (for tests and stats).
     #[cfg(test)]
     pub fn queued(&self) -> u64 {
         lock(&self.state).ops
+    }
+}
+
+fn smooth(old: f64, sample: f64) -> f64 {
+    if old == 0.0 {
+        sample
+    } else {
+        0.7 * old + 0.3 * sample
+    }
+}
+
+/// `x` as a whole number within `[lo, hi]` (an infinite or huge `x` is `hi`).
+fn clamp(x: f64, lo: u64, hi: u64) -> u64 {
+    if x.is_finite() && x < hi as f64 {
+        (x as u64).clamp(lo, hi)
+    } else {
+        hi
     }
 }
 
@@ -111,7 +130,7 @@ mod tests {
     fn a_full_queue_waits_until_the_writer_drains_it() {
         let b = Arc::new(Backlog::new(Some(Duration::from_millis(10))));
         // A slow writer: 1,000 ops in 1 s at a 10 ms window gives the minimum limit.
-        b.observe(1_000, Duration::from_secs(1));
+        b.observe(1_000, 1_000, Duration::from_secs(1));
         for _ in 0..MIN_OPS {
             b.admit(1, true);
         }
@@ -142,7 +161,28 @@ mod tests {
     #[test]
     fn a_huge_window_does_not_overflow() {
         let b = Backlog::new(Some(Duration::MAX));
-        b.observe(10_000, Duration::from_millis(1));
-        assert_eq!(lock(&b.state).limit, MAX_OPS);
+        b.observe(10_000, 10 << 20, Duration::from_millis(1));
+        assert_eq!(lock(&b.state).limit_ops, MAX_OPS);
+        assert_eq!(lock(&b.state).limit_bytes, MAX_BYTES);
+    }
+
+    #[test]
+    fn large_records_are_limited_by_the_bytes_the_writer_commits_per_window() {
+        let b = Backlog::new(Some(Duration::from_millis(50)));
+        // 13 MB/s, as a debug build writes 16 KiB records: 50 ms of it is under the minimum.
+        b.observe(800, 13 << 20, Duration::from_secs(1));
+        assert_eq!(lock(&b.state).limit_bytes, MIN_BYTES);
+        b.admit(MIN_BYTES - 10, true);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = Arc::new(b);
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            b2.admit(16 << 10, true);
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "admitted past the bytes");
+        b.release(1, MIN_BYTES - 10);
+        rx.recv_timeout(Duration::from_secs(10)).expect("admitted after a drain");
+        t.join().unwrap();
     }
 }

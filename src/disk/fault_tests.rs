@@ -69,6 +69,9 @@ fn a_failed_commit_never_exposes_an_older_value_and_the_tier_recovers() {
             "{first:?}"
         );
         cache.flush().expect("the tier is back");
+        // Back on probation; the first commit of records confirms it.
+        cache.insert("e", 6u32).unwrap();
+        cache.flush().unwrap();
         assert_eq!(cache.health(), Health::Healthy);
         assert_eq!(cache.get::<_, u32>("a").unwrap(), None);
         assert_ne!(cache.get::<_, u32>("b").unwrap().as_deref(), Some(&2));

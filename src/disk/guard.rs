@@ -136,7 +136,15 @@ enum Kind {
 fn from_kind(e: &redb::Error) -> Kind {
     match e {
         redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_) => Kind::Damage,
-        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => Kind::Damage,
+        // A file cut short (inside its header, say) reads past its end: damage too.
+        redb::Error::Io(source)
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Kind::Damage
+        }
         redb::Error::Io(_) => Kind::Io,
         _ => Kind::Other,
     }

@@ -55,9 +55,12 @@ impl HealthState {
         lock(&self.outage).clone()
     }
 
-    /// Takes the tier out of service; returns whether it was in service (the caller logs).
+    /// Takes the tier out of service; returns whether this starts an outage (the caller logs
+    /// it). A failure while the tier is on probation (see [`resume`](Self::resume)) continues
+    /// the same outage: a disk that is still full is reported once, not at every retry.
     pub fn go_down(&self, failure: Failure) -> bool {
         let mut outage = lock(&self.outage);
+        self.down.store(true, Ordering::Release);
         if let Some(o) = outage.as_mut() {
             // A damage report outranks a passing I/O failure.
             if failure.damaged && !o.failure.damaged {
@@ -69,14 +72,21 @@ impl HealthState {
             failure,
             since: SystemTime::now(),
         });
-        self.down.store(true, Ordering::Release);
         true
     }
 
-    /// Puts the tier back in service; returns how long it was out.
-    pub fn come_up(&self) -> Option<std::time::Duration> {
-        let was = lock(&self.outage).take();
+    /// The file is open again: serve from it, on probation until a commit of real writes
+    /// succeeds ([`confirm`](Self::confirm)); the outage stays on record until then.
+    pub fn resume(&self) {
         self.down.store(false, Ordering::Release);
+    }
+
+    /// A commit succeeded: ends an outage on probation; returns how long it lasted.
+    pub fn confirm(&self) -> Option<std::time::Duration> {
+        if self.is_down() {
+            return None;
+        }
+        let was = lock(&self.outage).take();
         was.map(|o| o.since.elapsed().unwrap_or_default())
     }
 

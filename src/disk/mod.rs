@@ -238,6 +238,10 @@ impl DiskTier {
                 .unwrap_or_default(),
         ));
         if let Some(o) = &opened {
+            if o.set_aside {
+                // The damaged file's entries are gone: count it as a failure of the tier.
+                Counters::bump(&counters.disk_failures);
+            }
             counters.disk_bytes.store(o.disk_bytes, Ordering::Relaxed);
             counters.disk_entries.store(o.entries, Ordering::Relaxed);
         }

@@ -24,6 +24,8 @@ pub(crate) struct Opened {
     pub generations: Vec<(String, u64)>,
     pub disk_bytes: u64,
     pub entries: u64,
+    /// A damaged file was moved aside to open this one.
+    pub set_aside: bool,
 }
 
 /// Creates the cache folder (and its parents) if missing; a path that is a file is refused
@@ -89,7 +91,10 @@ pub(crate) fn open_database(
         match attempt {
             Some(Ok(opened)) => {
                 write_owner(dir);
-                return Ok(opened);
+                return Ok(Opened {
+                    set_aside: set_aside_done,
+                    ..opened
+                });
             }
             None => {
                 let waited = started.elapsed();
@@ -170,6 +175,7 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
             generations,
             disk_bytes,
             entries,
+            set_aside: false,
         }),
         Err(e) => {
             // redb may panic while dropping a damaged database too.

@@ -85,6 +85,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// First and longest wait between attempts to bring the tier back into service.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a tier back on probation must commit without failing to count as back, when no
+/// commit of records confirms it sooner.
+const PROBATION: Duration = Duration::from_secs(5);
 /// A write that waits for its commit triggers an attempt, at most this often.
 const RETRY_URGENT: Duration = Duration::from_millis(50);
 
@@ -103,6 +106,8 @@ struct Writer<'a> {
     retry_at: Instant,
     retry_wait: Duration,
     last_attempt: Option<Instant>,
+    /// When the tier last came back on probation.
+    resumed_at: Option<Instant>,
 }
 
 pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>) {
@@ -115,6 +120,7 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
         retry_at: Instant::now(),
         retry_wait: RETRY_FIRST,
         last_attempt: None,
+        resumed_at: None,
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| w.step())) {
@@ -164,6 +170,9 @@ impl Writer<'_> {
 
     /// Sweeps a batch, or commits waiting read times.
     fn idle(&mut self) -> Step {
+        if self.resumed_at.is_some_and(|t| t.elapsed() >= PROBATION) {
+            self.confirm();
+        }
         if self.sweeper.active() || self.sweeper.due() {
             if let Err(f) = self.sweeper.step(self.shared) {
                 self.shared.fail(f);
@@ -208,7 +217,15 @@ impl Writer<'_> {
                     .evictions
                     .fetch_add(evicted, Ordering::Relaxed);
                 let busy = started.elapsed().saturating_sub(parked);
-                shared.backlog.observe(self.batch.len(), busy);
+                let bytes = self.batch.iter().map(|m| m.op.bytes()).sum();
+                shared.backlog.observe(self.batch.len(), bytes, busy);
+                // A commit that wrote records (or a quiet probation) ends an outage: a flush or
+                // a removal alone may succeed on a disk that is still full.
+                let wrote = self.batch.iter().any(|m| matches!(m.op, Op::Put { .. }));
+                let quiet = self.resumed_at.is_some_and(|t| t.elapsed() >= PROBATION);
+                if wrote || quiet {
+                    self.confirm();
+                }
                 if self.settle_committed() {
                     Step::Stop
                 } else {
@@ -381,11 +398,16 @@ impl Writer<'_> {
         match restored {
             Ok(()) => {
                 shared.health.unshadow(&shadows);
-                let out = shared.health.come_up().unwrap_or_default();
-                self.retry_wait = RETRY_FIRST;
+                shared.health.resume();
                 self.sweeper.start();
-                tracing::info!(file = %shared.path.display(), after = ?out,
-                    "cache disk tier back in service");
+                if outage.failure.damaged {
+                    // A fresh file in place of the damaged one: nothing left to doubt.
+                    self.confirm();
+                } else {
+                    // On probation: a commit of records confirms it (`commit_batch`), or a
+                    // quiet while (`idle`).
+                    self.resumed_at = Some(Instant::now());
+                }
                 true
             }
             Err(f) => {
@@ -395,6 +417,16 @@ impl Writer<'_> {
                 }
                 self.retry_later()
             }
+        }
+    }
+
+    /// Ends an outage (logged once) if the tier is serving again.
+    fn confirm(&mut self) {
+        if let Some(out) = self.shared.health.confirm() {
+            self.resumed_at = None;
+            self.retry_wait = RETRY_FIRST;
+            tracing::info!(file = %self.shared.path.display(), after = ?out,
+                "cache disk tier back in service");
         }
     }
 
@@ -432,8 +464,10 @@ fn gather(
     // A window too large to add to now (Duration::MAX) has no end: the batch closes when it
     // is full or someone waits.
     let until = window.map(|w| Instant::now().checked_add(w));
+    let window_over = || matches!(until, Some(Some(u)) if Instant::now() >= u);
     loop {
-        while batch.len() < MAX_BATCH {
+        // A busy channel must not hold the batch open past its window either.
+        while batch.len() < MAX_BATCH && !window_over() {
             let Ok(msg) = rx.try_recv() else { break };
             urgent |= msg.urgent();
             // In the batch before it is applied: whatever happens next, it is settled.
