@@ -6,19 +6,23 @@
 //! 3. two writers of one key leave both tiers holding the same value;
 //! 4. a read-through that starts after `invalidate_tag` returned never gets the value of a
 //!    computation that began before it;
-//! 5. nested read-throughs that wait for each other get `Error::Deadlock` instead of hanging.
+//! 5. nested read-throughs that wait for each other get `Error::Deadlock` instead of hanging;
+//!
+//! and a randomised invariant over all of them (`common/invariant.rs`).
 //!
 //! The races are made deterministic with a gate (`common::gate`): the reader pauses inside
 //! user code the cache calls (a `Deserialize`, a `Clock`), the other thread writes, then the
 //! reader goes on.
 
 mod common;
+#[path = "common/invariant.rs"]
+mod invariant;
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -936,5 +940,22 @@ fn after_a_refused_deadlock_followers_still_wait_normally() {
             Ok(v) => assert_eq!(v, 5),
             Err(e) => panic!("an innocent follower was refused: {e:?}"),
         }
+    }
+}
+
+// ---- the invariant ----
+
+#[test]
+fn random_concurrent_operations_leave_every_key_explained_by_its_last_operation() {
+    let _watchdog = common::watchdog("the brief invariant run", 120);
+    let dir = common::tempdir();
+    let began = Instant::now();
+    let cfg = invariant::Config::standard(Duration::from_secs(3));
+    match invariant::run(dir.path(), &cfg) {
+        Ok(summary) => println!(
+            "invariant held: {summary:?} in {:.1} s",
+            began.elapsed().as_secs_f64()
+        ),
+        Err(report) => panic!("{report}"),
     }
 }
