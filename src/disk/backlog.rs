@@ -180,9 +180,13 @@ mod tests {
             b2.admit(16 << 10, true);
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "admitted past the bytes");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "admitted past the bytes"
+        );
         b.release(1, MIN_BYTES - 10);
-        rx.recv_timeout(Duration::from_secs(10)).expect("admitted after a drain");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("admitted after a drain");
         t.join().unwrap();
     }
 }

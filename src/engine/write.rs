@@ -59,7 +59,7 @@ impl Inner {
         let persist = self.disk.is_some() && !opts.memory_only && !dead;
         // A persisted value is encoded (and checked to decode back) by the codec; one kept in
         // memory only is encoded just to weigh it.
-        let (payload_len, record) = if persist {
+        let (payload_len, encoded) = if persist {
             let codec::Encoded {
                 payload,
                 self_describing,
@@ -71,11 +71,13 @@ impl Inner {
                 expiry,
                 created_ms: now,
             };
-            let record = record::encode(&meta, &stamp, &ek.bytes, &payload);
-            (payload.len(), Some(record))
+            (payload.len(), Some((meta, payload)))
         } else {
             (codec::weigh(&*value), None)
         };
+        let mut record = encoded
+            .as_ref()
+            .map(|(meta, payload)| record::encode(meta, &stamp, &ek.bytes, payload));
         let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
@@ -97,9 +99,22 @@ impl Inner {
         let digest = ek.digest;
         let ticket = {
             let mut held = self.stripes.lock(digest);
-            if if_current == IfCurrent::Check && !self.gens.is_current(entry.gens.iter().copied()) {
-                // Invalidated while it was computed: its caller has it, later readers must not.
-                return Ok(());
+            if !self.gens.is_current(entry.gens.iter().copied()) {
+                if if_current == IfCurrent::Check {
+                    // Invalidated while it was computed: its caller has it, later readers must
+                    // not.
+                    return Ok(());
+                }
+                // An invalidation came between the stamp and now (a slow Serialize, a wait for
+                // room in the queue). This write takes effect now, after it, so it carries the
+                // current generations; stored as stale, it would erase a newer live value.
+                // Rare, and no user code runs: the payload is already encoded.
+                let ids: Vec<u64> = entry.gens.iter().map(|(id, _)| *id).collect();
+                let fresh = self.gens.stamp(&ids);
+                if let (Some(r), Some((meta, payload))) = (record.as_mut(), encoded.as_ref()) {
+                    *r = record::encode(meta, &fresh, &ek.bytes, payload);
+                }
+                entry.gens = fresh.into_boxed_slice();
             }
             held.bump();
             entry.written_at = held.version();

@@ -212,3 +212,133 @@ pub fn files_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// Aborts the whole test process with a message if not dropped within `secs`: a test that
+/// could hang (a deadlock regression) fails instead of stalling CI.
+pub struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn watchdog(what: &'static str, secs: u64) -> Watchdog {
+    let (done, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_secs(secs))
+        {
+            // Straight to stderr: the test harness captures `eprintln!`, and an abort loses it.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "WATCHDOG: {what} did not finish within {secs} s (a hang); aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog {
+        done: Some(done),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A one-shot pause in user code called by the cache (a `Deserialize`, a [`GatedClock`]),
+/// armed for one thread: the first [`gate::pass`] on that thread tells the test it started,
+/// then waits until the test releases it. Other threads (the writer, other tests) pass freely.
+pub mod gate {
+    use std::cell::RefCell;
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::time::Duration;
+
+    thread_local! {
+        static ARMED: RefCell<Option<(Sender<()>, Receiver<()>)>> = const { RefCell::new(None) };
+    }
+
+    /// The test's side of a gate.
+    pub struct Control {
+        started: Receiver<()>,
+        release: Sender<()>,
+    }
+
+    /// The paused thread's side: give it to [`Armed::arm`] on that thread.
+    pub struct Armed {
+        started: Sender<()>,
+        release: Receiver<()>,
+    }
+
+    pub fn new() -> (Control, Armed) {
+        let (started_tx, started_rx) = channel();
+        let (release_tx, release_rx) = channel();
+        (
+            Control {
+                started: started_rx,
+                release: release_tx,
+            },
+            Armed {
+                started: started_tx,
+                release: release_rx,
+            },
+        )
+    }
+
+    impl Armed {
+        /// Arms the gate on the calling thread.
+        pub fn arm(self) {
+            ARMED.with(|a| *a.borrow_mut() = Some((self.started, self.release)));
+        }
+    }
+
+    /// Disarms a gate the calling thread never reached.
+    pub fn disarm() -> bool {
+        ARMED.with(|a| a.borrow_mut().take().is_some())
+    }
+
+    impl Control {
+        /// Waits until the armed thread is paused in the gate.
+        pub fn wait_started(&self) {
+            self.started
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the armed thread never reached its gate");
+        }
+
+        /// Lets the paused thread go on.
+        pub fn release(&self) {
+            let _ = self.release.send(());
+        }
+    }
+
+    /// Called from user code: pauses if a gate is armed on this thread (once).
+    pub fn pass() {
+        let armed = ARMED.with(|a| a.borrow_mut().take());
+        if let Some((started, release)) = armed {
+            let _ = started.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+/// A [`ManualClock`] whose reads pass the calling thread's [`gate`]: pauses a reader right
+/// where the cache first reads the time (after it read a record, before it judges it).
+#[derive(Debug)]
+pub struct GatedClock(pub ManualClock);
+
+impl GatedClock {
+    pub fn new() -> Arc<GatedClock> {
+        Arc::new(GatedClock(ManualClock::new(SystemTime::now())))
+    }
+}
+
+impl tiered::Clock for GatedClock {
+    fn now_ms(&self) -> u64 {
+        gate::pass();
+        tiered::Clock::now_ms(&self.0)
+    }
+}
