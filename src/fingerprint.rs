@@ -11,6 +11,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{OnceLock, RwLock};
 
 use serde::de::DeserializeOwned;
@@ -28,10 +29,15 @@ struct TypeInfo {
     fingerprint: u64,
     traceable: bool,
     name: &'static str,
+    name_id: u64,
 }
 
-fn table() -> &'static RwLock<HashMap<TypeId, TypeInfo>> {
-    static TABLE: OnceLock<RwLock<HashMap<TypeId, TypeInfo>>> = OnceLock::new();
+/// `TypeId`s are already hashes: the digest hasher of the memory tier folds them cheaply (this
+/// table is read on every disk hit and insert).
+type Table = HashMap<TypeId, TypeInfo, BuildHasherDefault<crate::memory::DigestHasher>>;
+
+fn table() -> &'static RwLock<Table> {
+    static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
     TABLE.get_or_init(Default::default)
 }
 
@@ -108,9 +114,10 @@ pub(crate) enum TypeCheck {
 impl TypeCheck {
     /// Classifies the record described by `meta` for a reader of `V`.
     pub(crate) fn of<V: DeserializeOwned + 'static>(meta: &Meta) -> TypeCheck {
-        if meta.type_name_id != name_id::<V>() {
+        let info = info::<V>();
+        if meta.type_name_id != info.name_id {
             TypeCheck::OtherType
-        } else if meta.fingerprint != of::<V>() {
+        } else if meta.fingerprint != info.fingerprint {
             TypeCheck::OutdatedShape
         } else {
             TypeCheck::Same
@@ -141,6 +148,7 @@ fn compute<V: DeserializeOwned + 'static>() -> TypeInfo {
         fingerprint: xxh3_64(&text),
         traceable: shape.is_some(),
         name,
+        name_id: name_id::<V>(),
     }
 }
 

@@ -137,6 +137,11 @@ impl MemoryTier {
         self.moka.get(&digest)
     }
 
+    /// Whether an entry of `weight` can be held at all.
+    pub fn admits(&self, weight: u32) -> bool {
+        u64::from(weight) <= self.capacity
+    }
+
     /// Holds `entry`, unless it weighs more than the whole tier (it could never stay); any
     /// older entry for the digest goes either way.
     pub fn insert(&self, digest: u128, entry: MemEntry) {

@@ -73,6 +73,13 @@ impl Backlog {
         s.bytes += bytes;
     }
 
+    /// Whether inserts are waiting for room: the writer should commit now rather than hold
+    /// its batch open for the rest of the window (nothing more can arrive until it does).
+    pub fn is_full(&self) -> bool {
+        let s = lock(&self.state);
+        s.ops >= s.limit_ops || s.bytes >= s.limit_bytes
+    }
+
     /// The writer settled `ops` operations of `bytes` in total.
     pub fn release(&self, ops: u64, bytes: u64) {
         let mut s = lock(&self.state);

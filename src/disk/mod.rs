@@ -314,8 +314,13 @@ impl DiskTier {
                 let Some(guard) = records.get(digest)? else {
                     return Ok(None);
                 };
-                let last_access_ms =
-                    tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?;
+                // Only a record with an idle limit needs its read time: opening the table is a
+                // good share of a read's cost.
+                let last_access_ms = if crate::record::has_idle_limit(guard.value()) {
+                    tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?
+                } else {
+                    None
+                };
                 Ok(Some(Stored {
                     bytes: Arc::from(guard.value()),
                     last_access_ms,

@@ -202,7 +202,7 @@ impl Writer<'_> {
             for msg in batch.iter() {
                 ctx.apply(t, &msg.op)?;
             }
-            gather(rx, batch, window, t, &mut parked, &mut ctx)?;
+            gather(rx, batch, window, t, &mut parked, &mut ctx, &shared.backlog)?;
             touch(t, &touches)?;
             if t.bytes > shared.capacity {
                 evict(t, shared.capacity)
@@ -459,6 +459,7 @@ fn gather(
     t: &mut Tables<'_>,
     parked: &mut Duration,
     ctx: &mut Apply<'_>,
+    backlog: &super::backlog::Backlog,
 ) -> Result<(), redb::Error> {
     let mut urgent = batch.iter().any(Msg::urgent);
     // A window too large to add to now (Duration::MAX) has no end: the batch closes when it
@@ -481,7 +482,7 @@ fn gather(
             Some(None) => RETRY_MAX,
             Some(Some(u)) => u.saturating_duration_since(Instant::now()),
         };
-        if urgent || batch.len() >= MAX_BATCH || left.is_zero() {
+        if urgent || batch.len() >= MAX_BATCH || left.is_zero() || backlog.is_full() {
             return Ok(());
         }
         let before = Instant::now();

@@ -195,6 +195,12 @@ impl Inner {
             return None;
         };
         let v = Arc::new(v);
+        let weight = memory::weight(ek.bytes.len(), rec.payload.len());
+        if !self.memory.admits(weight) {
+            // Too large for the memory tier: served from disk every time, nothing to promote.
+            disk.touch(ek.digest, now);
+            return Some(v);
+        }
         let entry = MemEntry {
             value: v.clone(),
             type_name: std::any::type_name::<V>(),
@@ -204,7 +210,7 @@ impl Inner {
             disk_touch_ms: now.into(),
             gens: rec.generations().collect(),
             checked_epoch: 0.into(),
-            weight: memory::weight(ek.bytes.len(), rec.payload.len()),
+            weight,
             on_disk: true,
             written_at: version,
         };
