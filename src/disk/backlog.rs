@@ -32,6 +32,9 @@ struct State {
     /// Operations and bytes per second, smoothed (0 until measured).
     op_rate: f64,
     byte_rate: f64,
+    /// Records larger than the byte limit waiting for an empty queue: while there are any,
+    /// nobody else is admitted, so that a stream of small records cannot starve them.
+    oversized_waiting: u32,
 }
 
 pub(crate) struct Backlog {
@@ -39,6 +42,9 @@ pub(crate) struct Backlog {
     drained: Condvar,
     /// The batch window; `None` (Immediate) uses a window of 50 ms for the limit.
     window: Duration,
+    /// The writer, woken when someone must wait for room: a writer holding its batch open
+    /// for the window would otherwise keep them waiting for all of it.
+    writer: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Backlog {
@@ -52,22 +58,49 @@ impl Backlog {
                 limit_bytes: 4 * MIN_BYTES,
                 op_rate: 0.0,
                 byte_rate: 0.0,
+                oversized_waiting: 0,
             }),
             drained: Condvar::new(),
             window: window.unwrap_or(Duration::from_millis(50)),
+            writer: std::sync::OnceLock::new(),
         }
     }
 
+    /// The thread to wake when the queue is full.
+    pub fn set_writer(&self, writer: std::thread::Thread) {
+        let _ = self.writer.set(writer);
+    }
+
     /// Counts an operation of `bytes` into the queue, first waiting (if `wait`) while the
-    /// queue is full. An empty queue always admits, so one huge record cannot wait forever.
+    /// queue is full. A record larger than the byte limit waits for an empty queue, and
+    /// nobody is admitted ahead of it meanwhile, so it cannot wait forever either.
     pub fn admit(&self, bytes: u64, wait: bool) {
         let mut s = lock(&self.state);
-        while wait && s.ops > 0 && (s.ops >= s.limit_ops || s.bytes + bytes > s.limit_bytes) {
+        let oversized = bytes > s.limit_bytes;
+        if wait && oversized {
+            s.oversized_waiting += 1;
+        }
+        let must_wait = |s: &State| {
+            if oversized {
+                s.ops > 0
+            } else {
+                s.oversized_waiting > 0
+                    || (s.ops > 0 && (s.ops >= s.limit_ops || s.bytes + bytes > s.limit_bytes))
+            }
+        };
+        while wait && must_wait(&s) {
+            if let Some(writer) = self.writer.get() {
+                writer.unpark();
+            }
             s = self
                 .drained
                 .wait_timeout(s, Duration::from_millis(100))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+        if wait && oversized {
+            s.oversized_waiting -= 1;
+            self.drained.notify_all();
         }
         s.ops += 1;
         s.bytes += bytes;
@@ -77,7 +110,7 @@ impl Backlog {
     /// its batch open for the rest of the window (nothing more can arrive until it does).
     pub fn is_full(&self) -> bool {
         let s = lock(&self.state);
-        s.ops >= s.limit_ops || s.bytes >= s.limit_bytes
+        s.ops >= s.limit_ops || s.bytes >= s.limit_bytes || s.oversized_waiting > 0
     }
 
     /// The writer settled `ops` operations of `bytes` in total.

@@ -275,6 +275,7 @@ impl DiskTier {
             .spawn(move || writer::run(&thread_shared, &rx, window))
             .map_err(|e| Error::io(&cfg.dir, e))?;
         let _ = shared.writer_thread.set(writer.thread().clone());
+        shared.backlog.set_writer(writer.thread().clone());
         let tier = DiskTier {
             shared,
             tx: Mutex::new(Some(tx)),
