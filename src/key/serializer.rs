@@ -6,8 +6,10 @@
 //! with a varint length, and sequences, maps and structs end with [`END`], a byte that starts no
 //! value, so a length the caller did not know up front costs nothing and no encoding is a prefix
 //! of another. Decoding is unambiguous by induction, hence two values encode equally exactly
-//! when they make the same serde calls, with one exception: a tuple is written as a sequence,
-//! so `[1u8, 2]`, `(1u8, 2u8)`, `&[1u8, 2][..]` and `vec![1u8, 2]` are one key.
+//! when they make the same serde calls, with two exceptions: a tuple is written as a sequence,
+//! so `[1u8, 2]`, `(1u8, 2u8)`, `&[1u8, 2][..]` and `vec![1u8, 2]` are one key; and a map's
+//! entries are written sorted by their encoding, so two equal maps are one key whatever order
+//! they iterate in (a `HashMap`'s depends on its hasher's seed).
 //!
 //! The serializer keeps the message of an error raised by a `Serialize` impl (postcard drops it).
 
@@ -85,6 +87,13 @@ pub(crate) trait Sink {
     }
 }
 
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Writes nothing: for running a value's `Serialize` only to see whether it fails.
 pub(crate) struct Discard;
 
@@ -156,7 +165,7 @@ impl<'e, 'a, S: Sink> ser::Serializer for &'e mut Encoder<'a, S> {
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
     type SerializeTupleVariant = Self;
-    type SerializeMap = Self;
+    type SerializeMap = MapEncoder<'e, 'a, S>;
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
@@ -313,9 +322,12 @@ impl<'e, 'a, S: Sink> ser::Serializer for &'e mut Encoder<'a, S> {
         Ok(self)
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self, KeyError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapEncoder<'e, 'a, S>, KeyError> {
         self.out.put_byte(MAP);
-        Ok(self)
+        Ok(MapEncoder {
+            outer: self,
+            entries: Vec::new(),
+        })
     }
 
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self, KeyError> {
@@ -406,20 +418,42 @@ impl<S: Sink> ser::SerializeTupleVariant for &mut Encoder<'_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeMap for &mut Encoder<'_, S> {
+/// A map is a set of entries: two equal maps are one key whatever order they iterate in (a
+/// `HashMap`'s order depends on its hasher's seed). So each entry is encoded on its own, and
+/// the entries are written in the order of their encodings.
+pub(crate) struct MapEncoder<'e, 'a, S: Sink> {
+    outer: &'e mut Encoder<'a, S>,
+    /// Each entry's encoding: key, then value.
+    entries: Vec<Vec<u8>>,
+}
+
+impl<S: Sink> ser::SerializeMap for MapEncoder<'_, '_, S> {
     type Ok = ();
     type Error = KeyError;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), KeyError> {
-        key.serialize(&mut **self)
+        let mut entry = Vec::new();
+        key.serialize(&mut Encoder { out: &mut entry })?;
+        self.entries.push(entry);
+        Ok(())
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
-        value.serialize(&mut **self)
+        let Some(entry) = self.entries.last_mut() else {
+            return Err(KeyError("a map value came before its key".into()));
+        };
+        value.serialize(&mut Encoder { out: entry })
     }
 
     fn end(self) -> Result<(), KeyError> {
-        end(self)
+        let mut entries = self.entries;
+        // Each entry is self-delimiting (key and value are encoded values), so the sorted
+        // concatenation is still injective.
+        entries.sort_unstable();
+        for entry in &entries {
+            self.outer.out.put(entry);
+        }
+        end(self.outer)
     }
 }
 
