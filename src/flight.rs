@@ -1,6 +1,8 @@
 //! One computation per missing key: the first caller runs it, the others wait for its result.
 //!
-//! Two rules beyond that:
+//! Three rules beyond that:
+//! - A write to the key (insert, remove) detaches its running flight: a caller that starts
+//!   after the write returned never gets a result that began before it.
 //! - A flight remembers the generations (tags, namespace, cache-wide) current when it began.
 //!   A caller that arrives after one of them was bumped (an invalidation returned before it
 //!   started) does not join: it starts a new flight. The old leader's result then goes only to
@@ -12,6 +14,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::ThreadId;
 
@@ -90,6 +93,8 @@ fn waits() -> &'static Mutex<HashMap<ThreadId, Arc<Flight>>> {
 #[derive(Default)]
 pub(crate) struct Flights {
     running: Mutex<HashMap<u128, Arc<Flight>>>,
+    /// `running.len()`, readable without the lock: writes skip it when nothing runs.
+    count: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) enum Role<'a> {
@@ -117,11 +122,26 @@ impl Flights {
             stamp,
         });
         running.insert(digest, flight.clone());
+        self.count.store(running.len(), Ordering::Release);
         Role::Leader(Leader {
             flights: self,
             digest,
             flight,
         })
+    }
+}
+
+impl Flights {
+    /// A write to the key (an insert, a remove) landed: the running flight's result, whatever
+    /// it is, began before that write, so callers arriving after it must not join it. Callers
+    /// already waiting still get it. Call under the key's stripe lock.
+    pub fn detach(&self, digest: u128) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut running = lock(&self.running);
+        running.remove(&digest);
+        self.count.store(running.len(), Ordering::Release);
     }
 }
 
@@ -145,6 +165,7 @@ impl Leader<'_> {
                 .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
             {
                 running.remove(&self.digest);
+                self.flights.count.store(running.len(), Ordering::Release);
             }
         }
         *lock(&self.flight.state) = outcome;

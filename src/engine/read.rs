@@ -268,16 +268,31 @@ impl Inner {
     }
 
     /// Whether a live entry exists, whatever its type; refreshes nothing.
-    pub(super) fn contains(&self, ek: &EncodedKey) -> bool {
+    fn contains(&self, ek: &EncodedKey) -> bool {
         match self.probe_memory(ek, false) {
-            Probe::Live(_) => return true,
-            Probe::Dead => return false,
-            Probe::Absent => {}
+            Probe::Live(_) => true,
+            Probe::Dead => false,
+            Probe::Absent => self.live_on_disk(ek, self.clock.now_ms()),
         }
+    }
+
+    /// Whether a live entry exists at `now`, judged without changing either tier or taking a
+    /// lock, and without user code: for a writer that holds the key's stripe lock.
+    pub(super) fn is_live(&self, ek: &EncodedKey, now: u64) -> bool {
+        match self.memory.get(ek.digest) {
+            Some(entry) if *entry.key == ek.bytes[..] => {
+                let last = entry.last_access_ms.load(Ordering::Relaxed);
+                !entry.expiry.is_expired(now, last)
+                    && self.gens.is_current(entry.gens.iter().copied())
+            }
+            _ => self.live_on_disk(ek, now),
+        }
+    }
+
+    fn live_on_disk(&self, ek: &EncodedKey, now: u64) -> bool {
         let Some(stored) = self.disk.as_ref().and_then(|d| d.read(ek.digest)) else {
             return false;
         };
-        let now = self.clock.now_ms();
         record::decode(&stored.bytes).is_ok_and(|rec| {
             rec.key == &ek.bytes[..]
                 && rec

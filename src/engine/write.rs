@@ -117,6 +117,10 @@ impl Inner {
                 entry.gens = fresh.into_boxed_slice();
             }
             held.bump();
+            if if_current == IfCurrent::Always {
+                // A plain insert overtakes any read-through of the key already running.
+                self.flights.detach(digest);
+            }
             entry.written_at = held.version();
             if dead {
                 self.memory.remove(digest);
@@ -139,17 +143,23 @@ impl Inner {
         K: Serialize + ?Sized,
     {
         let ek = encode_key(&scope.name, key)?;
-        let existed = self.contains(&ek);
-        let ticket = {
+        // The clock is user code too: read it before the lock.
+        let now = self.clock.now_ms();
+        let (existed, ticket) = {
             let mut held = self.stripes.lock(ek.digest);
+            // Decided under the lock, so that the answer and the removal are one step: no
+            // write can land between them.
+            let existed = self.is_live(&ek, now);
             held.bump();
+            self.flights.detach(ek.digest);
             self.memory.remove(ek.digest);
-            match &self.disk {
+            let ticket = match &self.disk {
                 Some(disk) if existed || disk.may_contain(ek.digest) => {
                     Some(disk.remove(ek.digest))
                 }
                 _ => None,
-            }
+            };
+            (existed, ticket)
         };
         ticket.map_or(Ok(()), Ticket::wait)?;
         Ok(existed)
