@@ -28,7 +28,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use tiered::{Cache, Durability, Error, Options};
 
-use common::{gate, GatedClock};
+use common::{gate, open_gated, race, GatedClock};
 
 /// A value whose `Deserialize` passes the decoding thread's gate: a slow decode on demand.
 #[derive(Debug, PartialEq, Serialize)]
@@ -67,34 +67,6 @@ fn open(dir: &Path) -> Cache {
         .durability(Durability::Immediate)
         .open()
         .expect("open cache")
-}
-
-fn open_gated(dir: &Path, clock: &Arc<GatedClock>) -> Cache {
-    Cache::builder()
-        .path(dir)
-        .clock(clock.clone())
-        .durability(Durability::Immediate)
-        .open()
-        .expect("open cache")
-}
-
-/// Runs `read` on a thread paused at its gate, runs `write` while it is paused, then lets the
-/// reader finish; returns what the reader got.
-fn race<R: Send + 'static>(read: impl FnOnce() -> R + Send + 'static, write: impl FnOnce()) -> R {
-    let (control, armed) = gate::new();
-    let reader = thread::spawn(move || {
-        armed.arm();
-        let got = read();
-        assert!(
-            !gate::disarm(),
-            "the reader never reached its gate: the test no longer opens the window"
-        );
-        got
-    });
-    control.wait_started();
-    write();
-    control.release();
-    reader.join().expect("reader thread")
 }
 
 // ---- 1. promotion ----

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -13,32 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tiered::{Cache, Durability, Options};
 
-use common::{gate, GatedClock};
-
-fn open_gated(dir: &Path, clock: &Arc<GatedClock>) -> Cache {
-    Cache::builder()
-        .path(dir)
-        .clock(clock.clone())
-        .durability(Durability::Immediate)
-        .open()
-        .expect("open cache")
-}
-
-/// Runs `first` on a thread paused at its gate (its first clock read or gated Deserialize),
-/// runs `second` while it is paused, then lets `first` finish; returns what `first` got.
-fn race<R: Send + 'static>(first: impl FnOnce() -> R + Send + 'static, second: impl FnOnce()) -> R {
-    let (control, armed) = gate::new();
-    let t = thread::spawn(move || {
-        armed.arm();
-        let got = first();
-        assert!(!gate::disarm(), "the paused thread never reached its gate");
-        got
-    });
-    control.wait_started();
-    second();
-    control.release();
-    t.join().expect("paused thread")
-}
+use common::{open_gated, race, GatedClock};
 
 // ---- remove's answer against a concurrent write ----
 

@@ -20,8 +20,17 @@ pub fn child_dir() -> Option<PathBuf> {
     std::env::var_os(CHILD_DIR).map(PathBuf::from)
 }
 
-/// Starts this test binary running only `test`, with `dir` and extra environment.
+/// Starts this test binary running only `test`, with `dir` and extra environment; its stderr
+/// goes to ours.
 pub fn spawn_child(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
+    child_command(test, dir, env)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// The command that runs `test` of this test binary as a child, stdout piped.
+fn child_command(test: &str, dir: &Path, env: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -32,12 +41,11 @@ pub fn spawn_child(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
         "--test-threads=1",
     ])
     .env(CHILD_DIR, dir)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    .stdout(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn child test process")
+    cmd
 }
 
 /// Reads the child's stdout until a line ending with `marker` (the test harness prints
@@ -72,6 +80,39 @@ pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Cache {
         .expect("open cache")
 }
 
+/// A disk cache in `dir` on a [`GatedClock`], committing each write before it returns.
+pub fn open_gated(dir: &Path, clock: &Arc<GatedClock>) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .clock(clock.clone())
+        .durability(Durability::Immediate)
+        .open()
+        .expect("open cache")
+}
+
+/// Runs `first` on a thread paused at its gate (a gated `Deserialize` or clock read), runs
+/// `second` while it is paused, then lets `first` finish; returns what `first` got. Fails if
+/// `first` never reached its gate (the test would no longer open the window it is about).
+pub fn race<R: Send + 'static>(
+    first: impl FnOnce() -> R + Send + 'static,
+    second: impl FnOnce(),
+) -> R {
+    let (control, armed) = gate::new();
+    let paused = std::thread::spawn(move || {
+        armed.arm();
+        let got = first();
+        assert!(
+            !gate::disarm(),
+            "the paused thread never reached its gate: the test no longer opens the window"
+        );
+        got
+    });
+    control.wait_started();
+    second();
+    control.release();
+    paused.join().expect("paused thread")
+}
+
 /// The body of a child that opens its folder, says `ready`, holds the folder for
 /// `TIERED_HOLD_MS`, then exits (each test file names its own `#[ignore]`d entry point).
 pub fn hold_folder_as_child() {
@@ -88,22 +129,10 @@ pub fn hold_folder_as_child() {
 
 /// Like [`spawn_child`], but with stderr piped too, so that the parent can look for panics.
 pub fn spawn_child_piped(test: &str, dir: &Path, env: &[(&str, String)]) -> Child {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        test,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_DIR, dir)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn child test process")
+    child_command(test, dir, env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child test process")
 }
 
 /// What a child printed, and how it ended.
