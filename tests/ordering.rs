@@ -69,6 +69,24 @@ fn open(dir: &Path) -> Cache {
         .expect("open cache")
 }
 
+/// `newer` is what `key` holds, in the open `cache` and again after a restart (`reopen`).
+fn assert_kept<V>(cache: Cache, reopen: impl FnOnce() -> Cache, key: &str, newer: &V, what: &str)
+where
+    V: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static,
+{
+    assert_eq!(
+        cache.get::<_, V>(key).unwrap().as_deref(),
+        Some(newer),
+        "{what}"
+    );
+    drop(cache);
+    assert_eq!(
+        reopen().get::<_, V>(key).unwrap().as_deref(),
+        Some(newer),
+        "after a restart: {what}"
+    );
+}
+
 // ---- 1. promotion ----
 
 #[test]
@@ -86,16 +104,12 @@ fn slow_promotion_never_replaces_a_newer_insert() {
         Some(&Slow(1)),
         "the reader decoded the record it read before the insert"
     );
-    assert_eq!(
-        cache.get::<_, Slow>("k").unwrap().as_deref(),
-        Some(&Slow(2)),
-        "the slow reader promoted its old value over the newer insert"
-    );
-    drop(cache);
-    assert_eq!(
-        open(dir.path()).get::<_, Slow>("k").unwrap().as_deref(),
-        Some(&Slow(2)),
-        "after a restart"
+    assert_kept(
+        cache,
+        || open(dir.path()),
+        "k",
+        &Slow(2),
+        "the slow reader promoted its old value over the newer insert",
     );
 }
 
@@ -159,16 +173,12 @@ fn dropping_an_undecodable_record_never_deletes_a_newer_insert() {
         || cache.insert("port", Port(8080)).unwrap(),
     );
     assert_eq!(seen, None, "Port(0) does not decode");
-    assert_eq!(
-        cache.get::<_, Port>("port").unwrap().as_deref(),
-        Some(&Port(8080)),
-        "dropping the undecodable Port(0) deleted the newer insert"
-    );
-    drop(cache);
-    assert_eq!(
-        open(dir.path()).get::<_, Port>("port").unwrap().as_deref(),
-        Some(&Port(8080)),
-        "after a restart"
+    assert_kept(
+        cache,
+        || open(dir.path()),
+        "port",
+        &Port(8080),
+        "dropping the undecodable Port(0) deleted the newer insert",
     );
 }
 
@@ -189,19 +199,12 @@ fn dropping_an_expired_record_never_deletes_a_newer_insert() {
         || cache.insert("k", 2u64).unwrap(),
     );
     assert_eq!(seen, None, "the reader judged the old record expired");
-    assert_eq!(
-        cache.get::<_, u64>("k").unwrap().as_deref(),
-        Some(&2),
-        "dropping the expired record deleted the newer insert"
-    );
-    drop(cache);
-    assert_eq!(
-        open_gated(dir.path(), &clock)
-            .get::<_, u64>("k")
-            .unwrap()
-            .as_deref(),
-        Some(&2),
-        "after a restart"
+    assert_kept(
+        cache,
+        || open_gated(dir.path(), &clock),
+        "k",
+        &2,
+        "dropping the expired record deleted the newer insert",
     );
 }
 
@@ -221,19 +224,12 @@ fn dropping_an_expired_memory_entry_never_deletes_a_newer_insert() {
         || cache.insert("k", 2u64).unwrap(),
     );
     assert_eq!(seen, None, "the reader judged the old entry expired");
-    assert_eq!(
-        cache.get::<_, u64>("k").unwrap().as_deref(),
-        Some(&2),
-        "dropping the expired memory entry deleted the newer insert"
-    );
-    drop(cache);
-    assert_eq!(
-        open_gated(dir.path(), &clock)
-            .get::<_, u64>("k")
-            .unwrap()
-            .as_deref(),
-        Some(&2),
-        "after a restart"
+    assert_kept(
+        cache,
+        || open_gated(dir.path(), &clock),
+        "k",
+        &2,
+        "dropping the expired memory entry deleted the newer insert",
     );
 }
 
