@@ -203,7 +203,7 @@ fn dropping_an_expired_record_never_deletes_a_newer_insert() {
         cache,
         || open_gated(dir.path(), &clock),
         "k",
-        &2,
+        &2u64,
         "dropping the expired record deleted the newer insert",
     );
 }
@@ -228,7 +228,7 @@ fn dropping_an_expired_memory_entry_never_deletes_a_newer_insert() {
         cache,
         || open_gated(dir.path(), &clock),
         "k",
-        &2,
+        &2u64,
         "dropping the expired memory entry deleted the newer insert",
     );
 }
