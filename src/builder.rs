@@ -15,6 +15,9 @@ use crate::options::Options;
 use crate::registry;
 use crate::stats::Counters;
 
+/// The smallest disk tier that can hold anything useful: a few records and redb's own pages.
+const MIN_DISK_CAPACITY: u64 = 1 << 20;
+
 /// When an insert reaches the disk.
 ///
 /// Either way a crash never corrupts the file, and everything [`Cache::flush`] returned for is
@@ -128,7 +131,8 @@ impl CacheBuilder {
     }
 
     /// Bytes the disk tier may hold; past it the least recently used records are deleted, down
-    /// to 90% of it. Default: 4 GiB.
+    /// to 90% of it. At least 1 MiB; a value whose record is larger is refused at insert.
+    /// Default: 4 GiB.
     pub fn disk_capacity(mut self, bytes: u64) -> Self {
         self.disk_capacity = bytes;
         self
@@ -186,7 +190,8 @@ impl CacheBuilder {
     /// up to `open_timeout`; meanwhile this process can open other folders.
     ///
     /// # Errors
-    /// - [`Error::Config`] for a zero memory capacity, a `Batched` window of zero, an empty
+    /// - [`Error::Config`] for a zero memory capacity, a disk capacity under 1 MiB, a
+    ///   `Batched` window of zero, an empty
     ///   path, or a path that is a file.
     /// - [`Error::Locked`] when another process holds the folder past `open_timeout`; it names
     ///   that process.
@@ -218,6 +223,13 @@ impl CacheBuilder {
             );
             return Ok(Cache::from_inner(Arc::new(inner)));
         };
+        if self.disk_capacity < MIN_DISK_CAPACITY {
+            return Err(Error::Config(format!(
+                "disk_capacity is {} bytes: give the disk tier at least {} (1 MiB), or build \
+                 without a path for a cache in memory only",
+                self.disk_capacity, MIN_DISK_CAPACITY
+            )));
+        }
         if path.as_os_str().is_empty() {
             return Err(Error::Config(
                 "the cache path is empty: give a folder, e.g. ./.cache/app".into(),

@@ -97,7 +97,8 @@ impl Cache {
     ///
     /// # Errors
     /// [`Error::Encode`] if the key or value cannot be encoded, or the value would not read
-    /// back as it was written (it names the type); with `Durability::Immediate`,
+    /// back as it was written (it names the type); [`Error::TooLarge`] if its record is larger
+    /// than `disk_capacity`; with `Durability::Immediate`,
     /// [`Error::Storage`] if the commit fails or the disk tier is out of service (the value
     /// stays in memory).
     pub fn insert<K, V>(&self, key: &K, value: V) -> Result<()>

@@ -85,6 +85,20 @@ pub enum Error {
     #[error("invalid cache configuration: {0}")]
     Config(String),
 
+    /// A value too large for the tier it must be stored in.
+    #[error(
+        "{what} encodes to {bytes} bytes, more than the disk tier's capacity ({capacity} \
+         bytes): raise `disk_capacity`, or keep it in memory with `Options::memory_only()`"
+    )]
+    TooLarge {
+        /// The value's type.
+        what: String,
+        /// The size of its record.
+        bytes: u64,
+        /// The disk tier's capacity.
+        capacity: u64,
+    },
+
     /// A read-through computation would wait for itself: it asks, directly or through a
     /// computation on another thread, for a key whose computation is waiting for it.
     #[error(

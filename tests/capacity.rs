@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use tiered::{Cache, Durability};
 
+/// About 17.5 KB: sixty of them fill the smallest disk tier (1 MiB).
 fn value(i: u32) -> String {
-    format!("{i:04}-{}", "x".repeat(1_000))
+    format!("{i:04}-{}", "x".repeat(17_400))
 }
 
 #[test]
 fn the_disk_tier_evicts_least_recently_used_records_past_capacity() {
     let dir = common::tempdir();
     let clock = common::clock();
-    let capacity = 60 * 1_150; // about sixty records
+    let capacity = 1 << 20; // about sixty records
     let cache = Cache::builder()
         .path(dir.path())
         .clock(clock.clone())
@@ -61,4 +62,39 @@ fn the_memory_tier_stays_within_capacity_and_counts_evictions() {
     let s = cache.stats();
     assert!(s.memory_bytes <= 64 << 10, "{s:?}");
     assert!(s.evictions > 0, "{s:?}");
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_with_what_to_do() {
+    let dir = common::tempdir();
+    let err = Cache::builder()
+        .path(dir.path())
+        .disk_capacity(0)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(&err, tiered::Error::Config(m) if m.contains("disk_capacity") && m.contains("1 MiB")),
+        "{err}"
+    );
+    // A value whose record exceeds the disk tier is refused at insert, naming the sizes,
+    // instead of being evicted by its own commit.
+    let cache = Cache::builder()
+        .path(dir.path())
+        .disk_capacity(1 << 20)
+        .open()
+        .unwrap();
+    let err = cache.insert("big", vec![7u8; 2 << 20]).unwrap_err();
+    assert!(
+        matches!(&err, tiered::Error::TooLarge { capacity, .. } if *capacity == 1 << 20),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory_only"), "{err}");
+    // Kept in memory only, it is fine.
+    cache
+        .insert_with(
+            "big",
+            vec![7u8; 2 << 20],
+            &tiered::Options::new().memory_only(),
+        )
+        .unwrap();
 }

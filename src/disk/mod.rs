@@ -290,6 +290,11 @@ impl DiskTier {
         &self.shared.path
     }
 
+    /// The bytes the tier may hold (`disk_capacity`).
+    pub fn capacity(&self) -> u64 {
+        self.shared.capacity
+    }
+
     /// Why the tier is out of service, if it is.
     pub fn outage(&self) -> Option<Outage> {
         self.shared.health.outage()

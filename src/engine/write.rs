@@ -78,6 +78,16 @@ impl Inner {
         let mut record = encoded
             .as_ref()
             .map(|(meta, payload)| record::encode(meta, &stamp, &ek.bytes, payload));
+        if let (Some(disk), Some(record)) = (&self.disk, &record) {
+            // It would be evicted by its own commit: say so instead of dropping it silently.
+            if record.len() as u64 > disk.capacity() {
+                return Err(Error::TooLarge {
+                    what: std::any::type_name::<V>().to_string(),
+                    bytes: record.len() as u64,
+                    capacity: disk.capacity(),
+                });
+            }
+        }
         let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
