@@ -98,3 +98,41 @@ fn settings_that_cannot_work_are_refused_with_what_to_do() {
         )
         .unwrap();
 }
+
+/// The child: fills an in-memory cache far past its capacity with small entries and prints
+/// how much its resident memory grew.
+#[test]
+#[ignore = "child process of memory_capacity_bounds_the_real_footprint"]
+fn child_fills_a_small_memory_tier() {
+    let Some(_) = common::child_dir() else {
+        return;
+    };
+    let cache = Cache::builder().memory_capacity(16 << 20).open().unwrap();
+    let before = common::rss_kib();
+    for i in 0..200_000u64 {
+        cache.insert(&i, i).unwrap();
+    }
+    let grown = common::rss_kib().saturating_sub(before);
+    println!("grown_kib={grown} entries={}", cache.stats().entries);
+}
+
+/// `memory_capacity` bounds what the memory tier really holds, not only the encoded bytes:
+/// 200,000 small entries (about 115 MB without the bound) in a 16 MiB tier.
+#[test]
+fn memory_capacity_bounds_the_real_footprint() {
+    let dir = common::tempdir();
+    let child = common::spawn_child("child_fills_a_small_memory_tier", dir.path(), &[]);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let grown: u64 = stdout
+        .split("grown_kib=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the child printed no measure: {stdout}"));
+    // Allocator slack and moka's pending work allow some excess; 5x was the old behaviour.
+    assert!(
+        grown < 2 * (16 << 10),
+        "a 16 MiB memory tier grew the process by {grown} KiB: {stdout}"
+    );
+}

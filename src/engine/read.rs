@@ -195,7 +195,8 @@ impl Inner {
             return None;
         };
         let v = Arc::new(v);
-        let weight = memory::weight(ek.bytes.len(), rec.payload.len());
+        let gens: Box<[(u64, u64)]> = rec.generations().collect();
+        let weight = memory::weight::<V>(ek.bytes.len(), rec.payload.len(), gens.len());
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
             disk.touch(ek.digest, now);
@@ -208,7 +209,7 @@ impl Inner {
             expiry: rec.meta.expiry,
             last_access_ms: now.into(),
             disk_touch_ms: now.into(),
-            gens: rec.generations().collect(),
+            gens,
             checked_epoch: 0.into(),
             weight,
             on_disk: true,

@@ -91,7 +91,7 @@ impl Inner {
         let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
-            weight: memory::weight(ek.bytes.len(), payload_len),
+            weight: memory::weight::<V>(ek.bytes.len(), payload_len, stamp.len()),
             key: Box::from(&*ek.bytes),
             expiry,
             last_access_ms: now.into(),

@@ -198,10 +198,19 @@ pub fn signal(child: &Child, signal: i32) {
 
 /// The peak resident set size of a live process, in KiB (`VmHWM` in /proc/<pid>/status).
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// This process's resident set size now, in KiB (`VmRSS`).
+pub fn rss_kib() -> u64 {
+    status_kib(std::process::id(), "VmRSS:").expect("VmRSS in /proc/self/status")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
