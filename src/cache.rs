@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::builder::CacheBuilder;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
+use crate::explain::Explanation;
 use crate::health::Health;
 use crate::namespace::Namespace;
 use crate::options::Options;
@@ -291,6 +292,38 @@ impl Cache {
     /// Counters and sizes; see [`Stats`].
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// Why `key` is, or is not, a hit for a read as `V`: expired when, invalidated by which
+    /// tag or clear, evicted, removed, stored as another type… (see [`Explanation`]; its
+    /// `Display` says it in words). Changes nothing, refreshes nothing.
+    ///
+    /// What the tiers hold is judged exactly; of keys already dropped, the cache remembers the
+    /// fate of the last 16,384 (in this process), and older ones read as
+    /// [`Explanation::NeverWritten`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tiered::{Cache, Explanation, ManualClock, Options};
+    ///
+    /// let clock = std::sync::Arc::new(ManualClock::new(std::time::SystemTime::now()));
+    /// let cache = Cache::builder().clock(clock.clone()).open()?;
+    /// cache.insert_with("report", 1u32, &Options::new().ttl(Duration::from_secs(60)))?;
+    /// assert_eq!(cache.explain::<_, u32>("report")?, Explanation::Hit);
+    /// assert!(matches!(cache.explain::<_, String>("report")?, Explanation::OtherType { .. }));
+    /// clock.advance(Duration::from_secs(61));
+    /// assert!(matches!(cache.explain::<_, u32>("report")?, Explanation::Expired { .. }));
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key cannot be encoded.
+    pub fn explain<K, V>(&self, key: &K) -> Result<Explanation>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.explain::<K, V>(&self.inner.root, key)
     }
 
     /// Whether every tier is in service, and if not, why; see [`Health`].

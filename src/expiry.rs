@@ -97,6 +97,22 @@ impl Expiry {
             || (self.idle_ms != 0 && now_ms >= last_access_ms.saturating_add(self.idle_ms))
     }
 
+    /// When the entry expires (or expired), given when it was last read or written; `u64::MAX`
+    /// for never.
+    pub fn expired_at(&self, last_access_ms: u64) -> u64 {
+        let deadline = if self.deadline_ms == 0 {
+            u64::MAX
+        } else {
+            self.deadline_ms
+        };
+        let idle = if self.idle_ms == 0 {
+            u64::MAX
+        } else {
+            last_access_ms.saturating_add(self.idle_ms)
+        };
+        deadline.min(idle)
+    }
+
     /// How long until the entry is dead, for the memory tier's own bookkeeping.
     pub fn remaining(&self, now_ms: u64) -> Option<Duration> {
         let mut left: Option<u64> = None;

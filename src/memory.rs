@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use moka::notification::RemovalCause;
 
 use crate::expiry::{Clock, Expiry};
+use crate::explain::Explanation;
 use crate::stats::Counters;
 
 /// One decoded value and what is needed to judge it without touching the disk.
@@ -118,17 +119,27 @@ impl MemoryTier {
             .max_capacity(capacity)
             .weigher(|_, e: &Arc<MemEntry>| e.weight)
             .expire_after(EntryExpiry { clock })
-            .eviction_listener(move |_, e: Arc<MemEntry>, cause| match cause {
-                RemovalCause::Size => {
-                    Counters::bump(&counters.evictions);
-                    tracing::debug!("memory tier evicted an entry to stay within capacity");
-                }
-                // A persisted entry's expiry is counted when its record is found dead (by a
-                // read or the sweeper), so that each entry counts once.
-                RemovalCause::Expired if !e.on_disk => Counters::bump(&counters.expirations),
-                RemovalCause::Expired => {}
-                RemovalCause::Explicit | RemovalCause::Replaced => {}
-            })
+            .eviction_listener(
+                move |digest: Arc<u128>, e: Arc<MemEntry>, cause| match cause {
+                    RemovalCause::Size => {
+                        Counters::bump(&counters.evictions);
+                        if !e.on_disk {
+                            counters.graveyard.bury(*digest, Explanation::Evicted);
+                        }
+                        tracing::debug!("memory tier evicted an entry to stay within capacity");
+                    }
+                    // A persisted entry's expiry is counted when its record is found dead (by a
+                    // read or the sweeper), so that each entry counts once.
+                    RemovalCause::Expired if !e.on_disk => {
+                        Counters::bump(&counters.expirations);
+                        let last = e.last_access_ms.load(Ordering::Relaxed);
+                        let at = crate::explain::expired(e.expiry.expired_at(last));
+                        counters.graveyard.bury(*digest, at);
+                    }
+                    RemovalCause::Expired => {}
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
+                },
+            )
             .build_with_hasher(BuildHasherDefault::<DigestHasher>::default());
         MemoryTier { moka, capacity }
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::cache::Cache;
 use crate::engine::Scope;
 use crate::error::{Error, Result};
+use crate::explain::Explanation;
 use crate::options::Options;
 
 /// A scope of keys: equal keys in two namespaces name two entries, and
@@ -138,6 +139,18 @@ impl Namespace {
     /// As [`Cache::invalidate_tag`].
     pub fn clear(&self) -> Result<()> {
         self.cache.inner.clear_scope(&self.scope)
+    }
+
+    /// See [`Cache::explain`].
+    ///
+    /// # Errors
+    /// As [`Cache::explain`].
+    pub fn explain<K, V>(&self, key: &K) -> Result<Explanation>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache.inner.explain::<K, V>(&self.scope, key)
     }
 
     /// The cache this namespace belongs to.

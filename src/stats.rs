@@ -66,6 +66,8 @@ pub(crate) struct Counters {
     pub disk_bytes: AtomicU64,
     pub disk_entries: AtomicU64,
     pub disk_failures: AtomicU64,
+    /// What happened to the keys dropped lately, for `Cache::explain`.
+    pub graveyard: crate::explain::Graveyard,
 }
 
 impl Counters {

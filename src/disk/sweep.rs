@@ -13,6 +13,7 @@ use super::health::Failure;
 use super::labels::{self, LabelGc};
 use super::tables::{last_access, ACCESS, RECORDS};
 use super::{lock, Shared};
+use crate::explain;
 use crate::record;
 
 /// Records judged per step: small, so that a write queued behind a sweep waits little.
@@ -101,7 +102,11 @@ impl Sweeper {
                         (a, b) => a.or(b.copied()),
                     };
                     match record::judge(bytes.value(), digest, now_ms, latest, &shared.gens) {
-                        Some(why) => doomed.push((digest, why)),
+                        Some(why) => {
+                            let rec = record::decode(bytes.value()).ok();
+                            let fate = explain::of_dead(why, rec.as_ref(), latest, &shared.gens);
+                            doomed.push((digest, why, fate));
+                        }
                         None => {
                             if let Ok(rec) = record::decode(bytes.value()) {
                                 gc.note(rec.generations().map(|(id, _)| id));
@@ -124,13 +129,14 @@ impl Sweeper {
         if !doomed.is_empty() {
             // Only this thread writes, so nothing changed these records since they were judged.
             shared.transact(|t| {
-                for (digest, _) in &doomed {
+                for (digest, ..) in &doomed {
                     t.remove(*digest)?;
                 }
                 Ok(())
             })?;
-            for (_, why) in &doomed {
-                shared.counters.count_dead(*why);
+            for (digest, why, fate) in doomed.iter().cloned() {
+                shared.counters.count_dead(why);
+                shared.counters.graveyard.bury(digest, fate);
             }
             tracing::debug!(
                 deleted = doomed.len(),

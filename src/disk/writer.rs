@@ -27,6 +27,7 @@ use super::labels::{self, LabelGc};
 use super::sweep::Sweeper;
 use super::tables::Tables;
 use super::{lock, open, Shared};
+use crate::explain::{Explanation, Graveyard};
 use crate::generations::Generations;
 use crate::record;
 use crate::DamagedFile;
@@ -205,7 +206,7 @@ impl Writer<'_> {
             gather(rx, batch, window, t, &mut parked, &mut ctx, &shared.backlog)?;
             touch(t, &touches)?;
             if t.bytes > shared.capacity {
-                evict(t, shared.capacity)
+                evict(t, shared.capacity, &shared.counters.graveyard)
             } else {
                 Ok(0)
             }
@@ -545,7 +546,7 @@ fn touch(t: &mut Tables<'_>, touches: &HashMap<u128, u64>) -> Result<(), redb::E
 /// Drops the least recently used records until the tier holds at most 90% of `capacity`,
 /// so that eviction (a scan of every record's header) runs once per tenth of capacity
 /// written. A record's last use is its last recorded read, else its creation.
-fn evict(t: &mut Tables<'_>, capacity: u64) -> Result<u64, redb::Error> {
+fn evict(t: &mut Tables<'_>, capacity: u64, graveyard: &Graveyard) -> Result<u64, redb::Error> {
     let target = capacity / 10 * 9;
     let mut by_age = Vec::new();
     for item in t.records.range::<u128>(..)? {
@@ -568,6 +569,7 @@ fn evict(t: &mut Tables<'_>, capacity: u64) -> Result<u64, redb::Error> {
         }
         if t.remove(digest)? {
             evicted += 1;
+            graveyard.bury(digest, Explanation::Evicted);
         }
     }
     tracing::debug!(

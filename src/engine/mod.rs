@@ -2,6 +2,7 @@
 //! [`Namespace`](crate::Namespace): reads in `read.rs`, writes in `write.rs`, both under the
 //! per-key ordering rule of `ordering.rs`.
 
+mod explain;
 mod read;
 mod write;
 

@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use super::{Inner, Scope};
 use crate::codec;
 use crate::error::Result;
+use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
 use crate::key::{encode_key, EncodedKey, ScopeName};
 use crate::memory::{self, MemEntry};
-use crate::record::{self, Dead};
+use crate::record::{self, Dead, Record};
 use crate::stats::Counters;
 
 /// What a memory probe found.
@@ -87,6 +88,8 @@ impl Inner {
             if entry.expiry.is_expired(now, last) {
                 if self.drop_memory_entry(ek.digest, &entry) {
                     Counters::bump(&self.counters.expirations);
+                    let at = explain::expired(entry.expiry.expired_at(last));
+                    self.counters.graveyard.bury(ek.digest, at);
                     tracing::debug!("expired entry dropped");
                 }
                 return Probe::Dead;
@@ -99,7 +102,10 @@ impl Inner {
         let epoch = self.gens.epoch();
         if entry.checked_epoch.load(Ordering::Acquire) != epoch {
             if !self.gens.is_current(entry.gens.iter().copied()) {
-                self.drop_memory_entry(ek.digest, &entry);
+                if self.drop_memory_entry(ek.digest, &entry) {
+                    let why = explain::invalidated(entry.gens.iter().copied(), &self.gens);
+                    self.counters.graveyard.bury(ek.digest, why);
+                }
                 tracing::debug!("invalidated entry dropped");
                 return Probe::Dead;
             }
@@ -167,7 +173,7 @@ impl Inner {
         let rec = match record::decode(&stored.bytes) {
             Ok(rec) => rec,
             Err(damage) => {
-                self.drop_dead(ek.digest, version, damage.dead());
+                self.drop_dead(ek.digest, version, damage.dead(), None, None);
                 return None;
             }
         };
@@ -175,7 +181,7 @@ impl Inner {
             return None; // another key with the same digest: leave it alone
         }
         if let Some(why) = rec.judge(ek.digest, now, stored.last_access_ms, &self.gens) {
-            self.drop_dead(ek.digest, version, why);
+            self.drop_dead(ek.digest, version, why, Some(&rec), stored.last_access_ms);
             return None;
         }
         match TypeCheck::of::<V>(&rec.meta) {
@@ -245,12 +251,25 @@ impl Inner {
             ty = std::any::type_name::<V>(),
             "record of an outdated shape of the type dropped"
         );
-        self.drop_record(digest, version);
+        if self.drop_record(digest, version) {
+            self.counters
+                .graveyard
+                .bury(digest, Explanation::OutdatedShape);
+        }
     }
 
-    fn drop_dead(&self, digest: u128, version: u64, why: Dead) {
+    fn drop_dead(
+        &self,
+        digest: u128,
+        version: u64,
+        why: Dead,
+        rec: Option<&Record<'_>>,
+        last_access_ms: Option<u64>,
+    ) {
         if self.drop_record(digest, version) {
             self.counters.count_dead(why);
+            let fate = explain::of_dead(why, rec, last_access_ms, &self.gens);
+            self.counters.graveyard.bury(digest, fate);
             if why == Dead::Damaged {
                 if let Some(disk) = &self.disk {
                     tracing::warn!(file = %disk.path().display(), "damaged cache record dropped");

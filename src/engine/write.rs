@@ -171,6 +171,11 @@ impl Inner {
             };
             (existed, ticket)
         };
+        if existed {
+            self.counters
+                .graveyard
+                .bury(ek.digest, crate::Explanation::Removed);
+        }
         ticket.map_or(Ok(()), Ticket::wait)?;
         Ok(existed)
     }

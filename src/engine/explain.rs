@@ -1,0 +1,89 @@
+//! Why a key is not a hit: the tiers judged as a read would judge them, then the graveyard.
+
+use std::sync::atomic::Ordering;
+
+use serde::de::DeserializeOwned;
+
+use super::{Inner, Scope};
+use crate::error::Result;
+use crate::explain::{self, Explanation};
+use crate::fingerprint::{self, TypeCheck};
+use crate::key::{encode_key, EncodedKey};
+use crate::record;
+
+impl Inner {
+    /// Changes nothing: no drop, no promotion, no read time.
+    pub fn explain<K, V>(&self, scope: &Scope, key: &K) -> Result<Explanation>
+    where
+        K: serde::Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let now = self.clock.now_ms();
+        if let Some(found) = self.explain_memory::<V>(&ek, now) {
+            return Ok(found);
+        }
+        if let Some(found) = self.explain_disk::<V>(&ek, now) {
+            return Ok(found);
+        }
+        if let Some(fate) = self.counters.graveyard.fate(ek.digest) {
+            return Ok(fate);
+        }
+        if let Some(outage) = self.outage() {
+            return Ok(Explanation::DiskOutOfService {
+                reason: outage.failure.detail,
+            });
+        }
+        Ok(Explanation::NeverWritten)
+    }
+
+    fn explain_memory<V: 'static>(&self, ek: &EncodedKey, now: u64) -> Option<Explanation> {
+        let entry = self.memory.get(ek.digest)?;
+        if *entry.key != ek.bytes[..] {
+            return None;
+        }
+        let last = entry.last_access_ms.load(Ordering::Relaxed);
+        Some(if entry.expiry.is_expired(now, last) {
+            explain::expired(entry.expiry.expired_at(last))
+        } else if !self.gens.is_current(entry.gens.iter().copied()) {
+            explain::invalidated(entry.gens.iter().copied(), &self.gens)
+        } else if !(*entry.value).is::<V>() {
+            Explanation::OtherType {
+                stored: entry.type_name.to_string(),
+            }
+        } else {
+            Explanation::Hit
+        })
+    }
+
+    fn explain_disk<V>(&self, ek: &EncodedKey, now: u64) -> Option<Explanation>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let stored = self.disk.as_ref()?.read(ek.digest)?;
+        let rec = match record::decode(&stored.bytes) {
+            Ok(rec) => rec,
+            Err(damage) => {
+                return Some(explain::of_dead(damage.dead(), None, None, &self.gens));
+            }
+        };
+        if rec.key != &ek.bytes[..] {
+            return None; // another key with the same digest
+        }
+        if let Some(why) = rec.judge(ek.digest, now, stored.last_access_ms, &self.gens) {
+            return Some(explain::of_dead(
+                why,
+                Some(&rec),
+                stored.last_access_ms,
+                &self.gens,
+            ));
+        }
+        Some(match TypeCheck::of::<V>(&rec.meta) {
+            TypeCheck::OtherType => Explanation::OtherType {
+                stored: fingerprint::describe(rec.meta.type_name_id).into_owned(),
+            },
+            TypeCheck::OutdatedShape => Explanation::OutdatedShape,
+            TypeCheck::Same => Explanation::Hit,
+        })
+    }
+}
