@@ -243,6 +243,7 @@ mod tests {
             fingerprint,
             type_name_id,
             self_describing: false,
+            in_blob: false,
             expiry: Default::default(),
             created_ms: 0,
         };

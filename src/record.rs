@@ -3,7 +3,8 @@
 //! ```text
 //! offset  size  field
 //!  0       1    format version (FORMAT_VERSION)
-//!  1       1    flags: bit 0 = payload is self-describing (MessagePack); other bits 0
+//!  1       1    flags: bit 0 = payload is self-describing (MessagePack); bit 1 = the payload
+//!               is in a side file and the payload field holds its reference (below)
 //!  2       2    n: number of generations
 //!  4       4    k: length of the full key
 //!  8       8    type fingerprint (shape)
@@ -13,7 +14,8 @@
 //! 40       8    type name id: xxh3-64 of the value's `std::any::type_name`
 //! 48    16*n    generations: (id u64, generation u64) each
 //! ..       k    full key (postcard namespace ++ postcard key)
-//! ..       ..   payload (the value: postcard, or MessagePack when flag bit 0 is set)
+//! ..       ..   payload (the value: postcard, or MessagePack when flag bit 0 is set), or with
+//!               flag bit 1 a blob reference: id u64, length u64, xxh3-64 of the file u64
 //! end-8    8    checksum: xxh3-64 of every byte before it
 //! ```
 //! The fixed-width header lets the sweeper and tools judge a record without decoding its payload.
@@ -33,6 +35,36 @@ const HEADER: usize = 48;
 const CHECKSUM: usize = 8;
 /// Flag bit 0: the payload is MessagePack (self-describing) rather than postcard.
 const SELF_DESCRIBING: u8 = 1;
+/// Flag bit 1: the payload is in a side file (`blobs/`); the record holds a [`BlobRef`].
+const IN_BLOB: u8 = 2;
+
+/// Where a large payload lives: the side file `blobs/<id>` of `len` bytes whose xxh3-64 is `sum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlobRef {
+    pub id: u64,
+    pub len: u64,
+    pub sum: u64,
+}
+
+impl BlobRef {
+    const SIZE: usize = 24;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[..8].copy_from_slice(&self.id.to_le_bytes());
+        out[8..16].copy_from_slice(&self.len.to_le_bytes());
+        out[16..].copy_from_slice(&self.sum.to_le_bytes());
+        out
+    }
+
+    fn parse(payload: &[u8]) -> Option<BlobRef> {
+        (payload.len() == Self::SIZE).then(|| BlobRef {
+            id: le_u64(&payload[..8]),
+            len: le_u64(&payload[8..16]),
+            sum: le_u64(&payload[16..]),
+        })
+    }
+}
 
 /// What a record says about its value, besides the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +75,8 @@ pub(crate) struct Meta {
     pub type_name_id: u64,
     /// Whether the payload is self-describing (`codec::decode`).
     pub self_describing: bool,
+    /// Whether the payload is in a side file (the record's payload is a [`BlobRef`]).
+    pub in_blob: bool,
     pub expiry: Expiry,
     pub created_ms: u64,
 }
@@ -145,11 +179,14 @@ pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8
     let gens = &gens[..usize::from(n)];
     let mut out = Vec::with_capacity(HEADER + 16 * gens.len() + key.len() + payload.len() + 8);
     out.push(FORMAT_VERSION);
-    out.push(if meta.self_describing {
-        SELF_DESCRIBING
-    } else {
-        0
-    });
+    let mut flags = 0;
+    if meta.self_describing {
+        flags |= SELF_DESCRIBING;
+    }
+    if meta.in_blob {
+        flags |= IN_BLOB;
+    }
+    out.push(flags);
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(&meta.fingerprint.to_le_bytes());
@@ -184,7 +221,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
     if body.len() < HEADER {
         return Err(Damage::Truncated);
     }
-    if body[1] & !SELF_DESCRIBING != 0 {
+    if body[1] & !(SELF_DESCRIBING | IN_BLOB) != 0 {
         return Err(Damage::Version(body[0]));
     }
     let n = usize::from(u16::from_le_bytes([body[2], body[3]]));
@@ -199,6 +236,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
             fingerprint: le_u64(&body[8..16]),
             type_name_id: le_u64(&body[40..48]),
             self_describing: body[1] & SELF_DESCRIBING != 0,
+            in_blob: body[1] & IN_BLOB != 0,
             expiry: Expiry {
                 deadline_ms: le_u64(&body[16..24]),
                 idle_ms: le_u64(&body[32..40]),
@@ -209,6 +247,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
         key: &body[gens_end..key_end],
         payload: &body[key_end..],
     })
+}
+
+impl Record<'_> {
+    /// The side file holding the payload, if it is in one.
+    pub fn blob(&self) -> Option<BlobRef> {
+        if self.meta.in_blob {
+            BlobRef::parse(self.payload)
+        } else {
+            None
+        }
+    }
+}
+
+/// The side file a stored record references, if any (for reclaiming it with the record).
+pub(crate) fn blob_of(bytes: &[u8]) -> Option<BlobRef> {
+    decode(bytes).ok()?.blob()
 }
 
 /// The creation time in a record's header (without checking the record).
@@ -235,6 +289,7 @@ impl Meta {
             fingerprint: 0,
             type_name_id: 0,
             self_describing: false,
+            in_blob: false,
             expiry: Expiry::default(),
             created_ms: 1,
         }
@@ -250,6 +305,7 @@ mod tests {
             fingerprint: 0xfeed,
             type_name_id: 0xbeef,
             self_describing: true,
+            in_blob: false,
             expiry: Expiry {
                 deadline_ms: 123,
                 idle_ms: 7,
@@ -341,7 +397,7 @@ mod tests {
     #[test]
     fn unknown_flags_are_outdated() {
         let bytes = encode(&meta(), &[(1, 2)], b"key", b"payload");
-        let future = rewritten(&bytes, 1, 0b11);
+        let future = rewritten(&bytes, 1, 0b101);
         assert_eq!(decode(&future).unwrap_err().dead(), Dead::Outdated);
     }
 }

@@ -18,10 +18,14 @@ use redb::ReadableTable;
 use super::tables::GENERATIONS;
 use crate::generations::{self, Generations};
 
+/// What records referenced during a sweep pass: generation labels (this module) and side
+/// files (`blobs.rs`, whose orphans a whole pass deletes).
 #[derive(Default)]
 pub(crate) struct LabelGc {
     /// Label ids referenced during the current pass.
     seen: HashSet<u64>,
+    /// Side files referenced during the current pass.
+    blobs: HashSet<u64>,
     /// Whether the current pass began at the first record (only a whole pass may judge).
     whole_pass: bool,
     /// Label ids whose rows this process deleted.
@@ -32,6 +36,7 @@ impl LabelGc {
     /// A pass begins at the first record.
     pub fn begin(&mut self) {
         self.seen.clear();
+        self.blobs.clear();
         self.whole_pass = true;
     }
 
@@ -42,6 +47,17 @@ impl LabelGc {
 
     pub fn note(&mut self, ids: impl IntoIterator<Item = u64>) {
         self.seen.extend(ids);
+    }
+
+    /// A record referencing side file `id` was seen or stored.
+    pub fn note_blob(&mut self, id: u64) {
+        self.blobs.insert(id);
+    }
+
+    /// At the end of a whole pass: whether side file `id` was referenced during it. Before the
+    /// end of a whole pass, every file counts as referenced.
+    pub fn blob_referenced(&self, id: u64) -> bool {
+        !self.whole_pass || self.blobs.contains(&id)
     }
 
     /// The deleted labels among `ids`, whose rows a record stored now must write back.

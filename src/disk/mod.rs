@@ -6,6 +6,7 @@
 //! service and comes back, and `backlog.rs` for how the queue stays bounded.
 
 mod backlog;
+pub(crate) mod blobs;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
@@ -91,18 +92,18 @@ impl Shared {
         let Some(db) = self.db() else {
             return Err(self.outage_failure());
         };
-        let (out, bytes, entries) = catch(|| {
+        let (out, bytes, entries, doomed) = catch(|| {
             let mut txn = db.begin_write()?;
             txn.set_quick_repair(true);
-            let (out, bytes, entries) = {
+            let (out, bytes, entries, doomed) = {
                 let bytes = self.counters.disk_bytes.load(Ordering::Relaxed);
                 let mut t = tables::Tables::open(&txn, bytes)?;
                 let out = f(&mut t)?;
-                let (bytes, entries) = t.finish()?;
-                (out, bytes, entries)
+                let (bytes, entries, doomed) = t.finish()?;
+                (out, bytes, entries, doomed)
             };
             txn.commit()?;
-            Ok((out, bytes, entries))
+            Ok((out, bytes, entries, doomed))
         })
         .map_err(|c| Failure {
             detail: c.detail(),
@@ -110,6 +111,8 @@ impl Shared {
         })?;
         self.counters.disk_bytes.store(bytes, Ordering::Relaxed);
         self.counters.disk_entries.store(entries, Ordering::Relaxed);
+        // Committed: the side files of the records it removed are garbage now.
+        blobs::delete(&self.dir, &doomed);
         Ok(out)
     }
 
@@ -288,6 +291,27 @@ impl DiskTier {
 
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Writes a large payload to a side file, durably; see `blobs.rs`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written (a full disk).
+    pub fn write_blob(&self, payload: &[u8]) -> Result<crate::record::BlobRef> {
+        blobs::write(&self.shared.dir, payload)
+            .map_err(|e| Error::io(self.shared.dir.join(blobs::FOLDER), e))
+    }
+
+    /// Deletes the side file of a record that will never be stored.
+    pub fn discard_blob_of(&self, record: &[u8]) {
+        if let Some(blob) = crate::record::blob_of(record) {
+            blobs::delete(&self.shared.dir, &[blob.id]);
+        }
+    }
+
+    /// A side file's bytes, or `None` if it is missing or damaged (logged).
+    pub fn read_blob(&self, blob: &crate::record::BlobRef) -> Option<Vec<u8>> {
+        blobs::read(&self.shared.dir, blob)
     }
 
     /// The bytes the tier may hold (`disk_capacity`).

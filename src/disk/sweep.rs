@@ -9,6 +9,7 @@
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
+use super::blobs;
 use super::health::Failure;
 use super::labels::{self, LabelGc};
 use super::tables::{last_access, ACCESS, RECORDS};
@@ -110,6 +111,9 @@ impl Sweeper {
                         None => {
                             if let Ok(rec) = record::decode(bytes.value()) {
                                 gc.note(rec.generations().map(|(id, _)| id));
+                                if let Some(blob) = rec.blob() {
+                                    gc.note_blob(blob.id);
+                                }
                             }
                         }
                     }
@@ -158,8 +162,13 @@ impl Sweeper {
         Ok(())
     }
 
-    /// At the end of a whole pass: deletes the generation rows no record used during it.
+    /// At the end of a whole pass: deletes the side files and the generation rows no record
+    /// used during it.
     fn forget_unused_labels(&mut self, shared: &Shared) -> Result<(), Failure> {
+        let orphans = blobs::delete_orphans(&shared.dir, |id| self.labels.blob_referenced(id));
+        if orphans > 0 {
+            tracing::debug!(orphans, "cache side files no record references deleted");
+        }
         let Some(rows) = shared.read(labels::stored_rows) else {
             return Ok(());
         };

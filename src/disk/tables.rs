@@ -38,8 +38,10 @@ pub(crate) struct Tables<'t> {
     pub access: Table<'t, u128, (u64, u64)>,
     pub gens: Table<'t, &'static str, u64>,
     meta: Table<'t, &'static str, u64>,
-    /// Bytes of all records, kept in step with every insert and removal.
+    /// Bytes of all records and their side files, kept in step with every insert and removal.
     pub bytes: u64,
+    /// Side files of records this transaction removed or replaced: deleted after its commit.
+    pub doomed_blobs: Vec<u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -50,14 +52,15 @@ impl<'t> Tables<'t> {
             gens: txn.open_table(GENERATIONS)?,
             meta: txn.open_table(META)?,
             bytes,
+            doomed_blobs: Vec::new(),
         })
     }
 
     pub fn put(&mut self, digest: u128, record: &[u8]) -> Result<(), redb::Error> {
         if let Some(old) = self.records.insert(digest, record)? {
-            self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+            forget(&mut self.bytes, &mut self.doomed_blobs, old.value());
         }
-        self.bytes += record.len() as u64;
+        self.bytes += size(record);
         Ok(())
     }
 
@@ -65,7 +68,7 @@ impl<'t> Tables<'t> {
     pub fn remove(&mut self, digest: u128) -> Result<bool, redb::Error> {
         let existed = match self.records.remove(digest)? {
             Some(old) => {
-                self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+                forget(&mut self.bytes, &mut self.doomed_blobs, old.value());
                 true
             }
             None => false,
@@ -74,9 +77,24 @@ impl<'t> Tables<'t> {
         Ok(existed)
     }
 
-    /// Writes the byte total beside the data; returns it with the number of records.
-    pub fn finish(mut self) -> Result<(u64, u64), redb::Error> {
+    /// Writes the byte total beside the data; returns it with the number of records and the
+    /// side files to delete once this transaction is committed.
+    pub fn finish(mut self) -> Result<(u64, u64, Vec<u64>), redb::Error> {
         self.meta.insert(DISK_BYTES, self.bytes)?;
-        Ok((self.bytes, self.records.len()?))
+        Ok((self.bytes, self.records.len()?, self.doomed_blobs))
     }
+}
+
+/// Takes a removed or replaced record out of the byte total; its side file goes after the
+/// commit.
+fn forget(bytes: &mut u64, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
+    *bytes = bytes.saturating_sub(size(record));
+    if let Some(blob) = crate::record::blob_of(record) {
+        doomed_blobs.push(blob.id);
+    }
+}
+
+/// What a stored record occupies: itself, and its side file if it has one.
+fn size(record: &[u8]) -> u64 {
+    record.len() as u64 + crate::record::blob_of(record).map_or(0, |b| b.len)
 }

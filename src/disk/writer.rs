@@ -509,10 +509,17 @@ impl Apply<'_> {
                 if !self.gens.is_current(stamp.iter().copied()) {
                     // Stamped before an invalidation that is already applied: the key holds
                     // no live value, and a stale record must never land (see `labels.rs`).
+                    // Its side file, if any, belongs to nothing.
+                    if let Some(blob) = rec.blob() {
+                        t.doomed_blobs.push(blob.id);
+                    }
                     t.remove(*digest)?;
                     return Ok(());
                 }
                 self.labels.note(stamp.iter().map(|(id, _)| *id));
+                if let Some(blob) = rec.blob() {
+                    self.labels.note_blob(blob.id);
+                }
                 let revived: Vec<u64> = self.labels.revived(&stamp).collect();
                 if !revived.is_empty() {
                     labels::write_back(&mut t.gens, self.gens, revived)?;

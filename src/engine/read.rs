@@ -195,14 +195,30 @@ impl Inner {
                 return None;
             }
         }
+        // A large payload is in a side file: read in one pass, checked; missing or damaged, the
+        // record is dropped as damaged (the read logged why).
+        let side_file;
+        let payload = match rec.blob() {
+            None => rec.payload,
+            Some(blob) => match disk.read_blob(&blob) {
+                Some(bytes) => {
+                    side_file = bytes;
+                    &side_file[..]
+                }
+                None => {
+                    self.drop_dead(ek.digest, version, Dead::Damaged, Some(&rec), None);
+                    return None;
+                }
+            },
+        };
         // User code (a slow Deserialize) runs here, holding no lock.
-        let Some(v) = codec::decode::<V>(rec.payload, rec.meta.self_describing) else {
+        let Some(v) = codec::decode::<V>(payload, rec.meta.self_describing) else {
             self.outdated_shape::<V>(scope, ek.digest, version);
             return None;
         };
         let v = Arc::new(v);
         let gens: Box<[(u64, u64)]> = rec.generations().collect();
-        let weight = memory::weight::<V>(ek.bytes.len(), rec.payload.len(), gens.len());
+        let weight = memory::weight::<V>(ek.bytes.len(), payload.len(), gens.len());
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
             disk.touch(ek.digest, now);

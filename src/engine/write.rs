@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Inner, Scope};
 use crate::codec;
-use crate::disk::Ticket;
+use crate::disk::{blobs, Ticket};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::flight::Role;
@@ -59,35 +59,45 @@ impl Inner {
         let persist = self.disk.is_some() && !opts.memory_only && !dead;
         // A persisted value is encoded (and checked to decode back) by the codec; one kept in
         // memory only is encoded just to weigh it.
-        let (payload_len, encoded) = if persist {
-            let codec::Encoded {
-                payload,
-                self_describing,
-            } = codec::encode(&*value)?;
-            let meta = Meta {
-                fingerprint: fingerprint::of::<V>(),
-                type_name_id: fingerprint::name_id::<V>(),
-                self_describing,
-                expiry,
-                created_ms: now,
-            };
-            (payload.len(), Some((meta, payload)))
-        } else {
-            (codec::weigh(&*value), None)
+        let (payload_len, encoded) = match (&self.disk, persist) {
+            (Some(disk), true) => {
+                let codec::Encoded {
+                    payload,
+                    self_describing,
+                } = codec::encode(&*value)?;
+                let size = (payload.len() + ek.bytes.len() + 16 * stamp.len() + 64) as u64;
+                if size > disk.capacity() {
+                    // It would be evicted by its own commit: say so instead of dropping it.
+                    return Err(Error::TooLarge {
+                        what: std::any::type_name::<V>().to_string(),
+                        bytes: size,
+                        capacity: disk.capacity(),
+                    });
+                }
+                let in_blob = payload.len() >= blobs::THRESHOLD;
+                let meta = Meta {
+                    fingerprint: fingerprint::of::<V>(),
+                    type_name_id: fingerprint::name_id::<V>(),
+                    self_describing,
+                    in_blob,
+                    expiry,
+                    created_ms: now,
+                };
+                // A large payload goes to a side file, durably, before its record is queued:
+                // the record then holds its reference (see `disk/blobs.rs`).
+                let stored = if in_blob {
+                    disk.write_blob(&payload)?.to_bytes().to_vec()
+                } else {
+                    payload
+                };
+                let len = if in_blob { size as usize } else { stored.len() };
+                (len, Some((meta, stored)))
+            }
+            _ => (codec::weigh(&*value), None),
         };
         let mut record = encoded
             .as_ref()
             .map(|(meta, payload)| record::encode(meta, &stamp, &ek.bytes, payload));
-        if let (Some(disk), Some(record)) = (&self.disk, &record) {
-            // It would be evicted by its own commit: say so instead of dropping it silently.
-            if record.len() as u64 > disk.capacity() {
-                return Err(Error::TooLarge {
-                    what: std::any::type_name::<V>().to_string(),
-                    bytes: record.len() as u64,
-                    capacity: disk.capacity(),
-                });
-            }
-        }
         let mut entry = MemEntry {
             value,
             type_name: std::any::type_name::<V>(),
@@ -112,7 +122,10 @@ impl Inner {
             if !self.gens.is_current(entry.gens.iter().copied()) {
                 if if_current == IfCurrent::Check {
                     // Invalidated while it was computed: its caller has it, later readers must
-                    // not.
+                    // not. A side file written for it has no record to belong to.
+                    if let (Some(disk), Some(blob)) = (&self.disk, record.as_deref()) {
+                        disk.discard_blob_of(blob);
+                    }
                     return Ok(());
                 }
                 // An invalidation came between the stamp and now (a slow Serialize, a wait for

@@ -1,0 +1,164 @@
+//! Large payloads as side files in `blobs/`.
+//!
+//! redb keeps a value whole in power-of-two runs of pages and never shrinks its file: a 100 MB
+//! value took a 268 MB file, and writing one was many times slower than writing a file. So a
+//! payload of [`THRESHOLD`] bytes or more is written to `blobs/<id>` instead, and the record
+//! holds its [`BlobRef`] (id, length, checksum). The rules that keep the two consistent:
+//!
+//! - A blob is written under a temporary name, synced, renamed and its folder synced *before*
+//!   the put that references it is queued: a committed record never points at a missing file.
+//! - Ids are fresh for every write, so a blob belongs to one record. The writer deletes it after
+//!   the commit that removes or replaces that record (never before: a failed commit keeps it).
+//! - A blob whose record never committed (a crash, a disk that failed) is an orphan: a sweep
+//!   pass that saw no record reference it deletes it once it is older than [`ORPHAN_AGE`].
+//! - A missing or damaged blob reads as a miss (with a warning); its record is dropped.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::record::BlobRef;
+
+/// Payloads at least this large go to side files. A guess to be measured (issue 6): below it,
+/// a file and an fsync per value cost more than redb's page rounding.
+pub(crate) const THRESHOLD: usize = 64 << 10;
+/// The folder of side files, inside the cache folder.
+pub(crate) const FOLDER: &str = "blobs";
+/// A blob no record references is deleted once it is this old: far longer than any insert
+/// takes between writing its blob and queueing its record.
+pub(crate) const ORPHAN_AGE: Duration = Duration::from_secs(600);
+
+fn folder(dir: &Path) -> PathBuf {
+    dir.join(FOLDER)
+}
+
+fn path(dir: &Path, id: u64) -> PathBuf {
+    folder(dir).join(format!("{id:016x}"))
+}
+
+/// A fresh id: unique across this process's writes, and across processes by the pid and the
+/// time mixed in.
+fn fresh_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seed = [0u8; 28];
+    seed[..16].copy_from_slice(&nanos.to_le_bytes());
+    seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    seed[20..].copy_from_slice(&n.to_le_bytes());
+    xxh3_64(&seed)
+}
+
+/// Writes `payload` to a new side file, durably, and returns its reference.
+pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<BlobRef> {
+    let folder = folder(dir);
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&folder)?;
+    let id = fresh_id();
+    let final_path = path(dir, id);
+    let tmp = final_path.with_extension("tmp");
+    let written = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(payload)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &final_path)?;
+        fs::File::open(&folder)?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(&final_path);
+        return Err(e);
+    }
+    Ok(BlobRef {
+        id,
+        len: payload.len() as u64,
+        sum: xxh3_64(payload),
+    })
+}
+
+/// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged.
+pub(crate) fn read(dir: &Path, blob: &BlobRef) -> Option<Vec<u8>> {
+    let path = path(dir, blob.id);
+    let why = match fs::read(&path) {
+        Ok(bytes) if bytes.len() as u64 == blob.len && xxh3_64(&bytes) == blob.sum => {
+            return Some(bytes)
+        }
+        Ok(_) => "damaged (length or checksum)".to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(file = %path.display(), why, "cache side file unreadable: a miss");
+    None
+}
+
+/// Deletes the blobs of records that are gone (after the commit that removed them).
+pub(crate) fn delete(dir: &Path, ids: &[u64]) {
+    for id in ids {
+        match fs::remove_file(path(dir, *id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::debug!(id, error = %e, "could not delete a cache side file"),
+        }
+    }
+}
+
+/// Deletes side files older than [`ORPHAN_AGE`] that `referenced` does not keep; returns how
+/// many. Temporary files left by a crash mid-write go the same way.
+pub(crate) fn delete_orphans(dir: &Path, referenced: impl Fn(u64) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(folder(dir)) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut deleted = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let (stem, tmp) = match name.strip_suffix(".tmp") {
+            Some(stem) => (stem, true),
+            None => (&*name, false),
+        };
+        let Ok(id) = u64::from_str_radix(stem, 16) else {
+            continue; // not ours
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= ORPHAN_AGE);
+        if old && (tmp || !referenced(id)) && fs::remove_file(entry.path()).is_ok() {
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_reads_back_and_a_damaged_one_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = vec![7u8; 100_000];
+        let blob = write(dir.path(), &payload).unwrap();
+        assert_eq!(read(dir.path(), &blob).as_deref(), Some(&payload[..]));
+        let mut bad = payload.clone();
+        bad[500] ^= 1;
+        fs::write(path(dir.path(), blob.id), &bad).unwrap();
+        assert_eq!(read(dir.path(), &blob), None);
+        delete(dir.path(), &[blob.id]);
+        assert_eq!(read(dir.path(), &blob), None, "missing");
+        assert_ne!(
+            write(dir.path(), &payload).unwrap().id,
+            blob.id,
+            "fresh ids"
+        );
+    }
+}
