@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tiered::{Cache, Durability};
 
@@ -24,18 +24,6 @@ fn big(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31) ^ seed)
         .collect()
-}
-
-/// Polls `f` for up to 30 s (the sweeper works in the background).
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]
@@ -150,7 +138,7 @@ fn an_orphaned_side_file_is_reclaimed_and_a_referenced_one_kept() {
     // The sweep pass at open reclaims them.
     let cache = open(dir.path());
     assert!(
-        eventually(|| !orphan.exists() && !tmp.exists()),
+        common::eventually(30, || !orphan.exists() && !tmp.exists()),
         "orphans left: {:?}",
         blobs(dir.path())
     );

@@ -28,7 +28,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use tiered::{Cache, Durability, Error, Options};
 
-use common::{gate, open_gated, race, GatedClock};
+use common::{gate, race, GatedClock};
 
 /// A value whose `Deserialize` passes the decoding thread's gate: a slow decode on demand.
 #[derive(Debug, PartialEq, Serialize)]
@@ -188,11 +188,11 @@ fn dropping_an_undecodable_record_never_deletes_a_newer_insert() {
 fn dropping_an_expired_record_never_deletes_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    open_gated(dir.path(), &clock)
+    common::open(dir.path(), &clock)
         .insert_with("k", 1u64, &Options::new().ttl(Duration::from_secs(60)))
         .unwrap();
     clock.0.advance(Duration::from_secs(120));
-    let cache = open_gated(dir.path(), &clock); // expired, on disk only
+    let cache = common::open(dir.path(), &clock); // expired, on disk only
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, u64>("k").unwrap(),
@@ -201,7 +201,7 @@ fn dropping_an_expired_record_never_deletes_a_newer_insert() {
     assert_eq!(seen, None, "the reader judged the old record expired");
     assert_kept(
         cache,
-        || open_gated(dir.path(), &clock),
+        || common::open(dir.path(), &clock),
         "k",
         &2u64,
         "dropping the expired record deleted the newer insert",
@@ -213,7 +213,7 @@ fn dropping_an_expired_record_never_deletes_a_newer_insert() {
 fn dropping_an_expired_memory_entry_never_deletes_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    let cache = open_gated(dir.path(), &clock);
+    let cache = common::open(dir.path(), &clock);
     cache
         .insert_with("k", 1u64, &Options::new().ttl(Duration::from_secs(60)))
         .unwrap();
@@ -226,7 +226,7 @@ fn dropping_an_expired_memory_entry_never_deletes_a_newer_insert() {
     assert_eq!(seen, None, "the reader judged the old entry expired");
     assert_kept(
         cache,
-        || open_gated(dir.path(), &clock),
+        || common::open(dir.path(), &clock),
         "k",
         &2u64,
         "dropping the expired memory entry deleted the newer insert",
@@ -237,8 +237,8 @@ fn dropping_an_expired_memory_entry_never_deletes_a_newer_insert() {
 fn dropping_a_record_of_another_type_never_deletes_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    open_gated(dir.path(), &clock).insert("k", 1u64).unwrap();
-    let cache = open_gated(dir.path(), &clock);
+    common::open(dir.path(), &clock).insert("k", 1u64).unwrap();
+    let cache = common::open(dir.path(), &clock);
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, String>("k").unwrap(),
@@ -252,7 +252,7 @@ fn dropping_a_record_of_another_type_never_deletes_a_newer_insert() {
     );
     drop(cache);
     assert_eq!(
-        open_gated(dir.path(), &clock)
+        common::open(dir.path(), &clock)
             .get::<_, u64>("k")
             .unwrap()
             .as_deref(),
@@ -265,7 +265,7 @@ fn dropping_a_damaged_record_never_deletes_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
     let marker = "DAMAGE-ME-PLEASE";
-    open_gated(dir.path(), &clock)
+    common::open(dir.path(), &clock)
         .insert("k", format!("{marker}{}", "x".repeat(40)))
         .unwrap();
     // Flip one byte of the value wherever the file holds it: the record's checksum fails.
@@ -281,7 +281,7 @@ fn dropping_a_damaged_record_never_deletes_a_newer_insert() {
     assert!(hits > 0, "the value was not found in the file");
     std::fs::write(&db, file).unwrap();
 
-    let cache = open_gated(dir.path(), &clock);
+    let cache = common::open(dir.path(), &clock);
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, String>("k").unwrap(),
@@ -295,7 +295,7 @@ fn dropping_a_damaged_record_never_deletes_a_newer_insert() {
     );
     drop(cache);
     assert_eq!(
-        open_gated(dir.path(), &clock)
+        common::open(dir.path(), &clock)
             .get::<_, String>("k")
             .unwrap()
             .as_deref(),
@@ -310,7 +310,7 @@ fn dropping_a_damaged_record_never_deletes_a_newer_insert() {
 fn an_insert_overtaken_by_an_invalidation_never_erases_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    let cache = open_gated(dir.path(), &clock);
+    let cache = common::open(dir.path(), &clock);
     let tagged = Options::new().tags(["prices"]);
     let c = cache.clone();
     let t = tagged.clone();
@@ -329,7 +329,7 @@ fn an_insert_overtaken_by_an_invalidation_never_erases_a_newer_insert() {
         "both acknowledged inserts are lost: the key reads {now:?}"
     );
     drop(cache);
-    let again = open_gated(dir.path(), &clock).get::<_, u64>("k").unwrap();
+    let again = common::open(dir.path(), &clock).get::<_, u64>("k").unwrap();
     assert_eq!(again, now, "after a restart");
 }
 

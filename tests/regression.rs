@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tiered::{Cache, Durability, Options};
 
-use common::{open_gated, race, GatedClock};
+use common::{race, GatedClock};
 
 // ---- remove's answer against a concurrent write ----
 
@@ -23,7 +23,7 @@ use common::{open_gated, race, GatedClock};
 fn remove_that_deletes_a_live_value_says_it_existed() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    let cache = open_gated(dir.path(), &clock);
+    let cache = common::open(dir.path(), &clock);
     cache
         .insert_with("k", 1u32, &Options::new().ttl(Duration::from_secs(1)))
         .unwrap();
@@ -46,7 +46,7 @@ fn remove_that_deletes_a_live_value_says_it_existed() {
 fn two_concurrent_removes_of_one_entry_report_it_once() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
-    let cache = open_gated(dir.path(), &clock);
+    let cache = common::open(dir.path(), &clock);
     // An expiry makes the memory probe read the clock: that is where the first remove pauses.
     cache
         .insert_with("k", 1u32, &Options::new().ttl(Duration::from_secs(3600)))
@@ -252,18 +252,6 @@ fn unit_like_values_round_trip_through_a_restart() {
 
 // ---- label GC across sweeps and restarts ----
 
-/// Polls `f` every 20 ms for up to `secs`.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
 /// A namespace and a tag are cleared, the sweeper deletes their records and (at the end of the
 /// pass) their generation rows; entries written afterwards under the same names must survive a
 /// restart, and nothing cleared may come back, through several rounds.
@@ -319,7 +307,7 @@ fn entries_written_after_their_labels_were_forgotten_survive_restarts_and_cleare
             cache.invalidate_tag("t").unwrap();
             // The pass the invalidations started deletes the stale records, then the rows.
             assert!(
-                eventually(10, || cache.stats().entries == 0),
+                common::eventually(10, || cache.stats().entries == 0),
                 "round {round}: the sweeper did not delete the stale records"
             );
             thread::sleep(Duration::from_millis(300));

@@ -70,8 +70,9 @@ pub fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(SystemTime::now()))
 }
 
-/// A disk cache in `dir` reading time from `clock`, committing each write before it returns.
-pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Cache {
+/// A disk cache in `dir` reading time from `clock` (a [`ManualClock`] or a [`GatedClock`]),
+/// committing each write before it returns.
+pub fn open<C: tiered::Clock>(dir: &Path, clock: &Arc<C>) -> Cache {
     Cache::builder()
         .path(dir)
         .clock(clock.clone())
@@ -80,14 +81,16 @@ pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Cache {
         .expect("open cache")
 }
 
-/// A disk cache in `dir` on a [`GatedClock`], committing each write before it returns.
-pub fn open_gated(dir: &Path, clock: &Arc<GatedClock>) -> Cache {
-    Cache::builder()
-        .path(dir)
-        .clock(clock.clone())
-        .durability(Durability::Immediate)
-        .open()
-        .expect("open cache")
+/// Polls `f` until it holds, for at most `secs` seconds (for work done in the background).
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
 }
 
 /// Runs `first` on a thread paused at its gate (a gated `Deserialize` or clock read), runs
