@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::disk::lock;
-use crate::generations::{self, Generations};
+use crate::generations::Generations;
 use crate::record::{Dead, Record};
 
 /// How many dropped keys the graveyard remembers.
@@ -194,7 +194,7 @@ pub(crate) fn invalidated(
         Some(l) => match (l.strip_prefix("tag:"), l.strip_prefix("ns:")) {
             (Some(tag), _) => Invalidation::Tag(tag.to_string()),
             (_, Some(ns)) => Invalidation::Namespace(ns.to_string()),
-            _ if l == generations::ALL => Invalidation::Clear,
+            // `all` (Cache::clear); the root scope is never cleared on its own.
             _ => Invalidation::Clear,
         },
         None => Invalidation::Clear,

@@ -132,23 +132,9 @@ pub(crate) enum Dead {
     Stale,
 }
 
-/// Whether the record stored under `digest` is dead at `now_ms`, and why. Says nothing of the
-/// value's type: that is checked when a reader decodes it.
-pub(crate) fn judge(
-    bytes: &[u8],
-    digest: u128,
-    now_ms: u64,
-    last_access_ms: Option<u64>,
-    gens: &Generations,
-) -> Option<Dead> {
-    match decode(bytes) {
-        Err(damage) => Some(damage.dead()),
-        Ok(r) => r.judge(digest, now_ms, last_access_ms, gens),
-    }
-}
-
 impl Record<'_> {
-    /// See [`judge`].
+    /// Whether the record stored under `digest` is dead at `now_ms`, and why. Says nothing of
+    /// the value's type: that is checked when a reader decodes it.
     pub fn judge(
         &self,
         digest: u128,
@@ -369,7 +355,7 @@ mod tests {
                 let mut bad = bytes.clone();
                 bad[i] ^= 1 << bit;
                 assert!(decode(&bad).is_err(), "flip at byte {i} bit {bit}");
-                let dead = judge(&bad, 0, 0, None, &Generations::default());
+                let dead = decode(&bad).err().map(Damage::dead);
                 assert_eq!(dead, Some(Dead::Damaged), "flip at byte {i} bit {bit}");
             }
         }
@@ -384,10 +370,7 @@ mod tests {
         for version in [0, 1, 3, 255] {
             let old = rewritten(&bytes, 0, version);
             assert_eq!(decode(&old).unwrap_err(), Damage::Version(version));
-            assert_eq!(
-                judge(&old, 0, 0, None, &Generations::default()),
-                Some(Dead::Outdated)
-            );
+            assert_eq!(decode(&old).err().map(Damage::dead), Some(Dead::Outdated));
         }
         // A short record of version 1 (its header was 8 bytes shorter) is outdated too.
         let short = rewritten(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, 1);

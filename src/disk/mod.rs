@@ -335,6 +335,11 @@ impl DiskTier {
                 });
             }
         }
+        self.read_file(digest)
+    }
+
+    /// The committed record of `digest`, past the overlay of this process's pending writes.
+    fn read_file(&self, digest: u128) -> Option<Stored> {
         if self.shared.health.is_shadowed(digest) {
             return None;
         }
@@ -451,7 +456,7 @@ impl DiskTier {
             return record.is_some();
         }
         // Out of service: assume it may, so that removals are still queued (and shadowed).
-        self.shared.health.is_down() || self.read(digest).is_some()
+        self.shared.health.is_down() || self.read_file(digest).is_some()
     }
 
     /// Sends `op` to the writer. Every message counts in the backlog until the writer settles

@@ -102,20 +102,24 @@ impl Sweeper {
                         (Some(a), Some(b)) => Some(a.max(*b)),
                         (a, b) => a.or(b.copied()),
                     };
-                    match record::judge(bytes.value(), digest, now_ms, latest, &shared.gens) {
-                        Some(why) => {
-                            let rec = record::decode(bytes.value()).ok();
+                    // Decoded (and checksummed) once, for the judgement and what follows it.
+                    let rec = record::decode(bytes.value());
+                    let dead = match &rec {
+                        Err(damage) => Some(damage.dead()),
+                        Ok(rec) => rec.judge(digest, now_ms, latest, &shared.gens),
+                    };
+                    match (dead, rec.ok()) {
+                        (Some(why), rec) => {
                             let fate = explain::of_dead(why, rec.as_ref(), latest, &shared.gens);
                             doomed.push((digest, why, fate));
                         }
-                        None => {
-                            if let Ok(rec) = record::decode(bytes.value()) {
-                                gc.note(rec.generations().map(|(id, _)| id));
-                                if let Some(blob) = rec.blob() {
-                                    gc.note_blob(blob.id);
-                                }
+                        (None, Some(rec)) => {
+                            gc.note(rec.generations().map(|(id, _)| id));
+                            if let Some(blob) = rec.blob() {
+                                gc.note_blob(blob.id);
                             }
                         }
+                        (None, None) => {}
                     }
                 }
                 if scanned >= BATCH {

@@ -1,5 +1,6 @@
 //! The redb tables of a cache database.
 
+use crate::record::BlobRef;
 use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 /// Key digest → record (see `record.rs`).
@@ -56,11 +57,18 @@ impl<'t> Tables<'t> {
         })
     }
 
-    pub fn put(&mut self, digest: u128, record: &[u8]) -> Result<(), redb::Error> {
+    /// Stores `record`, whose side file (if any) the caller has already read from it: the
+    /// record was decoded once, by the writer, and is not decoded again here.
+    pub fn put(
+        &mut self,
+        digest: u128,
+        record: &[u8],
+        blob: Option<BlobRef>,
+    ) -> Result<(), redb::Error> {
         if let Some(old) = self.records.insert(digest, record)? {
             forget(&mut self.bytes, &mut self.doomed_blobs, old.value());
         }
-        self.bytes += size(record);
+        self.bytes += record.len() as u64 + blob.map_or(0, |b| b.len);
         Ok(())
     }
 
@@ -88,13 +96,9 @@ impl<'t> Tables<'t> {
 /// Takes a removed or replaced record out of the byte total; its side file goes after the
 /// commit.
 fn forget(bytes: &mut u64, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
-    *bytes = bytes.saturating_sub(size(record));
-    if let Some(blob) = crate::record::blob_of(record) {
+    let blob = crate::record::blob_of(record);
+    *bytes = bytes.saturating_sub(record.len() as u64 + blob.map_or(0, |b| b.len));
+    if let Some(blob) = blob {
         doomed_blobs.push(blob.id);
     }
-}
-
-/// What a stored record occupies: itself, and its side file if it has one.
-fn size(record: &[u8]) -> u64 {
-    record.len() as u64 + crate::record::blob_of(record).map_or(0, |b| b.len)
 }

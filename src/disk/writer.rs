@@ -503,7 +503,7 @@ impl Apply<'_> {
         match op {
             Op::Put { digest, record, .. } => {
                 let Ok(rec) = record::decode(record) else {
-                    return t.put(*digest, record);
+                    return t.put(*digest, record, None);
                 };
                 let stamp: Vec<(u64, u64)> = rec.generations().collect();
                 if !self.gens.is_current(stamp.iter().copied()) {
@@ -524,7 +524,7 @@ impl Apply<'_> {
                 if !revived.is_empty() {
                     labels::write_back(&mut t.gens, self.gens, revived)?;
                 }
-                t.put(*digest, record)?
+                t.put(*digest, record, rec.blob())?
             }
             Op::Remove { digest, .. } => {
                 t.remove(*digest)?;
