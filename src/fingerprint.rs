@@ -78,7 +78,9 @@ pub(crate) fn traceable<V: DeserializeOwned + 'static>() -> bool {
 /// The id of `V`'s name: xxh3-64 of `std::any::type_name::<V>()`. Two builds of one type share
 /// it; two types do not (short of a 64-bit collision).
 pub(crate) fn name_id<V: 'static>() -> u64 {
-    xxh3_64(std::any::type_name::<V>().as_bytes())
+    // 32 bits, as records store it: it only tells "another type" from "another shape of this
+    // type" (the 64-bit shape fingerprint guards decoding), so a rare collision costs little.
+    xxh3_64(std::any::type_name::<V>().as_bytes()) & u64::from(u32::MAX)
 }
 
 /// The type name behind a name id, if this process has used that type.

@@ -15,6 +15,8 @@ use crate::key::ScopeName;
 
 /// The label every record carries, bumped by `Cache::clear`.
 pub(crate) const ALL: &str = "all";
+/// The label of the root namespace (which is not `namespace("")`, labelled `ns:`).
+pub(crate) const ROOT: &str = "root";
 
 pub(crate) fn tag_label(tag: &str) -> String {
     format!("tag:{tag}")
@@ -24,7 +26,7 @@ pub(crate) fn tag_label(tag: &str) -> String {
 pub(crate) fn namespace_label(scope: &ScopeName) -> String {
     match scope.name() {
         Some(name) => format!("ns:{name}"),
-        None => "root".to_string(),
+        None => ROOT.to_string(),
     }
 }
 

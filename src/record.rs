@@ -1,42 +1,61 @@
-//! The byte layout of a record in the disk tier. All integers are little-endian.
+//! The byte layout of a record in the disk tier. Fixed-width integers are little-endian;
+//! `var` is an unsigned LEB128 varint (7 bits a byte, low bits first, at most 10 bytes).
 //!
 //! ```text
 //! offset  size  field
 //!  0       1    format version (FORMAT_VERSION)
 //!  1       1    flags: bit 0 = payload is self-describing (MessagePack); bit 1 = the payload
-//!               is in a side file and the payload field holds its reference (below)
-//!  2       2    n: number of generations
-//!  4       4    k: length of the full key
-//!  8       8    type fingerprint (shape)
-//! 16       8    deadline, unix ms (0: none)
-//! 24       8    created, unix ms
-//! 32       8    idle limit, ms (0: none)
-//! 40       8    type name id: xxh3-64 of the value's `std::any::type_name`
-//! 48    16*n    generations: (id u64, generation u64) each
+//!               is in a side file and the payload field holds its reference (below);
+//!               bit 2 = a deadline follows; bit 3 = an idle limit follows
+//!  2       8    type fingerprint (shape)
+//! 10       4    type name id: low 32 bits of xxh3-64 of the value's `std::any::type_name`
+//! 14      var   created, unix ms
+//! ..      var   deadline, unix ms (only with flag bit 2)
+//! ..      var   idle limit, ms (only with flag bit 3)
+//! ..      var   n: number of generations, then n times: a label (var: 0 = "all", 1 = "root",
+//!               2 = another label, whose id follows as u64), and its generation (var)
+//! ..      var   k: length of the full key
 //! ..       k    full key (postcard namespace ++ postcard key)
 //! ..       ..   payload (the value: postcard, or MessagePack when flag bit 0 is set), or with
 //!               flag bit 1 a blob reference: id u64, length u64, xxh3-64 of the file u64
 //! end-8    8    checksum: xxh3-64 of every byte before it
 //! ```
-//! The fixed-width header lets the sweeper and tools judge a record without decoding its payload.
-//! Deadline, created and idle limit keep the offsets they had in version 1, so that the unchecked
-//! header readers below ([`created_ms`], [`has_idle_limit`]) still read a record of version 1
-//! right until the sweeper reclaims it. See `docs/format.md`.
+//! A record of a small value in the root namespace without tags carries 34 bytes besides its
+//! key and payload (version 2 carried 88): the labels every record has ("all" and the root
+//! namespace) take one byte each, and so do generations still at zero. The version byte and
+//! the trailing checksum sit where they sat in versions 1 and 2, so that an intact record of
+//! another version reads as outdated, not damaged; the unchecked header readers below
+//! ([`created_ms`], [`has_idle_limit`]) read only this version. See `docs/format.md`.
+
+use std::sync::LazyLock;
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::expiry::Expiry;
-use crate::generations::Generations;
+use crate::generations::{self, Generations};
 
 /// Version of the layout above. A record of another version reads as a miss and is reclaimed
 /// ([`Dead::Outdated`]).
-pub(crate) const FORMAT_VERSION: u8 = 2;
-const HEADER: usize = 48;
+pub(crate) const FORMAT_VERSION: u8 = 3;
+/// Version, flags, fingerprint, type name id: the fixed part before the varints.
+const FIXED: usize = 14;
 const CHECKSUM: usize = 8;
 /// Flag bit 0: the payload is MessagePack (self-describing) rather than postcard.
 const SELF_DESCRIBING: u8 = 1;
 /// Flag bit 1: the payload is in a side file (`blobs/`); the record holds a [`BlobRef`].
 const IN_BLOB: u8 = 2;
+/// Flag bit 2: a deadline is stored.
+const HAS_DEADLINE: u8 = 4;
+/// Flag bit 3: an idle limit is stored.
+const HAS_IDLE: u8 = 8;
+const KNOWN_FLAGS: u8 = SELF_DESCRIBING | IN_BLOB | HAS_DEADLINE | HAS_IDLE;
+
+/// Label codes: the two labels nearly every record carries are stored as one byte.
+const LABEL_ALL: u64 = 0;
+const LABEL_ROOT: u64 = 1;
+const LABEL_OTHER: u64 = 2;
+static ALL_ID: LazyLock<u64> = LazyLock::new(|| generations::id(generations::ALL));
+static ROOT_ID: LazyLock<u64> = LazyLock::new(|| generations::id(generations::ROOT));
 
 /// Where a large payload lives: the side file `blobs/<id>` of `len` bytes whose xxh3-64 is `sum`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,9 +131,9 @@ pub(crate) struct Record<'a> {
 impl<'a> Record<'a> {
     /// The (id, generation) pairs the record was written under.
     pub fn generations(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
-        self.gens
-            .chunks_exact(16)
-            .map(|c| (le_u64(&c[..8]), le_u64(&c[8..])))
+        let mut rest = self.gens;
+        // `decode` checked the whole list, so reading it again cannot fail.
+        std::iter::from_fn(move || read_label(&mut rest))
     }
 }
 
@@ -160,10 +179,7 @@ impl Record<'_> {
 }
 
 pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8]) -> Vec<u8> {
-    // Both counts are bounded by what a caller can build; clamp rather than panic regardless.
-    let n = u16::try_from(gens.len()).unwrap_or(u16::MAX);
-    let gens = &gens[..usize::from(n)];
-    let mut out = Vec::with_capacity(HEADER + 16 * gens.len() + key.len() + payload.len() + 8);
+    let mut out = Vec::with_capacity(FIXED + 40 + 10 * gens.len() + key.len() + payload.len());
     out.push(FORMAT_VERSION);
     let mut flags = 0;
     if meta.self_describing {
@@ -172,18 +188,35 @@ pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8
     if meta.in_blob {
         flags |= IN_BLOB;
     }
-    out.push(flags);
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta.fingerprint.to_le_bytes());
-    out.extend_from_slice(&meta.expiry.deadline_ms.to_le_bytes());
-    out.extend_from_slice(&meta.created_ms.to_le_bytes());
-    out.extend_from_slice(&meta.expiry.idle_ms.to_le_bytes());
-    out.extend_from_slice(&meta.type_name_id.to_le_bytes());
-    for (id, generation) in gens {
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&generation.to_le_bytes());
+    if meta.expiry.deadline_ms != 0 {
+        flags |= HAS_DEADLINE;
     }
+    if meta.expiry.idle_ms != 0 {
+        flags |= HAS_IDLE;
+    }
+    out.push(flags);
+    out.extend_from_slice(&meta.fingerprint.to_le_bytes());
+    out.extend_from_slice(&(meta.type_name_id as u32).to_le_bytes());
+    put_var(&mut out, meta.created_ms);
+    if meta.expiry.deadline_ms != 0 {
+        put_var(&mut out, meta.expiry.deadline_ms);
+    }
+    if meta.expiry.idle_ms != 0 {
+        put_var(&mut out, meta.expiry.idle_ms);
+    }
+    put_var(&mut out, gens.len() as u64);
+    for &(id, generation) in gens {
+        if id == *ALL_ID {
+            put_var(&mut out, LABEL_ALL);
+        } else if id == *ROOT_ID {
+            put_var(&mut out, LABEL_ROOT);
+        } else {
+            put_var(&mut out, LABEL_OTHER);
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        put_var(&mut out, generation);
+    }
+    put_var(&mut out, key.len() as u64);
     out.extend_from_slice(key);
     out.extend_from_slice(payload);
     let sum = xxh3_64(&out);
@@ -192,7 +225,7 @@ pub(crate) fn encode(meta: &Meta, gens: &[(u64, u64)], key: &[u8], payload: &[u8
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
-    // Version 1 records share the trailing checksum and the version byte: an intact record of
+    // Versions 1 and 2 share the trailing checksum and the version byte: an intact record of
     // another version is told apart from a damaged one whatever its length.
     if bytes.len() < 1 + CHECKSUM {
         return Err(Damage::Truncated);
@@ -204,34 +237,51 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
     if body[0] != FORMAT_VERSION {
         return Err(Damage::Version(body[0]));
     }
-    if body.len() < HEADER {
+    if body.len() < FIXED {
         return Err(Damage::Truncated);
     }
-    if body[1] & !(SELF_DESCRIBING | IN_BLOB) != 0 {
+    let flags = body[1];
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(Damage::Version(body[0]));
     }
-    let n = usize::from(u16::from_le_bytes([body[2], body[3]]));
-    let k = u32::from_le_bytes([body[4], body[5], body[6], body[7]]) as usize;
-    let gens_end = HEADER + 16 * n;
-    let key_end = gens_end.checked_add(k).ok_or(Damage::Truncated)?;
-    if key_end > body.len() {
+    let mut rest = &body[FIXED..];
+    let created_ms = take_var(&mut rest).ok_or(Damage::Truncated)?;
+    let mut optional = |flag: u8| -> Result<u64, Damage> {
+        if flags & flag == 0 {
+            Ok(0)
+        } else {
+            take_var(&mut rest).ok_or(Damage::Truncated)
+        }
+    };
+    let deadline_ms = optional(HAS_DEADLINE)?;
+    let idle_ms = optional(HAS_IDLE)?;
+    let n = take_var(&mut rest).ok_or(Damage::Truncated)?;
+    let gens_start = rest;
+    for _ in 0..n {
+        read_label(&mut rest).ok_or(Damage::Truncated)?;
+    }
+    let gens = &gens_start[..gens_start.len() - rest.len()];
+    let k = take_var(&mut rest).ok_or(Damage::Truncated)?;
+    let k = usize::try_from(k).map_err(|_| Damage::Truncated)?;
+    if k > rest.len() {
         return Err(Damage::Truncated);
     }
+    let (key, payload) = rest.split_at(k);
     Ok(Record {
         meta: Meta {
-            fingerprint: le_u64(&body[8..16]),
-            type_name_id: le_u64(&body[40..48]),
-            self_describing: body[1] & SELF_DESCRIBING != 0,
-            in_blob: body[1] & IN_BLOB != 0,
+            fingerprint: le_u64(&body[2..10]),
+            type_name_id: u64::from(le_u32(&body[10..14])),
+            self_describing: flags & SELF_DESCRIBING != 0,
+            in_blob: flags & IN_BLOB != 0,
             expiry: Expiry {
-                deadline_ms: le_u64(&body[16..24]),
-                idle_ms: le_u64(&body[32..40]),
+                deadline_ms,
+                idle_ms,
             },
-            created_ms: le_u64(&body[24..32]),
+            created_ms,
         },
-        gens: &body[HEADER..gens_end],
-        key: &body[gens_end..key_end],
-        payload: &body[key_end..],
+        gens,
+        key,
+        payload,
     })
 }
 
@@ -251,20 +301,70 @@ pub(crate) fn blob_of(bytes: &[u8]) -> Option<BlobRef> {
     decode(bytes).ok()?.blob()
 }
 
-/// The creation time in a record's header (without checking the record).
+/// The creation time in a record's header (without checking the record); `None` for a
+/// record of another version.
 pub(crate) fn created_ms(bytes: &[u8]) -> Option<u64> {
-    bytes.get(24..32).map(le_u64)
+    if bytes.first() != Some(&FORMAT_VERSION) {
+        return None;
+    }
+    take_var(&mut bytes.get(FIXED..)?)
 }
 
 /// Whether the record's header sets an idle limit (without checking the record).
 pub(crate) fn has_idle_limit(bytes: &[u8]) -> bool {
-    bytes.get(32..40).is_some_and(|b| b != [0u8; 8])
+    bytes.first() == Some(&FORMAT_VERSION) && bytes.get(1).is_some_and(|f| f & HAS_IDLE != 0)
+}
+
+/// One (label id, generation) pair of the list, advancing past it.
+fn read_label(rest: &mut &[u8]) -> Option<(u64, u64)> {
+    let id = match take_var(rest)? {
+        LABEL_ALL => *ALL_ID,
+        LABEL_ROOT => *ROOT_ID,
+        LABEL_OTHER => {
+            let (id, tail) = rest.split_first_chunk::<8>()?;
+            *rest = tail;
+            u64::from_le_bytes(*id)
+        }
+        _ => return None,
+    };
+    Some((id, take_var(rest)?))
+}
+
+fn put_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint, advancing past it; `None` if it runs past the end or past 64 bits.
+fn take_var(rest: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &b) in rest.iter().enumerate().take(10) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            *rest = &rest[i + 1..];
+            return Some(v);
+        }
+    }
+    None
 }
 
 fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     u64::from_le_bytes(a)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
 }
 
 #[cfg(test)]
@@ -333,11 +433,73 @@ mod tests {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             &hex[..hex.len() - 16],
-            "0201010001000000edfe0000000000007b00000000000000\
-             63000000000000000700000000000000efbe000000000000\
-             01000000000000000200000000000000\
-             6b76"
+            "030d\
+             edfe000000000000\
+             efbe0000\
+             637b07\
+             0102010000000000000002\
+             016b76"
         );
+    }
+
+    #[test]
+    fn a_plain_record_carries_34_bytes_besides_key_and_payload() {
+        let meta = Meta {
+            fingerprint: u64::MAX,
+            type_name_id: u64::from(u32::MAX),
+            self_describing: false,
+            in_blob: false,
+            expiry: Expiry::default(),
+            created_ms: 1_800_000_000_000,
+        };
+        let gens = [(*ALL_ID, 0), (*ROOT_ID, 0)];
+        let bytes = encode(&meta, &gens, b"key", b"payload");
+        assert_eq!(bytes.len(), 34 + 3 + 7);
+        let r = decode(&bytes).unwrap();
+        assert_eq!(r.meta, meta);
+        assert_eq!(r.generations().collect::<Vec<_>>(), gens);
+    }
+
+    #[test]
+    fn extreme_values_round_trip() {
+        let meta = Meta {
+            fingerprint: u64::MAX,
+            type_name_id: u64::from(u32::MAX),
+            self_describing: true,
+            in_blob: true,
+            expiry: Expiry {
+                deadline_ms: u64::MAX,
+                idle_ms: u64::MAX,
+            },
+            created_ms: u64::MAX,
+        };
+        let gens = [
+            (*ROOT_ID, u64::MAX),
+            (0, 0),
+            (*ALL_ID, 127),
+            (u64::MAX, 128),
+        ];
+        let key = vec![7u8; 300];
+        let bytes = encode(&meta, &gens, &key, b"");
+        let r = decode(&bytes).unwrap();
+        assert_eq!(r.meta, meta);
+        assert_eq!(r.generations().collect::<Vec<_>>(), gens);
+        assert_eq!(r.key, &key[..]);
+        assert_eq!(r.payload, b"");
+        assert_eq!(created_ms(&bytes), Some(u64::MAX));
+    }
+
+    #[test]
+    fn varints_past_64_bits_or_the_end_are_refused() {
+        let mut out = Vec::new();
+        put_var(&mut out, u64::MAX);
+        assert_eq!(out.len(), 10);
+        assert_eq!(take_var(&mut &out[..]), Some(u64::MAX));
+        let mut too_big = out.clone();
+        too_big[9] = 0x02;
+        assert_eq!(take_var(&mut &too_big[..]), None);
+        assert_eq!(take_var(&mut &out[..9]), None);
+        assert_eq!(take_var(&mut &[][..]), None);
     }
 
     #[test]
@@ -345,6 +507,13 @@ mod tests {
         let bytes = encode(&meta(), &[(1, 2)], b"k", b"v");
         assert_eq!(created_ms(&bytes), Some(99));
         assert!(has_idle_limit(&bytes));
+        let plain = encode(&Meta::for_test(), &[], b"k", b"v");
+        assert_eq!(created_ms(&plain), Some(1));
+        assert!(!has_idle_limit(&plain));
+        // Another version's header is not read as this one's.
+        let old = rewritten(&bytes, 0, 2);
+        assert_eq!(created_ms(&old), None);
+        assert!(!has_idle_limit(&old));
     }
 
     #[test]
@@ -367,7 +536,7 @@ mod tests {
     #[test]
     fn an_intact_record_of_another_version_is_outdated_not_damaged() {
         let bytes = encode(&meta(), &[(1, 2)], b"key", b"payload");
-        for version in [0, 1, 3, 255] {
+        for version in [0, 1, 2, 4, 255] {
             let old = rewritten(&bytes, 0, version);
             assert_eq!(decode(&old).unwrap_err(), Damage::Version(version));
             assert_eq!(decode(&old).err().map(Damage::dead), Some(Dead::Outdated));
@@ -380,7 +549,7 @@ mod tests {
     #[test]
     fn unknown_flags_are_outdated() {
         let bytes = encode(&meta(), &[(1, 2)], b"key", b"payload");
-        let future = rewritten(&bytes, 1, 0b101);
+        let future = rewritten(&bytes, 1, 0b1_0001);
         assert_eq!(decode(&future).unwrap_err().dead(), Dead::Outdated);
     }
 }

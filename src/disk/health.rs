@@ -75,8 +75,8 @@ impl HealthState {
         true
     }
 
-    /// The file is open again: serve from it, on probation until a commit of real writes
-    /// succeeds ([`confirm`](Self::confirm)); the outage stays on record until then.
+    /// The file is open again: serve from it, on probation until it has gone a while without
+    /// failing ([`confirm`](Self::confirm)); the outage stays on record until then.
     pub fn resume(&self) {
         self.down.store(false, Ordering::Release);
     }

@@ -86,9 +86,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// First and longest wait between attempts to bring the tier back into service.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// How long a tier back on probation must commit without failing to count as back, when no
-/// commit of records confirms it sooner.
-const PROBATION: Duration = Duration::from_secs(5);
+/// How long a tier back on probation must go without failing to count as back.
+pub(crate) const PROBATION: Duration = Duration::from_secs(5);
 /// A write that waits for its commit triggers an attempt, at most this often.
 const RETRY_URGENT: Duration = Duration::from_millis(50);
 
@@ -220,11 +219,11 @@ impl Writer<'_> {
                 let busy = started.elapsed().saturating_sub(parked);
                 let bytes = self.batch.iter().map(|m| m.op.bytes()).sum();
                 shared.backlog.observe(self.batch.len(), bytes, busy);
-                // A commit that wrote records (or a quiet probation) ends an outage: a flush or
-                // a removal alone may succeed on a disk that is still full.
-                let wrote = self.batch.iter().any(|m| matches!(m.op, Op::Put { .. }));
-                let quiet = self.resumed_at.is_some_and(|t| t.elapsed() >= PROBATION);
-                if wrote || quiet {
+                // Only a quiet probation ends an outage, not the first commit that succeeds: on
+                // a disk that is still nearly full, a flush, a removal or a few small records
+                // fit in the file's free pages while the next larger commit fails again, and
+                // that is one outage, not one per failed commit.
+                if self.resumed_at.is_some_and(|t| t.elapsed() >= PROBATION) {
                     self.confirm();
                 }
                 if self.settle_committed() {
@@ -405,8 +404,8 @@ impl Writer<'_> {
                     // A fresh file in place of the damaged one: nothing left to doubt.
                     self.confirm();
                 } else {
-                    // On probation: a commit of records confirms it (`commit_batch`), or a
-                    // quiet while (`idle`).
+                    // On probation: a quiet while without failure confirms it
+                    // (`commit_batch`, `idle`).
                     self.resumed_at = Some(Instant::now());
                 }
                 true
