@@ -52,12 +52,27 @@ const MAX_TOUCHES: usize = 100_000;
 /// A write not yet committed: its sequence number and the record, or `None` for a removal.
 type Pending = (u64, Option<Arc<[u8]>>);
 
+/// The records table as of the last commit, and the database it belongs to (declared after
+/// it, so that it is dropped after the table).
+struct Snapshot {
+    records: redb::ReadOnlyTable<u128, &'static [u8]>,
+    /// Held, not read: the file stays open while a reader uses the table.
+    _db: Arc<redb::Database>,
+}
+
 /// What the writer thread and the readers share.
 pub(crate) struct Shared {
     pub path: PathBuf,
     pub dir: PathBuf,
     /// The open database; `None` while the tier is out of service and being reopened.
     db: RwLock<Option<Arc<redb::Database>>>,
+    /// The records table of the last commit, read by every reader: a read transaction and a
+    /// table opened per read were most of a small disk hit's cost. Only the writer thread
+    /// replaces it, after each of its commits and before the writes it committed leave
+    /// `pending` ([`Shared::transact`]): a reader looks in `pending` first and in the snapshot
+    /// second, so it never misses a write that left `pending`. `None` falls back to a read
+    /// transaction per read.
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
     pub pending: Mutex<HashMap<u128, Pending>>,
     /// `pending.len()`, readable without the lock: reads skip the lock when nothing is pending.
     pub pending_len: AtomicUsize,
@@ -79,8 +94,46 @@ impl Shared {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Replaces the database, dropping the snapshot of the old one (a reader still holding it
+    /// keeps the old database alive until it is done: see `writer::release`).
     fn set_db(&self, db: Option<Arc<redb::Database>>) -> Option<Arc<redb::Database>> {
+        let snapshot = self
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        guard::drop_guarded(snapshot);
         std::mem::replace(&mut *self.db.write().unwrap_or_else(|e| e.into_inner()), db)
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes the records table as `db` holds it now. Called by the writer thread only,
+    /// after each commit: see [`Shared::snapshot`](field@Shared::snapshot).
+    fn refresh_snapshot(&self, db: &Arc<redb::Database>) {
+        let fresh = catch(|| Ok(db.begin_read()?.open_table(RECORDS)?)).ok();
+        let fresh = fresh.map(|records| {
+            Arc::new(Snapshot {
+                records,
+                _db: db.clone(),
+            })
+        });
+        let old = {
+            let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            // The database may have been replaced meanwhile (a damaged file let go of).
+            let current = self.db.read().unwrap_or_else(|e| e.into_inner());
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, db)) {
+                std::mem::replace(&mut *slot, fresh)
+            } else {
+                slot.take()
+            }
+        };
+        guard::drop_guarded(old);
     }
 
     /// Runs `f` over the tables in one durable write transaction (redb `Immediate`, with
@@ -109,6 +162,7 @@ impl Shared {
             detail: c.detail(),
             damaged: c.is_damage(),
         })?;
+        self.refresh_snapshot(&db);
         self.counters.disk_bytes.store(bytes, Ordering::Relaxed);
         self.counters.disk_entries.store(entries, Ordering::Relaxed);
         // Committed: the side files of the records it removed are garbage now.
@@ -256,6 +310,7 @@ impl DiskTier {
             path: cfg.dir.join(DB_FILE),
             dir: cfg.dir.clone(),
             db: RwLock::new(opened.map(|o| Arc::new(o.db))),
+            snapshot: RwLock::new(None),
             pending: Mutex::default(),
             pending_len: AtomicUsize::new(0),
             touches: Mutex::default(),
@@ -270,6 +325,9 @@ impl DiskTier {
         });
         if let Some(failure) = failure {
             shared.fail(failure);
+        }
+        if let Some(db) = shared.db() {
+            shared.refresh_snapshot(&db);
         }
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -343,6 +401,11 @@ impl DiskTier {
         if self.shared.health.is_shadowed(digest) {
             return None;
         }
+        if let Some(snapshot) = self.shared.snapshot() {
+            if let Some(stored) = self.read_snapshot(&snapshot, digest) {
+                return stored;
+            }
+        }
         self.shared
             .read(|txn| {
                 let records = txn.open_table(RECORDS)?;
@@ -362,6 +425,32 @@ impl DiskTier {
                 }))
             })
             .flatten()
+    }
+
+    /// The committed record of `digest` from the last commit's snapshot; `None` when that
+    /// cannot say (a failure, or a read time to look up): the caller reads the file instead.
+    fn read_snapshot(&self, snapshot: &Snapshot, digest: u128) -> Option<Option<Stored>> {
+        let found = catch(|| {
+            Ok(match snapshot.records.get(digest)? {
+                None => Some(None),
+                // Only a record with an idle limit needs its read time, from another table.
+                Some(g) if crate::record::has_idle_limit(g.value()) => None,
+                Some(g) => Some(Some(Stored {
+                    bytes: Arc::from(g.value()),
+                    last_access_ms: None,
+                })),
+            })
+        });
+        match found {
+            Ok(found) => found,
+            Err(c) => {
+                self.shared.fail(Failure {
+                    detail: c.detail(),
+                    damaged: c.is_damage(),
+                });
+                Some(None)
+            }
+        }
     }
 
     /// The size of the write a caller is about to queue, admitted against the backlog before
