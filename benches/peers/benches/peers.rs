@@ -10,6 +10,8 @@
 //! - `cached_redb`: the `cached` crate's `RedbCache`, disk only (no memory tier).
 //! - `foyer`: foyer's `HybridCache` (memory + block-engine disk cache), driven from a tokio
 //!   runtime: reads and writes run inside one `block_on` per timed batch.
+//! - `foyer_plus_fsync` (write groups only): foyer, then an fsync of its files, which foyer
+//!   itself never does: the price of the durable point the other contenders reach.
 //! - `fs_floor` (large values only): `std::fs::write` + fsync and `std::fs::read` of the bytes.
 //!
 //! Run: `cd benches/peers && cargo bench`.
@@ -21,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use redb::{ReadableDatabase, TableDefinition};
@@ -154,16 +156,28 @@ impl<V: Val> Contender<V> for Tiered {
         // A fresh handle has answered nothing: a reopen that handed back the old, warm cache
         // would show its earlier hits here.
         let s = self.0.stats();
-        assert_eq!((s.memory_hits, s.disk_hits), (0, 0), "tiered reopen is not fresh");
+        assert_eq!(
+            (s.memory_hits, s.disk_hits),
+            (0, 0),
+            "tiered reopen is not fresh"
+        );
     }
 
     fn assert_disk_reads(&self, reads: u64) {
         let s = self.0.stats();
-        assert_eq!((s.memory_hits, s.disk_hits), (0, reads), "tiered: not first reads");
+        assert_eq!(
+            (s.memory_hits, s.disk_hits),
+            (0, reads),
+            "tiered: not first reads"
+        );
     }
 
     fn assert_no_disk_reads(&self) {
-        assert_eq!(self.0.stats().disk_hits, 0, "tiered: memory_hit read the disk");
+        assert_eq!(
+            self.0.stats().disk_hits,
+            0,
+            "tiered: memory_hit read the disk"
+        );
     }
 }
 
@@ -206,7 +220,11 @@ impl<V: Val> Contender<V> for MokaRedb<V> {
             .build();
         // redb's defaults (its own page cache included), as a user writing this by hand has.
         let db = redb::Database::create(dir.join("raw.redb")).unwrap();
-        MokaRedb { memory, db, disk_reads: AtomicU64::new(0) }
+        MokaRedb {
+            memory,
+            db,
+            disk_reads: AtomicU64::new(0),
+        }
     }
 
     fn insert_durably(&self, keys: &[String], value: &dyn Fn(usize) -> V) {
@@ -218,7 +236,8 @@ impl<V: Val> Contender<V> for MokaRedb<V> {
                 for (j, k) in chunk.iter().enumerate() {
                     let v = value(c * RAW_TXN_ROWS + j);
                     let d = digest(k);
-                    t.insert(d, postcard::to_allocvec(&v).unwrap().as_slice()).unwrap();
+                    t.insert(d, postcard::to_allocvec(&v).unwrap().as_slice())
+                        .unwrap();
                     self.memory.insert(d, Arc::new(v));
                 }
             }
@@ -239,11 +258,19 @@ impl<V: Val> Contender<V> for MokaRedb<V> {
     }
 
     fn assert_disk_reads(&self, reads: u64) {
-        assert_eq!(self.disk_reads.load(Ordering::Relaxed), reads, "moka_redb: not first reads");
+        assert_eq!(
+            self.disk_reads.load(Ordering::Relaxed),
+            reads,
+            "moka_redb: not first reads"
+        );
     }
 
     fn assert_no_disk_reads(&self) {
-        assert_eq!(self.disk_reads.load(Ordering::Relaxed), 0, "moka_redb: memory_hit read the disk");
+        assert_eq!(
+            self.disk_reads.load(Ordering::Relaxed),
+            0,
+            "moka_redb: memory_hit read the disk"
+        );
     }
 }
 
@@ -310,21 +337,25 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
 impl<V: Val> Contender<V> for Foyer<V> {
     fn open(dir: &Path, shape: Shape) -> Self {
         let rt = runtime();
-        let (capacity, engine) = match shape {
-            // Defaults: 16 MiB blocks, 16 MiB write buffer.
-            Shape::Rows => (1usize << 30, None),
-            // An entry must fit in one block and in the flusher's buffer, and the submit queue
-            // silently drops entries past its threshold: all three are raised above 64 MiB.
-            Shape::Large => (1usize << 30, Some(128usize << 20)),
+        // foyer's block engine writes every entry page-aligned (4 KiB at least, so 10,000 rows of
+        // 100 B are 40 MiB of writes), and it drops entries, silently, when its submit queue
+        // passes a threshold (default 16 MiB) or when its write buffer (default 16 MiB) is full
+        // while a write is in flight: a cache may shed writes under pressure. Here every write
+        // must land (the reads after a reopen check it), so both are raised well above what a
+        // workload inserts in one go. An entry must also fit in one block: 128 MiB blocks for
+        // the 64 MiB value, foyer's default 16 MiB otherwise.
+        let block = match shape {
+            Shape::Rows => 16usize << 20,
+            Shape::Large => 128usize << 20,
         };
-        let device = FsDeviceBuilder::new(dir).with_capacity(capacity).build().unwrap();
-        let mut engine_config = BlockEngineConfig::new(device);
-        if let Some(block) = engine {
-            engine_config = engine_config
-                .with_block_size(block)
-                .with_buffer_pool_size(block)
-                .with_submit_queue_size_threshold(2 * block);
-        }
+        let device = FsDeviceBuilder::new(dir)
+            .with_capacity(1 << 30)
+            .build()
+            .unwrap();
+        let engine_config = BlockEngineConfig::new(device)
+            .with_block_size(block)
+            .with_buffer_pool_size(256 << 20)
+            .with_submit_queue_size_threshold(1 << 30);
         let cache = rt
             .block_on(
                 HybridCacheBuilder::new()
@@ -367,12 +398,42 @@ impl<V: Val> Contender<V> for Foyer<V> {
     }
 
     fn assert_cold(&self, keys: &[String]) {
-        assert!(keys.iter().all(|k| !self.cache.memory().contains(k.as_str())));
+        assert!(keys
+            .iter()
+            .all(|k| !self.cache.memory().contains(k.as_str())));
     }
 
     fn close(self) {
         self.rt.block_on(self.cache.close()).unwrap();
         drop(self.cache);
+    }
+}
+
+/// foyer, plus an fsync of each of its device files after `storage().wait()`: what a durable
+/// point would add to foyer's write path (foyer itself never fsyncs). Used by the write groups only.
+struct FoyerFsync<V: Val>(Foyer<V>, std::path::PathBuf);
+
+impl<V: Val> Contender<V> for FoyerFsync<V> {
+    fn open(dir: &Path, shape: Shape) -> Self {
+        FoyerFsync(Foyer::open(dir, shape), dir.to_path_buf())
+    }
+
+    fn insert_durably(&self, keys: &[String], value: &dyn Fn(usize) -> V) {
+        self.0.insert_durably(keys, value);
+        for entry in std::fs::read_dir(&self.1).unwrap() {
+            std::fs::File::open(entry.unwrap().path())
+                .unwrap()
+                .sync_all()
+                .unwrap();
+        }
+    }
+
+    fn time_gets(&self, keys: &[String], iters: u64) -> Duration {
+        self.0.time_gets(keys, iters)
+    }
+
+    fn close(self) {
+        self.0.close()
     }
 }
 
@@ -387,7 +448,10 @@ fn config() -> Criterion {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("tiered-peers-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("tiered-peers-")
+        .tempdir()
+        .unwrap()
 }
 
 /// `memory_hit`: gets cycling over a hot set of 1,000 keys already inserted (and so in memory,
@@ -504,6 +568,11 @@ fn insert_one<C: Contender<Row>>(g: &mut BenchmarkGroup<'_, WallTime>, name: &st
         })
     });
     c.close();
+    // Untimed: the last batch is all there after a reopen (no contender may shed writes).
+    let last: Vec<String> = (next - KEYS..next).map(key).collect();
+    let c = C::open(dir.path(), Shape::Rows);
+    c.time_gets(&last, KEYS as u64);
+    c.close();
 }
 
 fn insert_batched(c: &mut Criterion) {
@@ -513,6 +582,7 @@ fn insert_batched(c: &mut Criterion) {
     insert_one::<MokaRedb<Row>>(&mut g, "moka_redb");
     insert_one::<CachedRedb<Row>>(&mut g, "cached_redb");
     insert_one::<Foyer<Row>>(&mut g, "foyer");
+    insert_one::<FoyerFsync<Row>>(&mut g, "foyer_plus_fsync");
     g.finish();
 }
 
@@ -536,6 +606,10 @@ fn large_insert_one<C: Contender<ByteBuf>>(
             start.elapsed()
         })
     });
+    c.close();
+    // Untimed: the value is there after a reopen.
+    let c = C::open(dir.path(), Shape::Large);
+    c.time_gets(&keys, 1);
     c.close();
 }
 
@@ -575,6 +649,7 @@ fn large_64mib(c: &mut Criterion) {
     large_insert_one::<MokaRedb<ByteBuf>>(&mut g, "moka_redb", &value);
     large_insert_one::<CachedRedb<ByteBuf>>(&mut g, "cached_redb", &value);
     large_insert_one::<Foyer<ByteBuf>>(&mut g, "foyer", &value);
+    large_insert_one::<FoyerFsync<ByteBuf>>(&mut g, "foyer_plus_fsync", &value);
     {
         let dir = tempdir();
         let path = dir.path().join("large.bin");
