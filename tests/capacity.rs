@@ -53,6 +53,46 @@ fn the_disk_tier_evicts_least_recently_used_records_past_capacity() {
     assert!(cache.contains_key(&79u32).unwrap(), "newest record evicted");
 }
 
+/// Read times wait for a commit of writes (or a close) to ride along with: they must still
+/// reach the file, so that a record read before a restart outlives older unread ones.
+#[test]
+fn read_times_reach_the_file_at_close_and_steer_eviction_after_a_restart() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    let capacity = 1 << 20;
+    let open = || {
+        Cache::builder()
+            .path(dir.path())
+            .clock(clock.clone())
+            .memory_capacity(1)
+            .disk_capacity(capacity)
+            .open()
+            .unwrap()
+    };
+    let cache = open();
+    for i in 0..50u32 {
+        clock.advance(Duration::from_secs(1));
+        cache.insert(&i, value(i)).unwrap();
+    }
+    cache.flush().unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(cache.get::<_, String>(&0u32).unwrap().is_some());
+    drop(cache); // no write after the read: only the close can write its read time
+    let cache = open();
+    for i in 50..80u32 {
+        clock.advance(Duration::from_secs(1));
+        cache.insert(&i, value(i)).unwrap();
+    }
+    cache.flush().unwrap();
+    let s = cache.stats();
+    assert!(s.evictions > 0, "{s:?}");
+    assert!(
+        cache.contains_key(&0u32).unwrap(),
+        "a record read before the restart was evicted as if never read: {s:?}"
+    );
+    assert!(!cache.contains_key(&1u32).unwrap(), "{s:?}");
+}
+
 #[test]
 fn the_memory_tier_stays_within_capacity_and_counts_evictions() {
     let cache = Cache::builder().memory_capacity(64 << 10).open().unwrap();

@@ -23,7 +23,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     pub pending_len: AtomicUsize,
     /// Read times waiting for the next commit, one per record.
     pub touches: Mutex<HashMap<u128, u64>>,
+    /// Whether `touches` holds the read time of a record with an idle limit.
+    pub idle_touched: AtomicBool,
     pub gens: Arc<Generations>,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
@@ -314,6 +316,7 @@ impl DiskTier {
             pending: Mutex::default(),
             pending_len: AtomicUsize::new(0),
             touches: Mutex::default(),
+            idle_touched: AtomicBool::new(false),
             gens: gens.clone(),
             counters,
             clock,
@@ -516,11 +519,15 @@ impl DiskTier {
         self.send(Op::Bump { label, generation }, wait).wait()
     }
 
-    /// Notes a read, for idle expiry and eviction order; written with the next commit.
-    pub fn touch(&self, digest: u128, now_ms: u64) {
+    /// Notes a read, for idle expiry (`idle`: the record has an idle limit) and eviction
+    /// order; written with the next commit, or on its own when due (`writer::touches_due`).
+    pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
         let mut touches = lock(&self.shared.touches);
         if touches.len() < MAX_TOUCHES || touches.contains_key(&digest) {
             touches.insert(digest, now_ms);
+            if idle {
+                self.shared.idle_touched.store(true, Ordering::Relaxed);
+            }
         }
     }
 

@@ -86,6 +86,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// First and longest wait between attempts to bring the tier back into service.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Read times of records without an idle limit are committed on their own (without writes to
+/// ride along with) once this many wait, or once the oldest has waited `TOUCH_DELAY`.
+const TOUCH_BATCH: usize = 4096;
+const TOUCH_DELAY: Duration = Duration::from_secs(30);
 /// How long a tier back on probation must go without failing to count as back.
 pub(crate) const PROBATION: Duration = Duration::from_secs(5);
 /// A write that waits for its commit triggers an attempt, at most this often.
@@ -108,6 +112,8 @@ struct Writer<'a> {
     last_attempt: Option<Instant>,
     /// When the tier last came back on probation.
     resumed_at: Option<Instant>,
+    /// Since when read times have waited for a commit (see `touches_due`).
+    touches_since: Option<Instant>,
 }
 
 pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>) {
@@ -121,6 +127,7 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
         retry_wait: RETRY_FIRST,
         last_attempt: None,
         resumed_at: None,
+        touches_since: None,
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| w.step())) {
@@ -179,11 +186,29 @@ impl Writer<'_> {
                 self.sweeper.pause();
             }
             Step::Continue
-        } else if !lock(&self.shared.touches).is_empty() {
+        } else if self.touches_due() {
             self.commit_batch()
         } else {
             Step::Continue
         }
+    }
+
+    /// Whether read times waiting for a commit should get one of their own. They ride along
+    /// with the next commit of writes; alone, they are committed at once when one belongs to
+    /// a record with an idle limit (idle expiry, also across a restart, depends on it), and
+    /// otherwise only when many wait or the oldest has waited [`TOUCH_DELAY`]: they steer
+    /// only the eviction order, and a commit (an fsync) per burst of reads would compete
+    /// with the reads themselves. A crash loses at most that much of the eviction order.
+    fn touches_due(&mut self) -> bool {
+        let waiting = lock(&self.shared.touches).len();
+        if waiting == 0 {
+            self.touches_since = None;
+            return false;
+        }
+        let since = *self.touches_since.get_or_insert_with(Instant::now);
+        self.shared.idle_touched.load(Ordering::Relaxed)
+            || waiting >= TOUCH_BATCH
+            || since.elapsed() >= TOUCH_DELAY
     }
 
     /// Commits the batch with whatever joins it, then settles every message.
@@ -193,7 +218,9 @@ impl Writer<'_> {
         let shared = self.shared;
         let (rx, window, batch) = (self.rx, self.window, &mut self.batch);
         let labels = &mut self.sweeper.labels;
+        shared.idle_touched.store(false, Ordering::Relaxed);
         let touches = std::mem::take(&mut *lock(&shared.touches));
+        self.touches_since = None;
         let result = shared.transact(|t| {
             let mut ctx = Apply {
                 gens: &shared.gens,

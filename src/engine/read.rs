@@ -125,7 +125,7 @@ impl Inner {
         let written = entry.disk_touch_ms.load(Ordering::Relaxed);
         if now.saturating_sub(written) >= lag {
             entry.disk_touch_ms.store(now, Ordering::Relaxed);
-            disk.touch(digest, now);
+            disk.touch(digest, now, true);
         }
     }
 
@@ -221,9 +221,10 @@ impl Inner {
         let weight = memory::weight::<V>(ek.bytes.len(), payload.len(), gens.len());
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
-            disk.touch(ek.digest, now);
+            disk.touch(ek.digest, now, rec.meta.expiry.idle_ms != 0);
             return Some(v);
         }
+        let idle = rec.meta.expiry.idle_ms != 0;
         let entry = MemEntry {
             value: v.clone(),
             type_name: std::any::type_name::<V>(),
@@ -244,7 +245,7 @@ impl Inner {
                 self.memory.insert(ek.digest, entry);
             }
         }
-        disk.touch(ek.digest, now);
+        disk.touch(ek.digest, now, idle);
         Some(v)
     }
 
