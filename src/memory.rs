@@ -67,6 +67,7 @@ type Moka = moka::sync::Cache<u128, Arc<MemEntry>, BuildHasherDefault<DigestHash
 pub(crate) struct MemoryTier {
     moka: Moka,
     capacity: u64,
+    counters: Arc<Counters>,
 }
 
 struct EntryExpiry {
@@ -115,6 +116,7 @@ impl moka::Expiry<u128, Arc<MemEntry>> for EntryExpiry {
 
 impl MemoryTier {
     pub fn new(capacity: u64, clock: Arc<dyn Clock>, counters: Arc<Counters>) -> Self {
+        let tier_counters = counters.clone();
         let moka = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_, e: &Arc<MemEntry>| e.weight)
@@ -141,7 +143,11 @@ impl MemoryTier {
                 },
             )
             .build_with_hasher(BuildHasherDefault::<DigestHasher>::default());
-        MemoryTier { moka, capacity }
+        MemoryTier {
+            moka,
+            capacity,
+            counters: tier_counters,
+        }
     }
 
     pub fn get(&self, digest: u128) -> Option<Arc<MemEntry>> {
@@ -153,17 +159,26 @@ impl MemoryTier {
         u64::from(weight) <= self.capacity
     }
 
-    /// Holds `entry`, unless it weighs more than the whole tier (it could never stay); any
-    /// older entry for the digest goes either way.
+    /// Counts and logs a value that weighs more than the whole tier, so that it is served
+    /// from disk (or, kept in memory only, not kept at all): `Stats::too_large_for_memory`.
+    pub fn too_large(&self, weight: u32, on_disk: bool, during: &'static str) {
+        Counters::bump(&self.counters.too_large_for_memory);
+        tracing::debug!(
+            bytes = weight,
+            capacity = self.capacity,
+            on_disk,
+            during,
+            "value larger than the memory tier (memory_capacity): not kept in memory; served \
+             from disk if it is persisted"
+        );
+    }
+
+    /// Holds `entry`, unless it weighs more than the whole tier (it could never stay: counted
+    /// and logged by [`too_large`](Self::too_large)); any older entry for the digest goes
+    /// either way.
     pub fn insert(&self, digest: u128, entry: MemEntry) {
-        if u64::from(entry.weight) > self.capacity {
-            tracing::debug!(
-                weight = entry.weight,
-                capacity = self.capacity,
-                on_disk = entry.on_disk,
-                "value larger than the memory tier: not kept in memory (served from disk if it \
-                 is persisted)"
-            );
+        if !self.admits(entry.weight) {
+            self.too_large(entry.weight, entry.on_disk, "insert");
             self.moka.invalidate(&digest);
             return;
         }

@@ -50,6 +50,10 @@ pub struct Stats {
     /// Times the disk tier went out of service (a failed commit, a damaged file), or a damaged
     /// file was set aside at open; see [`Cache::health`](crate::Cache::health).
     pub disk_failures: u64,
+    /// Inserts and disk hits of values larger than the whole memory tier
+    /// (`memory_capacity`): such a value is not kept in memory, so each read of it is served
+    /// from disk (a value kept in memory only is not kept at all).
+    pub too_large_for_memory: u64,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +70,7 @@ pub(crate) struct Counters {
     pub disk_bytes: AtomicU64,
     pub disk_entries: AtomicU64,
     pub disk_failures: AtomicU64,
+    pub too_large_for_memory: AtomicU64,
     /// What happened to the keys dropped lately, for `Cache::explain`.
     pub graveyard: crate::explain::Graveyard,
 }
@@ -100,6 +105,7 @@ impl Counters {
             disk_bytes: self.disk_bytes.load(Relaxed),
             entries: self.disk_entries.load(Relaxed),
             disk_failures: self.disk_failures.load(Relaxed),
+            too_large_for_memory: self.too_large_for_memory.load(Relaxed),
         }
     }
 }

@@ -57,3 +57,38 @@ fn a_snapshot_counts_the_evictions_behind_its_sizes() {
     // Every insert either stays or was counted as evicted.
     assert_eq!(s.entries + s.evictions, s.inserts, "{s:?}");
 }
+
+#[test]
+fn a_value_larger_than_the_memory_tier_is_served_from_disk_and_counted() {
+    let dir = common::tempdir();
+    let cache = Cache::builder()
+        .path(dir.path())
+        .memory_capacity(64 << 10)
+        .durability(tiered::Durability::Immediate)
+        .open()
+        .unwrap();
+    let big = vec![7u8; 100 << 10];
+    cache.insert("big", big.clone()).unwrap();
+    assert_eq!(cache.stats().too_large_for_memory, 1, "the insert");
+    for _ in 0..2 {
+        let got = cache.get::<_, Vec<u8>>("big").unwrap();
+        assert_eq!(got.as_deref(), Some(&big));
+    }
+    let s = cache.stats();
+    assert_eq!(
+        (s.disk_hits, s.memory_hits, s.too_large_for_memory),
+        (2, 0, 3),
+        "each read is a disk hit, counted: {s:?}"
+    );
+
+    // Kept in memory only, it is not kept at all: counted too.
+    let opts = Options::new().memory_only();
+    cache.insert_with("big-memory-only", big, &opts).unwrap();
+    assert_eq!(cache.get::<_, Vec<u8>>("big-memory-only").unwrap(), None);
+    assert_eq!(cache.stats().too_large_for_memory, 4);
+
+    // A value that fits is not counted.
+    cache.insert("small", 1u8).unwrap();
+    assert!(cache.get::<_, u8>("small").unwrap().is_some());
+    assert_eq!(cache.stats().too_large_for_memory, 4);
+}

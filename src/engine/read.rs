@@ -221,6 +221,7 @@ impl Inner {
         let weight = memory::weight::<V>(ek.bytes.len(), payload.len(), gens.len());
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
+            self.memory.too_large(weight, true, "disk hit");
             disk.touch(ek.digest, now, rec.meta.expiry.idle_ms != 0);
             return Some(v);
         }
