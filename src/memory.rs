@@ -1,6 +1,8 @@
-//! The memory tier: moka, keyed by key digest, holding decoded values.
+//! The memory tier: moka, keyed by key digest, holding decoded values (or, for entries loaded
+//! by the warm restart, payloads that the first read decodes).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,13 +12,43 @@ use moka::notification::RemovalCause;
 
 use crate::expiry::{Clock, Expiry};
 use crate::explain::Explanation;
+use crate::record::Meta;
 use crate::stats::Counters;
 
-/// One decoded value and what is needed to judge it without touching the disk.
+/// What an entry holds.
+pub(crate) enum Value {
+    /// The value, decoded: a hit downcasts it, with no decoding and no copy.
+    Decoded {
+        value: Arc<dyn Any + Send + Sync>,
+        /// The value's type, for the debug event of a read as another type.
+        type_name: &'static str,
+    },
+    /// A record's payload, loaded by the warm restart (which does not know the value types):
+    /// the first read as the stored type decodes it and replaces the entry by the decoded one.
+    Raw(Raw),
+}
+
+/// An undecoded payload and what its record says about its type.
+pub(crate) struct Raw {
+    pub payload: Box<[u8]>,
+    /// The record's metadata: its type fingerprint, type name id and format are what a read
+    /// checks (with `TypeCheck::of`) before it decodes.
+    pub meta: Meta,
+}
+
+impl Value {
+    /// The stored value's type, for messages.
+    pub fn type_name(&self) -> Cow<'static, str> {
+        match self {
+            Value::Decoded { type_name, .. } => Cow::Borrowed(type_name),
+            Value::Raw(raw) => crate::fingerprint::describe(raw.meta.type_name_id),
+        }
+    }
+}
+
+/// One value and what is needed to judge it without touching the disk.
 pub(crate) struct MemEntry {
-    pub value: Arc<dyn Any + Send + Sync>,
-    /// The stored value's type, for the debug event of a read as another type.
-    pub type_name: &'static str,
+    pub value: Value,
     pub key: Box<[u8]>,
     pub expiry: Expiry,
     pub last_access_ms: AtomicU64,
@@ -154,6 +186,16 @@ impl MemoryTier {
         self.moka.get(&digest)
     }
 
+    /// Whether the tier holds an entry for `digest`, without counting it as a use.
+    pub fn contains(&self, digest: u128) -> bool {
+        self.moka.contains_key(&digest)
+    }
+
+    /// The bytes the tier may hold.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Whether an entry of `weight` can be held at all.
     pub fn admits(&self, weight: u32) -> bool {
         u64::from(weight) <= self.capacity
@@ -224,4 +266,9 @@ pub(crate) fn weight<V>(key_len: usize, payload_len: usize, generations: usize) 
         + generations * std::mem::size_of::<(u64, u64)>()
         + ENTRY_OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// The weight of an entry that holds its payload undecoded ([`Value::Raw`]).
+pub(crate) fn raw_weight(key_len: usize, payload_len: usize, generations: usize) -> u32 {
+    weight::<Box<[u8]>>(key_len, payload_len, generations)
 }

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
 use crate::key::{encode_key, EncodedKey};
+use crate::memory::Value;
 use crate::record;
 
 impl Inner {
@@ -37,7 +38,7 @@ impl Inner {
         Ok(Explanation::NeverWritten)
     }
 
-    fn explain_memory<V: 'static>(&self, ek: &EncodedKey, now: u64) -> Option<Explanation> {
+    fn explain_memory<V: DeserializeOwned + 'static>(&self, ek: &EncodedKey, now: u64) -> Option<Explanation> {
         let entry = self.memory.get(ek.digest)?;
         if *entry.key != ek.bytes[..] {
             return None;
@@ -47,12 +48,23 @@ impl Inner {
             explain::expired(entry.expiry.expired_at(last))
         } else if !self.gens.is_current(entry.gens.iter().copied()) {
             explain::invalidated(entry.gens.iter().copied(), &self.gens)
-        } else if !(*entry.value).is::<V>() {
-            Explanation::OtherType {
-                stored: entry.type_name.to_string(),
-            }
         } else {
-            Explanation::Hit
+            match &entry.value {
+                Value::Decoded { value, type_name } if !(**value).is::<V>() => {
+                    Explanation::OtherType {
+                        stored: type_name.to_string(),
+                    }
+                }
+                Value::Decoded { .. } => Explanation::Hit,
+                // Loaded by the warm restart, not decoded yet: judged as its record would be.
+                Value::Raw(raw) => match TypeCheck::of::<V>(&raw.meta) {
+                    TypeCheck::OtherType => Explanation::OtherType {
+                        stored: entry.value.type_name().into_owned(),
+                    },
+                    TypeCheck::OutdatedShape => Explanation::OutdatedShape,
+                    TypeCheck::Same => Explanation::Hit,
+                },
+            }
         })
     }
 

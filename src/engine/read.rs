@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
 use crate::key::{encode_key, EncodedKey, ScopeName};
-use crate::memory::{self, MemEntry};
+use crate::memory::{self, MemEntry, Raw, Value};
 use crate::record::{self, Dead, Record};
 use crate::stats::Counters;
 
@@ -52,15 +52,18 @@ impl Inner {
     {
         match self.probe_memory(ek, true) {
             Probe::Live(entry) => {
-                return match entry.value.clone().downcast::<V>() {
-                    Ok(v) => {
-                        Counters::bump(&self.counters.memory_hits);
-                        Some(v)
-                    }
-                    Err(_) => {
-                        self.other_type::<V>(scope, entry.type_name);
-                        None
-                    }
+                return match &entry.value {
+                    Value::Decoded { value, type_name } => match value.clone().downcast::<V>() {
+                        Ok(v) => {
+                            Counters::bump(&self.counters.memory_hits);
+                            Some(v)
+                        }
+                        Err(_) => {
+                            self.other_type::<V>(scope, type_name);
+                            None
+                        }
+                    },
+                    Value::Raw(raw) => self.decode_raw::<V>(scope, ek, &entry, raw),
                 };
             }
             Probe::Dead => return None,
@@ -71,6 +74,68 @@ impl Inner {
             Counters::bump(&self.counters.disk_hits);
         }
         found
+    }
+
+    /// A memory hit on an entry loaded by the warm restart: checked like a disk record (another
+    /// type is a miss that keeps the entry), decoded holding no lock, and put back decoded
+    /// unless a write came since the entry was loaded (see `ordering.rs`).
+    fn decode_raw<V>(
+        &self,
+        scope: &ScopeName,
+        ek: &EncodedKey,
+        entry: &MemEntry,
+        raw: &Raw,
+    ) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        match TypeCheck::of::<V>(&raw.meta) {
+            TypeCheck::Same => {}
+            TypeCheck::OtherType => {
+                self.other_type::<V>(scope, &fingerprint::describe(raw.meta.type_name_id));
+                return None;
+            }
+            TypeCheck::OutdatedShape => {
+                self.outdated_shape::<V>(scope, ek.digest, entry.written_at);
+                return None;
+            }
+        }
+        // User code (a slow Deserialize) runs here, holding no lock.
+        let Some(v) = codec::decode::<V>(&raw.payload, raw.meta.self_describing) else {
+            self.outdated_shape::<V>(scope, ek.digest, entry.written_at);
+            return None;
+        };
+        let v = Arc::new(v);
+        Counters::bump(&self.counters.memory_hits);
+        let decoded = MemEntry {
+            value: Value::Decoded {
+                value: v.clone(),
+                type_name: std::any::type_name::<V>(),
+            },
+            key: entry.key.clone(),
+            expiry: entry.expiry,
+            last_access_ms: entry.last_access_ms.load(Ordering::Relaxed).into(),
+            disk_touch_ms: entry.disk_touch_ms.load(Ordering::Relaxed).into(),
+            gens: entry.gens.clone(),
+            checked_epoch: entry.checked_epoch.load(Ordering::Relaxed).into(),
+            weight: memory::weight::<V>(entry.key.len(), raw.payload.len(), entry.gens.len()),
+            on_disk: entry.on_disk,
+            written_at: entry.written_at,
+        };
+        {
+            // Like a promotion: never over a write that came after the entry was loaded (a
+            // newer value, a removal, the drop of this entry once dead).
+            let held = self.stripes.lock(ek.digest);
+            if held.version() == entry.written_at {
+                self.memory.insert(ek.digest, decoded);
+            }
+        }
+        // Its first use this run: noted like a disk hit's, so that the next restart ranks it
+        // as recently used.
+        if let (Some(disk), true) = (&self.disk, entry.on_disk) {
+            disk.touch(ek.digest, self.clock.now_ms(), entry.expiry.idle_ms != 0);
+        }
+        Some(v)
     }
 
     /// The memory tier's entry for `ek`, judged. A read (`touch`) refreshes an idle entry;
@@ -227,8 +292,10 @@ impl Inner {
         }
         let idle = rec.meta.expiry.idle_ms != 0;
         let entry = MemEntry {
-            value: v.clone(),
-            type_name: std::any::type_name::<V>(),
+            value: Value::Decoded {
+                value: v.clone(),
+                type_name: std::any::type_name::<V>(),
+            },
             key: Box::from(&*ek.bytes),
             expiry: rec.meta.expiry,
             last_access_ms: now.into(),

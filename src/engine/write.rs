@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::flight::Role;
 use crate::key::{encode_key, EncodedKey};
-use crate::memory::{self, MemEntry};
+use crate::memory::{self, MemEntry, Value};
 use crate::options::Options;
 use crate::record::{self, Meta};
 use crate::stats::Counters;
@@ -99,8 +99,10 @@ impl Inner {
             .as_ref()
             .map(|(meta, payload)| record::encode(meta, &stamp, &ek.bytes, payload));
         let mut entry = MemEntry {
-            value,
-            type_name: std::any::type_name::<V>(),
+            value: Value::Decoded {
+                value,
+                type_name: std::any::type_name::<V>(),
+            },
             weight: memory::weight::<V>(ek.bytes.len(), payload_len, stamp.len()),
             key: Box::from(&*ek.bytes),
             expiry,
