@@ -85,18 +85,27 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<BlobRef> {
     })
 }
 
-/// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged.
+/// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged
+/// (with a warning).
 pub(crate) fn read(dir: &Path, blob: &BlobRef) -> Option<Vec<u8>> {
-    let path = path(dir, blob.id);
-    let why = match fs::read(&path) {
-        Ok(bytes) if bytes.len() as u64 == blob.len && xxh3_64(&bytes) == blob.sum => {
-            return Some(bytes)
+    match try_read(dir, blob) {
+        Ok(bytes) => Some(bytes),
+        Err(why) => {
+            let path = path(dir, blob.id);
+            tracing::warn!(file = %path.display(), why, "cache side file unreadable: a miss");
+            None
         }
-        Ok(_) => "damaged (length or checksum)".to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::warn!(file = %path.display(), why, "cache side file unreadable: a miss");
-    None
+    }
+}
+
+/// Reads a blob in one pass into its final buffer, or says why it cannot: for a caller that
+/// decides itself whether that is worth a warning.
+pub(crate) fn try_read(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, String> {
+    match fs::read(path(dir, blob.id)) {
+        Ok(bytes) if bytes.len() as u64 == blob.len && xxh3_64(&bytes) == blob.sum => Ok(bytes),
+        Ok(_) => Err("damaged (length or checksum)".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Deletes the blobs of records that are gone (after the commit that removed them).

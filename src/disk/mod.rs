@@ -19,6 +19,7 @@ mod sweep;
 #[cfg(test)]
 mod sweep_tests;
 mod tables;
+pub(crate) mod warm;
 mod writer;
 
 use std::collections::HashMap;
