@@ -82,6 +82,8 @@ pub struct CacheBuilder {
     open_timeout: Duration,
     clock: Arc<dyn Clock>,
     on_damaged_file: DamagedFile,
+    /// The warm restart's budget; `None`: the default for the memory capacity.
+    warm_restart: Option<u64>,
     #[cfg(test)]
     faults: Option<Arc<crate::disk::faults::Faults>>,
 }
@@ -98,6 +100,7 @@ impl Default for CacheBuilder {
             open_timeout: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
             on_damaged_file: DamagedFile::Fail,
+            warm_restart: None,
             #[cfg(test)]
             faults: None,
         }
@@ -135,6 +138,21 @@ impl CacheBuilder {
     /// Default: 4 GiB.
     pub fn disk_capacity(mut self, bytes: u64) -> Self {
         self.disk_capacity = bytes;
+        self
+    }
+
+    /// Warm restart: at open, a background thread loads the most recently used entries (by
+    /// their last read, else their creation) into the memory tier, up to `budget_bytes` of
+    /// it (weighed as [`Stats::memory_bytes`](crate::Stats::memory_bytes) weighs them), so
+    /// that the first reads after a restart are memory hits. `open` does not wait for it, and
+    /// reads, writes and removals go ahead meanwhile; whatever they do to a key wins over the
+    /// loader. Entries are loaded undecoded: the first read of one decodes it. Dropping the
+    /// cache stops it. [`Stats::warm_loaded`](crate::Stats::warm_loaded) counts what it loaded.
+    ///
+    /// `0` turns it off; a budget above `memory_capacity` is taken as `memory_capacity`.
+    /// Default: a quarter of `memory_capacity`, at most 64 MiB.
+    pub fn warm_restart(mut self, budget_bytes: u64) -> Self {
+        self.warm_restart = Some(budget_bytes);
         self
     }
 
@@ -270,6 +288,9 @@ impl CacheBuilder {
             },
         };
         let (disk, gens) = DiskTier::open(cfg, self.clock.clone(), counters.clone())?;
+        let warm_budget = self
+            .warm_restart
+            .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity));
         let inner = Arc::new(Inner::new(
             memory,
             Some(disk),
@@ -286,6 +307,7 @@ impl CacheBuilder {
                 .load(std::sync::atomic::Ordering::Relaxed),
             "cache opened"
         );
+        inner.start_warm_restart(warm_budget);
         Ok(Cache::from_inner(inner))
     }
 }

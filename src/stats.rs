@@ -1,6 +1,6 @@
 //! Counters and the [`Stats`] snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::record::Dead;
 
@@ -50,6 +50,12 @@ pub struct Stats {
     /// Times the disk tier went out of service (a failed commit, a damaged file), or a damaged
     /// file was set aside at open; see [`Cache::health`](crate::Cache::health).
     pub disk_failures: u64,
+    /// Entries the warm restart loaded into the memory tier at open (see
+    /// [`CacheBuilder::warm_restart`](crate::CacheBuilder::warm_restart)). Their reads count
+    /// as memory hits.
+    pub warm_loaded: u64,
+    /// Whether the warm restart is still loading entries.
+    pub warming: bool,
     /// Inserts and disk hits of values larger than the whole memory tier
     /// (`memory_capacity`): such a value is not kept in memory, so each read of it is served
     /// from disk (a value kept in memory only is not kept at all).
@@ -70,6 +76,8 @@ pub(crate) struct Counters {
     pub disk_bytes: AtomicU64,
     pub disk_entries: AtomicU64,
     pub disk_failures: AtomicU64,
+    pub warm_loaded: AtomicU64,
+    pub warming: AtomicBool,
     pub too_large_for_memory: AtomicU64,
     /// What happened to the keys dropped lately, for `Cache::explain`.
     pub graveyard: crate::explain::Graveyard,
@@ -105,6 +113,9 @@ impl Counters {
             disk_bytes: self.disk_bytes.load(Relaxed),
             entries: self.disk_entries.load(Relaxed),
             disk_failures: self.disk_failures.load(Relaxed),
+            warm_loaded: self.warm_loaded.load(Relaxed),
+            // Pairs with the loader's store: what it loaded is visible once this reads false.
+            warming: self.warming.load(std::sync::atomic::Ordering::Acquire),
             too_large_for_memory: self.too_large_for_memory.load(Relaxed),
         }
     }

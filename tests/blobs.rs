@@ -12,10 +12,13 @@ fn blobs(dir: &Path) -> Vec<PathBuf> {
     common::files_starting_with(&dir.join("blobs"), "")
 }
 
+/// Without the warm restart: reads after a reopen go to the side files (`tests/warm.rs`
+/// tests loading them).
 fn open(dir: &Path) -> Cache {
     Cache::builder()
         .path(dir)
         .durability(Durability::Immediate)
+        .warm_restart(0)
         .open()
         .unwrap()
 }

@@ -101,7 +101,7 @@ fn deadlines_hold_across_restarts() {
     clock.advance(20 * S);
     {
         // From disk: nothing has expired yet; reading "idle" restarts its idle time.
-        let cache = common::open(dir.path(), &clock);
+        let cache = common::open_cold(dir.path(), &clock);
         for k in ["ttl", "at", "idle", "forever"] {
             assert!(live(&cache, k), "{k} expired too early");
         }

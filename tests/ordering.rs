@@ -61,10 +61,13 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// Without the warm restart, so that a reopened key is on disk only and its first read
+/// promotes it (`tests/warm.rs` races the warm restart's loaded entries the same way).
 fn open(dir: &Path) -> Cache {
     Cache::builder()
         .path(dir)
         .durability(Durability::Immediate)
+        .warm_restart(0)
         .open()
         .expect("open cache")
 }
@@ -192,7 +195,7 @@ fn dropping_an_expired_record_never_deletes_a_newer_insert() {
         .insert_with("k", 1u64, &Options::new().ttl(Duration::from_secs(60)))
         .unwrap();
     clock.0.advance(Duration::from_secs(120));
-    let cache = common::open(dir.path(), &clock); // expired, on disk only
+    let cache = common::open_cold(dir.path(), &clock); // expired, on disk only
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, u64>("k").unwrap(),
@@ -238,7 +241,7 @@ fn dropping_a_record_of_another_type_never_deletes_a_newer_insert() {
     let dir = common::tempdir();
     let clock = GatedClock::new();
     common::open(dir.path(), &clock).insert("k", 1u64).unwrap();
-    let cache = common::open(dir.path(), &clock);
+    let cache = common::open_cold(dir.path(), &clock);
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, String>("k").unwrap(),
@@ -281,7 +284,7 @@ fn dropping_a_damaged_record_never_deletes_a_newer_insert() {
     assert!(hits > 0, "the value was not found in the file");
     std::fs::write(&db, file).unwrap();
 
-    let cache = common::open(dir.path(), &clock);
+    let cache = common::open_cold(dir.path(), &clock);
     let c = cache.clone();
     let seen = race(
         move || c.get::<_, String>("k").unwrap(),

@@ -41,7 +41,7 @@ fn a_new_process_reads_every_entry_first_from_disk_then_from_memory() {
         .unwrap();
     assert!(status.success());
 
-    let cache = Cache::open(dir.path()).unwrap();
+    let cache = common::cold(dir.path());
     assert_eq!(cache.stats().entries, N);
     for i in 0..N {
         let v = cache.get::<_, (String, Vec<u64>)>(&i).unwrap();

@@ -154,7 +154,7 @@ fn read_as_another_type_keeps_the_record() {
         assert_eq!(cache.stats().type_mismatches, 1);
         assert_eq!(cache.get::<_, i32>("answer").unwrap().as_deref(), Some(&42));
     }
-    let cache = Cache::open(dir.path()).unwrap();
+    let cache = common::cold(dir.path());
     assert_eq!(cache.get::<_, u64>("answer").unwrap(), None);
     assert_eq!(cache.stats().type_mismatches, 1);
     assert_eq!(cache.get::<_, i32>("answer").unwrap().as_deref(), Some(&42));

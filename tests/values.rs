@@ -25,7 +25,7 @@ where
         let cache = Cache::open(dir.path()).unwrap();
         cache.insert("v", value).unwrap();
     }
-    let cache = Cache::open(dir.path()).unwrap();
+    let cache = common::cold(dir.path());
     let got = cache.get::<_, V>("v").unwrap();
     let stats = cache.stats();
     assert_eq!(

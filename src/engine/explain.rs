@@ -38,7 +38,11 @@ impl Inner {
         Ok(Explanation::NeverWritten)
     }
 
-    fn explain_memory<V: DeserializeOwned + 'static>(&self, ek: &EncodedKey, now: u64) -> Option<Explanation> {
+    fn explain_memory<V: DeserializeOwned + 'static>(
+        &self,
+        ek: &EncodedKey,
+        now: u64,
+    ) -> Option<Explanation> {
         let entry = self.memory.get(ek.digest)?;
         if *entry.key != ek.bytes[..] {
             return None;

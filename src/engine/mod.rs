@@ -4,6 +4,7 @@
 
 mod explain;
 mod read;
+pub(crate) mod warm;
 mod write;
 
 use std::any::Any;
@@ -58,8 +59,20 @@ pub(crate) struct Inner {
     pub resources: Mutex<HashMap<String, Arc<OnceLock<AnyValue>>>>,
     pub root: Scope,
     /// The per-key ordering rule's locks: see `ordering.rs`.
-    pub stripes: Stripes,
+    pub stripes: Arc<Stripes>,
+    /// The warm restart's loader, if one was started: see `warm.rs`.
+    warm: OnceLock<warm::Loader>,
     all_id: u64,
+}
+
+impl Drop for Inner {
+    /// Stops the warm restart's loader before the tiers close, so that the folder is
+    /// released when the last clone of the cache is dropped, as without it.
+    fn drop(&mut self) {
+        if let Some(loader) = self.warm.get_mut() {
+            loader.stop();
+        }
+    }
 }
 
 impl Inner {
@@ -81,7 +94,8 @@ impl Inner {
             flights: Flights::default(),
             resources: Mutex::default(),
             root: Scope::root(),
-            stripes: Stripes::default(),
+            stripes: Arc::default(),
+            warm: OnceLock::new(),
             all_id: generations::id(generations::ALL),
         }
     }

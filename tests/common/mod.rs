@@ -81,6 +81,27 @@ pub fn open<C: tiered::Clock>(dir: &Path, clock: &Arc<C>) -> Cache {
         .expect("open cache")
 }
 
+/// Like [`open`], without the warm restart: after a reopen, every first read comes from disk
+/// (for tests about disk hits and promotion; `tests/warm.rs` tests the warm restart).
+pub fn open_cold<C: tiered::Clock>(dir: &Path, clock: &Arc<C>) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .clock(clock.clone())
+        .durability(Durability::Immediate)
+        .warm_restart(0)
+        .open()
+        .expect("open cache")
+}
+
+/// `Cache::open(dir)`, without the warm restart (see [`open_cold`]).
+pub fn cold(dir: &Path) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .warm_restart(0)
+        .open()
+        .expect("open cache")
+}
+
 /// Polls `f` until it holds, for at most `secs` seconds (for work done in the background).
 pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
