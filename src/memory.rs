@@ -186,6 +186,13 @@ impl MemoryTier {
         self.moka.get(&digest)
     }
 
+    /// Whether the tier's entry for `digest` is `entry` itself.
+    pub fn holds(&self, digest: u128, entry: &Arc<MemEntry>) -> bool {
+        self.moka
+            .get(&digest)
+            .is_some_and(|held| Arc::ptr_eq(&held, entry))
+    }
+
     /// Whether the tier holds an entry for `digest`, without counting it as a use.
     pub fn contains(&self, digest: u128) -> bool {
         self.moka.contains_key(&digest)

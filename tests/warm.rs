@@ -25,6 +25,19 @@ impl<'de> Deserialize<'de> for Slow {
     }
 }
 
+/// Counts its decodes.
+#[derive(Debug, PartialEq, Serialize)]
+struct Counted(u64);
+
+static DECODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Counted(u64::deserialize(d)?))
+    }
+}
+
 /// `dir` reopened with the warm restart's `budget` (and the test's clock).
 fn reopen(dir: &Path, clock: &Arc<ManualClock>, budget: u64) -> Cache {
     Cache::builder()
@@ -184,6 +197,33 @@ fn a_loaded_entry_read_as_another_type_is_a_miss_that_keeps_it() {
     );
     let s = cache.stats();
     assert_eq!((s.type_mismatches, s.disk_hits), (2, 0), "{s:?}");
+}
+
+#[test]
+fn a_loaded_entry_is_decoded_once_even_after_writes_to_other_keys() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = common::tempdir();
+    let clock = common::clock();
+    common::open(dir.path(), &clock)
+        .insert("k", Counted(5))
+        .unwrap();
+    let cache = common::open(dir.path(), &clock);
+    assert_eq!(warmed(&cache).warm_loaded, 1);
+    // Writes to many other keys: some share the key's lock stripe (1024 of them).
+    let elsewhere = Options::new().memory_only();
+    for i in 0..20_000u64 {
+        cache.insert_with(&i, i, &elsewhere).unwrap();
+    }
+    let before = DECODES.load(SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            cache.get::<_, Counted>("k").unwrap().as_deref(),
+            Some(&Counted(5))
+        );
+    }
+    assert_eq!(DECODES.load(SeqCst) - before, 1, "decoded on every read");
+    let s = cache.stats();
+    assert_eq!((s.memory_hits, s.disk_hits), (3, 0), "{s:?}");
 }
 
 #[test]

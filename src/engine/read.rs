@@ -16,6 +16,7 @@ use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
 use crate::key::{encode_key, EncodedKey, ScopeName};
 use crate::memory::{self, MemEntry, Raw, Value};
+use crate::ordering::Held;
 use crate::record::{self, Dead, Record};
 use crate::stats::Counters;
 
@@ -83,7 +84,7 @@ impl Inner {
         &self,
         scope: &ScopeName,
         ek: &EncodedKey,
-        entry: &MemEntry,
+        entry: &Arc<MemEntry>,
         raw: &Raw,
     ) -> Option<Arc<V>>
     where
@@ -96,18 +97,22 @@ impl Inner {
                 return None;
             }
             TypeCheck::OutdatedShape => {
-                self.outdated_shape::<V>(scope, ek.digest, entry.written_at);
+                self.outdated_shape::<V>(scope, ek.digest, || {
+                    self.drop_memory_entry(ek.digest, entry)
+                });
                 return None;
             }
         }
         // User code (a slow Deserialize) runs here, holding no lock.
         let Some(v) = codec::decode::<V>(&raw.payload, raw.meta.self_describing) else {
-            self.outdated_shape::<V>(scope, ek.digest, entry.written_at);
+            self.outdated_shape::<V>(scope, ek.digest, || {
+                self.drop_memory_entry(ek.digest, entry)
+            });
             return None;
         };
         let v = Arc::new(v);
         Counters::bump(&self.counters.memory_hits);
-        let decoded = MemEntry {
+        let mut decoded = MemEntry {
             value: Value::Decoded {
                 value: v.clone(),
                 type_name: std::any::type_name::<V>(),
@@ -120,13 +125,14 @@ impl Inner {
             checked_epoch: entry.checked_epoch.load(Ordering::Relaxed).into(),
             weight: memory::weight::<V>(entry.key.len(), raw.payload.len(), entry.gens.len()),
             on_disk: entry.on_disk,
-            written_at: entry.written_at,
+            written_at: 0,
         };
         {
             // Like a promotion: never over a write that came after the entry was loaded (a
             // newer value, a removal, the drop of this entry once dead).
             let held = self.stripes.lock(ek.digest);
-            if held.version() == entry.written_at {
+            if self.untouched_since(&held, ek.digest, entry) {
+                decoded.written_at = held.version();
                 self.memory.insert(ek.digest, decoded);
             }
         }
@@ -194,13 +200,22 @@ impl Inner {
         }
     }
 
+    /// Whether no write to `digest` came after `entry` entered the memory tier, judged under
+    /// the key's stripe lock (`held`): the stripe still has the version the entry entered at,
+    /// or the tier still holds that very entry (every write to the key replaces or removes
+    /// its entry, under this lock; a write to another key of the stripe only changes the
+    /// version, and must not make the entry look overwritten for good).
+    fn untouched_since(&self, held: &Held<'_>, digest: u128, entry: &Arc<MemEntry>) -> bool {
+        held.version() == entry.written_at || self.memory.holds(digest, entry)
+    }
+
     /// Drops a dead memory entry (and its record) unless a write replaced it meanwhile;
     /// returns whether it did.
-    fn drop_memory_entry(&self, digest: u128, entry: &MemEntry) -> bool {
+    fn drop_memory_entry(&self, digest: u128, entry: &Arc<MemEntry>) -> bool {
         let mut held = self.stripes.lock(digest);
-        // Not "is it still in memory": moka may have let it go by itself meanwhile, and its
-        // record must still be dropped. Whether a write came after it is what matters.
-        if held.version() != entry.written_at {
+        // Not only "is it still in memory": moka may have let it go by itself meanwhile, and
+        // its record must still be dropped. Whether a write came after it is what matters.
+        if !self.untouched_since(&held, digest, entry) {
             return false;
         }
         held.bump();
@@ -256,7 +271,7 @@ impl Inner {
                 return None;
             }
             TypeCheck::OutdatedShape => {
-                self.outdated_shape::<V>(scope, ek.digest, version);
+                self.outdated_shape::<V>(scope, ek.digest, || self.drop_record(ek.digest, version));
                 return None;
             }
         }
@@ -278,7 +293,7 @@ impl Inner {
         };
         // User code (a slow Deserialize) runs here, holding no lock.
         let Some(v) = codec::decode::<V>(payload, rec.meta.self_describing) else {
-            self.outdated_shape::<V>(scope, ek.digest, version);
+            self.outdated_shape::<V>(scope, ek.digest, || self.drop_record(ek.digest, version));
             return None;
         };
         let v = Arc::new(v);
@@ -328,15 +343,21 @@ impl Inner {
         );
     }
 
-    /// A record of an outdated shape of `V` (or whose payload no longer decodes): reclaimed.
-    fn outdated_shape<V: 'static>(&self, scope: &ScopeName, digest: u128, version: u64) {
+    /// A record of an outdated shape of `V` (or whose payload no longer decodes): reclaimed by
+    /// `drop` (which says whether it dropped it: not over a newer write).
+    fn outdated_shape<V: 'static>(
+        &self,
+        scope: &ScopeName,
+        digest: u128,
+        drop: impl FnOnce() -> bool,
+    ) {
         Counters::bump(&self.counters.type_mismatches);
         tracing::debug!(
             namespace = %scope,
             ty = std::any::type_name::<V>(),
             "record of an outdated shape of the type dropped"
         );
-        if self.drop_record(digest, version) {
+        if drop() {
             self.counters
                 .graveyard
                 .bury(digest, Explanation::OutdatedShape);
