@@ -115,6 +115,12 @@ impl Source {
                 if c.weight > budget || c.weight > max_entry {
                     continue;
                 }
+                // Older than everything kept, with no room left: it would go first (this
+                // spares most records of a large cache a push and a pop).
+                let full = total + c.weight > budget;
+                if full && chosen.peek().is_some_and(|Reverse(oldest)| c < *oldest) {
+                    continue;
+                }
                 chosen.push(Reverse(c));
                 total += c.weight;
                 // Keep the most recent run that fits: the oldest go first.
@@ -142,17 +148,17 @@ impl Source {
     /// write that has left it is in the transaction's snapshot.
     pub fn read(&self, digests: &[u128]) -> Option<Vec<Option<Stored>>> {
         let shared = &self.shared;
-        let written: Vec<bool> = {
-            let pending =
-                (shared.pending_len.load(Ordering::Acquire) != 0).then(|| lock(&shared.pending));
-            digests
-                .iter()
-                .map(|d| {
-                    pending.as_ref().is_some_and(|p| p.contains_key(d))
-                        || shared.health.is_shadowed(*d)
-                })
-                .collect()
+        let mut written: Vec<bool> = if shared.pending_len.load(Ordering::Acquire) != 0 {
+            let pending = lock(&shared.pending);
+            digests.iter().map(|d| pending.contains_key(d)).collect()
+        } else {
+            vec![false; digests.len()]
         };
+        // Then the shadows, in that order: a failed write is shadowed before it leaves the
+        // overlay (see `writer.rs`), so it is seen in one or the other.
+        for (w, d) in written.iter_mut().zip(digests) {
+            *w = *w || shared.health.is_shadowed(*d);
+        }
         shared.read(|txn| {
             let records = txn.open_table(RECORDS)?;
             let access = txn.open_table(ACCESS)?;
