@@ -964,3 +964,24 @@ fn random_concurrent_operations_leave_every_key_explained_by_its_last_operation(
         Err(report) => panic!("{report}"),
     }
 }
+
+#[test]
+fn random_operations_racing_the_warm_restart_leave_every_key_explained() {
+    let _watchdog = common::watchdog("the invariant run against a warm restart", 120);
+    let dir = common::tempdir();
+    let began = Instant::now();
+    let cfg = invariant::Config::warm(Duration::from_secs(3));
+    match invariant::run(dir.path(), &cfg) {
+        Ok(summary) => {
+            println!(
+                "invariant held: {summary:?} in {:.1} s",
+                began.elapsed().as_secs_f64()
+            );
+            assert!(
+                summary.warming_while_running && summary.warm_loaded > 0,
+                "the loader never raced the workload: {summary:?}"
+            );
+        }
+        Err(report) => panic!("{report}"),
+    }
+}

@@ -255,6 +255,33 @@ fn a_loaded_entry_expires_like_any_other() {
 /// while write thousands of entries).
 const LARGE_BATCHES: Durability = Durability::Batched(Duration::from_secs(5));
 
+#[test]
+fn a_loaded_idle_entry_counts_its_idle_time_from_its_last_use() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    let idle = Options::new().idle(Duration::from_secs(10));
+    {
+        let cache = common::open(dir.path(), &clock);
+        cache.insert_with("read", 1u64, &idle).unwrap();
+        cache.insert_with("unread", 1u64, &idle).unwrap();
+    }
+    clock.advance(Duration::from_secs(4));
+    let cache = common::open(dir.path(), &clock);
+    assert_eq!(warmed(&cache).warm_loaded, 2);
+    clock.advance(Duration::from_secs(4)); // t = 8 s
+    assert!(memory_hit(&cache, "read"), "read at 8 s: idle until 18 s");
+    clock.advance(Duration::from_secs(3)); // t = 11 s
+    assert_eq!(
+        cache.get::<_, u64>("unread").unwrap(),
+        None,
+        "idle since it was written at 0 s, not since it was loaded at 4 s"
+    );
+    assert!(memory_hit(&cache, "read"));
+    clock.advance(Duration::from_secs(11)); // t = 22 s
+    assert_eq!(cache.get::<_, u64>("read").unwrap(), None);
+    assert_eq!(cache.stats().expirations, 2);
+}
+
 /// `n` keys holding their index, on disk.
 fn filled(dir: &Path, n: u64) {
     let cache = Cache::builder()

@@ -42,6 +42,12 @@ pub struct Config {
     pub memory_capacity: u64,
     pub durability: Durability,
     pub seed: u64,
+    /// The warm restart's budget (`None`: the default).
+    pub warm_restart: Option<u64>,
+    /// When not zero, this many other keys are written, then every key, and the cache is
+    /// reopened: the workload then races the warm restart, which loads the workload's keys
+    /// first (they are the most recent) and the other keys after them.
+    pub prefill_fillers: u64,
 }
 
 impl Config {
@@ -57,6 +63,20 @@ impl Config {
             memory_capacity: 16 << 10,
             durability: Durability::Batched(Duration::from_millis(10)),
             seed: 0x5eed,
+            warm_restart: None,
+            prefill_fillers: 0,
+        }
+    }
+
+    /// The brief run against a warm restart: every key already on disk, and loaded into a
+    /// memory tier that holds them all while the workload runs.
+    pub fn warm(duration: Duration) -> Self {
+        Config {
+            memory_capacity: 32 << 20,
+            warm_restart: Some(32 << 20),
+            prefill_fillers: 10_000,
+            seed: 0x3a4d,
+            ..Config::standard(duration)
         }
     }
 }
@@ -70,6 +90,10 @@ pub struct Summary {
     pub invalidations: u64,
     pub keys_present: u64,
     pub elapsed: Duration,
+    /// Entries the warm restart loaded while the workload ran.
+    pub warm_loaded: u64,
+    /// Whether the warm restart was still loading once the workload had begun.
+    pub warming_while_running: bool,
 }
 
 /// The value every write stores: a unique id and a padding derived from it (to weigh, and to
@@ -146,20 +170,59 @@ struct Write {
 }
 
 fn open(dir: &Path, cfg: &Config) -> Cache {
-    Cache::builder()
+    let mut builder = Cache::builder()
         .path(dir)
         .memory_capacity(cfg.memory_capacity)
-        .durability(cfg.durability)
+        .durability(cfg.durability);
+    if let Some(budget) = cfg.warm_restart {
+        builder = builder.warm_restart(budget);
+    }
+    builder.open().expect("open cache")
+}
+
+/// Writes every key, then `cfg.prefill_fillers` other keys, in a cache that is then closed;
+/// returns the log of the keys' writes (they happen before anything else).
+fn prefill(dir: &Path, cfg: &Config, clock: &AtomicU64, next_id: &AtomicU64) -> Vec<Event> {
+    let cache = Cache::builder()
+        .path(dir)
+        .durability(Durability::Batched(Duration::from_secs(5)))
+        .warm_restart(0)
         .open()
-        .expect("open cache")
+        .expect("open cache");
+    let tick = || clock.fetch_add(1, Ordering::SeqCst);
+    for i in 0..cfg.prefill_fillers {
+        cache.insert(&("filler", i), Val::new(0)).expect("prefill");
+    }
+    let mut log = Vec::new();
+    for key in 0..cfg.keys {
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let opts = Options::new().tags([tag_of(key, cfg.tags)]);
+        let start = tick();
+        cache
+            .insert_with(&key, Val::new(id), &opts)
+            .expect("prefill");
+        log.push(Event {
+            key,
+            kind: Kind::Insert { id },
+            start,
+            end: tick(),
+        });
+    }
+    cache.flush().expect("prefill");
+    log
 }
 
 /// Runs the workload in `dir` and checks the invariant; `Err` lists the violations found.
 pub fn run(dir: &Path, cfg: &Config) -> Result<Summary, String> {
     let began = Instant::now();
-    let cache = open(dir, cfg);
     let clock = Arc::new(AtomicU64::new(1));
     let next_id = Arc::new(AtomicU64::new(1));
+    let mut logs = Vec::new();
+    if cfg.prefill_fillers > 0 {
+        logs.push(prefill(dir, cfg, &clock, &next_id));
+    }
+    let cache = open(dir, cfg);
+    let before_workers = clock.load(Ordering::SeqCst);
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(cfg.threads));
     let handles: Vec<_> = (0..cfg.threads)
@@ -175,7 +238,14 @@ pub fn run(dir: &Path, cfg: &Config) -> Result<Summary, String> {
             std::thread::spawn(move || worker(t, &cache, &cfg, &clock, &next_id, &stop, &barrier))
         })
         .collect();
-    let mut logs = Vec::new();
+    // The workers are past their barrier once one of them has logged an operation; the
+    // main thread only looks at the loader meanwhile.
+    let warming_while_running = {
+        while clock.load(Ordering::SeqCst) <= before_workers {
+            std::thread::yield_now();
+        }
+        cache.stats().warming
+    };
     let mut errors = Vec::new();
     for h in handles {
         match h.join() {
@@ -189,6 +259,7 @@ pub fn run(dir: &Path, cfg: &Config) -> Result<Summary, String> {
     if let Err(e) = cache.flush() {
         errors.push(format!("flush failed: {e}"));
     }
+    let warm_loaded = cache.stats().warm_loaded;
     let open_values = read_all(&cache, cfg, &mut errors);
     // Once more: the first pass promoted what it read from disk; the answers must not move.
     let again = read_all(&cache, cfg, &mut errors);
@@ -207,6 +278,8 @@ pub fn run(dir: &Path, cfg: &Config) -> Result<Summary, String> {
 
     let mut summary = Summary {
         ops: logs.iter().map(|l| l.len() as u64).sum(),
+        warm_loaded,
+        warming_while_running,
         ..Summary::default()
     };
     check(
