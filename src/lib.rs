@@ -29,6 +29,7 @@
 //! | feature | how |
 //! |---|---|
 //! | survives restarts | records in a redb file in the cache folder |
+//! | memory hits right after a restart | [`CacheBuilder::warm_restart`] loads recently used entries in the background |
 //! | no decoding on memory hits | the memory tier holds `Arc<V>` |
 //! | one computation per missing key | [`Cache::get_or_insert_with`] |
 //! | expiry: relative, absolute, idle | [`Options::ttl`], [`Options::expires_at`], [`Options::idle`], [`next_local_time`] |
