@@ -47,7 +47,7 @@ const DEFAULT_CAP: u64 = 64 << 20;
 /// tier, at most 64 MiB. A quarter leaves most of the tier to the session's own work (loaded
 /// entries that are never read again only leave by eviction); the cap bounds what every
 /// open reads from disk and holds for a large tier, since a dev server restarts often and
-/// its first requests touch far less than that (64 MiB is ~110,000 small entries).
+/// its first requests touch far less than that (64 MiB is ~100,000 entries of 100 bytes).
 pub(crate) fn default_budget(memory_capacity: u64) -> u64 {
     (memory_capacity / DEFAULT_SHARE).min(DEFAULT_CAP)
 }
@@ -140,7 +140,7 @@ fn lower_priority() {
     }
 }
 
-/// Why the loader ended before loading all it chose.
+/// How the loader ended.
 #[derive(Debug)]
 enum Ended {
     Done,
