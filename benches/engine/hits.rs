@@ -160,7 +160,8 @@ pub fn disk_hit_after_reopen(c: &mut Criterion) {
             first_reads(
                 iters,
                 N,
-                || Cache::open(&path).unwrap(),
+                // Without the warm restart: the first reads are to be disk hits.
+                || Cache::builder().path(&path).warm_restart(0).open().unwrap(),
                 |cache, i| {
                     black_box(cache.get::<_, Row>(keys[i].as_str()).unwrap().unwrap());
                 },
