@@ -117,6 +117,7 @@ impl CacheBuilder {
             defaults: self.defaults.clone(),
             open_timeout: self.open_timeout,
             on_damaged_file: self.on_damaged_file,
+            warm_restart: self.warm_restart,
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     pub defaults: Options,
     pub open_timeout: Duration,
     pub on_damaged_file: DamagedFile,
+    /// `None`: the default budget.
+    pub warm_restart: Option<u64>,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
         differ!("default_options", defaults);
         differ!("open_timeout", open_timeout);
         differ!("on_damaged_file", on_damaged_file);
+        differ!("warm_restart", warm_restart);
         out
     }
 }
@@ -151,6 +154,7 @@ mod tests {
             defaults: Options::new(),
             open_timeout: Duration::from_secs(10),
             on_damaged_file: DamagedFile::Fail,
+            warm_restart: None,
         }
     }
 
@@ -170,6 +174,7 @@ mod tests {
             defaults: Options::new().ttl(Duration::from_secs(5)),
             open_timeout: Duration::from_secs(1),
             on_damaged_file: DamagedFile::SetAside,
+            warm_restart: Some(0),
         };
         let differences = open.differences(&asked);
         let names: Vec<&str> = differences
@@ -185,7 +190,8 @@ mod tests {
                 "durability",
                 "default_options",
                 "open_timeout",
-                "on_damaged_file"
+                "on_damaged_file",
+                "warm_restart"
             ]
         );
         assert_eq!(
