@@ -15,6 +15,7 @@ mod guard;
 mod health;
 mod labels;
 mod open;
+mod space;
 mod sweep;
 #[cfg(test)]
 mod sweep_tests;
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub capacity: u64,
+    /// What `space.rs` learned of the database file, written with every commit.
+    pub learned: Mutex<space::Learned>,
     pub open: open::OpenSettings,
     pub health: HealthState,
     pub backlog: Backlog,
@@ -148,29 +151,48 @@ impl Shared {
         let Some(db) = self.db() else {
             return Err(self.outage_failure());
         };
-        let (out, bytes, entries, doomed) = catch(|| {
+        let (out, done) = catch(|| {
             let mut txn = db.begin_write()?;
             txn.set_quick_repair(true);
-            let (out, bytes, entries, doomed) = {
-                let bytes = self.counters.disk_bytes.load(Ordering::Relaxed);
-                let mut t = tables::Tables::open(&txn, bytes)?;
+            let (out, done) = {
+                let learned = *lock(&self.learned);
+                let mut t = tables::Tables::open(&txn, self.totals(), learned)?;
                 let out = f(&mut t)?;
-                let (bytes, entries, doomed) = t.finish()?;
-                (out, bytes, entries, doomed)
+                (out, t.finish()?)
             };
             txn.commit()?;
-            Ok((out, bytes, entries, doomed))
+            Ok((out, done))
         })
         .map_err(|c| Failure {
             detail: c.detail(),
             damaged: c.is_damage(),
         })?;
         self.refresh_snapshot(&db);
-        self.counters.disk_bytes.store(bytes, Ordering::Relaxed);
-        self.counters.disk_entries.store(entries, Ordering::Relaxed);
+        self.set_totals(done.totals, done.entries);
         // Committed: the side files of the records it removed are garbage now.
-        blobs::delete(&self.dir, &doomed);
+        blobs::delete(&self.dir, &done.doomed);
         Ok(out)
+    }
+
+    /// The logical totals as of the last commit.
+    fn totals(&self) -> tables::Totals {
+        tables::Totals {
+            bytes: self.counters.disk_bytes.load(Ordering::Relaxed),
+            blob_bytes: self.counters.disk_blob_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_totals(&self, totals: tables::Totals, entries: u64) {
+        let c = &self.counters;
+        c.disk_bytes.store(totals.bytes, Ordering::Relaxed);
+        c.disk_blob_bytes
+            .store(totals.blob_bytes, Ordering::Relaxed);
+        c.disk_entries.store(entries, Ordering::Relaxed);
+    }
+
+    /// The database file's length (0 if it cannot be read).
+    fn file_len(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Runs `f` in a read transaction; a failure takes the tier out of service.
@@ -302,9 +324,13 @@ impl DiskTier {
                 // The damaged file's entries are gone: count it as a failure of the tier.
                 Counters::bump(&counters.disk_failures);
             }
-            counters.disk_bytes.store(o.disk_bytes, Ordering::Relaxed);
+            counters.disk_bytes.store(o.totals.bytes, Ordering::Relaxed);
+            counters
+                .disk_blob_bytes
+                .store(o.totals.blob_bytes, Ordering::Relaxed);
             counters.disk_entries.store(o.entries, Ordering::Relaxed);
         }
+        let learned = opened.as_ref().map(|o| o.learned).unwrap_or_default();
         let window = match cfg.durability {
             Durability::Batched(d) => Some(d),
             Durability::Immediate => None,
@@ -322,11 +348,16 @@ impl DiskTier {
             counters,
             clock,
             capacity: cfg.capacity,
+            learned: Mutex::new(learned),
             open: cfg.open,
             health: HealthState::default(),
             backlog: Backlog::new(window),
             writer_thread: OnceLock::new(),
         });
+        shared.counters.disk_file_bytes.store(
+            shared.file_len().saturating_add(shared.totals().blob_bytes),
+            Ordering::Relaxed,
+        );
         if let Some(failure) = failure {
             shared.fail(failure);
         }
@@ -545,6 +576,17 @@ impl DiskTier {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Commits everything queued, sweeps dead records, evicts past the limits and compacts
+    /// the database file (see `space.rs`).
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush); [`Error::Storage`] if the tier is out of service or the
+    /// compaction did not run.
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        self.send(Op::Compact, true).wait()
     }
 
     /// Whether a record for `digest` may exist (committed or queued).

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::guard::{catch, guarded, Caught};
+use super::space::Learned;
 use super::tables::*;
 use crate::error::{Error, Result};
 use crate::DamagedFile;
@@ -22,7 +23,9 @@ pub(crate) const OWNER_FILE: &str = "owner";
 pub(crate) struct Opened {
     pub db: redb::Database,
     pub generations: Vec<(String, u64)>,
-    pub disk_bytes: u64,
+    pub totals: Totals,
+    /// What `space.rs` learned of the file.
+    pub learned: Learned,
     pub entries: u64,
     /// A damaged file was moved aside to open this one.
     pub set_aside: bool,
@@ -147,33 +150,48 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
                     )))
                 }
             }
-            let stored = meta.get(DISK_BYTES)?.map(|v| v.value());
-            let disk_bytes = match stored {
-                Some(b) => b,
-                None => {
-                    let mut total = 0u64;
+            let bytes = meta.get(DISK_BYTES)?.map(|v| v.value());
+            let blob_bytes = meta.get(BLOB_BYTES)?.map(|v| v.value());
+            let totals = match (bytes, blob_bytes) {
+                (Some(bytes), Some(blob_bytes)) => Totals { bytes, blob_bytes },
+                // A new file, or one written before the side files' share was kept: count once.
+                _ => {
+                    let mut totals = Totals::default();
                     for item in records.range::<u128>(..)? {
-                        total += item?.1.value().len() as u64;
+                        let (_, record) = item?;
+                        let record = record.value();
+                        let blob = crate::record::blob_of(record).map_or(0, |b| b.len);
+                        totals.bytes += record.len() as u64 + blob;
+                        totals.blob_bytes += blob;
                     }
-                    meta.insert(DISK_BYTES, total)?;
-                    total
+                    meta.insert(DISK_BYTES, totals.bytes)?;
+                    meta.insert(BLOB_BYTES, totals.blob_bytes)?;
+                    totals
                 }
+            };
+            let prior = Learned::default();
+            let learned = Learned {
+                ratio_milli: meta
+                    .get(SPACE_RATIO)?
+                    .map_or(prior.ratio_milli, |v| v.value()),
+                slack: meta.get(SPACE_SLACK)?.map_or(prior.slack, |v| v.value()),
             };
             let mut generations = Vec::new();
             for item in gens.range::<&str>(..)? {
                 let (label, generation) = item?;
                 generations.push((label.value().to_string(), generation.value()));
             }
-            (generations, disk_bytes, records.len()?)
+            (generations, totals, learned, records.len()?)
         };
         txn.commit()?;
         Ok(state)
     });
     match state {
-        Ok((generations, disk_bytes, entries)) => Ok(Opened {
+        Ok((generations, totals, learned, entries)) => Ok(Opened {
             db,
             generations,
-            disk_bytes,
+            totals,
+            learned,
             entries,
             set_aside: false,
         }),

@@ -1,5 +1,6 @@
 //! The redb tables of a cache database.
 
+use super::space::Learned;
 use crate::record::BlobRef;
 use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
@@ -13,8 +14,14 @@ pub(crate) const GENERATIONS: TableDefinition<&str, u64> = TableDefinition::new(
 /// Counters kept in the same transactions as the data.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// META key: total bytes of the values in RECORDS.
+/// META key: total bytes of the values in RECORDS and of their side files.
 pub(crate) const DISK_BYTES: &str = "disk_bytes";
+/// META key: the side files' share of `DISK_BYTES`.
+pub(crate) const BLOB_BYTES: &str = "blob_bytes";
+/// META keys: what `space.rs` learned of the database file: its bytes per byte of record (in
+/// thousandths), and the most a commit needed beyond what the file held after it.
+pub(crate) const SPACE_RATIO: &str = "space_ratio_milli";
+pub(crate) const SPACE_SLACK: &str = "space_slack";
 /// META key: the layout version of the database (tables and their meaning).
 pub(crate) const DB_VERSION: &str = "db_version";
 /// The database layout this build writes.
@@ -33,26 +40,57 @@ pub(crate) fn last_access(
     Ok(access.get(digest)?.map(|g| g.value().0))
 }
 
-/// The tables of one write transaction, with the running byte total.
+/// Logical sizes of what the tier holds: records and side files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Bytes of all records and their side files.
+    pub bytes: u64,
+    /// The side files' share of `bytes`.
+    pub blob_bytes: u64,
+}
+
+impl Totals {
+    /// Bytes of the records themselves, stored inside the database file.
+    pub fn record_bytes(&self) -> u64 {
+        self.bytes.saturating_sub(self.blob_bytes)
+    }
+}
+
+/// What a committed transaction leaves: the totals, the number of records, and the side files
+/// to delete now that it is committed.
+pub(crate) struct Finished {
+    pub totals: Totals,
+    pub entries: u64,
+    pub doomed: Vec<u64>,
+}
+
+/// The tables of one write transaction, with the running byte totals.
 pub(crate) struct Tables<'t> {
     pub records: Table<'t, u128, &'static [u8]>,
     pub access: Table<'t, u128, (u64, u64)>,
     pub gens: Table<'t, &'static str, u64>,
     meta: Table<'t, &'static str, u64>,
-    /// Bytes of all records and their side files, kept in step with every insert and removal.
-    pub bytes: u64,
+    /// Kept in step with every insert and removal.
+    pub totals: Totals,
+    /// Written beside the totals.
+    learned: Learned,
     /// Side files of records this transaction removed or replaced: deleted after its commit.
     pub doomed_blobs: Vec<u64>,
 }
 
 impl<'t> Tables<'t> {
-    pub fn open(txn: &'t WriteTransaction, bytes: u64) -> Result<Self, redb::Error> {
+    pub fn open(
+        txn: &'t WriteTransaction,
+        totals: Totals,
+        learned: Learned,
+    ) -> Result<Self, redb::Error> {
         Ok(Tables {
             records: txn.open_table(RECORDS)?,
             access: txn.open_table(ACCESS)?,
             gens: txn.open_table(GENERATIONS)?,
             meta: txn.open_table(META)?,
-            bytes,
+            totals,
+            learned,
             doomed_blobs: Vec::new(),
         })
     }
@@ -66,9 +104,11 @@ impl<'t> Tables<'t> {
         blob: Option<BlobRef>,
     ) -> Result<(), redb::Error> {
         if let Some(old) = self.records.insert(digest, record)? {
-            forget(&mut self.bytes, &mut self.doomed_blobs, old.value());
+            forget(&mut self.totals, &mut self.doomed_blobs, old.value());
         }
-        self.bytes += record.len() as u64 + blob.map_or(0, |b| b.len);
+        let blob_len = blob.map_or(0, |b| b.len);
+        self.totals.bytes += record.len() as u64 + blob_len;
+        self.totals.blob_bytes += blob_len;
         Ok(())
     }
 
@@ -76,7 +116,7 @@ impl<'t> Tables<'t> {
     pub fn remove(&mut self, digest: u128) -> Result<bool, redb::Error> {
         let existed = match self.records.remove(digest)? {
             Some(old) => {
-                forget(&mut self.bytes, &mut self.doomed_blobs, old.value());
+                forget(&mut self.totals, &mut self.doomed_blobs, old.value());
                 true
             }
             None => false,
@@ -85,19 +125,27 @@ impl<'t> Tables<'t> {
         Ok(existed)
     }
 
-    /// Writes the byte total beside the data; returns it with the number of records and the
-    /// side files to delete once this transaction is committed.
-    pub fn finish(mut self) -> Result<(u64, u64, Vec<u64>), redb::Error> {
-        self.meta.insert(DISK_BYTES, self.bytes)?;
-        Ok((self.bytes, self.records.len()?, self.doomed_blobs))
+    /// Writes the byte totals beside the data.
+    pub fn finish(mut self) -> Result<Finished, redb::Error> {
+        self.meta.insert(DISK_BYTES, self.totals.bytes)?;
+        self.meta.insert(BLOB_BYTES, self.totals.blob_bytes)?;
+        self.meta.insert(SPACE_RATIO, self.learned.ratio_milli)?;
+        self.meta.insert(SPACE_SLACK, self.learned.slack)?;
+        Ok(Finished {
+            totals: self.totals,
+            entries: self.records.len()?,
+            doomed: self.doomed_blobs,
+        })
     }
 }
 
-/// Takes a removed or replaced record out of the byte total; its side file goes after the
+/// Takes a removed or replaced record out of the byte totals; its side file goes after the
 /// commit.
-fn forget(bytes: &mut u64, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
+fn forget(totals: &mut Totals, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
     let blob = crate::record::blob_of(record);
-    *bytes = bytes.saturating_sub(record.len() as u64 + blob.map_or(0, |b| b.len));
+    let blob_len = blob.map_or(0, |b| b.len);
+    totals.bytes = totals.bytes.saturating_sub(record.len() as u64 + blob_len);
+    totals.blob_bytes = totals.blob_bytes.saturating_sub(blob_len);
     if let Some(blob) = blob {
         doomed_blobs.push(blob.id);
     }

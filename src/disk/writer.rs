@@ -24,10 +24,10 @@ use redb::ReadableTable;
 use super::guard::{self, panic_message};
 use super::health::Failure;
 use super::labels::{self, LabelGc};
+use super::space::{Space, Trouble};
 use super::sweep::Sweeper;
 use super::tables::Tables;
 use super::{lock, open, Shared};
-use crate::explain::{Explanation, Graveyard};
 use crate::generations::Generations;
 use crate::record;
 use crate::DamagedFile;
@@ -52,6 +52,8 @@ pub(crate) enum Op {
         generation: u64,
     },
     Flush,
+    /// `Cache::compact`: answered once the maintenance after this commit is done.
+    Compact,
     Shutdown,
 }
 
@@ -105,6 +107,7 @@ struct Writer<'a> {
     rx: &'a Receiver<Msg>,
     window: Option<Duration>,
     sweeper: Sweeper,
+    space: Space,
     /// The messages of the batch being committed (kept here so that a panic cannot lose them).
     batch: Vec<Msg>,
     retry_at: Instant,
@@ -122,6 +125,7 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
         rx,
         window,
         sweeper: Sweeper::new(SWEEP_EVERY),
+        space: Space::new(shared),
         batch: Vec::new(),
         retry_at: Instant::now(),
         retry_wait: RETRY_FIRST,
@@ -150,9 +154,18 @@ pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>)
 
 impl Writer<'_> {
     fn step(&mut self) -> Step {
-        if self.shared.health.is_down() {
-            return self.step_out_of_service();
+        let step = if self.shared.health.is_down() {
+            self.step_out_of_service()
+        } else {
+            self.step_in_service()
+        };
+        if matches!(step, Step::Continue) {
+            self.maintain();
         }
+        step
+    }
+
+    fn step_in_service(&mut self) -> Step {
         let first = if self.sweeper.active() {
             match self.rx.try_recv() {
                 Ok(m) => Some(m),
@@ -173,6 +186,56 @@ impl Writer<'_> {
             }
             None => self.idle(),
         }
+    }
+
+    /// Keeps the folder within `disk_capacity` (see `space.rs`), and runs the compactions
+    /// callers asked for.
+    fn maintain(&mut self) {
+        let shared = self.shared;
+        if !self.space.waiters.is_empty() {
+            let outcome = self.compact_now();
+            for waiter in std::mem::take(&mut self.space.waiters) {
+                let _ = waiter.send(outcome.clone());
+            }
+            return;
+        }
+        if shared.health.is_down() {
+            return;
+        }
+        if let Err(f) = self.space.check(shared, !self.sweeper.active()) {
+            self.fail(f);
+        }
+    }
+
+    /// `Cache::compact`: a whole sweep pass, then eviction past the limits and compaction.
+    fn compact_now(&mut self) -> Outcome {
+        let shared = self.shared;
+        if !shared.health.is_down() {
+            self.sweeper.start();
+            while self.sweeper.active() {
+                if let Err(f) = self.sweeper.step(shared) {
+                    self.sweeper.pause();
+                    self.fail(f);
+                }
+            }
+        }
+        if shared.health.is_down() {
+            return Err(shared.outage_message());
+        }
+        match self.space.rebalance(shared, None, true) {
+            Ok(()) => Ok(()),
+            Err(Trouble::Compaction(detail)) => Err(detail),
+            Err(Trouble::Tier(f)) => {
+                self.fail(f);
+                Err(shared.outage_message())
+            }
+        }
+    }
+
+    /// Takes the tier out of service after a failed maintenance, to be reopened at once.
+    fn fail(&mut self, failure: super::health::Failure) {
+        self.shared.fail(failure);
+        self.retry_at = Instant::now();
     }
 
     /// Sweeps a batch, or commits waiting read times.
@@ -216,7 +279,11 @@ impl Writer<'_> {
         let started = Instant::now();
         let mut parked = Duration::ZERO;
         let shared = self.shared;
-        let (rx, window, batch) = (self.rx, self.window, &mut self.batch);
+        let (rx, batch, space) = (self.rx, &mut self.batch, &self.space);
+        let shape = Shape {
+            window: self.window,
+            max_bytes: space.batch_bytes(),
+        };
         let labels = &mut self.sweeper.labels;
         shared.idle_touched.store(false, Ordering::Relaxed);
         let touches = std::mem::take(&mut *lock(&shared.touches));
@@ -229,13 +296,9 @@ impl Writer<'_> {
             for msg in batch.iter() {
                 ctx.apply(t, &msg.op)?;
             }
-            gather(rx, batch, window, t, &mut parked, &mut ctx, &shared.backlog)?;
+            gather(rx, batch, shape, t, &mut parked, &mut ctx, &shared.backlog)?;
             touch(t, &touches)?;
-            if t.bytes > shared.capacity {
-                evict(t, shared.capacity, &shared.counters.graveyard)
-            } else {
-                Ok(0)
-            }
+            space.evict_if_over(shared, t)
         });
         match result {
             Ok(evicted) => {
@@ -329,8 +392,15 @@ impl Writer<'_> {
                 Op::Shutdown => shutdown = true,
                 _ => {}
             }
-            if let Some(ack) = msg.ack {
-                let _ = ack.send(outcome.clone());
+            match msg.ack {
+                // Committed: the compaction follows (see `maintain`).
+                Some(ack) if matches!(msg.op, Op::Compact) && outcome.is_ok() => {
+                    self.space.waiters.push(ack);
+                }
+                Some(ack) => {
+                    let _ = ack.send(outcome.clone());
+                }
+                None => {}
             }
         }
         self.shared.backlog.release(ops, bytes);
@@ -354,7 +424,7 @@ impl Writer<'_> {
         };
         // A flush or a close always tries to bring the tier back; a write that waits (an
         // Immediate insert) tries at most every RETRY_URGENT, so a storm of them stays cheap.
-        let explicit = matches!(msg.op, Op::Flush | Op::Shutdown);
+        let explicit = matches!(msg.op, Op::Flush | Op::Compact | Op::Shutdown);
         let may_retry = explicit
             || (msg.urgent()
                 && self
@@ -401,14 +471,8 @@ impl Writer<'_> {
                 return self.retry_later();
             }
         };
-        shared
-            .counters
-            .disk_bytes
-            .store(opened.disk_bytes, Ordering::Relaxed);
-        shared
-            .counters
-            .disk_entries
-            .store(opened.entries, Ordering::Relaxed);
+        shared.set_totals(opened.totals, opened.entries);
+        *lock(&shared.learned) = opened.learned;
         shared.set_db(Some(Arc::new(opened.db)));
         let shadows = shared.health.shadowed();
         let gens = shared.gens.snapshot();
@@ -482,22 +546,25 @@ fn release(db: Arc<redb::Database>) {
 fn gather(
     rx: &Receiver<Msg>,
     batch: &mut Vec<Msg>,
-    window: Option<Duration>,
+    shape: Shape,
     t: &mut Tables<'_>,
     parked: &mut Duration,
     ctx: &mut Apply<'_>,
     backlog: &super::backlog::Backlog,
 ) -> Result<(), redb::Error> {
     let mut urgent = batch.iter().any(Msg::urgent);
+    let mut bytes: u64 = batch.iter().map(|m| m.op.bytes()).sum();
     // A window too large to add to now (Duration::MAX) has no end: the batch closes when it
     // is full or someone waits.
-    let until = window.map(|w| Instant::now().checked_add(w));
+    let until = shape.window.map(|w| Instant::now().checked_add(w));
     let window_over = || matches!(until, Some(Some(u)) if Instant::now() >= u);
+    let full = |len: usize, bytes: u64| len >= MAX_BATCH || bytes >= shape.max_bytes;
     loop {
         // A busy channel must not hold the batch open past its window either.
-        while batch.len() < MAX_BATCH && !window_over() {
+        while !full(batch.len(), bytes) && !window_over() {
             let Ok(msg) = rx.try_recv() else { break };
             urgent |= msg.urgent();
+            bytes += msg.op.bytes();
             // In the batch before it is applied: whatever happens next, it is settled.
             batch.push(msg);
             if let Some(msg) = batch.last() {
@@ -509,13 +576,21 @@ fn gather(
             Some(None) => RETRY_MAX,
             Some(Some(u)) => u.saturating_duration_since(Instant::now()),
         };
-        if urgent || batch.len() >= MAX_BATCH || left.is_zero() || backlog.is_full() {
+        if urgent || full(batch.len(), bytes) || left.is_zero() || backlog.is_full() {
             return Ok(());
         }
         let before = Instant::now();
         std::thread::park_timeout(left);
         *parked += before.elapsed();
     }
+}
+
+/// When a batch closes: its window (`None`: as soon as the queue is empty), and the most
+/// record bytes it takes (see `Space::batch_bytes`).
+#[derive(Clone, Copy)]
+struct Shape {
+    window: Option<Duration>,
+    max_bytes: u64,
 }
 
 /// What applying an operation needs besides the tables.
@@ -559,7 +634,7 @@ impl Apply<'_> {
                 let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
                 t.gens.insert(label.as_str(), stored.max(*generation))?;
             }
-            Op::Flush | Op::Shutdown => {}
+            Op::Flush | Op::Compact | Op::Shutdown => {}
         }
         Ok(())
     }
@@ -574,42 +649,4 @@ fn touch(t: &mut Tables<'_>, touches: &HashMap<u128, u64>) -> Result<(), redb::E
         }
     }
     Ok(())
-}
-
-/// Drops the least recently used records until the tier holds at most 90% of `capacity`,
-/// so that eviction (a scan of every record's header) runs once per tenth of capacity
-/// written. A record's last use is its last recorded read, else its creation.
-fn evict(t: &mut Tables<'_>, capacity: u64, graveyard: &Graveyard) -> Result<u64, redb::Error> {
-    let target = capacity / 10 * 9;
-    let mut by_age = Vec::new();
-    for item in t.records.range::<u128>(..)? {
-        let (digest, bytes) = item?;
-        let created = crate::record::created_ms(bytes.value()).unwrap_or(0);
-        by_age.push((created, digest.value()));
-    }
-    for item in t.access.range::<u128>(..)? {
-        let (digest, value) = item?;
-        by_age.push((value.value().0, digest.value()));
-    }
-    // Keep each record's latest use, then take the oldest first.
-    by_age.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-    by_age.dedup_by_key(|e| e.1);
-    by_age.sort_unstable();
-    let mut evicted = 0;
-    for (_, digest) in by_age {
-        if t.bytes <= target {
-            break;
-        }
-        if t.remove(digest)? {
-            evicted += 1;
-            graveyard.bury(digest, Explanation::Evicted);
-        }
-    }
-    tracing::debug!(
-        evicted,
-        bytes = t.bytes,
-        capacity,
-        "disk tier evicted least recently used records"
-    );
-    Ok(evicted)
 }
