@@ -134,9 +134,14 @@ impl CacheBuilder {
         self
     }
 
-    /// Bytes the disk tier may hold; past it the least recently used records are deleted, down
-    /// to 90% of it. At least 1 MiB; a value whose record is larger is refused at insert.
-    /// Default: 4 GiB.
+    /// Bytes the disk tier's folder may take: the least recently used records are deleted so
+    /// that the folder (the database file and the side files) stays within 1.5 times this once
+    /// background work has run. The database file takes more than its records (partly empty
+    /// pages, the copies a commit makes, growth by doubling), so a cache of small values holds
+    /// well under this in record bytes; see the guide's "Disk space". A folder that already
+    /// holds more (a lowered capacity) is brought under it in the background after `open`.
+    /// At least 1 MiB; a value whose record is larger is refused at insert
+    /// ([`Error::TooLarge`]). Default: 4 GiB.
     pub fn disk_capacity(mut self, bytes: u64) -> Self {
         self.disk_capacity = bytes;
         self

@@ -295,10 +295,11 @@ impl Cache {
     ///
     /// The cache does this by itself when it pays (see the guide's "Disk space"); call it after
     /// large deletions to get the space back at once, or before copying the folder. It runs on
-    /// the writer thread: reads from the disk tier wait while the file is compacted, and
-    /// inserts queue behind it. A large file takes a while (about half a second per
-    /// 100 MB of data on an SSD). A crash meanwhile loses nothing that was committed. For a
-    /// cache in memory only it does nothing.
+    /// the writer thread: reads from the disk tier wait while the file is compacted (memory
+    /// hits do not), and inserts queue behind it. It takes about as long as copying the
+    /// records (measured: 2.5 s for a file holding 100 MB, 0.5 s for a 285 MB file with a tenth
+    /// of it in use). A crash meanwhile loses nothing that was committed. For a cache in memory
+    /// only it does nothing.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
