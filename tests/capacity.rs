@@ -62,7 +62,7 @@ fn the_disk_tier_evicts_least_recently_used_records_past_capacity() {
 fn read_times_reach_the_file_at_close_and_steer_eviction_after_a_restart() {
     let dir = common::tempdir();
     let clock = common::clock();
-    let capacity = 1 << 20;
+    let capacity = 2 << 20; // about forty records
     let open = || {
         Cache::builder()
             .path(dir.path())
@@ -73,7 +73,7 @@ fn read_times_reach_the_file_at_close_and_steer_eviction_after_a_restart() {
             .unwrap()
     };
     let cache = open();
-    for i in 0..50u32 {
+    for i in 0..30u32 {
         clock.advance(Duration::from_secs(1));
         cache.insert(&i, value(i)).unwrap();
     }
@@ -82,7 +82,7 @@ fn read_times_reach_the_file_at_close_and_steer_eviction_after_a_restart() {
     assert!(cache.get::<_, String>(&0u32).unwrap().is_some());
     drop(cache); // no write after the read: only the close can write its read time
     let cache = open();
-    for i in 50..80u32 {
+    for i in 30..60u32 {
         clock.advance(Duration::from_secs(1));
         cache.insert(&i, value(i)).unwrap();
     }
