@@ -123,6 +123,33 @@ fn the_folder_comes_back_down_after_large_deletions() {
     }
 }
 
+/// Removals in one commit, with nothing written after them: the pages that commit freed
+/// (redb lets them go only at the next one) must not hide that most of the file is free.
+#[test]
+fn the_folder_comes_back_down_after_removing_most_entries_at_once() {
+    let dir = common::tempdir();
+    // Commits only when a batch is full or on flush: the removals below make one commit.
+    let cache = open(dir.path(), 32 << 20, Durability::Batched(Duration::MAX));
+    for i in 0..6_000u64 {
+        cache.insert(&i, value(i, 0, 1_000)).unwrap();
+    }
+    cache.flush().unwrap();
+    let full = folder_bytes(dir.path());
+    for i in 0..6_000u64 {
+        if i % 10 != 0 {
+            cache.remove(&i).unwrap();
+        }
+    }
+    cache.flush().unwrap();
+    assert!(
+        common::eventually(30, || folder_bytes(dir.path()) < full / 4),
+        "the folder stayed at {} bytes (from {full}) after 90% of the entries were removed: {:?}",
+        folder_bytes(dir.path()),
+        cache.stats()
+    );
+    assert!(reads(&cache, &10u64, Some(value(10, 0, 1_000))));
+}
+
 #[test]
 fn clear_then_compact_gives_the_space_back_at_once() {
     let dir = common::tempdir();

@@ -377,6 +377,10 @@ impl Space {
     /// Measures the bytes the database's pages take (redb's allocated pages): the new anchor
     /// of estimates, and what it says of the ratio.
     fn measure(&mut self, shared: &Shared) -> Result<u64, Failure> {
+        // The pages the last commit freed stay allocated until the next one: after large
+        // deletions they would hide that most of the file is free. One empty commit lets them
+        // go (a measure is rare: after a growth, every few evictions, before a compaction).
+        shared.transact(|_| Ok(()))?;
         let Some(db) = shared.db() else {
             return Err(shared.outage_failure());
         };
