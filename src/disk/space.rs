@@ -29,8 +29,9 @@
 //! capacity. Eviction runs within each commit (on the estimate), and each commit takes at most
 //! a sixteenth of the capacity in record bytes, so that no commit overshoots by much. A cache
 //! of small values therefore holds a fraction of `disk_capacity` in record bytes (measured
-//! with 100 B values: 11% to 18% at 4 to 20 MiB, where each commit copies the whole tree, and
-//! 36% at 100 MiB; a larger tier does better, as a commit copies a smaller share of its tree):
+//! with 100 B values and record format 3: about 10% at 4 to 20 MiB, where each commit copies
+//! the whole tree, and 27% at 100 MiB; a larger tier does better, as a commit copies a smaller
+//! share of its tree):
 //! that is what its folder really costs.
 //!
 //! Deleted records leave free pages that later commits reuse, but the file does not shrink.
