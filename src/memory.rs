@@ -267,11 +267,12 @@ const ENTRY_OVERHEAD: usize = 512;
 /// `memory_capacity` bounds the process's footprint, not just the encoded bytes. The value
 /// counts by its encoded size (its heap parts) plus its inline size.
 pub(crate) fn weight<V>(key_len: usize, payload_len: usize, generations: usize) -> u32 {
+    // Saturating: a payload's length may come from a side-file reference read from disk.
     let bytes = key_len
-        + payload_len
-        + std::mem::size_of::<V>()
-        + generations * std::mem::size_of::<(u64, u64)>()
-        + ENTRY_OVERHEAD;
+        .saturating_add(payload_len)
+        .saturating_add(std::mem::size_of::<V>())
+        .saturating_add(generations.saturating_mul(std::mem::size_of::<(u64, u64)>()))
+        .saturating_add(ENTRY_OVERHEAD);
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 

@@ -76,12 +76,15 @@ impl BlobRef {
         out
     }
 
+    /// The reference in a payload, if it is one a file could match: 24 bytes, and a length a
+    /// file can have (at most `i64::MAX`), so that adding it to byte totals cannot overflow.
     fn parse(payload: &[u8]) -> Option<BlobRef> {
-        (payload.len() == Self::SIZE).then(|| BlobRef {
+        let blob = (payload.len() == Self::SIZE).then(|| BlobRef {
             id: le_u64(&payload[..8]),
             len: le_u64(&payload[8..16]),
             sum: le_u64(&payload[16..]),
-        })
+        })?;
+        (blob.len <= i64::MAX as u64).then_some(blob)
     }
 }
 
@@ -105,6 +108,8 @@ pub(crate) struct Meta {
 pub(crate) enum Damage {
     Truncated,
     Checksum,
+    /// Intact, but a field says what cannot be (a side-file reference no file can match).
+    Malformed,
     /// Intact, but of another format version (or with flags this version does not know).
     Version(u8),
 }
@@ -113,7 +118,7 @@ impl Damage {
     /// How a record that fails to decode for this reason is judged.
     pub fn dead(self) -> Dead {
         match self {
-            Damage::Truncated | Damage::Checksum => Dead::Damaged,
+            Damage::Truncated | Damage::Checksum | Damage::Malformed => Dead::Damaged,
             Damage::Version(_) => Dead::Outdated,
         }
     }
@@ -267,6 +272,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, Damage> {
         return Err(Damage::Truncated);
     }
     let (key, payload) = rest.split_at(k);
+    if flags & IN_BLOB != 0 && BlobRef::parse(payload).is_none() {
+        return Err(Damage::Malformed);
+    }
     Ok(Record {
         meta: Meta {
             fingerprint: le_u64(&body[2..10]),
@@ -466,7 +474,7 @@ mod tests {
             fingerprint: u64::MAX,
             type_name_id: u64::from(u32::MAX),
             self_describing: true,
-            in_blob: true,
+            in_blob: false,
             expiry: Expiry {
                 deadline_ms: u64::MAX,
                 idle_ms: u64::MAX,
@@ -487,6 +495,30 @@ mod tests {
         assert_eq!(r.key, &key[..]);
         assert_eq!(r.payload, b"");
         assert_eq!(created_ms(&bytes), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_side_file_reference_no_file_can_match_is_damage() {
+        let meta = Meta {
+            in_blob: true,
+            ..meta()
+        };
+        let good = BlobRef {
+            id: 1,
+            len: 1 << 20,
+            sum: 2,
+        };
+        let bytes = encode(&meta, &[], b"k", &good.to_bytes());
+        assert_eq!(decode(&bytes).unwrap().blob(), Some(good));
+        let huge = BlobRef {
+            len: u64::MAX,
+            ..good
+        };
+        let bytes = encode(&meta, &[], b"k", &huge.to_bytes());
+        assert_eq!(decode(&bytes).unwrap_err(), Damage::Malformed);
+        assert_eq!(blob_of(&bytes), None);
+        let short = encode(&meta, &[], b"k", b"not a reference");
+        assert_eq!(decode(&short).unwrap_err().dead(), Dead::Damaged);
     }
 
     #[test]

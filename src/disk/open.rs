@@ -161,8 +161,10 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
                         let (_, record) = item?;
                         let record = record.value();
                         let blob = crate::record::blob_of(record).map_or(0, |b| b.len);
-                        totals.bytes += record.len() as u64 + blob;
-                        totals.blob_bytes += blob;
+                        totals.bytes = (totals.bytes)
+                            .saturating_add(record.len() as u64)
+                            .saturating_add(blob);
+                        totals.blob_bytes = totals.blob_bytes.saturating_add(blob);
                     }
                     meta.insert(DISK_BYTES, totals.bytes)?;
                     meta.insert(BLOB_BYTES, totals.blob_bytes)?;

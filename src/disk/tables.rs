@@ -107,8 +107,11 @@ impl<'t> Tables<'t> {
             forget(&mut self.totals, &mut self.doomed_blobs, old.value());
         }
         let blob_len = blob.map_or(0, |b| b.len);
-        self.totals.bytes += record.len() as u64 + blob_len;
-        self.totals.blob_bytes += blob_len;
+        // Saturating: a side file's length comes from the file (checked, at most i64::MAX).
+        self.totals.bytes = (self.totals.bytes)
+            .saturating_add(record.len() as u64)
+            .saturating_add(blob_len);
+        self.totals.blob_bytes = self.totals.blob_bytes.saturating_add(blob_len);
         Ok(())
     }
 
@@ -144,7 +147,9 @@ impl<'t> Tables<'t> {
 fn forget(totals: &mut Totals, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
     let blob = crate::record::blob_of(record);
     let blob_len = blob.map_or(0, |b| b.len);
-    totals.bytes = totals.bytes.saturating_sub(record.len() as u64 + blob_len);
+    totals.bytes = (totals.bytes)
+        .saturating_sub(record.len() as u64)
+        .saturating_sub(blob_len);
     totals.blob_bytes = totals.blob_bytes.saturating_sub(blob_len);
     if let Some(blob) = blob {
         doomed_blobs.push(blob.id);
