@@ -103,13 +103,15 @@ impl Shared {
     /// Replaces the database, dropping the snapshot of the old one (a reader still holding it
     /// keeps the old database alive until it is done: see `writer::release`).
     fn set_db(&self, db: Option<Arc<redb::Database>>) -> Option<Arc<redb::Database>> {
-        let snapshot = self
-            .snapshot
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        // Both locks at once, in `refresh_snapshot`'s order (snapshot, then database): a
+        // refresh cannot slip a snapshot of the old database in between.
+        let (snapshot, old) = {
+            let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            let mut current = self.db.write().unwrap_or_else(|e| e.into_inner());
+            (slot.take(), std::mem::replace(&mut *current, db))
+        };
         guard::drop_guarded(snapshot);
-        std::mem::replace(&mut *self.db.write().unwrap_or_else(|e| e.into_inner()), db)
+        old
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
