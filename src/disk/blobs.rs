@@ -13,6 +13,7 @@
 //!   pass that saw no record reference it deletes it once it is older than [`ORPHAN_AGE`].
 //! - A missing or damaged blob reads as a miss (with a warning); its record is dropped.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -119,9 +120,30 @@ pub(crate) fn delete(dir: &Path, ids: &[u64]) {
     }
 }
 
-/// Deletes side files older than [`ORPHAN_AGE`] that `referenced` does not keep; returns how
-/// many. Temporary files left by a crash mid-write go the same way.
-pub(crate) fn delete_orphans(dir: &Path, referenced: impl Fn(u64) -> bool) -> usize {
+/// The ids of the side files (and temporary files) in the folder now.
+pub(crate) fn list(dir: &Path) -> HashSet<u64> {
+    let Ok(entries) = fs::read_dir(folder(dir)) else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            u64::from_str_radix(name.strip_suffix(".tmp").unwrap_or(&name), 16).ok()
+        })
+        .collect()
+}
+
+/// Deletes side files that `referenced` does not keep and that are older than [`ORPHAN_AGE`]
+/// or were in the folder before this process opened it (`preexisting`: no write of this
+/// process can be on its way to them, so a crash's leftovers go at the first whole pass);
+/// returns how many. Temporary files left by a crash mid-write go the same way.
+pub(crate) fn delete_orphans(
+    dir: &Path,
+    referenced: impl Fn(u64) -> bool,
+    preexisting: &HashSet<u64>,
+) -> usize {
     let Ok(entries) = fs::read_dir(folder(dir)) else {
         return 0;
     };
@@ -137,10 +159,11 @@ pub(crate) fn delete_orphans(dir: &Path, referenced: impl Fn(u64) -> bool) -> us
         let Ok(id) = u64::from_str_radix(stem, 16) else {
             continue; // not ours
         };
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= ORPHAN_AGE);
+        let old = preexisting.contains(&id)
+            || entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= ORPHAN_AGE);
         if old && (tmp || !referenced(id)) && fs::remove_file(entry.path()).is_ok() {
             deleted += 1;
         }

@@ -40,6 +40,11 @@ impl LabelGc {
         self.whole_pass = true;
     }
 
+    /// Whether the pass now ending saw every record (it may judge).
+    pub fn whole_pass(&self) -> bool {
+        self.whole_pass
+    }
+
     /// A pass was cut short (it restarts): it may not judge.
     pub fn interrupt(&mut self) {
         self.whole_pass = false;

@@ -366,11 +366,13 @@ impl DiskTier {
         if let Some(db) = shared.db() {
             shared.refresh_snapshot(&db);
         }
+        // Listed before `open` returns, so before any write of this process adds a side file.
+        let preexisting = blobs::list(&cfg.dir);
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("tiered-writer".into())
-            .spawn(move || writer::run(&thread_shared, &rx, window))
+            .spawn(move || writer::run(&thread_shared, &rx, window, preexisting))
             .map_err(|e| Error::io(&cfg.dir, e))?;
         let _ = shared.writer_thread.set(writer.thread().clone());
         shared.backlog.set_writer(writer.thread().clone());

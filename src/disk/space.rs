@@ -195,10 +195,11 @@ pub(crate) struct Space {
     /// No automatic compaction until the file is longer than this: the last one gave back
     /// little (0: none yet).
     compact_floor: u64,
-    /// What the database used after the last compaction: a file found mostly free is
-    /// compacted again only once that has halved (the file may have grown back by the slack of
-    /// its commits, which another compaction would not keep off).
-    used_after_compaction: Option<u64>,
+    /// The most the database has used since the last compaction (`None`: none yet). A file
+    /// found mostly free is compacted again only once what it uses is half of that or less:
+    /// records were deleted since (a file that merely grew back by the slack of its commits
+    /// would grow back again after another compaction).
+    peak_since_compaction: Option<u64>,
     /// Evictions since the last measure.
     evictions: std::cell::Cell<u32>,
     /// Callers of `Cache::compact` waiting for the next maintenance.
@@ -223,7 +224,7 @@ impl Space {
             file_len: shared.file_len(),
             anchor: None,
             compact_floor: 0,
-            used_after_compaction: None,
+            peak_since_compaction: None,
             evictions: std::cell::Cell::new(0),
             waiters: Vec::new(),
         };
@@ -270,8 +271,8 @@ impl Space {
 
     fn compaction_pays(&self, v: &View) -> bool {
         let deleted_since = self
-            .used_after_compaction
-            .is_none_or(|then| v.used <= then / 2);
+            .peak_since_compaction
+            .is_none_or(|peak| v.used <= peak / 2);
         v.file > self.compact_floor
             && (self.limits.past_bound(v.file, v.used, v.slack, v.blobs)
                 || (deleted_since && self.limits.mostly_free(v.file, v.used)))
@@ -322,6 +323,9 @@ impl Space {
         self.file_len = shared.file_len();
         self.publish(shared);
         let v = self.view(shared);
+        if let Some(peak) = &mut self.peak_since_compaction {
+            *peak = (*peak).max(v.used);
+        }
         // A growth teaches the slack, which matters only once a file twice this long would
         // take the folder past its bound: before that, the walk of a measure is not worth it.
         let grew = self.file_len > before && !self.limits.within(self.file_len, 0, v.blobs, 1000);
@@ -431,7 +435,7 @@ impl Space {
             Ok(()) => {
                 // Little given back: no automatic compaction until the file grows past this.
                 self.compact_floor = if after > before / 10 * 9 { after } else { 0 };
-                self.used_after_compaction =
+                self.peak_since_compaction =
                     Some(self.used(shared, shared.totals().record_bytes()));
                 tracing::info!(
                     file = %shared.path.display(),

@@ -6,6 +6,7 @@
 //! left to that write, and an idle record is judged by its latest read time, including read
 //! times not yet written.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ pub(crate) struct Sweeper {
     next_due: Instant,
     /// Which generation labels records use: see `labels.rs`.
     pub labels: LabelGc,
+    /// Side files in the folder before this process opened it: see `blobs::delete_orphans`.
+    pub preexisting: HashSet<u64>,
 }
 
 impl Sweeper {
@@ -43,6 +46,7 @@ impl Sweeper {
             cursor: None,
             next_due: Instant::now() + every,
             labels: LabelGc::default(),
+            preexisting: HashSet::new(),
         }
     }
 
@@ -169,7 +173,15 @@ impl Sweeper {
     /// At the end of a whole pass: deletes the side files and the generation rows no record
     /// used during it.
     fn forget_unused_labels(&mut self, shared: &Shared) -> Result<(), Failure> {
-        let orphans = blobs::delete_orphans(&shared.dir, |id| self.labels.blob_referenced(id));
+        let orphans = blobs::delete_orphans(
+            &shared.dir,
+            |id| self.labels.blob_referenced(id),
+            &self.preexisting,
+        );
+        if self.labels.whole_pass() {
+            // Judged once by a whole pass: from now on the age rule alone applies.
+            self.preexisting.clear();
+        }
         if orphans > 0 {
             tracing::debug!(orphans, "cache side files no record references deleted");
         }

@@ -12,7 +12,7 @@
 //! the backlog. Writes to one key reach this thread in the order their stripe lock gave them
 //! (see `ordering.rs`) and are applied in channel order, so the last write wins on disk too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -119,12 +119,21 @@ struct Writer<'a> {
     touches_since: Option<Instant>,
 }
 
-pub(crate) fn run(shared: &Shared, rx: &Receiver<Msg>, window: Option<Duration>) {
+/// `preexisting`: the side files in the folder when it was opened, listed before any write of
+/// this process could add one.
+pub(crate) fn run(
+    shared: &Shared,
+    rx: &Receiver<Msg>,
+    window: Option<Duration>,
+    preexisting: HashSet<u64>,
+) {
+    let mut sweeper = Sweeper::new(SWEEP_EVERY);
+    sweeper.preexisting = preexisting;
     let mut w = Writer {
         shared,
         rx,
         window,
-        sweeper: Sweeper::new(SWEEP_EVERY),
+        sweeper,
         space: Space::new(shared),
         batch: Vec::new(),
         retry_at: Instant::now(),
