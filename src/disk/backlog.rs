@@ -35,6 +35,10 @@ struct State {
     /// Records larger than the byte limit waiting for an empty queue: while there are any,
     /// nobody else is admitted, so that a stream of small records cannot starve them.
     oversized_waiting: u32,
+    /// Bytes of side files written for records not yet committed, and inserts waiting for
+    /// room there (see [`Backlog::admit_side`]).
+    side_bytes: u64,
+    side_waiting: u32,
 }
 
 pub(crate) struct Backlog {
@@ -45,10 +49,14 @@ pub(crate) struct Backlog {
     /// The writer, woken when someone must wait for room: a writer holding its batch open
     /// for the window would otherwise keep them waiting for all of it.
     writer: std::sync::OnceLock<std::thread::Thread>,
+    /// Most bytes of side files waiting for their records' commit: a quarter of
+    /// `disk_capacity` (within [`MIN_BYTES`] and [`MAX_BYTES`]), so that the files of
+    /// uncommitted writes cannot take the folder far past its bound.
+    side_limit: u64,
 }
 
 impl Backlog {
-    pub fn new(window: Option<Duration>) -> Self {
+    pub fn new(window: Option<Duration>, capacity: u64) -> Self {
         Backlog {
             state: Mutex::new(State {
                 ops: 0,
@@ -59,11 +67,45 @@ impl Backlog {
                 op_rate: 0.0,
                 byte_rate: 0.0,
                 oversized_waiting: 0,
+                side_bytes: 0,
+                side_waiting: 0,
             }),
             drained: Condvar::new(),
             window: window.unwrap_or(Duration::from_millis(50)),
             writer: std::sync::OnceLock::new(),
+            side_limit: (capacity / 4).clamp(MIN_BYTES, MAX_BYTES),
         }
+    }
+
+    /// Counts a side file of `bytes` about to be written, first waiting while the side files
+    /// of uncommitted writes already hold the limit (a file larger than the limit waits until
+    /// none is pending). Released with its record's operation ([`Backlog::release_side`]).
+    pub fn admit_side(&self, bytes: u64) {
+        let mut s = lock(&self.state);
+        s.side_waiting += 1;
+        while s.side_bytes > 0 && s.side_bytes.saturating_add(bytes) > self.side_limit {
+            if let Some(writer) = self.writer.get() {
+                writer.unpark();
+            }
+            s = self
+                .drained
+                .wait_timeout(s, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        s.side_waiting -= 1;
+        s.side_bytes = s.side_bytes.saturating_add(bytes);
+    }
+
+    /// The records of side files of `bytes` in total were committed (or given up).
+    pub fn release_side(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut s = lock(&self.state);
+        s.side_bytes = s.side_bytes.saturating_sub(bytes);
+        drop(s);
+        self.drained.notify_all();
     }
 
     /// The thread to wake when the queue is full.
@@ -110,7 +152,10 @@ impl Backlog {
     /// its batch open for the rest of the window (nothing more can arrive until it does).
     pub fn is_full(&self) -> bool {
         let s = lock(&self.state);
-        s.ops >= s.limit_ops || s.bytes >= s.limit_bytes || s.oversized_waiting > 0
+        s.ops >= s.limit_ops
+            || s.bytes >= s.limit_bytes
+            || s.oversized_waiting > 0
+            || s.side_waiting > 0
     }
 
     /// The writer settled `ops` operations of `bytes` in total.
@@ -168,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_waits_until_the_writer_drains_it() {
-        let b = Arc::new(Backlog::new(Some(Duration::from_millis(10))));
+        let b = Arc::new(Backlog::new(Some(Duration::from_millis(10)), u64::MAX));
         // A slow writer: 1,000 ops in 1 s at a 10 ms window gives the minimum limit.
         b.observe(1_000, 1_000, Duration::from_secs(1));
         for _ in 0..MIN_OPS {
@@ -193,14 +238,14 @@ mod tests {
 
     #[test]
     fn an_empty_queue_admits_a_record_larger_than_the_budget() {
-        let b = Backlog::new(None);
+        let b = Backlog::new(None, u64::MAX);
         b.admit(MAX_BYTES * 2, true);
         assert_eq!(b.queued(), 1);
     }
 
     #[test]
     fn a_huge_window_does_not_overflow() {
-        let b = Backlog::new(Some(Duration::MAX));
+        let b = Backlog::new(Some(Duration::MAX), u64::MAX);
         b.observe(10_000, 10 << 20, Duration::from_millis(1));
         assert_eq!(lock(&b.state).limit_ops, MAX_OPS);
         assert_eq!(lock(&b.state).limit_bytes, MAX_BYTES);
@@ -208,7 +253,7 @@ mod tests {
 
     #[test]
     fn large_records_are_limited_by_the_bytes_the_writer_commits_per_window() {
-        let b = Backlog::new(Some(Duration::from_millis(50)));
+        let b = Backlog::new(Some(Duration::from_millis(50)), u64::MAX);
         // 13 MB/s, as a debug build writes 16 KiB records: 50 ms of it is under the minimum.
         b.observe(800, 13 << 20, Duration::from_secs(1));
         assert_eq!(lock(&b.state).limit_bytes, MIN_BYTES);
@@ -228,5 +273,31 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(10))
             .expect("admitted after a drain");
         t.join().unwrap();
+    }
+
+    #[test]
+    fn side_files_of_uncommitted_writes_wait_for_room() {
+        let b = Arc::new(Backlog::new(None, 8 << 20)); // a side-file limit of 2 MiB
+        b.admit_side(1 << 20);
+        b.admit_side(1 << 20);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                b.admit_side(1 << 20);
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a third side file was admitted past the limit"
+        );
+        assert!(b.is_full(), "the writer is told to commit now");
+        b.release_side(1 << 20);
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+        // A file larger than the limit waits only for the pending ones.
+        b.release_side(2 << 20);
+        b.admit_side(100 << 20);
     }
 }

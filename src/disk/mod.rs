@@ -353,7 +353,7 @@ impl DiskTier {
             learned: Mutex::new(learned),
             open: cfg.open,
             health: HealthState::default(),
-            backlog: Backlog::new(window),
+            backlog: Backlog::new(window, cfg.capacity),
             writer_thread: OnceLock::new(),
         });
         shared.counters.disk_file_bytes.store(
@@ -499,7 +499,20 @@ impl DiskTier {
         Reservation {
             tier: self,
             bytes: bytes as u64,
+            side: 0,
             used: false,
+        }
+    }
+
+    /// Room for a side file of `bytes` about to be written for a record not yet queued:
+    /// waits while the side files of uncommitted writes hold their limit (`backlog.rs`), so
+    /// that they cannot take the folder far past `disk_capacity`. Hand it to the record's
+    /// [`Reservation::with_side`]; dropped unused, it is given back.
+    pub fn reserve_side(&self, bytes: usize) -> SideReservation<'_> {
+        self.shared.backlog.admit_side(bytes as u64);
+        SideReservation {
+            tier: self,
+            bytes: bytes as u64,
         }
     }
 
@@ -508,13 +521,14 @@ impl DiskTier {
     pub fn put(&self, digest: u128, record: Vec<u8>, mut reservation: Reservation<'_>) -> Ticket {
         reservation.used = true;
         let record: Arc<[u8]> = record.into();
-        let bytes = reservation.bytes;
+        let (bytes, side) = (reservation.bytes, reservation.side);
         let wait = self.durability == Durability::Immediate;
         self.write(digest, Some(record.clone()), wait, |seq| Op::Put {
             digest,
             record,
             seq,
             bytes,
+            side,
         })
     }
 
@@ -605,7 +619,7 @@ impl DiskTier {
     /// Sends `op` to the writer. Every message counts in the backlog until the writer settles
     /// it; a `Put` was admitted (and may have waited) by its reservation, the others never wait.
     fn send(&self, op: Op, wait: bool) -> Ticket {
-        let bytes = op.bytes();
+        let (bytes, side) = (op.bytes(), op.side_bytes());
         if !matches!(op, Op::Put { .. }) {
             self.shared.backlog.admit(0, false);
         }
@@ -622,6 +636,7 @@ impl DiskTier {
         drop(tx);
         if !sent {
             self.shared.backlog.release(1, bytes);
+            self.shared.backlog.release_side(side);
         }
         if wait {
             if let Some(t) = self.shared.writer_thread.get() {
@@ -656,18 +671,42 @@ impl DiskTier {
     }
 }
 
-/// Room in the writer's queue for one record; returned unused if dropped.
+/// Room in the writer's queue for one record (and its side file, if any); returned unused if
+/// dropped.
 pub(crate) struct Reservation<'a> {
     tier: &'a DiskTier,
     bytes: u64,
+    side: u64,
     used: bool,
+}
+
+impl Reservation<'_> {
+    /// Takes over the room of the record's side file, given back with the record's operation.
+    pub fn with_side(mut self, side: SideReservation<'_>) -> Self {
+        self.side += side.bytes;
+        std::mem::forget(side);
+        self
+    }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.used {
             self.tier.shared.backlog.release(1, self.bytes);
+            self.tier.shared.backlog.release_side(self.side);
         }
+    }
+}
+
+/// Room for a side file of a write not yet queued; given back if dropped.
+pub(crate) struct SideReservation<'a> {
+    tier: &'a DiskTier,
+    bytes: u64,
+}
+
+impl Drop for SideReservation<'_> {
+    fn drop(&mut self) {
+        self.tier.shared.backlog.release_side(self.bytes);
     }
 }
 

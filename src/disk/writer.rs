@@ -40,8 +40,9 @@ pub(crate) enum Op {
         digest: u128,
         record: Arc<[u8]>,
         seq: u64,
-        /// What the backlog counted for it.
+        /// What the backlog counted for it: the record, and its side file (if any).
         bytes: u64,
+        side: u64,
     },
     Remove {
         digest: u128,
@@ -62,6 +63,14 @@ impl Op {
     pub fn bytes(&self) -> u64 {
         match self {
             Op::Put { bytes, .. } => *bytes,
+            _ => 0,
+        }
+    }
+
+    /// The bytes of side file this operation holds in the backlog.
+    pub fn side_bytes(&self) -> u64 {
+        match self {
+            Op::Put { side, .. } => *side,
             _ => 0,
         }
     }
@@ -392,10 +401,11 @@ impl Writer<'_> {
 
     /// Tells every sender `outcome` and releases the batch from the backlog.
     fn finish_batch(&mut self, outcome: &super::writer::Outcome) -> bool {
-        let (mut ops, mut bytes, mut shutdown) = (0, 0, false);
+        let (mut ops, mut bytes, mut side, mut shutdown) = (0, 0, 0, false);
         for msg in self.batch.drain(..) {
             ops += 1;
             bytes += msg.op.bytes();
+            side += msg.op.side_bytes();
             match msg.op {
                 Op::Bump { .. } => self.sweeper.start(),
                 Op::Shutdown => shutdown = true,
@@ -413,6 +423,7 @@ impl Writer<'_> {
             }
         }
         self.shared.backlog.release(ops, bytes);
+        self.shared.backlog.release_side(side);
         shutdown
     }
 

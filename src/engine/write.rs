@@ -85,15 +85,22 @@ impl Inner {
                 };
                 // A large payload goes to a side file, durably, before its record is queued:
                 // the record then holds its reference (see `disk/blobs.rs`).
+                // Room for the side file first: the files of writes not yet committed are
+                // bounded too (back-pressure, holding no lock).
+                let side = in_blob.then(|| disk.reserve_side(payload.len()));
                 let stored = if in_blob {
                     disk.write_blob(&payload)?.to_bytes().to_vec()
                 } else {
                     payload
                 };
                 let len = if in_blob { size as usize } else { stored.len() };
-                (len, Some((meta, stored)))
+                (len, Some((meta, stored, side)))
             }
             _ => (codec::weigh(&*value), None),
+        };
+        let (encoded, side) = match encoded {
+            Some((meta, payload, side)) => (Some((meta, payload)), side),
+            None => (None, None),
         };
         let mut record = encoded
             .as_ref()
@@ -115,7 +122,13 @@ impl Inner {
         };
         // Room in the writer's queue first: back-pressure waits here, holding no lock.
         let reservation = match (&self.disk, &record) {
-            (Some(disk), Some(record)) => Some(disk.reserve(record.len())),
+            (Some(disk), Some(record)) => {
+                let reservation = disk.reserve(record.len());
+                Some(match side {
+                    Some(side) => reservation.with_side(side),
+                    None => reservation,
+                })
+            }
             _ => None,
         };
         let digest = ek.digest;
