@@ -10,7 +10,7 @@
 //! [`MAX_BYTES`]). Waiting happens before the insert takes
 //! any lock, so readers are never held up by it.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::lock;
@@ -83,16 +83,9 @@ impl Backlog {
     pub fn admit_side(&self, bytes: u64) {
         let mut s = lock(&self.state);
         s.side_waiting += 1;
-        while s.side_bytes > 0 && s.side_bytes.saturating_add(bytes) > self.side_limit {
-            if let Some(writer) = self.writer.get() {
-                writer.unpark();
-            }
-            s = self
-                .drained
-                .wait_timeout(s, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        s = self.wait_while(s, |s| {
+            s.side_bytes > 0 && s.side_bytes.saturating_add(bytes) > self.side_limit
+        });
         s.side_waiting -= 1;
         s.side_bytes = s.side_bytes.saturating_add(bytes);
     }
@@ -130,7 +123,25 @@ impl Backlog {
                     || (s.ops > 0 && (s.ops >= s.limit_ops || s.bytes + bytes > s.limit_bytes))
             }
         };
-        while wait && must_wait(&s) {
+        if wait {
+            s = self.wait_while(s, must_wait);
+        }
+        if wait && oversized {
+            s.oversized_waiting -= 1;
+            self.drained.notify_all();
+        }
+        s.ops += 1;
+        s.bytes += bytes;
+    }
+
+    /// Waits while `full` says there is no room, waking the writer (which may be holding its
+    /// batch open for the window) each time it looks.
+    fn wait_while<'a>(
+        &self,
+        mut s: MutexGuard<'a, State>,
+        full: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while full(&s) {
             if let Some(writer) = self.writer.get() {
                 writer.unpark();
             }
@@ -140,12 +151,7 @@ impl Backlog {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        if wait && oversized {
-            s.oversized_waiting -= 1;
-            self.drained.notify_all();
-        }
-        s.ops += 1;
-        s.bytes += bytes;
+        s
     }
 
     /// Whether inserts are waiting for room: the writer should commit now rather than hold
