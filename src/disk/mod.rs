@@ -203,9 +203,12 @@ impl Shared {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Option<T> {
         let db = self.db()?;
-        let result = catch(|| f(&db.begin_read()?));
-        drop(db);
-        match result {
+        self.guarded(|| f(&db.begin_read()?))
+    }
+
+    /// Runs `f`, catching redb's errors and panics; a failure takes the tier out of service.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, redb::Error>) -> Option<T> {
+        match catch(f) {
             Ok(v) => Some(v),
             Err(c) => {
                 self.fail(Failure {
@@ -440,56 +443,32 @@ impl DiskTier {
         if self.shared.health.is_shadowed(digest) {
             return None;
         }
-        if let Some(snapshot) = self.shared.snapshot() {
-            if let Some(stored) = self.read_snapshot(&snapshot, digest) {
-                return stored;
-            }
-        }
-        self.shared
-            .read(|txn| {
-                let records = txn.open_table(RECORDS)?;
-                let Some(guard) = records.get(digest)? else {
-                    return Ok(None);
-                };
-                // Only a record with an idle limit needs its read time: opening the table is a
-                // good share of a read's cost.
-                let last_access_ms = if crate::record::has_idle_limit(guard.value()) {
-                    tables::last_access(&txn.open_table(ACCESS)?, digest, guard.value())?
-                } else {
-                    None
-                };
-                Ok(Some(Stored {
-                    bytes: Arc::from(guard.value()),
-                    last_access_ms,
-                }))
-            })
-            .flatten()
-    }
-
-    /// The committed record of `digest` from the last commit's snapshot; `None` when that
-    /// cannot say (a failure, or a read time to look up): the caller reads the file instead.
-    fn read_snapshot(&self, snapshot: &Snapshot, digest: u128) -> Option<Option<Stored>> {
-        let found = catch(|| {
-            Ok(match snapshot.records.get(digest)? {
-                None => Some(None),
-                // Only a record with an idle limit needs its read time, from another table.
-                Some(g) if crate::record::has_idle_limit(g.value()) => None,
-                Some(g) => Some(Some(Stored {
-                    bytes: Arc::from(g.value()),
-                    last_access_ms: None,
-                })),
-            })
-        });
-        match found {
-            Ok(found) => found,
-            Err(c) => {
-                self.shared.fail(Failure {
-                    detail: c.detail(),
-                    damaged: c.is_damage(),
-                });
-                Some(None)
-            }
-        }
+        let snapshot = self.shared.snapshot();
+        let stored = match &snapshot {
+            Some(snapshot) => self
+                .shared
+                .guarded(|| Ok(snapshot.records.get(digest)?.map(|g| Arc::from(g.value()))))?,
+            None => self.shared.read(|txn| {
+                Ok(txn
+                    .open_table(RECORDS)?
+                    .get(digest)?
+                    .map(|g| Arc::from(g.value())))
+            })?,
+        };
+        drop(snapshot);
+        let bytes: Arc<[u8]> = stored?;
+        // Only a record with an idle limit needs its read time: opening that table is a good
+        // share of a read's cost.
+        let last_access_ms = if crate::record::has_idle_limit(&bytes) {
+            self.shared
+                .read(|txn| tables::last_access(&txn.open_table(ACCESS)?, digest, &bytes))?
+        } else {
+            None
+        };
+        Some(Stored {
+            bytes,
+            last_access_ms,
+        })
     }
 
     /// The size of the write a caller is about to queue, admitted against the backlog before
