@@ -28,19 +28,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use tiered::{Cache, Durability, Error, Options};
 
-use common::{gate, race, GatedClock};
-
-/// A value whose `Deserialize` passes the decoding thread's gate: a slow decode on demand.
-#[derive(Debug, PartialEq, Serialize)]
-struct Slow(u64);
-
-impl<'de> Deserialize<'de> for Slow {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u64::deserialize(d)?;
-        gate::pass();
-        Ok(Slow(v))
-    }
-}
+use common::{gate, race, GatedClock, Slow};
 
 /// A port number. Once `PORTS_VALIDATED` is set (a newer build that added validation),
 /// `Deserialize` rejects 0 (after passing the gate), so a `Port(0)` stored before is a dead,

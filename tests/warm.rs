@@ -11,19 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use tiered::{Cache, Durability, Explanation, ManualClock, Options, Stats};
 
-use common::{eventually, gate, race};
-
-/// A value whose `Deserialize` passes the decoding thread's gate: a slow decode on demand.
-#[derive(Debug, PartialEq, Serialize)]
-struct Slow(u64);
-
-impl<'de> Deserialize<'de> for Slow {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u64::deserialize(d)?;
-        gate::pass();
-        Ok(Slow(v))
-    }
-}
+use common::{eventually, race, Slow};
 
 /// Counts its decodes.
 #[derive(Debug, PartialEq, Serialize)]

@@ -404,3 +404,15 @@ impl tiered::Clock for GatedClock {
         tiered::Clock::now_ms(&self.0)
     }
 }
+
+/// A value whose `Deserialize` passes the decoding thread's [`gate`]: a slow decode on demand.
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct Slow(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Slow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        gate::pass();
+        Ok(Slow(v))
+    }
+}
