@@ -65,6 +65,7 @@ mod flight;
 mod generations;
 mod health;
 mod key;
+mod memo;
 mod memory;
 mod namespace;
 mod options;
@@ -80,6 +81,7 @@ pub use error::{Error, Result};
 pub use expiry::{next_local_time, Clock, ManualClock, SystemClock};
 pub use explain::{Explanation, Invalidation};
 pub use health::Health;
+pub use memo::{combine_versions, global, MemoKey, MemoStats, Memoized};
 pub use namespace::Namespace;
 pub use options::Options;
 #[cfg(unix)]

@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub root: Scope,
     /// The per-key ordering rule's locks: see `ordering.rs`.
     pub stripes: Arc<Stripes>,
+    /// The memoized functions used with this cache: see `memo.rs`.
+    pub memo: crate::memo::Functions,
     /// The warm restart's loader, if one was started: see `warm.rs`.
     warm: OnceLock<warm::Loader>,
     all_id: u64,
@@ -95,6 +97,7 @@ impl Inner {
             resources: Mutex::default(),
             root: Scope::root(),
             stripes: Arc::default(),
+            memo: Default::default(),
             warm: OnceLock::new(),
             all_id: generations::id(generations::ALL),
         }

@@ -40,6 +40,19 @@ impl Inner {
         self.store(ek, Arc::new(value), &opts, stamp, IfCurrent::Always)
     }
 
+    /// An insert that ignores the cache's default options: a record the cache keeps for
+    /// itself (a memoized function's version) must not expire with the user's entries.
+    pub fn insert_own<K, V>(&self, scope: &Scope, key: &K, value: V) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + Send + Sync + 'static + DeserializeOwned,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let opts = Options::new();
+        let stamp = self.stamp(scope, &opts);
+        self.store(ek, Arc::new(value), &opts, stamp, IfCurrent::Always)
+    }
+
     fn store<V>(
         &self,
         ek: EncodedKey,
@@ -180,7 +193,11 @@ impl Inner {
     where
         K: Serialize + ?Sized,
     {
-        let ek = encode_key(&scope.name, key)?;
+        self.remove_encoded(encode_key(&scope.name, key)?)
+    }
+
+    /// [`remove`](Inner::remove) for a key encoded beforehand.
+    pub fn remove_encoded(&self, ek: EncodedKey) -> Result<bool> {
         // The clock is user code too: read it before the lock.
         let now = self.clock.now_ms();
         let (existed, ticket) = {
@@ -223,6 +240,22 @@ impl Inner {
         F: FnOnce() -> Result<V, E>,
     {
         let ek = encode_key(&scope.name, key)?;
+        self.get_or_try_insert_encoded(scope, ek, opts, f)
+    }
+
+    /// [`get_or_try_insert`](Inner::get_or_try_insert) for a key encoded beforehand.
+    pub fn get_or_try_insert_encoded<V, E, F>(
+        &self,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
         if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
             return Ok(v);
         }

@@ -1,0 +1,320 @@
+//! Memoized functions: what `#[tiered::memoize]` expands to, usable by hand.
+//!
+//! A memoized function's entries live in a namespace named by the function's path; their key
+//! is (code version, arguments). The first call of a process on a cache compares the version
+//! with the one the cache last saw for that function and, if it changed, clears the namespace
+//! (one generation bump: the sweeper reclaims the old entries in both tiers, side files
+//! included), so that a dev loop's edits never pile up entries of dead versions.
+
+mod global;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::disk::lock;
+use crate::engine::{Inner, Scope};
+use crate::error::{Error, Result};
+use crate::key::{encode_key, EncodedKey, ScopeName};
+use crate::options::Options;
+
+pub use global::global;
+
+/// The namespace where a cache keeps the code version of each memoized function it has seen.
+const VERSIONS: &str = "tiered/memoize-versions";
+
+/// A memoized function: its path (the namespace of its entries) and its code version.
+///
+/// `#[tiered::memoize]` makes one for each function it marks; the methods below are what the
+/// generated code calls, and what `my_fn::memo()` gives to code that wants to reach the
+/// function's entries in a cache of its choice.
+///
+/// ```
+/// use tiered::{Cache, Memoized, Options};
+///
+/// static SQUARE: Memoized = Memoized::new("docs::square", 1);
+///
+/// fn square(cache: &Cache, x: u64) -> u64 {
+///     SQUARE.call(cache, &Options::new(), SQUARE.key(&(x,)), || x * x)
+/// }
+///
+/// let cache = Cache::in_memory();
+/// assert_eq!(square(&cache, 12), 144); // computed
+/// assert_eq!(square(&cache, 12), 144); // from the cache
+/// let stats = SQUARE.stats(&cache);
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memoized {
+    path: &'static str,
+    version: u64,
+}
+
+/// A memoized function's figures in one cache, since the cache was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoStats {
+    /// Calls answered without running the function (from either tier, or by waiting for
+    /// another caller's computation of the same arguments).
+    pub hits: u64,
+    /// Calls that ran the function.
+    pub misses: u64,
+}
+
+/// The key of one call, encoded before the call (see [`Memoized::key`]).
+#[derive(Debug)]
+pub struct MemoKey(Result<EncodedKey>);
+
+impl Memoized {
+    /// A memoized function at `path` (the namespace of its entries: keep it unique, such as
+    /// `concat!(module_path!(), "::name")`) whose code is at `version`.
+    pub const fn new(path: &'static str, version: u64) -> Self {
+        Memoized { path, version }
+    }
+
+    /// The function's path: the namespace its entries live in.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// The function's code version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::new(self.path)
+    }
+
+    /// The key of a call with `args` (a tuple of the arguments that take part in the key).
+    /// Encoded at once, so that the arguments can then move into the computation.
+    pub fn key<A: Serialize + ?Sized>(&self, args: &A) -> MemoKey {
+        MemoKey(encode_key(
+            &ScopeName::named(self.path),
+            &(self.version, args),
+        ))
+    }
+
+    /// The value of the call with `key`: from the cache, else computed by `f` and stored.
+    ///
+    /// Never fails: if the cache cannot be used (a key that cannot be encoded, a computation
+    /// that asks for its own key), `f` runs without it and a warning is logged once per
+    /// function. Concurrent calls with one key run `f` once.
+    pub fn call<V, F>(&self, cache: &Cache, options: &Options, key: MemoKey, f: F) -> V
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> V,
+    {
+        match self.call_result(cache, options, key, || {
+            Ok::<V, std::convert::Infallible>(f())
+        }) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`call`](Memoized::call) for a function returning `Result`: only `Ok` is cached;
+    /// an `Err` is returned and the next call runs the function again.
+    ///
+    /// # Errors
+    /// The function's own error.
+    pub fn call_result<V, E, F>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> std::result::Result<V, E>
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> std::result::Result<V, E>,
+    {
+        let state = self.prepare(cache);
+        let mut f = Some(f);
+        let mut ran = false;
+        let outcome = match key.0 {
+            Ok(ek) => cache
+                .inner
+                .get_or_try_insert_encoded(&self.scope(), ek, options, || {
+                    ran = true;
+                    match f.take() {
+                        Some(f) => f().map_err(Failed::User),
+                        None => Err(Failed::Cache(Error::Internal("called twice".into()))),
+                    }
+                }),
+            Err(e) => Err(Failed::Cache(e)),
+        };
+        state.count(ran);
+        match outcome {
+            Ok(v) => Ok(Arc::unwrap_or_clone(v)),
+            Err(Failed::User(e)) => Err(e),
+            Err(Failed::Cache(e)) => {
+                state.warn_once(self.path, &e);
+                match f.take() {
+                    Some(f) => f(),
+                    // The computation ran and the error came after it: cannot happen (a
+                    // value that cannot be stored is still returned), but never run twice.
+                    None => unreachable_outcome(e),
+                }
+            }
+        }
+    }
+
+    /// Like [`call`](Memoized::call) for a function returning `Option`, when `None` must not
+    /// be cached (`#[memoize(cache_none = false)]`): a `None` is returned and the next call
+    /// runs the function again.
+    pub fn call_option<V, F>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> Option<V>
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Option<V>,
+    {
+        self.call_result(cache, options, key, || f().ok_or(())).ok()
+    }
+
+    /// Drops every entry of this function in `cache` (both tiers; O(1), the space is
+    /// reclaimed in the background).
+    ///
+    /// # Errors
+    /// As [`Namespace::clear`](crate::Namespace::clear).
+    pub fn clear(&self, cache: &Cache) -> Result<()> {
+        cache.inner.clear_scope(&self.scope())
+    }
+
+    /// Drops the entry of one call; returns whether there was one.
+    ///
+    /// # Errors
+    /// As [`Cache::remove`].
+    pub fn remove(&self, cache: &Cache, key: MemoKey) -> Result<bool> {
+        cache.inner.remove_encoded(key.0?)
+    }
+
+    /// This function's hits and misses in `cache` since it was opened.
+    pub fn stats(&self, cache: &Cache) -> MemoStats {
+        let state = cache.inner.memo.state(self.path);
+        MemoStats {
+            hits: state.hits.load(Ordering::Relaxed),
+            misses: state.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The function's state in `cache`, after making sure, once per process and cache, that
+    /// the entries of its other versions are gone.
+    fn prepare(&self, cache: &Cache) -> Arc<FnState> {
+        let state = cache.inner.memo.state(self.path);
+        state
+            .checked
+            .get_or_init(|| self.reclaim_other_versions(&cache.inner));
+        state
+    }
+
+    /// Clears the function's namespace if the cache last saw another version of it, and
+    /// notes this one. No user code runs here.
+    fn reclaim_other_versions(&self, inner: &Inner) {
+        let versions = Scope::new(VERSIONS);
+        let seen = inner.get::<_, u64>(&versions, self.path).ok().flatten();
+        if seen.as_deref() == Some(&self.version) {
+            return;
+        }
+        // Nothing seen: a first use, or a cache cleared meanwhile; nothing to reclaim.
+        if seen.is_some() {
+            tracing::debug!(
+                function = self.path,
+                "new code version: older entries reclaimed"
+            );
+            if let Err(e) = self.clear_in(inner) {
+                tracing::warn!(function = self.path, error = %e, "could not clear older versions");
+            }
+        }
+        if let Err(e) = inner.insert_own(&versions, self.path, self.version) {
+            tracing::warn!(function = self.path, error = %e, "could not note the code version");
+        }
+    }
+
+    fn clear_in(&self, inner: &Inner) -> Result<()> {
+        inner.clear_scope(&self.scope())
+    }
+}
+
+/// Combines code versions (a function's own and those of its `deps`) into one, at compile time.
+///
+/// ```
+/// const V: u64 = tiered::combine_versions(&[1, 2]);
+/// assert_ne!(V, tiered::combine_versions(&[2, 1]));
+/// ```
+pub const fn combine_versions(parts: &[u64]) -> u64 {
+    // FNV-1a over the parts' bytes, then a final mix: order matters, any change shows.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            h ^= bytes[j] as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            j += 1;
+        }
+        i += 1;
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+enum Failed<E> {
+    User(E),
+    Cache(Error),
+}
+
+impl<E> From<Error> for Failed<E> {
+    fn from(e: Error) -> Self {
+        Failed::Cache(e)
+    }
+}
+
+fn unreachable_outcome<T>(e: Error) -> T {
+    // A `Result`-free signature cannot carry this; it would be a bug in the engine.
+    panic!("tiered: a memoized computation ran but no value came back: {e}")
+}
+
+/// The memoized functions a cache has seen: see [`Memoized`].
+#[derive(Default)]
+pub(crate) struct Functions {
+    states: Mutex<HashMap<&'static str, Arc<FnState>>>,
+}
+
+impl Functions {
+    fn state(&self, path: &'static str) -> Arc<FnState> {
+        lock(&self.states).entry(path).or_default().clone()
+    }
+}
+
+#[derive(Default)]
+struct FnState {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    checked: OnceLock<()>,
+    warned: AtomicBool,
+}
+
+impl FnState {
+    fn count(&self, ran: bool) {
+        let counter = if ran { &self.misses } else { &self.hits };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn warn_once(&self, path: &str, e: &Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(function = path, error = %e, "memoized function runs without the cache");
+        }
+    }
+}
