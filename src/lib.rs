@@ -52,6 +52,8 @@
 //! [moka]: https://docs.rs/moka
 //! [redb]: https://docs.rs/redb
 
+#[cfg(feature = "tokio")]
+mod async_cache;
 mod builder;
 mod cache;
 mod codec;
@@ -75,6 +77,8 @@ mod registry;
 mod signals;
 mod stats;
 
+#[cfg(feature = "tokio")]
+pub use async_cache::AsyncCache;
 pub use builder::{CacheBuilder, DamagedFile, Durability};
 pub use cache::Cache;
 pub use error::{Error, Result};
@@ -96,6 +100,8 @@ mod tests {
     fn handles_are_clone_send_sync() {
         assert_clone_send_sync::<crate::Cache>();
         assert_clone_send_sync::<crate::Namespace>();
+        #[cfg(feature = "tokio")]
+        assert_clone_send_sync::<crate::AsyncCache>();
         fn error_is_std<E: std::error::Error + Send + Sync + 'static>() {}
         error_is_std::<crate::Error>();
     }
