@@ -156,6 +156,7 @@ impl Memoized {
         Fut: Future<Output = std::result::Result<V, E>>,
     {
         let state = self.prepare::<R>(cache).await;
+        state.keep_version_noted(&cache.inner, self.path);
         let mut f = Some(f);
         let mut ran = false;
         let outcome = match key.0 {
@@ -367,15 +368,14 @@ impl Memoized {
         if seen.as_deref() == Some(&self.version) {
             return;
         }
-        // Nothing seen: a first use, or a cache cleared meanwhile; nothing to reclaim.
-        if seen.is_some() {
-            tracing::debug!(
-                function = self.path,
-                "new code version: older entries reclaimed"
-            );
-            if let Err(e) = self.clear_in(inner) {
-                tracing::warn!(function = self.path, error = %e, "could not clear older versions");
-            }
+        // Another version, or none noted: a first use, but also a cache cleared or a note
+        // evicted while entries of an older version stayed. Clearing costs one generation.
+        tracing::debug!(
+            function = self.path,
+            "code version changed: older entries reclaimed"
+        );
+        if let Err(e) = self.clear_in(inner) {
+            tracing::warn!(function = self.path, error = %e, "could not clear older versions");
         }
         if let Err(e) = inner.insert_own(&versions, self.path, self.version) {
             tracing::warn!(function = self.path, error = %e, "could not note the code version");
@@ -446,9 +446,34 @@ struct FnState {
     misses: AtomicU64,
     checked: OnceLock<()>,
     warned: AtomicBool,
+    /// When the note of the function's version was last marked as read.
+    noted_ms: AtomicU64,
 }
 
+/// How often a used function marks its version note as read.
+const NOTE_REFRESH_MS: u64 = 60_000;
+
 impl FnState {
+    /// Marks the function's version note as read now and then while the function is used,
+    /// so that a full cache evicts it with the function's entries, not long before them
+    /// (which would make the next process clear entries of the current version).
+    fn keep_version_noted(&self, inner: &Inner, path: &str) {
+        let Some(disk) = &inner.disk else { return };
+        let now = inner.clock.now_ms();
+        let last = self.noted_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < NOTE_REFRESH_MS
+            || self
+                .noted_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(ek) = encode_key(&ScopeName::named(VERSIONS), path) {
+            disk.touch(ek.digest, now, false);
+        }
+    }
+
     fn count(&self, ran: bool) {
         let counter = if ran { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
