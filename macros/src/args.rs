@@ -1,0 +1,213 @@
+//! The options of `#[memoize(...)]` and `#[fingerprint(...)]`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Error, Expr, ExprLit, Lit, Meta, Path, Token};
+
+use crate::duration::{parse_duration, parse_time_of_day};
+
+/// A duration option: a string read at compile time, or an expression giving a `Duration`.
+pub enum DurationArg {
+    Millis(u64),
+    Expr(Expr),
+}
+
+/// The options, checked for form (values of the right kind, none twice, none unknown).
+#[derive(Default)]
+pub struct Args {
+    pub cache: Option<Expr>,
+    pub ttl: Option<DurationArg>,
+    pub idle: Option<DurationArg>,
+    pub expires_at: Option<Expr>,
+    /// `at = "HH:MM"`: hour and minute.
+    pub at: Option<(u8, u8)>,
+    pub tags: Option<Vec<Expr>>,
+    pub memory_only: bool,
+    pub version: Option<Expr>,
+    pub deps: Vec<Path>,
+    /// Where `skip_self` was written, if it was.
+    pub skip_self: Option<Span>,
+    /// Where `cache_none = false` was written, if it was (`cache_none = true` is the default).
+    pub no_cached_none: Option<Span>,
+}
+
+/// Which attribute the options belong to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Attribute {
+    Memoize,
+    Fingerprint,
+}
+
+const MEMOIZE_OPTIONS: &str = "cache, ttl, idle, expires_at, at, tags, memory_only, version, \
+                               deps, skip_self, cache_none";
+const FINGERPRINT_OPTIONS: &str = "version, deps";
+
+impl Args {
+    pub fn parse(tokens: TokenStream, attribute: Attribute) -> syn::Result<Args> {
+        let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
+        let mut args = Args::default();
+        let mut seen: Vec<String> = Vec::new();
+        for meta in metas {
+            let name = match meta.path().get_ident() {
+                Some(ident) => ident.to_string(),
+                None => return Err(unknown(meta.path(), attribute)),
+            };
+            if seen.contains(&name) {
+                return Err(Error::new(
+                    meta.path().span(),
+                    format!("`{name}` is given twice"),
+                ));
+            }
+            seen.push(name.clone());
+            if attribute == Attribute::Fingerprint && !matches!(name.as_str(), "version" | "deps") {
+                return Err(unknown(meta.path(), attribute));
+            }
+            match name.as_str() {
+                "memory_only" => {
+                    flag(&meta)?;
+                    args.memory_only = true;
+                }
+                "skip_self" => {
+                    flag(&meta)?;
+                    args.skip_self = Some(meta.span());
+                }
+                _ => {
+                    let value = value(meta, &name)?;
+                    args.set(&name, value, attribute)?;
+                }
+            }
+        }
+        Ok(args)
+    }
+
+    fn set(&mut self, name: &str, value: Expr, attribute: Attribute) -> syn::Result<()> {
+        let deadline_set = self.at.is_some() || self.expires_at.is_some();
+        if matches!(name, "at" | "expires_at") && deadline_set {
+            return Err(Error::new(
+                value.span(),
+                "give one of `at` and `expires_at`: both set the entry's deadline",
+            ));
+        }
+        match name {
+            "cache" => self.cache = Some(value),
+            "ttl" => self.ttl = Some(duration(value)?),
+            "idle" => self.idle = Some(duration(value)?),
+            "expires_at" => self.expires_at = Some(value),
+            "at" => {
+                let text = string(&value, "at = \"16:00\"")?;
+                self.at = Some(parse_time_of_day(&text).map_err(|e| Error::new(value.span(), e))?);
+            }
+            "tags" => match value {
+                Expr::Array(array) => self.tags = Some(array.elems.into_iter().collect()),
+                other => {
+                    return Err(Error::new(
+                        other.span(),
+                        "write the tags as a list: `tags = [\"prices\", \"eu\"]`",
+                    ))
+                }
+            },
+            "version" => self.version = Some(value),
+            "deps" => self.deps = deps(value)?,
+            "cache_none" => {
+                match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(b), ..
+                    }) => {
+                        if !b.value {
+                            self.no_cached_none = Some(b.span());
+                        }
+                    }
+                    other => return Err(Error::new(
+                        other.span(),
+                        "write `cache_none = false` (to leave `None` out of the cache) or leave \
+                         it out",
+                    )),
+                }
+            }
+            _ => return Err(unknown_name(value.span(), name, attribute)),
+        }
+        Ok(())
+    }
+}
+
+fn unknown(path: &Path, attribute: Attribute) -> Error {
+    let name = quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "");
+    unknown_name(path.span(), &name, attribute)
+}
+
+fn unknown_name(span: Span, name: &str, attribute: Attribute) -> Error {
+    let known = match attribute {
+        Attribute::Memoize => MEMOIZE_OPTIONS,
+        Attribute::Fingerprint => FINGERPRINT_OPTIONS,
+    };
+    Error::new(
+        span,
+        format!("unknown option `{name}`; the options are: {known}"),
+    )
+}
+
+fn flag(meta: &Meta) -> syn::Result<()> {
+    match meta {
+        Meta::Path(_) => Ok(()),
+        other => {
+            let name = quote::ToTokens::to_token_stream(other.path()).to_string();
+            Err(Error::new(
+                other.span(),
+                format!("`{name}` takes no value: write just `{name}`"),
+            ))
+        }
+    }
+}
+
+fn value(meta: Meta, name: &str) -> syn::Result<Expr> {
+    match meta {
+        Meta::NameValue(nv) => Ok(nv.value),
+        other => Err(Error::new(
+            other.span(),
+            format!("`{name}` needs a value: write `{name} = ...`"),
+        )),
+    }
+}
+
+fn string(value: &Expr, example: &str) -> syn::Result<String> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.value()),
+        other => Err(Error::new(
+            other.span(),
+            format!("write a string: `{example}`"),
+        )),
+    }
+}
+
+fn duration(value: Expr) -> syn::Result<DurationArg> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_duration(&s.value())
+            .map(DurationArg::Millis)
+            .map_err(|e| Error::new(s.span(), e)),
+        _ => Ok(DurationArg::Expr(value)),
+    }
+}
+
+fn deps(value: Expr) -> syn::Result<Vec<Path>> {
+    let hint = "list functions marked `#[tiered::memoize]` or `#[tiered::fingerprint]` by \
+                path: `deps = [parse_row, crate::db::query]`";
+    let Expr::Array(array) = value else {
+        return Err(Error::new(value.span(), hint));
+    };
+    array
+        .elems
+        .into_iter()
+        .map(|e| match e {
+            Expr::Path(p) if p.qself.is_none() => Ok(p.path),
+            other => Err(Error::new(other.span(), hint)),
+        })
+        .collect()
+}
