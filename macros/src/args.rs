@@ -40,9 +40,20 @@ pub enum Attribute {
     Fingerprint,
 }
 
-const MEMOIZE_OPTIONS: &str = "cache, ttl, idle, expires_at, at, tags, memory_only, version, \
-                               deps, skip_self, cache_none";
-const FINGERPRINT_OPTIONS: &str = "version, deps";
+const MEMOIZE_OPTIONS: &[&str] = &[
+    "cache",
+    "ttl",
+    "idle",
+    "expires_at",
+    "at",
+    "tags",
+    "memory_only",
+    "version",
+    "deps",
+    "skip_self",
+    "cache_none",
+];
+const FINGERPRINT_OPTIONS: &[&str] = &["version", "deps"];
 
 impl Args {
     pub fn parse(tokens: TokenStream, attribute: Attribute) -> syn::Result<Args> {
@@ -50,20 +61,29 @@ impl Args {
         let mut args = Args::default();
         let mut seen: Vec<String> = Vec::new();
         for meta in metas {
-            let name = match meta.path().get_ident() {
-                Some(ident) => ident.to_string(),
-                None => return Err(unknown(meta.path(), attribute)),
+            let known = match attribute {
+                Attribute::Memoize => MEMOIZE_OPTIONS,
+                Attribute::Fingerprint => FINGERPRINT_OPTIONS,
             };
+            let name = quote::ToTokens::to_token_stream(meta.path())
+                .to_string()
+                .replace(' ', "");
+            if !known.contains(&name.as_str()) {
+                return Err(Error::new_spanned(
+                    meta.path(),
+                    format!(
+                        "unknown option `{name}`; the options are: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
             if seen.contains(&name) {
-                return Err(Error::new(
-                    meta.path().span(),
+                return Err(Error::new_spanned(
+                    meta.path(),
                     format!("`{name}` is given twice"),
                 ));
             }
             seen.push(name.clone());
-            if attribute == Attribute::Fingerprint && !matches!(name.as_str(), "version" | "deps") {
-                return Err(unknown(meta.path(), attribute));
-            }
             match name.as_str() {
                 "memory_only" => {
                     flag(&meta)?;
@@ -75,18 +95,18 @@ impl Args {
                 }
                 _ => {
                     let value = value(meta, &name)?;
-                    args.set(&name, value, attribute)?;
+                    args.set(&name, value)?;
                 }
             }
         }
         Ok(args)
     }
 
-    fn set(&mut self, name: &str, value: Expr, attribute: Attribute) -> syn::Result<()> {
+    fn set(&mut self, name: &str, value: Expr) -> syn::Result<()> {
         let deadline_set = self.at.is_some() || self.expires_at.is_some();
         if matches!(name, "at" | "expires_at") && deadline_set {
-            return Err(Error::new(
-                value.span(),
+            return Err(Error::new_spanned(
+                &value,
                 "give one of `at` and `expires_at`: both set the entry's deadline",
             ));
         }
@@ -97,13 +117,14 @@ impl Args {
             "expires_at" => self.expires_at = Some(value),
             "at" => {
                 let text = string(&value, "at = \"16:00\"")?;
-                self.at = Some(parse_time_of_day(&text).map_err(|e| Error::new(value.span(), e))?);
+                self.at =
+                    Some(parse_time_of_day(&text).map_err(|e| Error::new_spanned(&value, e))?);
             }
             "tags" => match value {
                 Expr::Array(array) => self.tags = Some(array.elems.into_iter().collect()),
                 other => {
-                    return Err(Error::new(
-                        other.span(),
+                    return Err(Error::new_spanned(
+                        other,
                         "write the tags as a list: `tags = [\"prices\", \"eu\"]`",
                     ))
                 }
@@ -119,35 +140,20 @@ impl Args {
                             self.no_cached_none = Some(b.span());
                         }
                     }
-                    other => return Err(Error::new(
-                        other.span(),
+                    other => return Err(Error::new_spanned(
+                        other,
                         "write `cache_none = false` (to leave `None` out of the cache) or leave \
                          it out",
                     )),
                 }
             }
-            _ => return Err(unknown_name(value.span(), name, attribute)),
+            _ => {
+                let message = format!("unknown option `{name}`");
+                return Err(Error::new_spanned(value, message));
+            }
         }
         Ok(())
     }
-}
-
-fn unknown(path: &Path, attribute: Attribute) -> Error {
-    let name = quote::ToTokens::to_token_stream(path)
-        .to_string()
-        .replace(' ', "");
-    unknown_name(path.span(), &name, attribute)
-}
-
-fn unknown_name(span: Span, name: &str, attribute: Attribute) -> Error {
-    let known = match attribute {
-        Attribute::Memoize => MEMOIZE_OPTIONS,
-        Attribute::Fingerprint => FINGERPRINT_OPTIONS,
-    };
-    Error::new(
-        span,
-        format!("unknown option `{name}`; the options are: {known}"),
-    )
 }
 
 fn flag(meta: &Meta) -> syn::Result<()> {
@@ -155,8 +161,8 @@ fn flag(meta: &Meta) -> syn::Result<()> {
         Meta::Path(_) => Ok(()),
         other => {
             let name = quote::ToTokens::to_token_stream(other.path()).to_string();
-            Err(Error::new(
-                other.span(),
+            Err(Error::new_spanned(
+                other,
                 format!("`{name}` takes no value: write just `{name}`"),
             ))
         }
@@ -166,8 +172,8 @@ fn flag(meta: &Meta) -> syn::Result<()> {
 fn value(meta: Meta, name: &str) -> syn::Result<Expr> {
     match meta {
         Meta::NameValue(nv) => Ok(nv.value),
-        other => Err(Error::new(
-            other.span(),
+        other => Err(Error::new_spanned(
+            other,
             format!("`{name}` needs a value: write `{name} = ...`"),
         )),
     }
@@ -178,8 +184,8 @@ fn string(value: &Expr, example: &str) -> syn::Result<String> {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
         }) => Ok(s.value()),
-        other => Err(Error::new(
-            other.span(),
+        other => Err(Error::new_spanned(
+            other,
             format!("write a string: `{example}`"),
         )),
     }
@@ -200,14 +206,14 @@ fn deps(value: Expr) -> syn::Result<Vec<Path>> {
     let hint = "list functions marked `#[tiered::memoize]` or `#[tiered::fingerprint]` by \
                 path: `deps = [parse_row, crate::db::query]`";
     let Expr::Array(array) = value else {
-        return Err(Error::new(value.span(), hint));
+        return Err(Error::new_spanned(value, hint));
     };
     array
         .elems
         .into_iter()
         .map(|e| match e {
             Expr::Path(p) if p.qself.is_none() => Ok(p.path),
-            other => Err(Error::new(other.span(), hint)),
+            other => Err(Error::new_spanned(other, hint)),
         })
         .collect()
 }

@@ -303,7 +303,8 @@ fn option_calls(args: &Args) -> TokenStream {
         calls.extend(quote!(.expires_at(::tiered::next_local_time(#h, #m))));
     }
     if let Some(tags) = &args.tags {
-        calls.extend(quote!(.tags([#(#tags),*])));
+        // Each as `&str`, so that a list may mix `&str` and `String`.
+        calls.extend(quote!(.tags([#(::core::convert::AsRef::<str>::as_ref(&#tags)),*])));
     }
     if args.memory_only {
         calls.extend(quote!(.memory_only()));

@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
 use crate::signature::Analysis;
@@ -32,7 +31,13 @@ pub fn key_expr(memo: &Ident, analysis: &Analysis, skip_self: bool, side: Side) 
     }
     if let (Some(r), false) = (&analysis.receiver, skip_self) {
         let this = &r.self_token;
-        parts.push(quote_spanned!(r.span()=> (&::tiered::__memoize::self_part(&#this)).key_part()));
+        let span = this.span;
+        // `Self` itself rather than `&Self`, so that the error names the type to change.
+        let this = match r.reference {
+            Some(_) => quote_spanned!(span=> &*#this),
+            None => quote_spanned!(span=> &#this),
+        };
+        parts.push(quote_spanned!(span=> (&::tiered::__memoize::self_part(#this)).key_part()));
     }
     for arg in &analysis.key_args {
         let ident = &arg.ident;

@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{Error, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type};
 
 use crate::args::Args;
@@ -97,8 +96,8 @@ fn argument_name(pat: &Pat) -> syn::Result<Option<Ident>> {
     match pat {
         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Ok(Some(p.ident.clone())),
         Pat::Wild(_) => Ok(None),
-        other => Err(Error::new(
-            other.span(),
+        other => Err(Error::new_spanned(
+            other,
             "name this argument (`name: Type`), so that it can take part in the key; \
              `_name: Type` leaves it out of the key",
         )),
@@ -132,14 +131,14 @@ fn check_value_type(ret: &Type, returns: Returns) -> syn::Result<()> {
         }),
     };
     match value.map(ungroup) {
-        Some(Type::Reference(r)) => Err(Error::new(
-            r.span(),
+        Some(Type::Reference(r)) => Err(Error::new_spanned(
+            r,
             "a memoized function returns an owned value (the cached one, cloned): return the \
              owned type, or `Arc<T>` to share one value without copying it (serde's \"rc\" \
              feature)",
         )),
-        Some(Type::ImplTrait(t)) => Err(Error::new(
-            t.span(),
+        Some(Type::ImplTrait(t)) => Err(Error::new_spanned(
+            t,
             "name the return type: the cache stores values of one concrete, serializable type",
         )),
         _ => Ok(()),
