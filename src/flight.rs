@@ -7,16 +7,22 @@
 //!   A caller that arrives after one of them was bumped (an invalidation returned before it
 //!   started) does not join: it starts a new flight. The old leader's result then goes only to
 //!   the callers that were already waiting.
-//! - Waiting never deadlocks. Before a thread waits for a flight, it follows the chain "the
+//! - Waiting never deadlocks. Before a caller waits for a flight, it follows the chain "the
 //!   leader of that flight waits for the flight of …" in a process-wide wait graph; if the chain
-//!   comes back to this thread (a computation asking for its own key, or two computations asking
-//!   for each other's keys on two threads), the wait is refused with [`Error::Deadlock`].
+//!   comes back to this caller (a computation asking for its own key, or two computations asking
+//!   for each other's keys), the wait is refused with [`Error::Deadlock`].
+//!
+//! Callers are [`Actor`]s, not threads: a blocking caller is its thread, an async caller its
+//! task (see `engine/runner.rs`), so that blocking threads and async tasks share one flight
+//! per key and one wait graph.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::ThreadId;
+use std::task::{Context, Poll, Waker};
 
 use crate::disk::lock;
 use crate::error::Error;
@@ -24,8 +30,29 @@ use crate::generations::Generations;
 
 type Shared = Arc<dyn Any + Send + Sync>;
 
+/// Who waits or leads: a thread for blocking callers, a task for async ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Actor(u64);
+
+impl Actor {
+    /// A new actor, never equal to another.
+    pub fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Actor(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The calling thread.
+    pub fn thread() -> Self {
+        thread_local! {
+            static ME: Actor = Actor::fresh();
+        }
+        ME.with(|me| *me)
+    }
+}
+
 enum State {
-    Running,
+    /// Running, with the async callers to wake when it ends.
+    Running(Vec<Waker>),
     Done(Shared),
     Failed,
 }
@@ -33,60 +60,116 @@ enum State {
 pub(crate) struct Flight {
     state: Mutex<State>,
     changed: Condvar,
-    /// The thread running the computation.
-    leader: ThreadId,
+    /// The caller running the computation.
+    leader: Actor,
     /// The generations current when the computation began.
     pub stamp: Vec<(u64, u64)>,
 }
 
 impl Flight {
     fn running(&self) -> bool {
-        matches!(*lock(&self.state), State::Running)
+        matches!(*lock(&self.state), State::Running(_))
     }
 
-    /// Waits for the leader: its value, or `None` if it failed (or panicked).
+    /// The outcome if the flight has ended: its value, or `None` if it failed (or panicked).
+    fn outcome(state: &State) -> Option<Option<Shared>> {
+        match state {
+            State::Running(_) => None,
+            State::Done(v) => Some(Some(v.clone())),
+            State::Failed => Some(None),
+        }
+    }
+
+    /// Blocks the thread until the leader ends: its value, or `None` if it failed.
     ///
     /// # Errors
-    /// [`Error::Deadlock`] if the leader waits, directly or through other threads, for this one.
-    pub fn wait(self: &Arc<Self>) -> Result<Option<Shared>, Error> {
-        let me = std::thread::current().id();
-        // Only a running flight can be part of a cycle (and needs a wait at all).
-        if self.running() {
-            let mut waits = lock(waits());
-            let mut leader = self.leader;
-            // Each step moves to the leader of a running flight; a chain longer than the
-            // number of waiting threads would have to repeat a thread, so it ends.
-            for _ in 0..=waits.len() {
-                if leader == me {
-                    return Err(Error::Deadlock);
-                }
-                match waits.get(&leader).filter(|f| f.running()) {
-                    Some(next) => leader = next.leader,
-                    None => break,
-                }
-            }
-            waits.insert(me, self.clone());
-        }
+    /// [`Error::Deadlock`] if the leader waits, directly or through other callers, for `me`.
+    pub fn wait(self: &Arc<Self>, me: Actor) -> Result<Option<Shared>, Error> {
+        let _waiting = Waiting::enter(self, me)?;
         let mut state = lock(&self.state);
-        let outcome = loop {
-            match &*state {
-                State::Running => {
-                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-                State::Done(v) => break Some(v.clone()),
-                State::Failed => break None,
+        loop {
+            if let Some(outcome) = Self::outcome(&state) {
+                return Ok(outcome);
             }
-        };
-        drop(state);
-        lock(waits()).remove(&me);
-        Ok(outcome)
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Like [`wait`](Flight::wait) without blocking: a future that ends with the leader.
+    ///
+    /// # Errors
+    /// As [`wait`](Flight::wait).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub fn wait_async(self: &Arc<Self>, me: Actor) -> Result<FlightEnd, Error> {
+        Ok(FlightEnd {
+            flight: self.clone(),
+            _waiting: Waiting::enter(self, me)?,
+        })
     }
 }
 
-/// Which flight each waiting thread waits for, across every cache of the process (a cycle may
+/// The future of [`Flight::wait_async`]; dropping it (a cancelled task) leaves the wait graph.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) struct FlightEnd {
+    flight: Arc<Flight>,
+    _waiting: Option<Waiting>,
+}
+
+impl Future for FlightEnd {
+    type Output = Option<Shared>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = lock(&self.flight.state);
+        if let Some(outcome) = Flight::outcome(&state) {
+            return Poll::Ready(outcome);
+        }
+        if let State::Running(wakers) = &mut *state {
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// An entry "`me` waits for this flight" in the wait graph, removed when dropped.
+struct Waiting(Actor);
+
+impl Waiting {
+    /// Enters the wait graph, unless waiting would close a cycle. `None` if the flight has
+    /// already ended (no wait, no cycle).
+    fn enter(flight: &Arc<Flight>, me: Actor) -> Result<Option<Waiting>, Error> {
+        if !flight.running() {
+            return Ok(None);
+        }
+        let mut waits = lock(waits());
+        let mut leader = flight.leader;
+        // Each step moves to the leader of a running flight; a chain longer than the number
+        // of waiting callers would have to repeat one, so it ends.
+        for _ in 0..=waits.len() {
+            if leader == me {
+                return Err(Error::Deadlock);
+            }
+            match waits.get(&leader).filter(|f| f.running()) {
+                Some(next) => leader = next.leader,
+                None => break,
+            }
+        }
+        waits.insert(me, flight.clone());
+        Ok(Some(Waiting(me)))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        lock(waits()).remove(&self.0);
+    }
+}
+
+/// Which flight each waiting caller waits for, across every cache of the process (a cycle may
 /// pass through two caches).
-fn waits() -> &'static Mutex<HashMap<ThreadId, Arc<Flight>>> {
-    static WAITS: OnceLock<Mutex<HashMap<ThreadId, Arc<Flight>>>> = OnceLock::new();
+fn waits() -> &'static Mutex<HashMap<Actor, Arc<Flight>>> {
+    static WAITS: OnceLock<Mutex<HashMap<Actor, Arc<Flight>>>> = OnceLock::new();
     WAITS.get_or_init(Default::default)
 }
 
@@ -107,7 +190,13 @@ pub(crate) enum Role<'a> {
 impl Flights {
     /// Joins the flight for `digest` if one is running under current generations, else starts
     /// one stamped with `stamp` (the generations the caller's entry would be written under).
-    pub fn join(&self, digest: u128, stamp: Vec<(u64, u64)>, gens: &Generations) -> Role<'_> {
+    pub fn join(
+        &self,
+        digest: u128,
+        stamp: Vec<(u64, u64)>,
+        gens: &Generations,
+        me: Actor,
+    ) -> Role<'_> {
         let mut running = lock(&self.running);
         if let Some(flight) = running.get(&digest) {
             if gens.is_current(flight.stamp.iter().copied()) {
@@ -116,9 +205,9 @@ impl Flights {
             // Begun before an invalidation this caller saw return: not this caller's value.
         }
         let flight = Arc::new(Flight {
-            state: Mutex::new(State::Running),
+            state: Mutex::new(State::Running(Vec::new())),
             changed: Condvar::new(),
-            leader: std::thread::current().id(),
+            leader: me,
             stamp,
         });
         running.insert(digest, flight.clone());
@@ -168,8 +257,11 @@ impl Leader<'_> {
                 self.flights.count.store(running.len(), Ordering::Release);
             }
         }
-        *lock(&self.flight.state) = outcome;
+        let before = std::mem::replace(&mut *lock(&self.flight.state), outcome);
         self.flight.changed.notify_all();
+        if let State::Running(wakers) = before {
+            wakers.into_iter().for_each(Waker::wake);
+        }
     }
 }
 
@@ -186,14 +278,14 @@ mod tests {
     use super::*;
 
     fn leader<'a>(flights: &'a Flights, gens: &Generations, d: u128) -> Leader<'a> {
-        match flights.join(d, gens.stamp(&[1]), gens) {
+        match flights.join(d, gens.stamp(&[1]), gens, Actor::thread()) {
             Role::Leader(l) => l,
             Role::Follower(_) => panic!("expected to lead"),
         }
     }
 
     fn follower(flights: &Flights, gens: &Generations, d: u128) -> Arc<Flight> {
-        match flights.join(d, gens.stamp(&[1]), gens) {
+        match flights.join(d, gens.stamp(&[1]), gens, Actor::thread()) {
             Role::Follower(f) => f,
             Role::Leader(_) => panic!("expected to follow"),
         }
@@ -205,7 +297,7 @@ mod tests {
         let l = leader(&flights, &gens, 1);
         let f = std::thread::scope(|s| {
             let f = follower(&flights, &gens, 1);
-            let waiter = s.spawn(move || f.wait().unwrap());
+            let waiter = s.spawn(move || f.wait(Actor::fresh()).unwrap());
             l.complete(Arc::new(5u8));
             waiter.join().unwrap()
         });
@@ -214,7 +306,7 @@ mod tests {
         let l = leader(&flights, &gens, 1);
         let f = follower(&flights, &gens, 1);
         drop(l);
-        assert!(f.wait().unwrap().is_none());
+        assert!(f.wait(Actor::fresh()).unwrap().is_none());
     }
 
     #[test]
@@ -224,19 +316,24 @@ mod tests {
         let label = crate::generations::tag_label("t");
         // The flight's stamp covers id 1; bump a label with that id.
         let gens = Generations::load([(label.clone(), 0)]);
-        let old2 = match flights.join(2, gens.stamp(&[crate::generations::id(&label)]), &gens) {
+        let old2 = match flights.join(
+            2,
+            gens.stamp(&[crate::generations::id(&label)]),
+            &gens,
+            Actor::thread(),
+        ) {
             Role::Leader(l) => l,
             Role::Follower(_) => unreachable!(),
         };
         gens.bump(&label);
-        let new = match flights.join(2, Vec::new(), &gens) {
+        let new = match flights.join(2, Vec::new(), &gens, Actor::thread()) {
             Role::Leader(l) => l,
             Role::Follower(_) => panic!("joined a flight begun before the invalidation"),
         };
         // The old leader finishing must not unregister the new flight.
         old2.complete(Arc::new(1u8));
         assert!(matches!(
-            flights.join(2, Vec::new(), &gens),
+            flights.join(2, Vec::new(), &gens, Actor::thread()),
             Role::Follower(_)
         ));
         drop((new, old));
@@ -247,6 +344,6 @@ mod tests {
         let (flights, gens) = (Flights::default(), Generations::default());
         let _l = leader(&flights, &gens, 9);
         let f = follower(&flights, &gens, 9);
-        assert!(matches!(f.wait(), Err(Error::Deadlock)));
+        assert!(matches!(f.wait(Actor::thread()), Err(Error::Deadlock)));
     }
 }

@@ -55,6 +55,8 @@
 #[doc(hidden)]
 #[path = "memo/check.rs"]
 pub mod __memoize;
+#[cfg(feature = "tokio")]
+mod async_cache;
 mod builder;
 mod cache;
 mod codec;
@@ -78,6 +80,8 @@ mod registry;
 mod signals;
 mod stats;
 
+#[cfg(feature = "tokio")]
+pub use async_cache::AsyncCache;
 pub use builder::{CacheBuilder, DamagedFile, Durability};
 pub use cache::Cache;
 pub use error::{Error, Result};
@@ -154,6 +158,8 @@ mod tests {
     fn handles_are_clone_send_sync() {
         assert_clone_send_sync::<crate::Cache>();
         assert_clone_send_sync::<crate::Namespace>();
+        #[cfg(feature = "tokio")]
+        assert_clone_send_sync::<crate::AsyncCache>();
         fn error_is_std<E: std::error::Error + Send + Sync + 'static>() {}
         error_is_std::<crate::Error>();
     }

@@ -30,6 +30,11 @@ impl Namespace {
         }
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         // A `Namespace` is always named; the root scope belongs to the `Cache` alone.

@@ -4,6 +4,8 @@
 
 mod explain;
 mod read;
+pub(crate) mod runner;
+mod through;
 pub(crate) mod warm;
 mod write;
 

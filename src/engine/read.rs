@@ -28,6 +28,15 @@ pub(super) enum Probe {
     Absent,
 }
 
+/// What the memory tier says of a key.
+pub(super) enum InMemory<V> {
+    Hit(Arc<V>),
+    /// A definitive miss: the entry was dead, or of another type.
+    Miss,
+    /// Nothing there: ask the disk.
+    Absent,
+}
+
 /// Most time between two disk read-time refreshes of an idle entry that lives in memory.
 const MAX_TOUCH_LAG_MS: u64 = 1_000;
 
@@ -51,25 +60,52 @@ impl Inner {
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        match self.probe_memory(ek, true) {
-            Probe::Live(entry) => {
-                return match &entry.value {
-                    Value::Decoded { value, type_name } => match value.clone().downcast::<V>() {
-                        Ok(v) => {
-                            Counters::bump(&self.counters.memory_hits);
-                            Some(v)
-                        }
-                        Err(_) => {
-                            self.other_type::<V>(scope, type_name);
-                            None
-                        }
-                    },
-                    Value::Raw(raw) => self.decode_raw::<V>(scope, ek, &entry, raw),
-                };
-            }
-            Probe::Dead => return None,
-            Probe::Absent => {}
+        match self.lookup_memory::<V>(scope, ek, true) {
+            InMemory::Hit(v) => Some(v),
+            InMemory::Miss => None,
+            InMemory::Absent => self.lookup_disk(scope, ek),
         }
+    }
+
+    /// The memory tier's answer, counting a hit. Never touches the disk (an async caller
+    /// runs it on the executor); without `decode`, an entry the warm restart loaded undecoded
+    /// (user code, a large payload) is left to [`lookup`](Inner::lookup): `Absent`.
+    pub(super) fn lookup_memory<V>(
+        &self,
+        scope: &ScopeName,
+        ek: &EncodedKey,
+        decode: bool,
+    ) -> InMemory<V>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let entry = match self.probe_memory(ek, true) {
+            Probe::Live(entry) => entry,
+            Probe::Dead => return InMemory::Miss,
+            Probe::Absent => return InMemory::Absent,
+        };
+        let found = match &entry.value {
+            Value::Decoded { value, type_name } => match value.clone().downcast::<V>() {
+                Ok(v) => {
+                    Counters::bump(&self.counters.memory_hits);
+                    Some(v)
+                }
+                Err(_) => {
+                    self.other_type::<V>(scope, type_name);
+                    None
+                }
+            },
+            Value::Raw(_) if !decode => return InMemory::Absent,
+            Value::Raw(raw) => self.decode_raw::<V>(scope, ek, &entry, raw),
+        };
+        found.map_or(InMemory::Miss, InMemory::Hit)
+    }
+
+    /// The disk tier's answer (with promotion), counting a hit.
+    fn lookup_disk<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
         let found = self.read_disk::<V>(scope, ek);
         if found.is_some() {
             Counters::bump(&self.counters.disk_hits);
@@ -394,7 +430,7 @@ impl Inner {
     }
 
     /// Whether a live entry exists, whatever its type; refreshes nothing.
-    fn contains(&self, ek: &EncodedKey) -> bool {
+    pub(crate) fn contains(&self, ek: &EncodedKey) -> bool {
         match self.probe_memory(ek, false) {
             Probe::Live(_) => true,
             Probe::Dead => false,

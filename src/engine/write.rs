@@ -13,7 +13,6 @@ use crate::codec;
 use crate::disk::{blobs, Ticket};
 use crate::error::{Error, Result};
 use crate::fingerprint;
-use crate::flight::Role;
 use crate::key::{encode_key, EncodedKey};
 use crate::memory::{self, MemEntry, Value};
 use crate::options::Options;
@@ -23,7 +22,7 @@ use crate::stats::Counters;
 /// Whether a store must check that its generations are still current (a computed value that
 /// an invalidation may have overtaken).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum IfCurrent {
+pub(super) enum IfCurrent {
     Always,
     Check,
 }
@@ -34,7 +33,20 @@ impl Inner {
         K: Serialize + ?Sized,
         V: Serialize + Send + Sync + 'static + DeserializeOwned,
     {
-        let ek = encode_key(&scope.name, key)?;
+        self.insert_encoded(scope, encode_key(&scope.name, key)?, value, opts)
+    }
+
+    /// [`insert`](Inner::insert) for a key encoded beforehand.
+    pub fn insert_encoded<V>(
+        &self,
+        scope: &Scope,
+        ek: EncodedKey,
+        value: V,
+        opts: &Options,
+    ) -> Result<()>
+    where
+        V: Serialize + Send + Sync + 'static + DeserializeOwned,
+    {
         let opts = opts.merged(&self.defaults);
         let stamp = self.stamp(scope, &opts);
         self.store(ek, Arc::new(value), &opts, stamp, IfCurrent::Always)
@@ -53,7 +65,7 @@ impl Inner {
         self.store(ek, Arc::new(value), &opts, stamp, IfCurrent::Always)
     }
 
-    fn store<V>(
+    pub(super) fn store<V>(
         &self,
         ek: EncodedKey,
         value: Arc<V>,
@@ -223,74 +235,5 @@ impl Inner {
         }
         ticket.map_or(Ok(()), Ticket::wait)?;
         Ok(existed)
-    }
-
-    /// Read-through: the value for `key`, computed by `f` at most once across concurrent callers.
-    pub fn get_or_try_insert<K, V, E, F>(
-        &self,
-        scope: &Scope,
-        key: &K,
-        opts: &Options,
-        f: F,
-    ) -> Result<Arc<V>, E>
-    where
-        K: Serialize + ?Sized,
-        V: Serialize + DeserializeOwned + Send + Sync + 'static,
-        E: From<Error>,
-        F: FnOnce() -> Result<V, E>,
-    {
-        let ek = encode_key(&scope.name, key)?;
-        self.get_or_try_insert_encoded(scope, ek, opts, f)
-    }
-
-    /// [`get_or_try_insert`](Inner::get_or_try_insert) for a key encoded beforehand.
-    pub fn get_or_try_insert_encoded<V, E, F>(
-        &self,
-        scope: &Scope,
-        ek: EncodedKey,
-        opts: &Options,
-        f: F,
-    ) -> Result<Arc<V>, E>
-    where
-        V: Serialize + DeserializeOwned + Send + Sync + 'static,
-        E: From<Error>,
-        F: FnOnce() -> Result<V, E>,
-    {
-        if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
-            return Ok(v);
-        }
-        Counters::bump(&self.counters.misses);
-        let opts = opts.merged(&self.defaults);
-        loop {
-            // Stamped before computing: an invalidation during `f` makes its result stale,
-            // and a caller arriving after one does not join this flight.
-            let stamp = self.stamp(scope, &opts);
-            let leader = match self.flights.join(ek.digest, stamp, &self.gens) {
-                Role::Leader(leader) => leader,
-                Role::Follower(flight) => {
-                    if let Some(v) = flight.wait()?.and_then(|v| v.downcast::<V>().ok()) {
-                        return Ok(v);
-                    }
-                    // The leader failed (or computed another type): try again, perhaps as
-                    // the leader.
-                    if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
-                        return Ok(v);
-                    }
-                    continue;
-                }
-            };
-            // Another leader may have finished between our miss and `join`.
-            if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
-                leader.complete(v.clone());
-                return Ok(v);
-            }
-            let v = Arc::new(f()?);
-            let stamp = leader.flight.stamp.clone();
-            if let Err(e) = self.store(ek.clone(), v.clone(), &opts, stamp, IfCurrent::Check) {
-                tracing::warn!(error = %e, "computed value could not be cached; returning it anyway");
-            }
-            leader.complete(v.clone());
-            return Ok(v);
-        }
     }
 }

@@ -15,8 +15,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::future::{ready, Future};
+
 use crate::cache::Cache;
 use crate::disk::lock;
+#[cfg(feature = "tokio")]
+use crate::engine::runner::Tokio;
+use crate::engine::runner::{block_on, Blocking, Runner};
 use crate::engine::{Inner, Scope};
 use crate::error::{Error, Result};
 use crate::key::{encode_key, EncodedKey, ScopeName};
@@ -133,31 +138,60 @@ impl Memoized {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> std::result::Result<V, E>,
     {
-        let state = self.prepare(cache);
+        block_on(self.run::<Blocking, _, _, _, _>(cache, options, key, || ready(f())))
+    }
+
+    /// A memoized call, for blocking and async callers alike (see `engine/runner.rs`).
+    async fn run<R, V, E, F, Fut>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> std::result::Result<V, E>
+    where
+        R: Runner,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<V, E>>,
+    {
+        let state = self.prepare::<R>(cache).await;
         let mut f = Some(f);
         let mut ran = false;
         let outcome = match key.0 {
-            Ok(ek) => cache
-                .inner
-                .get_or_try_insert_encoded(&self.scope(), ek, options, || {
-                    ran = true;
-                    match f.take() {
-                        Some(f) => f().map_err(Failed::User),
-                        None => Err(Failed::Cache(Error::Internal("called twice".into()))),
+            Ok(ek) => {
+                let (inner, scope) = (&cache.inner, self.scope());
+                match inner.find::<R, V>(&scope, &ek).await {
+                    Some(v) => Ok(v),
+                    None => {
+                        let computation = || {
+                            ran = true;
+                            let f = f.take();
+                            async move {
+                                match f {
+                                    Some(f) => f().await.map_err(Failed::User),
+                                    None => Err(Failed::Cache(Error::Internal("ran twice".into()))),
+                                }
+                            }
+                        };
+                        inner
+                            .compute_missing::<R, _, _, _, _>(&scope, ek, options, computation)
+                            .await
                     }
-                }),
+                }
+            }
             Err(e) => Err(Failed::Cache(e)),
         };
         state.count(ran);
         match outcome {
             Ok(v) => Ok(Arc::unwrap_or_clone(v)),
             Err(Failed::User(e)) => Err(e),
+            // The cache could not be used (the function has not run: an error after it ran
+            // is logged by the engine, and its value returned): run it without the cache.
             Err(Failed::Cache(e)) => {
                 state.warn_once(self.path, &e);
                 match f.take() {
-                    Some(f) => f(),
-                    // The computation ran and the error came after it: cannot happen (a
-                    // value that cannot be stored is still returned), but never run twice.
+                    Some(f) => f().await,
                     None => unreachable_outcome(e),
                 }
             }
@@ -179,6 +213,106 @@ impl Memoized {
         F: FnOnce() -> Option<V>,
     {
         self.call_result(cache, options, key, || f().ok_or(())).ok()
+    }
+
+    /// [`call`](Memoized::call) for an `async fn` (feature `tokio`): `f` gives the future of
+    /// the function's body, which runs on the calling task; disk work runs off the executor.
+    #[cfg(feature = "tokio")]
+    pub async fn call_async<V, F, Fut>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> V
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        let f = || async { Ok::<V, std::convert::Infallible>(f().await) };
+        match self.run::<Tokio, _, _, _, _>(cache, options, key, f).await {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`call_result`](Memoized::call_result) for an `async fn` (feature `tokio`).
+    ///
+    /// # Errors
+    /// The function's own error.
+    #[cfg(feature = "tokio")]
+    pub async fn call_result_async<V, E, F, Fut>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> std::result::Result<V, E>
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<V, E>>,
+    {
+        self.run::<Tokio, _, _, _, _>(cache, options, key, f).await
+    }
+
+    /// [`call_option`](Memoized::call_option) for an `async fn` (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub async fn call_option_async<V, F, Fut>(
+        &self,
+        cache: &Cache,
+        options: &Options,
+        key: MemoKey,
+        f: F,
+    ) -> Option<V>
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<V>>,
+    {
+        let f = || async { f().await.ok_or(()) };
+        self.run::<Tokio, _, _, _, _>(cache, options, key, f)
+            .await
+            .ok()
+    }
+
+    /// Without the `tokio` feature, memoizing an `async fn` is refused at compile time with
+    /// a message saying to enable it.
+    #[cfg(not(feature = "tokio"))]
+    #[doc(hidden)]
+    pub async fn call_async<F: TokioFeatureNeeded, T>(
+        &self,
+        _: &Cache,
+        _: &Options,
+        _: MemoKey,
+        _: F,
+    ) -> T {
+        std::future::pending().await
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    #[doc(hidden)]
+    pub async fn call_result_async<F: TokioFeatureNeeded, T>(
+        &self,
+        _: &Cache,
+        _: &Options,
+        _: MemoKey,
+        _: F,
+    ) -> T {
+        std::future::pending().await
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    #[doc(hidden)]
+    pub async fn call_option_async<F: TokioFeatureNeeded, T>(
+        &self,
+        _: &Cache,
+        _: &Options,
+        _: MemoKey,
+        _: F,
+    ) -> T {
+        std::future::pending().await
     }
 
     /// Drops every entry of this function in `cache` (both tiers; O(1), the space is
@@ -208,12 +342,20 @@ impl Memoized {
     }
 
     /// The function's state in `cache`, after making sure, once per process and cache, that
-    /// the entries of its other versions are gone.
-    fn prepare(&self, cache: &Cache) -> Arc<FnState> {
+    /// the entries of its other versions are gone (disk work: where `R` puts it).
+    async fn prepare<R: Runner>(&self, cache: &Cache) -> Arc<FnState> {
         let state = cache.inner.memo.state(self.path);
-        state
-            .checked
-            .get_or_init(|| self.reclaim_other_versions(&cache.inner));
+        if state.checked.get().is_none() {
+            let (memo, inner, state) = (*self, cache.inner.clone(), state.clone());
+            let checked = R::blocking(move || {
+                state
+                    .checked
+                    .get_or_init(|| memo.reclaim_other_versions(&inner));
+            });
+            if let Err(e) = checked.await {
+                tracing::warn!(function = self.path, error = %e, "could not check the code version");
+            }
+        }
         state
     }
 
@@ -318,3 +460,14 @@ impl FnState {
         }
     }
 }
+
+/// Not implemented for anything: bounds the async calls of a build without the `tokio`
+/// feature, so that memoizing an `async fn` there fails with this message.
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "memoizing an `async fn` needs tiered's `tokio` feature",
+    label = "this async function's cache work would block the executor without it",
+    note = "enable it in Cargo.toml: tiered = {{ version = \"0.1\", features = [\"tokio\"] }}"
+)]
+pub trait TokioFeatureNeeded {}

@@ -1,0 +1,148 @@
+//! Read-through: the value for a key, computed at most once across concurrent callers,
+//! blocking threads and async tasks alike. Written once, generic over a [`Runner`] (which says
+//! how to wait and where disk work runs); see `runner.rs`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::read::InMemory;
+use super::runner::{block_on, Blocking, Runner};
+use super::write::IfCurrent;
+use super::{Inner, Scope};
+use crate::error::{Error, Result};
+use crate::flight::Role;
+use crate::key::{encode_key, EncodedKey};
+use crate::options::Options;
+use crate::stats::Counters;
+
+impl Inner {
+    /// Read-through for a blocking caller.
+    pub fn get_or_try_insert<K, V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        key: &K,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        self.get_or_try_insert_encoded(scope, ek, opts, f)
+    }
+
+    /// [`get_or_try_insert`](Inner::get_or_try_insert) for a key encoded beforehand.
+    pub fn get_or_try_insert_encoded<V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
+        // A hit needs no machinery.
+        if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
+            return Ok(v);
+        }
+        block_on(
+            self.compute_missing::<Blocking, _, _, _, _>(scope, ek, opts, || {
+                std::future::ready(f())
+            }),
+        )
+    }
+
+    /// Both tiers, as the runner `R` reads: the memory tier here, the disk where `R` puts
+    /// disk work. Counts hits, not misses.
+    pub(crate) async fn find<R, V>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: &EncodedKey,
+    ) -> Option<Arc<V>>
+    where
+        R: Runner,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        match self.lookup_memory::<V>(&scope.name, ek, false) {
+            InMemory::Hit(v) => return Some(v),
+            InMemory::Miss => return None,
+            InMemory::Absent if self.disk.is_none() => return None,
+            InMemory::Absent => {}
+        }
+        let (inner, name, ek) = (self.clone(), scope.name.clone(), ek.clone());
+        match R::blocking(move || inner.lookup::<V>(&name, &ek)).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache read failed; counted as a miss");
+                None
+            }
+        }
+    }
+
+    /// The rest of a read-through once `ek` missed: join the key's flight or lead it. The
+    /// computation `f` runs on the caller's side (a closure's thread, an async task); reads
+    /// and the store go where `R` puts disk work.
+    pub(crate) async fn compute_missing<R, V, E, F, Fut>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        R: Runner,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        Counters::bump(&self.counters.misses);
+        let opts = opts.merged(&self.defaults);
+        let me = R::actor();
+        loop {
+            // Stamped before computing: an invalidation during `f` makes its result stale,
+            // and a caller arriving after one does not join this flight.
+            let stamp = self.stamp(scope, &opts);
+            let leader = match self.flights.join(ek.digest, stamp, &self.gens, me) {
+                Role::Leader(leader) => leader,
+                Role::Follower(flight) => {
+                    let shared = R::wait(flight, me).await?;
+                    if let Some(v) = shared.and_then(|v| v.downcast::<V>().ok()) {
+                        return Ok(v);
+                    }
+                    // The leader failed (or computed another type): try again, perhaps as
+                    // the leader.
+                    if let Some(v) = self.find::<R, V>(scope, &ek).await {
+                        return Ok(v);
+                    }
+                    continue;
+                }
+            };
+            // Another leader may have finished between our miss and `join`.
+            if let Some(v) = self.find::<R, V>(scope, &ek).await {
+                leader.complete(v.clone());
+                return Ok(v);
+            }
+            // A failure or a cancelled task drops `leader`: a waiting caller takes over.
+            let v = Arc::new(R::lead(me, f()).await?);
+            let (inner, stamp, value) = (self.clone(), leader.flight.stamp.clone(), v.clone());
+            let (ek, opts) = (ek.clone(), opts.clone());
+            let stored =
+                R::blocking(move || inner.store(ek, value, &opts, stamp, IfCurrent::Check)).await;
+            if let Err(e) = stored.and_then(|r| r) {
+                tracing::warn!(error = %e, "computed value could not be cached; returning it anyway");
+            }
+            leader.complete(v.clone());
+            return Ok(v);
+        }
+    }
+}
