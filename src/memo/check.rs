@@ -85,12 +85,28 @@ pub fn method_memo(
     Memoized::new(path, version)
 }
 
-/// The call of a memoized `async fn`.
+/// The call of a memoized `async fn`: as it is with the `tokio` feature, which gives
+/// `Memoized::call_async` and its kin.
+#[cfg(feature = "tokio")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __memoize_async {
     ($($call:tt)*) => {
         $($call)*
+    };
+}
+
+/// The call of a memoized `async fn`: without the `tokio` feature, one error that says so
+/// (rather than "no method named `call_async`").
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memoize_async {
+    ($($call:tt)*) => {
+        ::core::compile_error!(
+            "memoizing an `async fn` needs tiered's `tokio` feature: in Cargo.toml, \
+             `tiered = { version = \"0.1\", features = [\"tokio\"] }`"
+        )
     };
 }
 
