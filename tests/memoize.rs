@@ -262,6 +262,14 @@ fn type_of<T: Serialize>(_value: T, shown: T) -> String {
 }
 
 #[tiered::memoize(cache = CACHE)]
+fn type_of_impl(value: impl Serialize, _shown: &impl Serialize) -> String {
+    fn name<T>(_: &T) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    name(&value).to_string()
+}
+
+#[tiered::memoize(cache = CACHE)]
 fn padded<const N: usize>(text: String) -> String {
     format!("{text:>N$}")
 }
@@ -278,6 +286,12 @@ fn generic_instantiations_do_not_share_entries() {
     assert!(type_of::remove::<&str>(&"a").unwrap());
     assert!(!type_of::remove::<&str>(&"a").unwrap());
     assert!(type_of::remove::<String>(&"a".to_string()).unwrap());
+    assert_eq!(type_of_impl("a", &1u8), "&str");
+    assert_eq!(
+        type_of_impl(String::from("a"), &1u8),
+        "alloc::string::String"
+    );
+    assert!(type_of_impl::remove(&"a").unwrap());
     assert_eq!(padded::<3>("x".into()), "  x");
     assert_eq!(padded::<2>("x".into()), " x");
 }

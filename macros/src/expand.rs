@@ -5,14 +5,14 @@
 //! carries `VERSION`, `memo()`, `clear()`, `remove(..)` and `stats()`. A method cannot have a
 //! struct beside it, so it gets an associated `<name>_memo()` instead.
 
-use proc_macro2::{Literal, TokenStream, TokenTree};
+use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::{AttrStyle, Error, FnArg, ItemFn, Pat};
 
 use crate::args::{Args, Attribute, DurationArg};
 use crate::key::{hidden, key_expr, remove_param_type, Side};
-use crate::signature::{analyze, Analysis, Returns};
+use crate::signature::{analyze, mentions, Analysis, Returns};
 use crate::version::code_version;
 
 /// `#[memoize(attr)] item`; errors become `compile_error!`s beside the unchanged item.
@@ -319,19 +319,14 @@ fn mentions_arguments(tokens: TokenStream, func: &ItemFn) -> bool {
         .inputs
         .iter()
         .filter_map(|input| match input {
-            FnArg::Receiver(_) => Some("self".to_string()),
+            FnArg::Receiver(_) => None,
             FnArg::Typed(t) => match &*t.pat {
                 Pat::Ident(p) => Some(p.ident.to_string()),
                 _ => None,
             },
         })
         .collect();
-    fn walk(tokens: TokenStream, names: &[String]) -> bool {
-        tokens.into_iter().any(|t| match t {
-            TokenTree::Ident(i) => names.contains(&i.to_string()) || i == "self",
-            TokenTree::Group(g) => walk(g.stream(), names),
-            _ => false,
-        })
-    }
-    walk(tokens, &names)
+    let mut words: Vec<&str> = names.iter().map(String::as_str).collect();
+    words.push("self");
+    mentions(tokens, &words)
 }

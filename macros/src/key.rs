@@ -1,11 +1,12 @@
 //! The key of a call: `(type names of the generic parameters, self, arguments)`, built the same
-//! way by the function and by its `remove`.
+//! way by the function and by its `remove`. An `impl Trait` argument's type name goes before
+//! its value, as a named type parameter's goes first.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::{Ident, Type};
 
-use crate::signature::Analysis;
+use crate::signature::{mentions, Analysis};
 
 /// Where the key is built.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,14 @@ pub fn key_expr(memo: &Ident, analysis: &Analysis, skip_self: bool, side: Side) 
     }
     for arg in &analysis.key_args {
         let ident = &arg.ident;
+        if mentions(arg.ty.to_token_stream(), &["impl"]) {
+            // An anonymous type parameter: its name, as for named ones.
+            parts.push(match (is_reference(&arg.ty), side) {
+                (true, _) => quote!(::std::any::type_name_of_val(&*#ident)),
+                (false, Side::Call) => quote!(::std::any::type_name_of_val(&#ident)),
+                (false, Side::Remove) => quote!(::std::any::type_name_of_val(#ident)),
+            });
+        }
         parts.push(match side {
             // Checked: a type that is not `Serialize` is a compile error at the argument.
             Side::Call => {

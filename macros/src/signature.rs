@@ -79,7 +79,7 @@ pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
             syn::GenericParam::Lifetime(_) => {}
         }
     }
-    let in_impl = receiver.is_some() || names_self(sig.to_token_stream());
+    let in_impl = receiver.is_some() || mentions(sig.to_token_stream(), &["Self"]);
     Ok(Analysis {
         key_args,
         receiver,
@@ -160,10 +160,11 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     }
 }
 
-fn names_self(tokens: TokenStream) -> bool {
+/// Whether `tokens` hold one of the identifiers (or keywords) `words`.
+pub fn mentions(tokens: TokenStream, words: &[&str]) -> bool {
     tokens.into_iter().any(|t| match t {
-        TokenTree::Ident(i) => i == "Self",
-        TokenTree::Group(g) => names_self(g.stream()),
+        TokenTree::Ident(i) => words.iter().any(|w| i == w),
+        TokenTree::Group(g) => mentions(g.stream(), words),
         _ => false,
     })
 }
