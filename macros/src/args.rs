@@ -35,7 +35,7 @@ pub struct Args {
 
 /// Which attribute the options belong to.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Attribute {
+pub enum Macro {
     Memoize,
     Fingerprint,
 }
@@ -56,14 +56,14 @@ const MEMOIZE_OPTIONS: &[&str] = &[
 const FINGERPRINT_OPTIONS: &[&str] = &["version", "deps"];
 
 impl Args {
-    pub fn parse(tokens: TokenStream, attribute: Attribute) -> syn::Result<Args> {
+    pub fn parse(tokens: TokenStream, attribute: Macro) -> syn::Result<Args> {
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
         let mut args = Args::default();
         let mut seen: Vec<String> = Vec::new();
         for meta in metas {
             let known = match attribute {
-                Attribute::Memoize => MEMOIZE_OPTIONS,
-                Attribute::Fingerprint => FINGERPRINT_OPTIONS,
+                Macro::Memoize => MEMOIZE_OPTIONS,
+                Macro::Fingerprint => FINGERPRINT_OPTIONS,
             };
             let name = quote::ToTokens::to_token_stream(meta.path())
                 .to_string()

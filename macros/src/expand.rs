@@ -10,7 +10,7 @@ use quote::{format_ident, quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::{AttrStyle, Error, FnArg, ItemFn, Pat};
 
-use crate::args::{Args, Attribute, DurationArg};
+use crate::args::{Args, DurationArg, Macro};
 use crate::key::{hidden, key_expr, remove_param_type, Side};
 use crate::signature::{analyze, mentions, Analysis, Returns};
 use crate::version::code_version;
@@ -18,7 +18,7 @@ use crate::version::code_version;
 /// `#[memoize(attr)] item`; errors become `compile_error!`s beside the unchanged item.
 pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
     with_item(item, "#[tiered::memoize]", |func| {
-        let args = Args::parse(attr, Attribute::Memoize)?;
+        let args = Args::parse(attr, Macro::Memoize)?;
         let analysis = analyze(&func.sig, &args)?;
         let version = version_expr(func, &args);
         Ok(if analysis.in_impl {
@@ -32,7 +32,7 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[fingerprint(attr)] item`: the function unchanged, and a struct with its `VERSION`.
 pub fn fingerprint(attr: TokenStream, item: TokenStream) -> TokenStream {
     with_item(item, "#[tiered::fingerprint]", |func| {
-        let args = Args::parse(attr, Attribute::Fingerprint)?;
+        let args = Args::parse(attr, Macro::Fingerprint)?;
         let analysis = analyze(&func.sig, &Args::default())?;
         if analysis.in_impl {
             return Err(Error::new(
