@@ -201,14 +201,17 @@ fn at_sets_a_deadline_ahead() {
 
 static TAGGED: AtomicU32 = AtomicU32::new(0);
 
-#[tiered::memoize(cache = CACHE, tags = ["memoize-test-prices", String::from("memoize-test-eu")])]
+#[tiered::memoize(
+    cache = CACHE,
+    tags = ["memoize-test-prices", String::from("memoize-test-eu"), format!("memoize-test-day-{day}")]
+)]
 fn tagged(day: u32) -> u32 {
     bump(&TAGGED);
     day
 }
 
 #[test]
-fn tags_invalidate_a_function_entries() {
+fn tags_invalidate_a_function_entries_and_may_use_arguments() {
     tagged(1);
     tagged(1);
     assert_eq!(runs(&TAGGED), 1);
@@ -218,6 +221,13 @@ fn tags_invalidate_a_function_entries() {
     CACHE.invalidate_tag("memoize-test-eu").unwrap();
     tagged(1);
     assert_eq!(runs(&TAGGED), 3);
+    // A tag made from an argument reaches that argument's entry alone.
+    tagged(2);
+    CACHE.invalidate_tag("memoize-test-day-2").unwrap();
+    tagged(1);
+    assert_eq!(runs(&TAGGED), 4);
+    tagged(2);
+    assert_eq!(runs(&TAGGED), 5);
 }
 
 static KEPT: AtomicU32 = AtomicU32::new(0);

@@ -98,6 +98,7 @@ mod tests {
             ("90", "lacks a unit"),
             ("5 m", "lacks a unit"),
             ("5min", "unknown unit `min`"),
+            ("5µs", "lacks a unit"),
             ("1.5h", "whole numbers"),
             ("-5s", "not a duration"),
             ("h", "not a duration"),
