@@ -442,3 +442,65 @@ fn versions_follow_the_code_version_and_deps() {
     assert_eq!(plain::f::memo().version(), base);
     assert_eq!(plain::f::memo().path(), "memoize::versions::plain::f");
 }
+
+static FIB: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn fib(n: u64) -> u64 {
+    bump(&FIB);
+    if n < 2 {
+        n
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+#[test]
+fn a_recursive_function_computes_each_argument_once() {
+    assert_eq!(fib(40), 102_334_155);
+    assert_eq!(runs(&FIB), 41);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[tiered::memoize(cache = CACHE)]
+fn seventeen(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    e: u8,
+    f: u8,
+    g: u8,
+    h: u8,
+    i: u8,
+    j: u8,
+    k: u8,
+    l: u8,
+    m: u8,
+    n: u8,
+    o: u8,
+    p: u8,
+    q: u8,
+) -> u32 {
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]
+        .iter()
+        .map(|x| *x as u32)
+        .sum()
+}
+
+#[test]
+fn more_arguments_than_serde_has_tuples_for() {
+    assert_eq!(
+        seventeen(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        17
+    );
+    assert_eq!(
+        seventeen(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2),
+        18
+    );
+    assert!(
+        seventeen::remove(&1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &2)
+            .unwrap()
+    );
+    assert_eq!(seventeen::stats().misses, 2);
+}
