@@ -147,7 +147,8 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
         #[doc = #struct_doc]
         #vis struct #name {}
 
-        #[allow(dead_code)]
+        // `remove` takes as many arguments as the function has in its key.
+        #[allow(dead_code, clippy::too_many_arguments)]
         impl #name {
             #[doc = #version_doc]
             pub const VERSION: u64 = #version;
