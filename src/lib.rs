@@ -132,7 +132,7 @@ pub use tiered_macros::fingerprint;
 /// }
 ///
 /// assert_eq!(load_prices(7, "db-a"), Ok(vec![107.0])); // computed
-/// assert_eq!(load_prices(7, "db-b"), Ok(vec![107.0])); // from the cache: `_conn` is no key
+/// assert_eq!(load_prices(7, "db-b"), Ok(vec![107.0])); // from the cache: `_conn` is not in the key
 /// let stats = load_prices::stats();
 /// assert_eq!((stats.hits, stats.misses), (1, 1));
 /// assert!(load_prices::remove(&7)?);                  // one call's entry
@@ -144,6 +144,12 @@ pub use tiered_macros::fingerprint;
 /// start with `_`. The code version is a hash of the function's tokens (signature and body;
 /// comments, doc comments and formatting aside): an edit makes new entries, and the first call
 /// of the new build reclaims the old ones. Without `cache = …` the cache is [`global()`].
+///
+/// Beside a free function `f` the macro adds a field-less struct `f` (types and functions have
+/// separate namespaces) with `f::VERSION`, `f::memo()` (its [`Memoized`]), `f::clear()`,
+/// `f::remove(..)` (the key arguments, owned ones by reference) and `f::stats()`. A method
+/// `m` gets an associated function `m_memo()` instead. Works on `fn`, `async fn` (feature
+/// `tokio`), methods and generic functions.
 ///
 /// Options: `cache = EXPR`, `ttl = "5m"`, `idle = "30m"`, `expires_at = EXPR`, `at = "16:00"`,
 /// `tags = [..]`, `memory_only`, `version = N`, `deps = [f, g]`, `skip_self`,

@@ -192,9 +192,8 @@ fn method(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream)
         .filter(|a| matches!(a.style, AttrStyle::Outer));
     let body = body(func, args, analysis, quote!(Self::#memo_fn()));
     let doc = format!(
-        "The memoized method `{shown}`: its entries (`clear`, `stats`, `remove` with \
-         `key`) in a cache of your choice. Its path is `<type path>::{shown}`, generic \
-         arguments left out."
+        "`{shown}()`'s `tiered::Memoized`, to clear its entries or read its figures in a \
+         cache. Its path is the path of `Self` without generic arguments, then `::{shown}`."
     );
     let (version_id, path_id) = (hidden("VERSION"), hidden("PATH"));
     quote! {
