@@ -38,6 +38,7 @@
 //! | crash safety | every commit durable with redb's quick-repair; a checksum on every record |
 //! | failures | a full disk or a damaged file takes the disk tier out of service, never the cache: [`Cache::health`] |
 //! | durability you choose | [`Durability::Immediate`] or [`Durability::Batched`] (default) |
+//! | memoized functions, invalidated when their code changes | [`#[memoize]`](macro@memoize) (feature `macros`, on by default); guide: `docs/memoize.md` |
 //!
 //! Keys are any `Serialize` value; two keys are equal when they serialize to the same serde
 //! data, so `"a"` and `String::from("a")` name one entry while `1u32` and `1u64` name two.
@@ -52,6 +53,9 @@
 //! [moka]: https://docs.rs/moka
 //! [redb]: https://docs.rs/redb
 
+#[doc(hidden)]
+#[path = "memo/check.rs"]
+pub mod __memoize;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
@@ -91,6 +95,67 @@ pub use options::Options;
 #[cfg(unix)]
 pub use signals::flush_on_exit_signals;
 pub use stats::Stats;
+#[cfg(feature = "macros")]
+/// Gives a free function a code version, `name::VERSION`, for the `deps` of memoized
+/// functions that call it: editing it then invalidates their entries too.
+///
+/// ```
+/// # static CACHE: std::sync::LazyLock<tiered::Cache> =
+/// #     std::sync::LazyLock::new(tiered::Cache::in_memory);
+/// #[tiered::fingerprint]
+/// fn parse(line: &str) -> u64 {
+///     line.trim().parse().unwrap_or(0)
+/// }
+///
+/// #[tiered::memoize(cache = CACHE, deps = [parse])]
+/// fn total(lines: Vec<String>) -> u64 {
+///     lines.iter().map(|l| parse(l)).sum()
+/// }
+///
+/// assert_eq!(total(vec!["1".into(), " 2".into()]), 3);
+/// let _: u64 = parse::VERSION;
+/// ```
+pub use tiered_macros::fingerprint;
+#[cfg(feature = "macros")]
+/// Caches a function's results by its arguments and drops them when its code changes.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use tiered::Cache;
+///
+/// // In memory for this example; `Cache::open(folder)` keeps entries across restarts.
+/// static CACHE: LazyLock<Cache> = LazyLock::new(Cache::in_memory);
+///
+/// #[tiered::memoize(cache = CACHE, ttl = "5m", tags = ["prices"])]
+/// fn load_prices(day: u32, _conn: &str) -> Result<Vec<f64>, String> {
+///     Ok(vec![100.0 + day as f64]) // a slow query in real life
+/// }
+///
+/// assert_eq!(load_prices(7, "db-a"), Ok(vec![107.0])); // computed
+/// assert_eq!(load_prices(7, "db-b"), Ok(vec![107.0])); // from the cache: `_conn` is not in the key
+/// let stats = load_prices::stats();
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// assert!(load_prices::remove(&7)?);                  // one call's entry
+/// load_prices::clear()?;                              // every entry of the function
+/// # Ok::<(), tiered::Error>(())
+/// ```
+///
+/// The key is the function's path, its code version and the arguments whose names do not
+/// start with `_`. The code version is a hash of the function's tokens (signature and body;
+/// comments, doc comments and formatting aside): an edit makes new entries, and the first call
+/// of the new build reclaims the old ones. Without `cache = …` the cache is [`global()`].
+///
+/// Beside a free function `f` the macro adds a field-less struct `f` (types and functions have
+/// separate namespaces) with `f::VERSION`, `f::memo()` (its [`Memoized`]), `f::clear()`,
+/// `f::remove(..)` (the key arguments, owned ones by reference) and `f::stats()`. A method
+/// `m` gets an associated function `m_memo()` instead. Works on `fn`, `async fn` (feature
+/// `tokio`), methods and generic functions.
+///
+/// Options: `cache = EXPR`, `ttl = "5m"`, `idle = "30m"`, `expires_at = EXPR`, `at = "16:00"`,
+/// `tags = [..]`, `memory_only`, `version = N`, `deps = [f, g]`, `skip_self`,
+/// `cache_none = false`. The guide `docs/memoize.md` describes each, methods, generics,
+/// `async fn`, and what invalidates entries by itself and what does not.
+pub use tiered_macros::memoize;
 
 #[cfg(test)]
 mod tests {
@@ -111,3 +176,8 @@ mod tests {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The memoize guide's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "macros"))]
+#[doc = include_str!("../docs/memoize.md")]
+struct MemoizeGuideDoctests;

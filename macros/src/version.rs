@@ -1,0 +1,156 @@
+//! A function's code version: xxh3 over its tokens, walked structurally.
+//!
+//! Whitespace and comments never reach a macro as tokens, and doc comments (which do, as
+//! `#[doc = "…"]` attributes) are skipped, so only edits to the code change the version.
+
+use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use quote::ToTokens;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Bumped when the walk below changes, so that every function gets a new version then.
+const SCHEME: u8 = 1;
+
+/// The version of a function with this signature and body (its attributes and visibility are
+/// not part of them).
+pub fn code_version(sig: &syn::Signature, body: &syn::Block) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&[SCHEME]);
+    hash_tokens(&mut h, sig.to_token_stream());
+    hash_tokens(&mut h, body.to_token_stream());
+    h.digest()
+}
+
+fn hash_tokens(h: &mut Xxh3, tokens: TokenStream) {
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(tree) = iter.next() {
+        // `#[doc …]` or `#![doc …]`: a doc comment (or a doc attribute) anywhere.
+        if let TokenTree::Punct(p) = &tree {
+            if p.as_char() == '#' {
+                let mut ahead = iter.clone();
+                if matches!(ahead.peek(), Some(TokenTree::Punct(bang)) if bang.as_char() == '!') {
+                    ahead.next();
+                }
+                if let Some(TokenTree::Group(g)) = ahead.next() {
+                    if g.delimiter() == Delimiter::Bracket && is_doc(g.stream()) {
+                        iter = ahead;
+                        continue;
+                    }
+                }
+            }
+        }
+        hash_tree(h, tree);
+    }
+}
+
+fn is_doc(attr: TokenStream) -> bool {
+    matches!(attr.into_iter().next(), Some(TokenTree::Ident(i)) if i == "doc")
+}
+
+fn hash_tree(h: &mut Xxh3, tree: TokenTree) {
+    match tree {
+        TokenTree::Ident(i) => {
+            h.update(b"i");
+            hash_text(h, &i.to_string());
+        }
+        TokenTree::Punct(p) => {
+            let spacing = match p.spacing() {
+                Spacing::Alone => b'a',
+                Spacing::Joint => b'j',
+            };
+            let mut buf = [0u8; 4];
+            h.update(b"p");
+            h.update(p.as_char().encode_utf8(&mut buf).as_bytes());
+            h.update(&[spacing]);
+        }
+        TokenTree::Literal(l) => {
+            h.update(b"l");
+            hash_text(h, &l.to_string());
+        }
+        TokenTree::Group(g) => {
+            let open = match g.delimiter() {
+                Delimiter::Parenthesis => b'(',
+                Delimiter::Brace => b'{',
+                Delimiter::Bracket => b'[',
+                Delimiter::None => b'_',
+            };
+            h.update(&[b'g', open]);
+            hash_tokens(h, g.stream());
+            h.update(b"e");
+        }
+    }
+}
+
+/// Length-prefixed, so that adjacent texts cannot run into each other.
+fn hash_text(h: &mut Xxh3, text: &str) {
+    h.update(&(text.len() as u64).to_le_bytes());
+    h.update(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version_of(source: &str) -> u64 {
+        let f: syn::ItemFn = syn::parse_str(source).expect("test source parses");
+        code_version(&f.sig, &f.block)
+    }
+
+    const BASE: &str = "fn load(day: u32) -> Vec<u8> {
+        let rows = query(day); // fetch
+        rows.iter().map(|r| r * 2).collect()
+    }";
+
+    #[test]
+    fn comments_whitespace_and_docs_do_not_change_the_version() {
+        let base = version_of(BASE);
+        let same = [
+            "fn load(day:u32)->Vec<u8>{let rows=query(day);rows.iter().map(|r|r*2).collect()}",
+            "/// Loads a day.\nfn load(day: u32) -> Vec<u8> {
+                //! inner doc
+                /* block comment */
+                /// a doc comment on a statement
+                let rows = query(day);
+                // a line comment
+                rows.iter()
+                    .map(|r| r * 2)
+                    .collect()
+            }",
+            "#[doc = \"explicit doc\"] #[inline] pub fn load(day: u32) -> Vec<u8> {
+                #[doc(hidden)]
+                let rows = query(day);
+                rows.iter().map(|r| r * 2).collect()
+            }",
+        ];
+        for source in same {
+            assert_eq!(version_of(source), base, "{source}");
+        }
+    }
+
+    #[test]
+    fn code_edits_change_the_version() {
+        let base = version_of(BASE);
+        let edited = [
+            // the body
+            "fn load(day: u32) -> Vec<u8> { let rows = query(day); rows.iter().map(|r| r * 3).collect() }",
+            // a literal's spelling
+            "fn load(day: u32) -> Vec<u8> { let rows = query(day); rows.iter().map(|r| r * 0x2).collect() }",
+            // the signature
+            "fn load(day: u64) -> Vec<u8> { let rows = query(day); rows.iter().map(|r| r * 2).collect() }",
+            "fn load(day: u32) -> Vec<u16> { let rows = query(day); rows.iter().map(|r| r * 2).collect() }",
+            // grouping: same tokens, other delimiters
+            "fn load(day: u32) -> Vec<u8> { let rows = query(day); rows.iter().map(|r| (r * 2)).collect() }",
+            // a non-doc attribute inside the body
+            "fn load(day: u32) -> Vec<u8> { #[allow(unused)] let rows = query(day); rows.iter().map(|r| r * 2).collect() }",
+            // a turbofish added
+            "fn load(day: u32) -> Vec<u8> { let rows = query(day); rows.iter().map(|r| r * 2).collect::<Vec<_>>() }",
+        ];
+        for source in edited {
+            assert_ne!(version_of(source), base, "{source}");
+        }
+        // Ident and literal text are delimited: `ab` then `c` is not `a` then `bc`.
+        assert_ne!(
+            version_of("fn f() { ab; c; }"),
+            version_of("fn f() { a; bc; }")
+        );
+    }
+}

@@ -1,0 +1,506 @@
+//! `#[tiered::memoize]`: which arguments make the key, the generated helpers, the options, and
+//! methods and generics. Every function counts its runs, so each test sees what was computed.
+//! Code-aware invalidation across builds is in `memoize_rebuild.rs`.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tiered::{Cache, ManualClock};
+
+/// The cache of most functions here; each function has its own entries and figures in it.
+static CACHE: LazyLock<Cache> = LazyLock::new(Cache::in_memory);
+
+fn bump(runs: &AtomicU32) {
+    runs.fetch_add(1, SeqCst);
+}
+
+fn runs(counter: &AtomicU32) -> u32 {
+    counter.load(SeqCst)
+}
+
+static DOUBLE: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn double(x: u64, _note: &str) -> u64 {
+    bump(&DOUBLE);
+    x * 2
+}
+
+#[test]
+fn underscore_arguments_are_left_out_and_others_make_the_key() {
+    assert_eq!(double(2, "first"), 4);
+    assert_eq!(double(2, "other note, same key"), 4);
+    assert_eq!(runs(&DOUBLE), 1);
+    assert_eq!(double(3, "first"), 6);
+    assert_eq!(runs(&DOUBLE), 2);
+    assert_eq!(double(2, "x"), 4);
+    assert_eq!(double(3, "x"), 6);
+    assert_eq!(runs(&DOUBLE), 2);
+    let s = double::stats();
+    assert_eq!((s.hits, s.misses), (3, 2));
+}
+
+static GREET: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn greet(name: &str, times: u32, mut suffix: String) -> String {
+    bump(&GREET);
+    suffix.push('!');
+    if times == 0 {
+        return String::new();
+    }
+    format!("{}{suffix}", name.repeat(times as usize))
+}
+
+#[test]
+fn remove_drops_one_call_and_clear_drops_all() {
+    assert_eq!(greet("ab", 2, "?".into()), "abab?!");
+    assert_eq!(greet("ab", 0, "?".into()), "");
+    assert_eq!(greet("cd", 1, "".into()), "cd!");
+    assert_eq!(runs(&GREET), 3);
+
+    // `remove` takes `&str` as declared, and owned arguments by reference.
+    assert!(greet::remove("ab", &2, &"?".to_string()).unwrap());
+    assert!(!greet::remove("ab", &2, &"?".to_string()).unwrap());
+    assert_eq!(greet("ab", 0, "?".into()), "");
+    assert_eq!(runs(&GREET), 3, "other entries stay");
+    assert_eq!(greet("ab", 2, "?".into()), "abab?!");
+    assert_eq!(runs(&GREET), 4, "the removed entry is computed again");
+
+    greet::clear().unwrap();
+    assert_eq!(greet("ab", 0, "?".into()), "");
+    assert_eq!(greet("cd", 1, "".into()), "cd!");
+    assert_eq!(runs(&GREET), 6);
+}
+
+static FALLIBLE: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn parse_number(text: String) -> Result<u32, std::num::ParseIntError> {
+    bump(&FALLIBLE);
+    let n: u32 = text.trim().parse()?;
+    Ok(n + 1)
+}
+
+#[test]
+fn a_result_caches_ok_only() {
+    assert!(parse_number("x".into()).is_err());
+    assert!(parse_number("x".into()).is_err());
+    assert_eq!(runs(&FALLIBLE), 2, "an Err is never cached");
+    assert_eq!(parse_number("41".into()), Ok(42));
+    assert_eq!(parse_number("41".into()), Ok(42));
+    assert_eq!(runs(&FALLIBLE), 3);
+}
+
+static LOOKUP_ALL: AtomicU32 = AtomicU32::new(0);
+static LOOKUP_SOME: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn lookup_all(id: u32) -> Option<String> {
+    bump(&LOOKUP_ALL);
+    id.is_multiple_of(2).then(|| format!("user {id}"))
+}
+
+#[tiered::memoize(cache = CACHE, cache_none = false)]
+fn lookup_some(id: u32) -> Option<String> {
+    bump(&LOOKUP_SOME);
+    id.is_multiple_of(2).then(|| format!("user {id}"))
+}
+
+#[test]
+fn none_is_cached_unless_cache_none_is_false() {
+    for _ in 0..2 {
+        assert_eq!(lookup_all(1), None);
+        assert_eq!(lookup_some(1), None);
+        assert_eq!(lookup_all(2).as_deref(), Some("user 2"));
+        assert_eq!(lookup_some(2).as_deref(), Some("user 2"));
+    }
+    assert_eq!(runs(&LOOKUP_ALL), 2, "None and Some cached");
+    assert_eq!(
+        runs(&LOOKUP_SOME),
+        3,
+        "None computed each time, Some cached"
+    );
+}
+
+static START: LazyLock<SystemTime> =
+    LazyLock::new(|| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+static CLOCK: LazyLock<Arc<ManualClock>> = LazyLock::new(|| Arc::new(ManualClock::new(*START)));
+static TIMED: LazyLock<Cache> =
+    LazyLock::new(|| Cache::builder().clock(CLOCK.clone()).open().unwrap());
+
+static TTL: AtomicU32 = AtomicU32::new(0);
+static TTL_EXPR: AtomicU32 = AtomicU32::new(0);
+static IDLE: AtomicU32 = AtomicU32::new(0);
+static DEADLINE: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = TIMED, ttl = "5m")]
+fn with_ttl() -> u32 {
+    bump(&TTL);
+    1
+}
+
+#[tiered::memoize(cache = TIMED, ttl = Duration::from_secs(90))]
+fn with_ttl_expr() -> u32 {
+    bump(&TTL_EXPR);
+    1
+}
+
+#[tiered::memoize(cache = TIMED, idle = "1m")]
+fn with_idle() -> u32 {
+    bump(&IDLE);
+    1
+}
+
+#[tiered::memoize(cache = TIMED, expires_at = *START + Duration::from_secs(600))]
+fn with_deadline() -> u32 {
+    bump(&DEADLINE);
+    1
+}
+
+/// The one test that moves `CLOCK`: every function above expires by it.
+#[test]
+fn ttl_idle_and_expires_at_follow_the_cache_clock() {
+    let all = || (with_ttl(), with_ttl_expr(), with_idle(), with_deadline());
+    let counts = || (runs(&TTL), runs(&TTL_EXPR), runs(&IDLE), runs(&DEADLINE));
+    all();
+    assert_eq!(counts(), (1, 1, 1, 1));
+    CLOCK.advance(Duration::from_secs(50)); // 50 s: all live; the idle one is read again
+    all();
+    assert_eq!(counts(), (1, 1, 1, 1));
+    CLOCK.advance(Duration::from_secs(50)); // 100 s: past 90 s; 50 s since the idle read
+    all();
+    assert_eq!(counts(), (1, 2, 1, 1));
+    CLOCK.advance(Duration::from_secs(70)); // 170 s: idle for 70 s
+    with_idle();
+    assert_eq!(counts(), (1, 2, 2, 1));
+    CLOCK.advance(Duration::from_secs(140)); // 310 s: past 5 min
+    with_ttl();
+    assert_eq!(counts(), (2, 2, 2, 1));
+    CLOCK.advance(Duration::from_secs(300)); // 610 s: past the deadline
+    with_deadline();
+    assert_eq!(counts(), (2, 2, 2, 2));
+}
+
+static DAILY: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE, at = "16:00")]
+fn daily_report() -> u32 {
+    bump(&DAILY);
+    7
+}
+
+#[test]
+fn at_sets_a_deadline_ahead() {
+    assert_eq!((daily_report(), daily_report()), (7, 7));
+    assert_eq!(runs(&DAILY), 1, "the next 16:00 is never in the past");
+}
+
+static TAGGED: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(
+    cache = CACHE,
+    tags = ["memoize-test-prices", String::from("memoize-test-eu"), format!("memoize-test-day-{day}")]
+)]
+fn tagged(day: u32) -> u32 {
+    bump(&TAGGED);
+    day
+}
+
+#[test]
+fn tags_invalidate_a_function_entries_and_may_use_arguments() {
+    tagged(1);
+    tagged(1);
+    assert_eq!(runs(&TAGGED), 1);
+    CACHE.invalidate_tag("memoize-test-prices").unwrap();
+    tagged(1);
+    assert_eq!(runs(&TAGGED), 2);
+    CACHE.invalidate_tag("memoize-test-eu").unwrap();
+    tagged(1);
+    assert_eq!(runs(&TAGGED), 3);
+    // A tag made from an argument reaches that argument's entry alone.
+    tagged(2);
+    CACHE.invalidate_tag("memoize-test-day-2").unwrap();
+    tagged(1);
+    assert_eq!(runs(&TAGGED), 4);
+    tagged(2);
+    assert_eq!(runs(&TAGGED), 5);
+}
+
+static KEPT: AtomicU32 = AtomicU32::new(0);
+static MEMORY_ONLY: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = _cache)]
+fn kept(_cache: &Cache, x: u32) -> u32 {
+    bump(&KEPT);
+    x
+}
+
+#[tiered::memoize(cache = _cache, memory_only)]
+fn memory_only(_cache: &Cache, x: u32) -> u32 {
+    bump(&MEMORY_ONLY);
+    x
+}
+
+#[test]
+fn memory_only_entries_do_not_survive_a_restart_and_helpers_take_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!((kept(&cache, 1), memory_only(&cache, 1)), (1, 1));
+        assert_eq!((kept(&cache, 1), memory_only(&cache, 1)), (1, 1));
+        assert_eq!((runs(&KEPT), runs(&MEMORY_ONLY)), (1, 1));
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!((kept(&cache, 1), memory_only(&cache, 1)), (1, 1));
+    assert_eq!((runs(&KEPT), runs(&MEMORY_ONLY)), (1, 2));
+    // The cache names an argument, so the helpers take the cache.
+    assert_eq!(kept::stats(&cache).hits, 1);
+    assert!(kept::remove(&cache, &1).unwrap());
+    memory_only::clear(&cache).unwrap();
+    assert_eq!((kept(&cache, 1), memory_only(&cache, 1)), (1, 1));
+    assert_eq!((runs(&KEPT), runs(&MEMORY_ONLY)), (2, 3));
+}
+
+#[tiered::memoize(cache = CACHE)]
+fn type_of<T: Serialize>(_value: T, shown: T) -> String {
+    let _ = shown;
+    std::any::type_name::<T>().to_string()
+}
+
+#[tiered::memoize(cache = CACHE)]
+fn type_of_impl(value: impl Serialize, _shown: &impl Serialize) -> String {
+    fn name<T>(_: &T) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    name(&value).to_string()
+}
+
+#[tiered::memoize(cache = CACHE)]
+fn padded<const N: usize>(text: String) -> String {
+    format!("{text:>N$}")
+}
+
+#[test]
+fn generic_instantiations_do_not_share_entries() {
+    // `&str` and `String` serialize alike: only the type parameter's name tells them apart.
+    assert_eq!(type_of("a", "a"), "&str");
+    assert_eq!(
+        type_of(String::new(), "a".to_string()),
+        "alloc::string::String"
+    );
+    assert_eq!(type_of("b", "a"), "&str");
+    assert!(type_of::remove::<&str>(&"a").unwrap());
+    assert!(!type_of::remove::<&str>(&"a").unwrap());
+    assert!(type_of::remove::<String>(&"a".to_string()).unwrap());
+    assert_eq!(type_of_impl("a", &1u8), "&str");
+    assert_eq!(
+        type_of_impl(String::from("a"), &1u8),
+        "alloc::string::String"
+    );
+    assert!(type_of_impl::remove(&"a").unwrap());
+    assert_eq!(padded::<3>("x".into()), "  x");
+    assert_eq!(padded::<2>("x".into()), " x");
+}
+
+#[derive(Clone, Serialize, serde::Deserialize)]
+struct Repo {
+    id: u32,
+}
+
+static NAMED: AtomicU32 = AtomicU32::new(0);
+static SHARED: AtomicU32 = AtomicU32::new(0);
+
+impl Repo {
+    #[tiered::memoize(cache = CACHE)]
+    fn name(&self, n: u32) -> String {
+        bump(&NAMED);
+        format!("repo {} #{n}", self.id)
+    }
+
+    #[tiered::memoize(cache = CACHE, skip_self)]
+    fn shared(&self, n: u32) -> String {
+        bump(&SHARED);
+        format!("repo {} #{n}", self.id)
+    }
+
+    #[tiered::memoize(cache = CACHE)]
+    fn open(id: u32) -> Self {
+        Repo { id: id + 100 }
+    }
+}
+
+#[test]
+fn methods_key_on_self_unless_skip_self() {
+    let (one, two) = (Repo { id: 1 }, Repo { id: 2 });
+    assert_eq!(one.name(5), "repo 1 #5");
+    assert_eq!(two.name(5), "repo 2 #5");
+    assert_eq!(one.name(5), "repo 1 #5");
+    assert_eq!(runs(&NAMED), 2);
+
+    assert_eq!(one.shared(5), "repo 1 #5");
+    assert_eq!(two.shared(5), "repo 1 #5", "self is not in the key");
+    assert_eq!(runs(&SHARED), 1);
+
+    assert_eq!(Repo::open(1).id, 101);
+    let memo = Repo::name_memo();
+    assert_eq!(memo.path(), "memoize::Repo::name");
+    assert_eq!(memo.stats(&CACHE).misses, 2);
+    memo.clear(&CACHE).unwrap();
+    one.name(5);
+    assert_eq!(runs(&NAMED), 3);
+}
+
+#[derive(Serialize)]
+struct Typed<T>(PhantomData<T>);
+
+impl<T> Typed<T> {
+    #[tiered::memoize(cache = CACHE, skip_self)]
+    fn name(&self) -> String {
+        std::any::type_name::<T>().to_string()
+    }
+}
+
+#[test]
+fn generic_impl_instantiations_do_not_share_entries() {
+    assert_eq!(Typed::<u8>(PhantomData).name(), "u8");
+    assert_eq!(Typed::<u16>(PhantomData).name(), "u16");
+    assert_eq!(Typed::<u8>(PhantomData).name(), "u8");
+    assert_eq!(Typed::<u8>::name_memo(), Typed::<u16>::name_memo());
+    assert_eq!(Typed::<u8>::name_memo().path(), "memoize::Typed::name");
+}
+
+/// The same function, in modules that differ in what the version sees.
+mod versions {
+    #[tiered::fingerprint]
+    pub fn helper() -> u32 {
+        1
+    }
+
+    pub mod plain {
+        #[tiered::memoize]
+        pub fn f() -> u32 {
+            1
+        }
+    }
+
+    pub mod commented {
+        /// A doc comment, a comment and other spacing: the same tokens.
+        #[tiered::memoize]
+        pub fn f() -> u32 {
+            // one
+            1
+        }
+    }
+
+    pub mod edited {
+        #[tiered::memoize]
+        pub fn f() -> u32 {
+            2
+        }
+    }
+
+    pub mod with_version {
+        #[tiered::memoize(version = 2)]
+        pub fn f() -> u32 {
+            1
+        }
+    }
+
+    pub mod with_deps {
+        #[tiered::memoize(deps = [super::helper])]
+        pub fn f() -> u32 {
+            1
+        }
+    }
+
+    pub mod with_both {
+        #[tiered::memoize(version = 2, deps = [super::helper, super::plain::f])]
+        pub fn f() -> u32 {
+            1
+        }
+    }
+}
+
+#[test]
+fn versions_follow_the_code_version_and_deps() {
+    use tiered::combine_versions as combine;
+    use versions::*;
+    assert_eq!(helper(), 1);
+    let base = plain::f::VERSION;
+    assert_eq!(commented::f::VERSION, base);
+    assert_ne!(edited::f::VERSION, base);
+    assert_eq!(with_version::f::VERSION, combine(&[base, 2]));
+    assert_eq!(with_deps::f::VERSION, combine(&[base, helper::VERSION]));
+    assert_eq!(
+        with_both::f::VERSION,
+        combine(&[base, 2, helper::VERSION, base])
+    );
+    assert_eq!(plain::f::memo().version(), base);
+    assert_eq!(plain::f::memo().path(), "memoize::versions::plain::f");
+}
+
+static FIB: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn fib(n: u64) -> u64 {
+    bump(&FIB);
+    if n < 2 {
+        n
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+#[test]
+fn a_recursive_function_computes_each_argument_once() {
+    assert_eq!(fib(40), 102_334_155);
+    assert_eq!(runs(&FIB), 41);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[tiered::memoize(cache = CACHE)]
+fn seventeen(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    e: u8,
+    f: u8,
+    g: u8,
+    h: u8,
+    i: u8,
+    j: u8,
+    k: u8,
+    l: u8,
+    m: u8,
+    n: u8,
+    o: u8,
+    p: u8,
+    q: u8,
+) -> u32 {
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]
+        .iter()
+        .map(|x| *x as u32)
+        .sum()
+}
+
+#[test]
+fn more_arguments_than_serde_has_tuples_for() {
+    assert_eq!(
+        seventeen(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        17
+    );
+    assert_eq!(
+        seventeen(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2),
+        18
+    );
+    assert!(
+        seventeen::remove(&1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &1, &2)
+            .unwrap()
+    );
+    assert_eq!(seventeen::stats().misses, 2);
+}

@@ -1,0 +1,237 @@
+//! Code-aware invalidation for real: a small program with a memoized function is edited,
+//! rebuilt with cargo and run again, over one cache folder (the default global cache, via
+//! `TIERED_DIR`). Comments and formatting keep its entries; an edit of the body makes new ones
+//! and reclaims the old, so ten edits leave one version's entries on disk.
+//!
+//! The program is built into its own target folder under this workspace's (`memoize-rebuild`
+//! in `CARGO_TARGET_TMPDIR`), so that later runs reuse its compiled dependencies; the first
+//! run compiles them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tiered::Cache;
+
+const NAME: &str = "memoize-rebuild-probe";
+
+/// Arguments the program calls its function with; each entry holds 100 kB.
+const ARGS: [u64; 3] = [0, 1, 2];
+
+/// The program, with `{BODY}` the value's expression and `{EXTRA}` lines before it.
+const PROGRAM: &str = r#"
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static RAN: AtomicBool = AtomicBool::new(false);
+
+/// Pages of a report.
+#[tiered::memoize]
+fn pages(x: u64) -> Vec<u8> {
+    RAN.store(true, Ordering::SeqCst);
+    {EXTRA}
+    let page = {BODY};
+    vec![page; 100_000]
+}
+
+fn main() {
+    let mut total = 0u64;
+    for x in [0, 1, 2] {
+        total += pages(x).iter().map(|b| *b as u64).sum::<u64>();
+    }
+    println!(
+        "ran={} total={} version={} path={}",
+        RAN.load(Ordering::SeqCst),
+        total,
+        pages::VERSION,
+        pages::memo().path()
+    );
+}
+"#;
+
+struct Probe {
+    source_dir: tempfile::TempDir,
+    cache_dir: tempfile::TempDir,
+    target_dir: PathBuf,
+}
+
+/// What one run of the program printed.
+#[derive(Debug)]
+struct Run {
+    ran: bool,
+    total: u64,
+    version: u64,
+    path: String,
+}
+
+impl Probe {
+    fn new() -> Probe {
+        let source_dir = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            "[package]\nname = \"{NAME}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             publish = false\n\n[dependencies]\ntiered = {{ path = {:?} }}\n\n\
+             [profile.dev]\ndebug = false\n\n[workspace]\n",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        fs::write(source_dir.path().join("Cargo.toml"), manifest).unwrap();
+        // The workspace's lock file: `--offline` then finds every dependency already resolved.
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
+            source_dir.path().join("Cargo.lock"),
+        )
+        .unwrap();
+        fs::create_dir(source_dir.path().join("src")).unwrap();
+        Probe {
+            source_dir,
+            cache_dir: tempfile::tempdir().unwrap(),
+            target_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("memoize-rebuild"),
+        }
+    }
+
+    /// Writes the program with this body and extra line, builds it (checking that cargo did
+    /// compile it again) and runs it.
+    fn run(&self, body: &str, extra: &str) -> Run {
+        let source = PROGRAM.replace("{BODY}", body).replace("{EXTRA}", extra);
+        fs::write(self.source_dir.path().join("src/main.rs"), source).unwrap();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let build = Command::new(cargo)
+            .args(["build", "--offline", "--message-format=short"])
+            .arg("--manifest-path")
+            .arg(self.source_dir.path().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&build.stderr);
+        assert!(build.status.success(), "the probe did not build:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("Compiling {NAME}")),
+            "cargo did not compile the probe again:\n{stderr}"
+        );
+        let exe = self.target_dir.join("debug").join(NAME);
+        let out = Command::new(&exe)
+            .env("TIERED_DIR", self.cache_dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse(&stdout)
+    }
+
+    /// Opens the cache folder (the program has exited), reclaims dead records and returns the
+    /// records left and the folder's bytes.
+    fn settle(&self) -> (Cache, u64, u64) {
+        let cache = Cache::open(self.cache_dir.path()).unwrap();
+        cache.compact().unwrap();
+        let entries = cache.stats().entries;
+        (cache, entries, folder_bytes(self.cache_dir.path()))
+    }
+}
+
+fn parse(stdout: &str) -> Run {
+    let field = |name: &str| {
+        stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {stdout:?}"))
+            .to_string()
+    };
+    Run {
+        ran: field("ran") == "true",
+        total: field("total").parse().unwrap(),
+        version: field("version").parse().unwrap(),
+        path: field("path"),
+    }
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                folder_bytes(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// What the program prints as its total when its body is `body(k)`.
+fn total(k: u64) -> u64 {
+    ARGS.iter().map(|x| ((x + k) % 256) * 100_000).sum()
+}
+
+fn body(k: u64) -> String {
+    format!("(x as u8).wrapping_add({k})")
+}
+
+#[test]
+fn edits_invalidate_comments_do_not_and_old_versions_are_reclaimed() {
+    let probe = Probe::new();
+
+    let first = probe.run(&body(1), "");
+    assert!(first.ran, "first run computes");
+    assert_eq!(first.total, total(1));
+
+    let unchanged = probe.run(&body(1), "");
+    assert!(!unchanged.ran, "rebuilt unchanged: hits");
+    assert_eq!(
+        (unchanged.total, unchanged.version),
+        (total(1), first.version)
+    );
+
+    let commented = probe.run(
+        "  ( x   as u8 )\n        .wrapping_add( 1 )",
+        "// a comment\n    /* another */\n    /// a doc comment on the next statement",
+    );
+    assert!(
+        !commented.ran,
+        "comments, a doc comment and spacing only: hits"
+    );
+    assert_eq!(commented.version, first.version);
+
+    let edited = probe.run(&body(2), "");
+    assert!(edited.ran, "an edited body recomputes");
+    assert_eq!(edited.total, total(2));
+    assert_ne!(edited.version, first.version);
+
+    // Ten edits, each a new version: the folder holds one version's entries each time.
+    let (cache, one_version_entries, one_version_bytes) = probe.settle();
+    drop(cache);
+    // The last version's entries, and the record where the cache notes the function's version.
+    assert_eq!(one_version_entries, ARGS.len() as u64 + 1);
+    let mut versions = vec![first.version, edited.version];
+    for k in 3..13 {
+        let run = probe.run(&body(k), "");
+        assert!(run.ran && run.total == total(k), "cycle {k}: {run:?}");
+        assert!(!versions.contains(&run.version), "cycle {k}: a new version");
+        let (cache, entries, bytes) = probe.settle();
+        assert_eq!(entries, one_version_entries, "cycle {k}: records left");
+        assert!(
+            bytes <= one_version_bytes + one_version_bytes / 4,
+            "cycle {k}: the folder grew from {one_version_bytes} to {bytes} bytes"
+        );
+        // Of every version that ran, only the last has entries. The key is written as
+        // `Memoized::key` writes it, (version, arguments), which the last version proves.
+        let functions_entries = cache.namespace(&run.path);
+        for x in ARGS {
+            assert!(functions_entries
+                .contains_key(&(run.version, (x,)))
+                .unwrap());
+            for &old in &versions {
+                assert!(
+                    !functions_entries.contains_key(&(old, (x,))).unwrap(),
+                    "cycle {k}"
+                );
+            }
+        }
+        versions.push(run.version);
+    }
+    assert_eq!(versions.len(), 12);
+}
