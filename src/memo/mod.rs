@@ -6,6 +6,8 @@
 //! (one generation bump: the sweeper reclaims the old entries in both tiers, side files
 //! included), so that a dev loop's edits never pile up entries of dead versions.
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod global;
 
 use std::collections::HashMap;
@@ -19,8 +21,6 @@ use std::future::{ready, Future};
 
 use crate::cache::Cache;
 use crate::disk::lock;
-#[cfg(feature = "tokio")]
-use crate::engine::runner::Tokio;
 use crate::engine::runner::{block_on, Blocking, Runner};
 use crate::engine::{Inner, Scope};
 use crate::error::{Error, Result};
@@ -216,106 +216,6 @@ impl Memoized {
         self.call_result(cache, options, key, || f().ok_or(())).ok()
     }
 
-    /// [`call`](Memoized::call) for an `async fn` (feature `tokio`): `f` gives the future of
-    /// the function's body, which runs on the calling task; disk work runs off the executor.
-    #[cfg(feature = "tokio")]
-    pub async fn call_async<V, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> V
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = V>,
-    {
-        let f = || async { Ok::<V, std::convert::Infallible>(f().await) };
-        match self.run::<Tokio, _, _, _, _>(cache, options, key, f).await {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
-    }
-
-    /// [`call_result`](Memoized::call_result) for an `async fn` (feature `tokio`).
-    ///
-    /// # Errors
-    /// The function's own error.
-    #[cfg(feature = "tokio")]
-    pub async fn call_result_async<V, E, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> std::result::Result<V, E>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<V, E>>,
-    {
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f).await
-    }
-
-    /// [`call_option`](Memoized::call_option) for an `async fn` (feature `tokio`).
-    #[cfg(feature = "tokio")]
-    pub async fn call_option_async<V, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> Option<V>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Option<V>>,
-    {
-        let f = || async { f().await.ok_or(()) };
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f)
-            .await
-            .ok()
-    }
-
-    /// Without the `tokio` feature, memoizing an `async fn` is refused at compile time with
-    /// a message saying to enable it.
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_result_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_option_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
     /// Drops every entry of this function in `cache` (both tiers; O(1), the space is
     /// reclaimed in the background).
     ///
@@ -485,14 +385,3 @@ impl FnState {
         }
     }
 }
-
-/// Not implemented for anything: bounds the async calls of a build without the `tokio`
-/// feature, so that memoizing an `async fn` there fails with this message.
-#[cfg(not(feature = "tokio"))]
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "memoizing an `async fn` needs tiered's `tokio` feature",
-    label = "this async function's cache work would block the executor without it",
-    note = "enable it in Cargo.toml: tiered = {{ version = \"0.1\", features = [\"tokio\"] }}"
-)]
-pub trait TokioFeatureNeeded {}
