@@ -198,3 +198,25 @@ fn a_new_version_reclaims_older_entries_even_after_its_version_note_was_evicted(
     }
     assert_eq!(alive, 0);
 }
+
+// A short-lived program (a script, one run of a dev loop): the reclaim of the older version's
+// entries must not wait for the next run (whose sweep would start over).
+#[test]
+fn a_short_lived_program_reclaims_the_older_versions_entries_before_it_closes() {
+    let dir = common::tempdir();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let v1 = Memoized::new("memo_versions::short", 1);
+        for i in 0..10u64 {
+            let _ = v1.call(&cache, &Options::new(), v1.key(&(i,)), || big(i));
+        }
+    }
+    assert_eq!(blobs(dir.path()), 10);
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let v2 = Memoized::new("memo_versions::short", 2);
+        let _ = v2.call(&cache, &Options::new(), v2.key(&(0u64,)), || big(0));
+    }
+    // No compaction, no reopening: what the closed cache left.
+    assert_eq!(blobs(dir.path()), 1);
+}

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use redb::{ReadableDatabase, ReadableTableMetadata};
 use tiered::Cache;
 
 const NAME: &str = "memoize-rebuild-probe";
@@ -121,15 +122,24 @@ impl Probe {
         parse(&stdout)
     }
 
-    /// Opens the cache folder (the program has exited), reclaims dead records and returns the
-    /// records left and the folder's bytes.
+    /// What the program left in the cache folder when it exited: the records in the
+    /// database (read with redb itself, before this process opens the folder and its own
+    /// sweep could change anything) and the folder's bytes; then the cache, opened.
     fn settle(&self) -> (Cache, u64, u64) {
-        let cache = Cache::open(self.cache_dir.path()).unwrap();
-        cache.compact().unwrap();
-        let entries = cache.stats().entries;
-        (cache, entries, folder_bytes(self.cache_dir.path()))
+        let dir = self.cache_dir.path();
+        let records = {
+            let db = redb::Database::open(dir.join("tiered.redb")).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(RECORDS).unwrap();
+            table.len().unwrap()
+        };
+        let bytes = folder_bytes(dir);
+        (Cache::open(dir).unwrap(), records, bytes)
     }
 }
+
+/// The records table (see `docs/format.md`).
+const RECORDS: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("records");
 
 fn parse(stdout: &str) -> Run {
     let field = |name: &str| {

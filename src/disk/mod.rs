@@ -636,8 +636,20 @@ impl DiskTier {
         }
     }
 
-    /// Commits everything queued, stops the writer and releases the file.
+    /// Commits everything queued and runs, for at most a second, the sweep passes this
+    /// process's invalidations asked for (so that a short-lived program does not leave the
+    /// records it made dead behind: `writer::SETTLE_BUDGET`).
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn settle(&self) -> Result<()> {
+        self.send(Op::Settle, true).wait()
+    }
+
+    /// Commits everything queued, settles (see [`settle`](Self::settle)), stops the writer and
+    /// releases the file.
     pub fn close(&self) -> Result<()> {
+        let _ = self.settle();
         let result = self.send(Op::Shutdown, true).wait();
         lock(&self.tx).take();
         if let Some(handle) = lock(&self.writer).take() {

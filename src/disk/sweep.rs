@@ -28,6 +28,8 @@ pub(crate) struct Sweeper {
     active: bool,
     /// An invalidation arrived mid-pass: run one more full pass after this one.
     again: bool,
+    /// A pass an invalidation (or a compaction) asked for is under way.
+    asked: bool,
     cursor: Option<u128>,
     next_due: Instant,
     /// Which generation labels records use: see `labels.rs`.
@@ -43,6 +45,7 @@ impl Sweeper {
             every,
             active: true,
             again: false,
+            asked: false,
             cursor: None,
             next_due: Instant::now() + every,
             labels: LabelGc::default(),
@@ -58,8 +61,14 @@ impl Sweeper {
         Instant::now() >= self.next_due
     }
 
+    /// Whether a pass an invalidation asked for is still under way.
+    pub fn asked(&self) -> bool {
+        self.asked && self.active
+    }
+
     /// Asks for a full pass (after an invalidation).
     pub fn start(&mut self) {
+        self.asked = true;
         if self.active {
             self.again = true;
         } else {
@@ -164,6 +173,7 @@ impl Sweeper {
                 self.again = false;
             } else {
                 self.active = false;
+                self.asked = false;
                 self.next_due = Instant::now() + self.every;
             }
         }

@@ -55,6 +55,9 @@ pub(crate) enum Op {
     Flush,
     /// `Cache::compact`: answered once the maintenance after this commit is done.
     Compact,
+    /// Before a close: answered once the sweep passes this process's invalidations asked for
+    /// are done, or [`SETTLE_BUDGET`] has passed.
+    Settle,
     Shutdown,
 }
 
@@ -101,6 +104,10 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// ride along with) once this many wait, or once the oldest has waited `TOUCH_DELAY`.
 const TOUCH_BATCH: usize = 4096;
 const TOUCH_DELAY: Duration = Duration::from_secs(30);
+/// Longest a close (or the exit of the process) waits for the sweep passes its invalidations
+/// asked for: a short-lived program (a script, a dev loop's run) would otherwise leave the
+/// records it made dead for the next run, which restarts the pass.
+pub(crate) const SETTLE_BUDGET: Duration = Duration::from_secs(1);
 /// How long a tier back on probation must go without failing to count as back.
 pub(crate) const PROBATION: Duration = Duration::from_secs(5);
 /// A write that waits for its commit triggers an attempt, at most this often.
@@ -402,6 +409,7 @@ impl Writer<'_> {
     /// Tells every sender `outcome` and releases the batch from the backlog.
     fn finish_batch(&mut self, outcome: &super::writer::Outcome) -> bool {
         let (mut ops, mut bytes, mut side, mut shutdown) = (0, 0, 0, false);
+        let mut settling = Vec::new();
         for msg in self.batch.drain(..) {
             ops += 1;
             bytes += msg.op.bytes();
@@ -416,6 +424,9 @@ impl Writer<'_> {
                 Some(ack) if matches!(msg.op, Op::Compact) && outcome.is_ok() => {
                     self.space.waiters.push(ack);
                 }
+                Some(ack) if matches!(msg.op, Op::Settle) && outcome.is_ok() => {
+                    settling.push(ack);
+                }
                 Some(ack) => {
                     let _ = ack.send(outcome.clone());
                 }
@@ -424,7 +435,25 @@ impl Writer<'_> {
         }
         self.shared.backlog.release(ops, bytes);
         self.shared.backlog.release_side(side);
+        if !settling.is_empty() {
+            self.settle();
+            for ack in settling {
+                let _ = ack.send(Ok(()));
+            }
+        }
         shutdown
+    }
+
+    /// Runs the sweep passes this process's invalidations asked for, within [`SETTLE_BUDGET`].
+    fn settle(&mut self) {
+        let until = Instant::now() + SETTLE_BUDGET;
+        while self.sweeper.asked() && Instant::now() < until {
+            if let Err(f) = self.sweeper.step(self.shared) {
+                self.sweeper.pause();
+                self.fail(f);
+                return;
+            }
+        }
     }
 
     /// Out of service: try to come back when due (or when someone waits), and meanwhile keep
@@ -444,7 +473,7 @@ impl Writer<'_> {
         };
         // A flush or a close always tries to bring the tier back; a write that waits (an
         // Immediate insert) tries at most every RETRY_URGENT, so a storm of them stays cheap.
-        let explicit = matches!(msg.op, Op::Flush | Op::Compact | Op::Shutdown);
+        let explicit = matches!(msg.op, Op::Flush | Op::Compact | Op::Settle | Op::Shutdown);
         let may_retry = explicit
             || (msg.urgent()
                 && self
@@ -654,7 +683,7 @@ impl Apply<'_> {
                 let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
                 t.gens.insert(label.as_str(), stored.max(*generation))?;
             }
-            Op::Flush | Op::Compact | Op::Shutdown => {}
+            Op::Flush | Op::Compact | Op::Settle | Op::Shutdown => {}
         }
         Ok(())
     }
