@@ -220,3 +220,29 @@ fn a_short_lived_program_reclaims_the_older_versions_entries_before_it_closes() 
     // No compaction, no reopening: what the closed cache left.
     assert_eq!(blobs(dir.path()), 1);
 }
+
+/// A key argument whose `Serialize` fails.
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not today"))
+    }
+}
+
+#[test]
+fn a_call_whose_key_cannot_be_encoded_runs_uncached_and_counts_as_a_miss() {
+    let cache = Cache::in_memory();
+    let m = Memoized::new("memo_versions::unencodable", 1);
+    let runs = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let v = m.call(&cache, &Options::new(), m.key(&(Unencodable,)), || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            7u8
+        });
+        assert_eq!(v, 7);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let s = m.stats(&cache);
+    assert_eq!((s.hits, s.misses), (0, 2));
+}

@@ -183,7 +183,8 @@ impl Memoized {
             }
             Err(e) => Err(Failed::Cache(e)),
         };
-        state.count(ran);
+        // Without the cache (below), the function runs: a miss too.
+        state.count(ran || matches!(outcome, Err(Failed::Cache(_))));
         match outcome {
             Ok(v) => Ok(Arc::unwrap_or_clone(v)),
             Err(Failed::User(e)) => Err(e),
