@@ -7,17 +7,20 @@
 //!   A caller that arrives after one of them was bumped (an invalidation returned before it
 //!   started) does not join: it starts a new flight. The old leader's result then goes only to
 //!   the callers that were already waiting.
-//! - Waiting never deadlocks. Before a caller waits for a flight, it follows the chain "the
-//!   leader of that flight waits for the flight of …" in a process-wide wait graph; if the chain
-//!   comes back to this caller (a computation asking for its own key, or two computations asking
-//!   for each other's keys), the wait is refused with [`Error::Deadlock`].
+//! - Waiting never deadlocks. Each read-through call is a node of a process-wide wait graph
+//!   (across every cache: a cycle may pass through two), with two kinds of edges: a call
+//!   waits for the call leading a flight, and a call leading a flight depends on the calls its
+//!   computation makes (nested calls, on its thread or its task). Before a call waits, the
+//!   graph is searched from the flight's leader; if this call is reachable (a computation
+//!   asking for its own key, directly or through other computations, threads or tasks), the
+//!   wait would never end and is refused with [`Error::Deadlock`]. Two calls of one
+//!   computation that run concurrently (`join!`) are siblings, not a cycle.
 //!
-//! Callers are [`Actor`]s, not threads: a blocking caller is its thread, an async caller its
-//! task (see `engine/runner.rs`), so that blocking threads and async tasks share one flight
-//! per key and one wait graph.
+//! Blocking threads and async tasks share one flight per key and one graph; `engine/runner.rs`
+//! says how a call finds the computation it runs in.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,23 +33,34 @@ use crate::generations::Generations;
 
 type Shared = Arc<dyn Any + Send + Sync>;
 
-/// Who waits or leads: a thread for blocking callers, a task for async ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One read-through call: a node of the wait graph.
+/// Ids grow: a call made inside a computation is newer than the call that leads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Actor(u64);
 
 impl Actor {
-    /// A new actor, never equal to another.
+    /// A new call, never equal to another.
     pub fn fresh() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Actor(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+}
 
-    /// The calling thread.
-    pub fn thread() -> Self {
-        thread_local! {
-            static ME: Actor = Actor::fresh();
-        }
-        ME.with(|me| *me)
+/// A call made inside the computation of `parent`: an edge of the wait graph for as long as
+/// it lives (see the module's docs).
+pub(crate) struct Nested(Actor);
+
+impl Nested {
+    pub fn enter(me: Actor, parent: Option<Actor>) -> Option<Nested> {
+        let parent = parent?;
+        lock(graph()).parents.insert(me, parent);
+        Some(Nested(me))
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        lock(graph()).parents.remove(&self.0);
     }
 }
 
@@ -132,7 +146,7 @@ impl Future for FlightEnd {
     }
 }
 
-/// An entry "`me` waits for this flight" in the wait graph, removed when dropped.
+/// An edge "`me` waits for this flight" in the wait graph, removed when dropped.
 struct Waiting(Actor);
 
 impl Waiting {
@@ -142,35 +156,60 @@ impl Waiting {
         if !flight.running() {
             return Ok(None);
         }
-        let mut waits = lock(waits());
-        let mut leader = flight.leader;
-        // Each step moves to the leader of a running flight; a chain longer than the number
-        // of waiting callers would have to repeat one, so it ends.
-        for _ in 0..=waits.len() {
-            if leader == me {
-                return Err(Error::Deadlock);
-            }
-            match waits.get(&leader).filter(|f| f.running()) {
-                Some(next) => leader = next.leader,
-                None => break,
-            }
+        let mut graph = lock(graph());
+        if graph.reaches(flight.leader, me) {
+            return Err(Error::Deadlock);
         }
-        waits.insert(me, flight.clone());
+        graph.waits.insert(me, flight.clone());
         Ok(Some(Waiting(me)))
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        lock(waits()).remove(&self.0);
+        lock(graph()).waits.remove(&self.0);
     }
 }
 
-/// Which flight each waiting caller waits for, across every cache of the process (a cycle may
-/// pass through two caches).
-fn waits() -> &'static Mutex<HashMap<Actor, Arc<Flight>>> {
-    static WAITS: OnceLock<Mutex<HashMap<Actor, Arc<Flight>>>> = OnceLock::new();
-    WAITS.get_or_init(Default::default)
+/// The wait graph of every cache of the process.
+#[derive(Default)]
+struct Graph {
+    /// The flight each waiting call waits for.
+    waits: HashMap<Actor, Arc<Flight>>,
+    /// The computation each nested call is made in.
+    parents: HashMap<Actor, Actor>,
+}
+
+impl Graph {
+    /// Whether `from` cannot end before `to` does: a path of "leads a computation that made
+    /// the call" and "waits for the flight led by" edges.
+    fn reaches(&self, from: Actor, to: Actor) -> bool {
+        let mut seen = HashSet::new();
+        let mut next = vec![from];
+        while let Some(call) = next.pop() {
+            if call == to {
+                return true;
+            }
+            if !seen.insert(call) {
+                continue;
+            }
+            if let Some(flight) = self.waits.get(&call).filter(|f| f.running()) {
+                next.push(flight.leader);
+            }
+            next.extend(
+                self.parents
+                    .iter()
+                    .filter(|(_, parent)| **parent == call)
+                    .map(|(child, _)| *child),
+            );
+        }
+        false
+    }
+}
+
+fn graph() -> &'static Mutex<Graph> {
+    static GRAPH: OnceLock<Mutex<Graph>> = OnceLock::new();
+    GRAPH.get_or_init(Default::default)
 }
 
 #[derive(Default)]
@@ -277,15 +316,17 @@ impl Drop for Leader<'_> {
 mod tests {
     use super::*;
 
+    const ME: Actor = Actor(0);
+
     fn leader<'a>(flights: &'a Flights, gens: &Generations, d: u128) -> Leader<'a> {
-        match flights.join(d, gens.stamp(&[1]), gens, Actor::thread()) {
+        match flights.join(d, gens.stamp(&[1]), gens, ME) {
             Role::Leader(l) => l,
             Role::Follower(_) => panic!("expected to lead"),
         }
     }
 
     fn follower(flights: &Flights, gens: &Generations, d: u128) -> Arc<Flight> {
-        match flights.join(d, gens.stamp(&[1]), gens, Actor::thread()) {
+        match flights.join(d, gens.stamp(&[1]), gens, ME) {
             Role::Follower(f) => f,
             Role::Leader(_) => panic!("expected to follow"),
         }
@@ -316,24 +357,19 @@ mod tests {
         let label = crate::generations::tag_label("t");
         // The flight's stamp covers id 1; bump a label with that id.
         let gens = Generations::load([(label.clone(), 0)]);
-        let old2 = match flights.join(
-            2,
-            gens.stamp(&[crate::generations::id(&label)]),
-            &gens,
-            Actor::thread(),
-        ) {
+        let old2 = match flights.join(2, gens.stamp(&[crate::generations::id(&label)]), &gens, ME) {
             Role::Leader(l) => l,
             Role::Follower(_) => unreachable!(),
         };
         gens.bump(&label);
-        let new = match flights.join(2, Vec::new(), &gens, Actor::thread()) {
+        let new = match flights.join(2, Vec::new(), &gens, ME) {
             Role::Leader(l) => l,
             Role::Follower(_) => panic!("joined a flight begun before the invalidation"),
         };
         // The old leader finishing must not unregister the new flight.
         old2.complete(Arc::new(1u8));
         assert!(matches!(
-            flights.join(2, Vec::new(), &gens, Actor::thread()),
+            flights.join(2, Vec::new(), &gens, ME),
             Role::Follower(_)
         ));
         drop((new, old));
@@ -344,6 +380,6 @@ mod tests {
         let (flights, gens) = (Flights::default(), Generations::default());
         let _l = leader(&flights, &gens, 9);
         let f = follower(&flights, &gens, 9);
-        assert!(matches!(f.wait(Actor::thread()), Err(Error::Deadlock)));
+        assert!(matches!(f.wait(ME), Err(Error::Deadlock)));
     }
 }

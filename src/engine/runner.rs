@@ -3,6 +3,7 @@
 //! an `async fn` generic over a [`Runner`]; blocking callers run it with [`block_on`], where
 //! every step completes at once.
 
+use std::cell::Cell;
 use std::future::{ready, Future};
 use std::pin::pin;
 use std::sync::Arc;
@@ -14,9 +15,6 @@ use crate::flight::{Actor, Flight};
 type Shared = Arc<dyn std::any::Any + Send + Sync>;
 
 pub(crate) trait Runner {
-    /// The caller: its thread, or its task.
-    fn actor() -> Actor;
-
     /// Disk work (a read, a store): inline for a blocking caller, off the executor for an
     /// async one.
     fn blocking<T, W>(work: W) -> impl Future<Output = Result<T>> + Send
@@ -27,24 +25,34 @@ pub(crate) trait Runner {
     /// Waits for another caller's computation: its value, or `None` if it failed.
     fn wait(flight: Arc<Flight>, me: Actor) -> impl Future<Output = Result<Option<Shared>>> + Send;
 
-    /// Runs the leader's computation, so that a read-through it makes is known to come from
-    /// `me` (a computation asking for its own key is then refused, not left waiting forever).
-    fn lead<F: Future>(me: Actor, computation: F) -> impl Future<Output = F::Output>;
+    /// Runs the computation of the call `me`, so that the calls it makes (on its thread or
+    /// task) are known to be made inside it: see [`parent`].
+    fn lead<F, Fut>(me: Actor, computation: F) -> impl Future<Output = Fut::Output>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future;
+}
+
+thread_local! {
+    /// The call whose blocking computation this thread runs, if any.
+    static COMPUTING: Cell<Option<Actor>> = const { Cell::new(None) };
+}
+
+/// The call whose computation the caller runs in, if any: that of its task (an async
+/// computation) or that of its thread (a blocking computation, which may also drive an async
+/// call with a `block_on`, or be called from an async computation). When both are set, one
+/// computation runs inside the other, and the inner one is the newer call (the larger id).
+pub(crate) fn parent() -> Option<Actor> {
+    let thread = COMPUTING.with(Cell::get);
+    #[cfg(feature = "tokio")]
+    let thread = thread.max(tokio_runner::current());
+    thread
 }
 
 /// Blocking callers: each step completes when it returns.
 pub(crate) struct Blocking;
 
 impl Runner for Blocking {
-    fn actor() -> Actor {
-        // A blocking call made inside an async computation belongs to that computation.
-        #[cfg(feature = "tokio")]
-        if let Some(me) = tokio_runner::current() {
-            return me;
-        }
-        Actor::thread()
-    }
-
     fn blocking<T, W>(work: W) -> impl Future<Output = Result<T>> + Send
     where
         T: Send + 'static,
@@ -57,8 +65,19 @@ impl Runner for Blocking {
         ready(flight.wait(me))
     }
 
-    fn lead<F: Future>(_me: Actor, computation: F) -> impl Future<Output = F::Output> {
-        computation
+    async fn lead<F, Fut>(me: Actor, computation: F) -> Fut::Output
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        struct Restore(Option<Actor>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                COMPUTING.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(COMPUTING.with(|c| c.replace(Some(me))));
+        computation().await
     }
 }
 
@@ -107,12 +126,6 @@ mod tokio_runner {
     pub(crate) struct Tokio;
 
     impl Runner for Tokio {
-        fn actor() -> Actor {
-            // Inside a computation: that computation. Otherwise a task that leads nothing
-            // yet; a fresh actor (its thread may run other tasks meanwhile).
-            current().unwrap_or_else(Actor::fresh)
-        }
-
         async fn blocking<T, W>(work: W) -> Result<T>
         where
             T: Send + 'static,
@@ -135,8 +148,12 @@ mod tokio_runner {
             Ok(flight.wait_async(me)?.await)
         }
 
-        fn lead<F: Future>(me: Actor, computation: F) -> impl Future<Output = F::Output> {
-            LEADER.scope(me, computation)
+        fn lead<F, Fut>(me: Actor, computation: F) -> impl Future<Output = Fut::Output>
+        where
+            F: FnOnce() -> Fut,
+            Fut: Future,
+        {
+            LEADER.scope(me, async move { computation().await })
         }
     }
 }

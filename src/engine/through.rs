@@ -3,17 +3,18 @@
 //! how to wait and where disk work runs); see `runner.rs`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::read::InMemory;
-use super::runner::{block_on, Blocking, Runner};
+use super::runner::{self, block_on, Blocking, Runner};
 use super::write::IfCurrent;
 use super::{Inner, Scope};
 use crate::error::{Error, Result};
-use crate::flight::Role;
+use crate::flight::{Actor, Nested, Role};
 use crate::key::{encode_key, EncodedKey};
 use crate::options::Options;
 use crate::stats::Counters;
@@ -107,7 +108,9 @@ impl Inner {
     {
         Counters::bump(&self.counters.misses);
         let opts = opts.merged(&self.defaults);
-        let me = R::actor();
+        // This call, as a node of the wait graph (see `flight.rs`).
+        let me = Actor::fresh();
+        let _nested = Nested::enter(me, runner::parent());
         loop {
             // Stamped before computing: an invalidation during `f` makes its result stale,
             // and a caller arriving after one does not join this flight.
@@ -133,16 +136,32 @@ impl Inner {
                 return Ok(v);
             }
             // A failure or a cancelled task drops `leader`: a waiting caller takes over.
-            let v = Arc::new(R::lead(me, f()).await?);
+            let v = Arc::new(R::lead(me, f).await?);
             let (inner, stamp, value) = (self.clone(), leader.flight.stamp.clone(), v.clone());
             let (ek, opts) = (ek.clone(), opts.clone());
+            // A caller cancelled while its store waits on the blocking pool has returned:
+            // the store must not land after the writes that follow (see `write.rs`).
+            let ended = CallEnded::default();
+            let if_current = IfCurrent::Check(Some(ended.0.clone()));
             let stored =
-                R::blocking(move || inner.store(ek, value, &opts, stamp, IfCurrent::Check)).await;
+                R::blocking(move || inner.store(ek, value, &opts, stamp, if_current)).await;
+            drop(ended);
             if let Err(e) = stored.and_then(|r| r) {
                 tracing::warn!(error = %e, "computed value could not be cached; returning it anyway");
             }
             leader.complete(v.clone());
             return Ok(v);
         }
+    }
+}
+
+/// Set when dropped: the read-through call is over, returned or cancelled. A store still
+/// waiting to run then does nothing.
+#[derive(Default)]
+struct CallEnded(Arc<AtomicBool>);
+
+impl Drop for CallEnded {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }

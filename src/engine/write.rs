@@ -3,6 +3,7 @@
 //! lock, so the last write wins in both tiers; waiting (back-pressure, a commit) and user code
 //! (a computation) happen outside it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -20,11 +21,17 @@ use crate::record::{self, Meta};
 use crate::stats::Counters;
 
 /// Whether a store must check that its generations are still current (a computed value that
-/// an invalidation may have overtaken).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// an invalidation may have overtaken) and, for one computed by an async caller, that the
+/// caller has not ended (a cancelled task: see `through.rs`).
 pub(super) enum IfCurrent {
     Always,
-    Check,
+    Check(Option<Arc<AtomicBool>>),
+}
+
+impl IfCurrent {
+    fn call_ended(&self) -> bool {
+        matches!(self, IfCurrent::Check(Some(ended)) if ended.load(Ordering::Acquire))
+    }
 }
 
 impl Inner {
@@ -159,15 +166,17 @@ impl Inner {
         let digest = ek.digest;
         let ticket = {
             let mut held = self.stripes.lock(digest);
-            if !self.gens.is_current(entry.gens.iter().copied()) {
-                if if_current == IfCurrent::Check {
-                    // Invalidated while it was computed: its caller has it, later readers must
-                    // not. A side file written for it has no record to belong to.
-                    if let (Some(disk), Some(blob)) = (&self.disk, record.as_deref()) {
-                        disk.discard_blob_of(blob);
-                    }
-                    return Ok(());
+            // A computed value that an invalidation overtook, or whose caller has ended:
+            // its caller has it (or is gone), later readers must not. A side file written
+            // for it has no record to belong to.
+            let stale = !self.gens.is_current(entry.gens.iter().copied());
+            if if_current.call_ended() || (stale && matches!(if_current, IfCurrent::Check(_))) {
+                if let (Some(disk), Some(blob)) = (&self.disk, record.as_deref()) {
+                    disk.discard_blob_of(blob);
                 }
+                return Ok(());
+            }
+            if stale {
                 // An invalidation came between the stamp and now (a slow Serialize, a wait for
                 // room in the queue). This write takes effect now, after it, so it carries the
                 // current generations; stored as stale, it would erase a newer live value.
@@ -180,7 +189,7 @@ impl Inner {
                 entry.gens = fresh.into_boxed_slice();
             }
             held.bump();
-            if if_current == IfCurrent::Always {
+            if matches!(if_current, IfCurrent::Always) {
                 // A plain insert overtakes any read-through of the key already running.
                 self.flights.detach(digest);
             }

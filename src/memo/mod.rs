@@ -6,6 +6,8 @@
 //! (one generation bump: the sweeper reclaims the old entries in both tiers, side files
 //! included), so that a dev loop's edits never pile up entries of dead versions.
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod global;
 
 use std::collections::HashMap;
@@ -19,8 +21,6 @@ use std::future::{ready, Future};
 
 use crate::cache::Cache;
 use crate::disk::lock;
-#[cfg(feature = "tokio")]
-use crate::engine::runner::Tokio;
 use crate::engine::runner::{block_on, Blocking, Runner};
 use crate::engine::{Inner, Scope};
 use crate::error::{Error, Result};
@@ -156,6 +156,7 @@ impl Memoized {
         Fut: Future<Output = std::result::Result<V, E>>,
     {
         let state = self.prepare::<R>(cache).await;
+        state.keep_version_noted(&cache.inner, self.path);
         let mut f = Some(f);
         let mut ran = false;
         let outcome = match key.0 {
@@ -215,106 +216,6 @@ impl Memoized {
         self.call_result(cache, options, key, || f().ok_or(())).ok()
     }
 
-    /// [`call`](Memoized::call) for an `async fn` (feature `tokio`): `f` gives the future of
-    /// the function's body, which runs on the calling task; disk work runs off the executor.
-    #[cfg(feature = "tokio")]
-    pub async fn call_async<V, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> V
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = V>,
-    {
-        let f = || async { Ok::<V, std::convert::Infallible>(f().await) };
-        match self.run::<Tokio, _, _, _, _>(cache, options, key, f).await {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
-    }
-
-    /// [`call_result`](Memoized::call_result) for an `async fn` (feature `tokio`).
-    ///
-    /// # Errors
-    /// The function's own error.
-    #[cfg(feature = "tokio")]
-    pub async fn call_result_async<V, E, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> std::result::Result<V, E>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<V, E>>,
-    {
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f).await
-    }
-
-    /// [`call_option`](Memoized::call_option) for an `async fn` (feature `tokio`).
-    #[cfg(feature = "tokio")]
-    pub async fn call_option_async<V, F, Fut>(
-        &self,
-        cache: &Cache,
-        options: &Options,
-        key: MemoKey,
-        f: F,
-    ) -> Option<V>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Option<V>>,
-    {
-        let f = || async { f().await.ok_or(()) };
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f)
-            .await
-            .ok()
-    }
-
-    /// Without the `tokio` feature, memoizing an `async fn` is refused at compile time with
-    /// a message saying to enable it.
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_result_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
-    #[cfg(not(feature = "tokio"))]
-    #[doc(hidden)]
-    pub async fn call_option_async<F: TokioFeatureNeeded, T>(
-        &self,
-        _: &Cache,
-        _: &Options,
-        _: MemoKey,
-        _: F,
-    ) -> T {
-        std::future::pending().await
-    }
-
     /// Drops every entry of this function in `cache` (both tiers; O(1), the space is
     /// reclaimed in the background).
     ///
@@ -367,15 +268,14 @@ impl Memoized {
         if seen.as_deref() == Some(&self.version) {
             return;
         }
-        // Nothing seen: a first use, or a cache cleared meanwhile; nothing to reclaim.
-        if seen.is_some() {
-            tracing::debug!(
-                function = self.path,
-                "new code version: older entries reclaimed"
-            );
-            if let Err(e) = self.clear_in(inner) {
-                tracing::warn!(function = self.path, error = %e, "could not clear older versions");
-            }
+        // Another version, or none noted: a first use, but also a cache cleared or a note
+        // evicted while entries of an older version stayed. Clearing costs one generation.
+        tracing::debug!(
+            function = self.path,
+            "code version changed: older entries reclaimed"
+        );
+        if let Err(e) = self.clear_in(inner) {
+            tracing::warn!(function = self.path, error = %e, "could not clear older versions");
         }
         if let Err(e) = inner.insert_own(&versions, self.path, self.version) {
             tracing::warn!(function = self.path, error = %e, "could not note the code version");
@@ -446,9 +346,34 @@ struct FnState {
     misses: AtomicU64,
     checked: OnceLock<()>,
     warned: AtomicBool,
+    /// When the note of the function's version was last marked as read.
+    noted_ms: AtomicU64,
 }
 
+/// How often a used function marks its version note as read.
+const NOTE_REFRESH_MS: u64 = 60_000;
+
 impl FnState {
+    /// Marks the function's version note as read now and then while the function is used,
+    /// so that a full cache evicts it with the function's entries, not long before them
+    /// (which would make the next process clear entries of the current version).
+    fn keep_version_noted(&self, inner: &Inner, path: &str) {
+        let Some(disk) = &inner.disk else { return };
+        let now = inner.clock.now_ms();
+        let last = self.noted_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < NOTE_REFRESH_MS
+            || self
+                .noted_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(ek) = encode_key(&ScopeName::named(VERSIONS), path) {
+            disk.touch(ek.digest, now, false);
+        }
+    }
+
     fn count(&self, ran: bool) {
         let counter = if ran { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -460,14 +385,3 @@ impl FnState {
         }
     }
 }
-
-/// Not implemented for anything: bounds the async calls of a build without the `tokio`
-/// feature, so that memoizing an `async fn` there fails with this message.
-#[cfg(not(feature = "tokio"))]
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "memoizing an `async fn` needs tiered's `tokio` feature",
-    label = "this async function's cache work would block the executor without it",
-    note = "enable it in Cargo.toml: tiered = {{ version = \"0.1\", features = [\"tokio\"] }}"
-)]
-pub trait TokioFeatureNeeded {}

@@ -1,0 +1,200 @@
+//! The runtime of memoized functions (`tiered::Memoized`): older versions' entries are
+//! reclaimed in both tiers, side files included, whatever happened to the cache meanwhile.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tiered::{Cache, Memoized, Options};
+
+fn blobs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("blobs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn big(i: u64) -> Vec<u8> {
+    vec![i as u8; 100_000]
+}
+
+// M1: a new version's first use reclaims the old version's entries, side files included.
+#[test]
+fn a_new_version_reclaims_the_older_versions_side_files() {
+    let dir = common::tempdir();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let v1 = Memoized::new("memo_versions::m1", 1);
+        for i in 0..10u64 {
+            let _ = v1.call(&cache, &Options::new(), v1.key(&(i,)), || big(i));
+        }
+        cache.flush().unwrap();
+    }
+    let before = blobs(dir.path());
+    let cache = Cache::open(dir.path()).unwrap();
+    let v2 = Memoized::new("memo_versions::m1", 2);
+    let _ = v2.call(&cache, &Options::new(), v2.key(&(0u64,)), || big(0));
+    cache.compact().unwrap();
+    let after = blobs(dir.path());
+    assert_eq!(before, 10);
+    assert!(after <= 1, "old version's side files left: {after}");
+}
+
+// M2: cache.clear() (which also clears the version records), then more calls of the same
+// version; the next version must still reclaim them.
+#[test]
+fn entries_written_after_a_cache_clear_are_reclaimed_by_the_next_version() {
+    let dir = common::tempdir();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let v1 = Memoized::new("memo_versions::m2", 1);
+        let _ = v1.call(&cache, &Options::new(), v1.key(&(999u64,)), || vec![0u8]);
+        cache.clear().unwrap();
+        for i in 0..10u64 {
+            let _ = v1.call(&cache, &Options::new(), v1.key(&(i,)), || big(i));
+        }
+        cache.flush().unwrap();
+    }
+    assert_eq!(blobs(dir.path()), 10);
+    let cache = Cache::open(dir.path()).unwrap();
+    let v2 = Memoized::new("memo_versions::m2", 2);
+    let _ = v2.call(&cache, &Options::new(), v2.key(&(0u64,)), || big(0));
+    cache.compact().unwrap();
+    let after = blobs(dir.path());
+    assert!(
+        after <= 1,
+        "old version's side files left after a clear: {after}"
+    );
+}
+
+// M2b: a third process with v1 again (alternating versions) after M2-like history.
+#[test]
+fn alternating_versions_leave_only_the_current_ones_entries() {
+    let dir = common::tempdir();
+    for (round, ver) in [1u64, 2, 1, 2].into_iter().enumerate() {
+        let cache = Cache::open(dir.path()).unwrap();
+        let m = Memoized::new("memo_versions::m2b", ver);
+        for i in 0..5u64 {
+            let _ = m.call(&cache, &Options::new(), m.key(&(i, round)), || big(i));
+        }
+        cache.compact().unwrap();
+    }
+    assert!(blobs(dir.path()) <= 5);
+}
+
+// M3: a panic in the memoized function: the follower takes over.
+#[test]
+fn a_panic_in_a_memoized_function_lets_a_waiting_caller_run_it() {
+    let cache = Cache::in_memory();
+    let m = Memoized::new("memo_versions::m3", 1);
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let leader = {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        std::thread::spawn(move || {
+            m.call(&cache, &Options::new(), m.key(&(1u8,)), || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!("boom");
+                #[allow(unreachable_code)]
+                0u32
+            })
+        })
+    };
+    rx.recv().unwrap();
+    let v = m.call(&cache, &Options::new(), m.key(&(1u8,)), || 5u32);
+    assert!(leader.join().is_err());
+    assert_eq!(v, 5);
+    // call_option: None not cached.
+    let n = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let r: Option<u8> = m.call_option(&cache, &Options::new(), m.key(&(2u8,)), || {
+            n.fetch_add(1, Ordering::SeqCst);
+            None
+        });
+        assert_eq!(r, None);
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
+
+// M4: version record under default options with a ttl: it must not expire.
+#[test]
+fn the_version_note_outlives_a_default_ttl() {
+    let dir = common::tempdir();
+    let open = || {
+        Cache::builder()
+            .path(dir.path())
+            .default_options(Options::new().ttl(std::time::Duration::from_millis(200)))
+            .open()
+            .unwrap()
+    };
+    {
+        let cache = open();
+        let v1 = Memoized::new("memo_versions::m4", 1);
+        for i in 0..5u64 {
+            let _ = v1.call(
+                &cache,
+                &Options::new().ttl(std::time::Duration::from_secs(3600)),
+                v1.key(&(i,)),
+                || big(i),
+            );
+        }
+        cache.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let cache = open();
+    let v2 = Memoized::new("memo_versions::m4", 2);
+    let _ = v2.call(&cache, &Options::new(), v2.key(&(0u64,)), || vec![1u8]);
+    cache.compact().unwrap();
+    assert_eq!(blobs(dir.path()), 0);
+}
+
+// M5: the version record is an ordinary LRU entry: disk eviction can drop it, and the next
+// version then reclaims nothing.
+#[test]
+fn a_new_version_reclaims_older_entries_even_after_its_version_note_was_evicted() {
+    let dir = common::tempdir();
+    let open = || {
+        Cache::builder()
+            .path(dir.path())
+            .disk_capacity(4 << 20)
+            .open()
+            .unwrap()
+    };
+    {
+        let cache = open();
+        let v1 = Memoized::new("memo_versions::m5", 1);
+        let other = Memoized::new("memo_versions::m5_other", 1);
+        let _ = v1.call(&cache, &Options::new(), v1.key(&(0u64,)), || big(0));
+        // Other work fills the disk; v1's version record is the least recently used.
+        for i in 0..60u64 {
+            let _ = other.call(&cache, &Options::new(), other.key(&(i,)), || big(i));
+            if i % 10 == 0 {
+                cache.compact().unwrap();
+            }
+        }
+        // v1 entries written late, after the record was evicted:
+        for i in 1..10u64 {
+            let _ = v1.call(&cache, &Options::new(), v1.key(&(i,)), || big(i));
+        }
+        cache.compact().unwrap();
+    }
+    let cache = open();
+    let v2 = Memoized::new("memo_versions::m5", 2);
+    let _ = v2.call(&cache, &Options::new(), v2.key(&(0u64,)), || vec![1u8]);
+    cache.compact().unwrap();
+    let v1 = Memoized::new("memo_versions::m5", 1);
+    // Are v1's entries still readable in the namespace? (removal returns whether one existed)
+    let mut alive = 0;
+    for i in 1..10u64 {
+        if v1.remove(&cache, v1.key(&(i,))).unwrap() {
+            alive += 1;
+        }
+    }
+    assert_eq!(alive, 0);
+}
