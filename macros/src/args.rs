@@ -60,11 +60,11 @@ impl Args {
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
         let mut args = Args::default();
         let mut seen: Vec<String> = Vec::new();
+        let known = match attribute {
+            Macro::Memoize => MEMOIZE_OPTIONS,
+            Macro::Fingerprint => FINGERPRINT_OPTIONS,
+        };
         for meta in metas {
-            let known = match attribute {
-                Macro::Memoize => MEMOIZE_OPTIONS,
-                Macro::Fingerprint => FINGERPRINT_OPTIONS,
-            };
             let name = quote::ToTokens::to_token_stream(meta.path())
                 .to_string()
                 .replace(' ', "");
