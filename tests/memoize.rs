@@ -504,3 +504,84 @@ fn more_arguments_than_serde_has_tuples_for() {
     );
     assert_eq!(seventeen::stats().misses, 2);
 }
+
+// ---- found by a reviewer: shapes of valid Rust the macro must accept ----
+
+struct Counter {
+    cache: Cache,
+    calls: u32,
+}
+
+impl Counter {
+    /// `&mut self` with the cache taken from `self`: the body may still change `self`.
+    #[tiered::memoize(cache = self.cache, skip_self)]
+    fn load(&mut self, n: u32) -> u32 {
+        self.calls += 1;
+        n * 10
+    }
+}
+
+#[test]
+fn a_mut_self_method_may_take_its_cache_from_self() {
+    let mut c = Counter {
+        cache: Cache::in_memory(),
+        calls: 0,
+    };
+    assert_eq!((c.load(1), c.load(1), c.load(2)), (10, 10, 20));
+    assert_eq!(c.calls, 2, "the hit did not run the body");
+}
+
+struct Ctx {
+    cache: Cache,
+}
+
+static OWNED_CTX: AtomicU32 = AtomicU32::new(0);
+
+/// An owned argument that carries the cache moves into the computation.
+#[tiered::memoize(cache = _ctx.cache)]
+fn with_owned_ctx(x: u32, _ctx: Ctx) -> u32 {
+    bump(&OWNED_CTX);
+    drop(_ctx);
+    x + 1
+}
+
+#[test]
+fn the_cache_may_come_from_an_owned_argument() {
+    let cache = Cache::in_memory();
+    let ctx = || Ctx {
+        cache: cache.clone(),
+    };
+    assert_eq!(with_owned_ctx(1, ctx()), 2);
+    assert_eq!(with_owned_ctx(1, ctx()), 2);
+    assert_eq!(runs(&OWNED_CTX), 1);
+}
+
+#[tiered::memoize(cache = CACHE)]
+fn show(x: impl Serialize + std::fmt::Display) -> String {
+    format!("<{x}>")
+}
+
+#[test]
+fn an_argument_of_several_bounds_works_and_removes() {
+    assert_eq!(show(1u8), "<1>");
+    assert!(show::remove(&1u8).unwrap());
+}
+
+/// A constant of the user's named like the macro's own.
+const VERSION: u64 = 3;
+
+struct Versioned;
+
+impl Versioned {
+    #[tiered::memoize(cache = CACHE, skip_self, version = VERSION)]
+    fn get(&self, n: u32) -> u32 {
+        n
+    }
+}
+
+#[test]
+fn version_may_name_a_constant_called_version() {
+    assert_eq!(Versioned.get(4), 4);
+    let plain = Versioned::get_memo().version();
+    assert_ne!(plain, 0);
+}

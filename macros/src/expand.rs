@@ -195,7 +195,8 @@ fn method(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream)
         "`{shown}()`'s `tiered::Memoized`, to clear its entries or read its figures in a \
          cache. Its path is the path of `Self` without generic arguments, then `::{shown}`."
     );
-    let (version_id, path_id) = (hidden("VERSION"), hidden("PATH"));
+    // Items are not hygienic: names a user's `version = EXPR` cannot mean.
+    let (version_id, path_id) = (hidden("__TIERED_VERSION"), hidden("__TIERED_PATH"));
     quote! {
         #(#outer)*
         #vis #sig {
@@ -261,10 +262,29 @@ fn body(func: &ItemFn, args: &Args, analysis: &Analysis, memo_expr: TokenStream)
         };
         quote!(#memo.#method(#cache, &#options, #key, move || -> #ret #block))
     };
+    // A cache reached through an argument or `self` is held as a handle of its own (a
+    // clone: one reference count), so that the computation may take the argument or `self`
+    // by value or by `&mut`.
+    let cache_binding = if args
+        .cache
+        .as_ref()
+        .is_some_and(|expr| mentions_arguments(expr.to_token_stream(), func))
+    {
+        let owned = hidden("__tiered_cache_handle");
+        quote! {
+            let #owned: ::tiered::Cache = {
+                let borrowed: &::tiered::Cache = &(#cache_value);
+                ::core::clone::Clone::clone(borrowed)
+            };
+            let #cache: &::tiered::Cache = &#owned;
+        }
+    } else {
+        quote!(let #cache: &::tiered::Cache = &(#cache_value);)
+    };
     quote! {
         #(#inner)*
         let #memo = #memo_expr;
-        let #cache: &::tiered::Cache = &(#cache_value);
+        #cache_binding
         let #key = #key_value;
         let #options = ::tiered::Options::new() #option_calls;
         #call

@@ -80,6 +80,8 @@ pub fn remove_param_type(ty: &Type) -> TokenStream {
             let (lifetime, elem) = (&r.lifetime, &r.elem);
             quote!(&#lifetime #elem)
         }
+        // `impl A + B` needs parentheses behind a `&`.
+        Type::ImplTrait(t) if t.bounds.len() > 1 => quote!(&(#t)),
         other => quote!(&#other),
     }
 }

@@ -2,29 +2,34 @@
 //!
 //! Whitespace and comments never reach a macro as tokens, and doc comments (which do, as
 //! `#[doc = "…"]` attributes) are skipped, so only edits to the code change the version.
+//! Inside a macro call's input, doc comments count: the macro may read them (`stringify!`,
+//! a derive's help text), so there they are code.
 
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use quote::ToTokens;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Bumped when the walk below changes, so that every function gets a new version then.
-const SCHEME: u8 = 1;
+const SCHEME: u8 = 2;
 
 /// The version of a function with this signature and body (its attributes and visibility are
 /// not part of them).
 pub fn code_version(sig: &syn::Signature, body: &syn::Block) -> u64 {
     let mut h = Xxh3::new();
     h.update(&[SCHEME]);
-    hash_tokens(&mut h, sig.to_token_stream());
-    hash_tokens(&mut h, body.to_token_stream());
+    hash_tokens(&mut h, sig.to_token_stream(), false);
+    hash_tokens(&mut h, body.to_token_stream(), false);
     h.digest()
 }
 
-fn hash_tokens(h: &mut Xxh3, tokens: TokenStream) {
+/// `in_macro`: the tokens are (inside) a macro call's input, where doc comments count.
+fn hash_tokens(h: &mut Xxh3, tokens: TokenStream, in_macro: bool) {
     let mut iter = tokens.into_iter().peekable();
+    // The last two trees: `name !` before a group makes it a macro call's input.
+    let (mut before_last, mut last): (Option<TokenTree>, Option<TokenTree>) = (None, None);
     while let Some(tree) = iter.next() {
-        // `#[doc …]` or `#![doc …]`: a doc comment (or a doc attribute) anywhere.
-        if let TokenTree::Punct(p) = &tree {
+        // `#[doc …]` or `#![doc …]`: a doc comment (or a doc attribute) outside macro input.
+        if let (false, TokenTree::Punct(p)) = (in_macro, &tree) {
             if p.as_char() == '#' {
                 let mut ahead = iter.clone();
                 if matches!(ahead.peek(), Some(TokenTree::Punct(bang)) if bang.as_char() == '!') {
@@ -38,7 +43,13 @@ fn hash_tokens(h: &mut Xxh3, tokens: TokenStream) {
                 }
             }
         }
-        hash_tree(h, tree);
+        let macro_input = matches!(
+            (&before_last, &last, &tree),
+            (Some(TokenTree::Ident(_)), Some(TokenTree::Punct(bang)), TokenTree::Group(_))
+                if bang.as_char() == '!'
+        );
+        hash_tree(h, tree.clone(), in_macro || macro_input);
+        before_last = last.replace(tree);
     }
 }
 
@@ -46,7 +57,7 @@ fn is_doc(attr: TokenStream) -> bool {
     matches!(attr.into_iter().next(), Some(TokenTree::Ident(i)) if i == "doc")
 }
 
-fn hash_tree(h: &mut Xxh3, tree: TokenTree) {
+fn hash_tree(h: &mut Xxh3, tree: TokenTree, in_macro: bool) {
     match tree {
         TokenTree::Ident(i) => {
             h.update(b"i");
@@ -74,7 +85,7 @@ fn hash_tree(h: &mut Xxh3, tree: TokenTree) {
                 Delimiter::None => b'_',
             };
             h.update(&[b'g', open]);
-            hash_tokens(h, g.stream());
+            hash_tokens(h, g.stream(), in_macro);
             h.update(b"e");
         }
     }
@@ -151,6 +162,22 @@ mod tests {
         assert_ne!(
             version_of("fn f() { ab; c; }"),
             version_of("fn f() { a; bc; }")
+        );
+    }
+
+    #[test]
+    fn doc_comments_a_macro_reads_change_the_version() {
+        // `stringify!` (or a derive's help text) reads them: there they are code.
+        let one = version_of("fn f() -> &'static str { stringify!(/// one\n x) }");
+        let two = version_of("fn f() -> &'static str { stringify!(/// two\n x) }");
+        assert_ne!(one, two);
+        let one = version_of("fn f() { m! { #[doc = \"one\"] struct S; } }");
+        let two = version_of("fn f() { m! { #[doc = \"two\"] struct S; } }");
+        assert_ne!(one, two);
+        // Outside macro input they still do not count.
+        assert_eq!(
+            version_of("fn f() { /// one\n let x = 1; }"),
+            version_of("fn f() { /// two\n let x = 1; }")
         );
     }
 }
