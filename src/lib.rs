@@ -39,6 +39,7 @@
 //! | failures | a full disk or a damaged file takes the disk tier out of service, never the cache: [`Cache::health`] |
 //! | durability you choose | [`Durability::Immediate`] or [`Durability::Batched`] (default) |
 //! | memoized functions, invalidated when their code changes | `#[tiered::memoize]` (feature `macros`, on by default); guide: `docs/memoize.md` |
+//! | async, disk work off the executor | `Cache::to_async` → `AsyncCache` (feature `tokio`); guide: `docs/async.md` |
 //!
 //! Keys are any `Serialize` value; two keys are equal when they serialize to the same serde
 //! data, so `"a"` and `String::from("a")` name one entry while `1u32` and `1u64` name two.

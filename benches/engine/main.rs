@@ -2,6 +2,7 @@
 //! `tiered` line and its baselines: read them as ratios (this machine is shared and noisy).
 //!
 //! - `memory_hit`: `Cache::get` answered by the memory tier vs a raw moka get of an `Arc`.
+//! - `memoize_hit`: a memoized function's hit vs `Cache::get_or_insert_with`'s vs raw moka.
 //! - `disk_hit`: `Cache::get` answered by the disk tier (the memory tier admits nothing) vs a
 //!   raw redb read plus postcard decode of the same bytes under the same keys.
 //! - `disk_hit_after_reopen`: the first read of each key after a reopen, promotion into the
@@ -29,6 +30,7 @@ mod hits;
 mod inserts;
 mod invalidate;
 mod large;
+mod memoize;
 mod open;
 
 const KEYS: usize = 1_000;
@@ -121,7 +123,7 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
     // invalidate_tag last: it invalidates the 1,000,000 entries open_1m opens.
-    targets = hits::memory_hit, hits::disk_hit, hits::disk_hit_after_reopen,
+    targets = hits::memory_hit, memoize::memoize_hit, hits::disk_hit, hits::disk_hit_after_reopen,
         inserts::insert_10k, inserts::insert_10k_16k, inserts::insert_threads,
         large::large_64mib, open::open_1m, open::bytes_per_entry,
         invalidate::invalidate_tag
