@@ -54,9 +54,6 @@
 //! [moka]: https://docs.rs/moka
 //! [redb]: https://docs.rs/redb
 
-#[doc(hidden)]
-#[path = "memo/check.rs"]
-pub mod __memoize;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
@@ -90,6 +87,8 @@ pub use error::{Error, Result};
 pub use expiry::{next_local_time, Clock, ManualClock, SystemClock};
 pub use explain::{Explanation, Invalidation};
 pub use health::Health;
+#[doc(hidden)]
+pub use memo::check as __memoize;
 pub use memo::{combine_versions, global, MemoKey, MemoStats, Memoized};
 pub use namespace::Namespace;
 pub use options::Options;

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+pub mod check;
 mod global;
 
 use std::collections::HashMap;
