@@ -133,8 +133,19 @@ pub(crate) struct EncodedKey {
 /// # Errors
 /// [`Error::Encode`] with the message of the error `key`'s `Serialize` impl returned.
 pub(crate) fn encode_key<K: Serialize + ?Sized>(scope: &ScopeName, key: &K) -> Result<EncodedKey> {
+    encode_key_in(scope.name(), key)
+}
+
+/// [`encode_key`] in the root (`None`) or the namespace of that name.
+///
+/// # Errors
+/// As [`encode_key`].
+pub(crate) fn encode_key_in<K: Serialize + ?Sized>(
+    scope: Option<&str>,
+    key: &K,
+) -> Result<EncodedKey> {
     let mut bytes = KeyBytes::empty();
-    match scope.name() {
+    match scope {
         None => bytes.put_byte(ROOT),
         Some(name) => {
             bytes.put_byte(NAMED);

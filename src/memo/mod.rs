@@ -25,7 +25,7 @@ use crate::disk::lock;
 use crate::engine::runner::{block_on, Blocking, Runner};
 use crate::engine::{Inner, Scope};
 use crate::error::{Error, Result};
-use crate::key::{encode_key, EncodedKey, ScopeName};
+use crate::key::{encode_key_in, EncodedKey};
 use crate::options::Options;
 
 pub use global::global;
@@ -99,10 +99,7 @@ impl Memoized {
     /// The key of a call with `args` (a tuple of the arguments that take part in the key).
     /// Encoded at once, so that the arguments can then move into the computation.
     pub fn key<A: Serialize + ?Sized>(&self, args: &A) -> MemoKey {
-        MemoKey(encode_key(
-            &ScopeName::named(self.path),
-            &(self.version, args),
-        ))
+        MemoKey(encode_key_in(Some(self.path), &(self.version, args)))
     }
 
     /// The value of the call with `key`: from the cache, else computed by `f` and stored.
@@ -162,7 +159,7 @@ impl Memoized {
         let mut ran = false;
         let outcome = match key.0 {
             Ok(ek) => {
-                let (inner, scope) = (&cache.inner, self.scope());
+                let (inner, scope) = (&cache.inner, &state.scope);
                 match inner.find::<R, V>(&scope, &ek).await {
                     Some(v) => Ok(v),
                     None => {
@@ -338,12 +335,16 @@ pub(crate) struct Functions {
 
 impl Functions {
     fn state(&self, path: &'static str) -> Arc<FnState> {
-        lock(&self.states).entry(path).or_default().clone()
+        lock(&self.states)
+            .entry(path)
+            .or_insert_with(|| Arc::new(FnState::new(path)))
+            .clone()
     }
 }
 
-#[derive(Default)]
 struct FnState {
+    /// The function's namespace.
+    scope: Scope,
     hits: AtomicU64,
     misses: AtomicU64,
     checked: OnceLock<()>,
@@ -356,6 +357,17 @@ struct FnState {
 const NOTE_REFRESH_MS: u64 = 60_000;
 
 impl FnState {
+    fn new(path: &str) -> Self {
+        FnState {
+            scope: Scope::new(path),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            checked: OnceLock::new(),
+            warned: AtomicBool::new(false),
+            noted_ms: AtomicU64::new(0),
+        }
+    }
+
     /// Marks the function's version note as read now and then while the function is used,
     /// so that a full cache evicts it with the function's entries, not long before them
     /// (which would make the next process clear entries of the current version).
@@ -371,7 +383,7 @@ impl FnState {
         {
             return;
         }
-        if let Ok(ek) = encode_key(&ScopeName::named(VERSIONS), path) {
+        if let Ok(ek) = encode_key_in(Some(VERSIONS), path) {
             disk.touch(ek.digest, now, false);
         }
     }
