@@ -160,7 +160,7 @@ impl Memoized {
         let outcome = match key.0 {
             Ok(ek) => {
                 let (inner, scope) = (&cache.inner, &state.scope);
-                match inner.find::<R, V>(&scope, &ek).await {
+                match inner.find::<R, V>(scope, &ek).await {
                     Some(v) => Ok(v),
                     None => {
                         let computation = || {
@@ -174,7 +174,7 @@ impl Memoized {
                             }
                         };
                         inner
-                            .compute_missing::<R, _, _, _, _>(&scope, ek, options, computation)
+                            .compute_missing::<R, _, _, _, _>(scope, ek, options, computation)
                             .await
                     }
                 }
