@@ -295,6 +295,19 @@ fn warming(dir: &Path) -> Cache {
 
 #[test]
 fn writes_and_removals_racing_the_loader_always_win() {
+    // The loader runs at a lower priority: on a loaded machine it may not get a turn while
+    // the writes go on. Each attempt checks every key; the race itself must happen in one.
+    for _attempt in 0..5 {
+        if writes_and_removals_race_the_loader() {
+            return;
+        }
+    }
+    panic!("the loader never ran while the writes went on, in 5 attempts");
+}
+
+/// One attempt: every key ends as its last write says, in memory and after a reopen. Returns
+/// whether the loader put entries in while the writes went on.
+fn writes_and_removals_race_the_loader() -> bool {
     let dir = common::tempdir();
     let n = 20_000u64;
     filled(dir.path(), n);
@@ -308,8 +321,7 @@ fn writes_and_removals_racing_the_loader_always_win() {
         }
     }
     let s = warmed(&cache);
-    // Vacuity guard: the loader put entries in while the writes went on.
-    assert!(s.warm_loaded > loaded_before, "no overlap: {s:?}");
+    let overlapped = s.warm_loaded > loaded_before;
     for i in 0..n {
         let want = (i % 3 != 0).then_some(i + n);
         assert_eq!(
@@ -329,6 +341,7 @@ fn writes_and_removals_racing_the_loader_always_win() {
             "key {i}"
         );
     }
+    overlapped
 }
 
 #[test]
