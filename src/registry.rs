@@ -134,13 +134,15 @@ pub(crate) fn flush_all(when: &str) {
         .iter()
         .filter_map(|slot| slot.live().map(|(inner, _)| inner))
         .collect();
+    // One budget for every cache: an exit waits at most that long for sweeps.
+    let until = std::time::Instant::now() + crate::disk::SETTLE_BUDGET;
     for inner in live {
         if let Err(e) = inner.flush() {
             eprintln!("tiered: flushing the cache {when} failed: {e}");
         }
         // As a close would: the sweep passes this process's invalidations asked for, briefly.
         if let Some(disk) = &inner.disk {
-            let _ = disk.settle();
+            let _ = disk.settle(until);
         }
     }
 }

@@ -35,6 +35,7 @@ use redb::ReadableDatabase;
 
 pub(crate) use health::Outage;
 pub(crate) use open::{create_folder, OpenSettings, DB_FILE};
+pub(crate) use writer::SETTLE_BUDGET;
 
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
@@ -542,10 +543,16 @@ impl DiskTier {
         self.send(op(seq), wait)
     }
 
-    /// Persists a generation bump.
-    pub fn bump(&self, label: String, generation: u64) -> Result<()> {
+    /// Persists a generation bump; with `settle`, a close waits (briefly) for the sweep pass
+    /// that reclaims what it made dead.
+    pub fn bump(&self, label: String, generation: u64, settle: bool) -> Result<()> {
         let wait = self.durability == Durability::Immediate;
-        self.send(Op::Bump { label, generation }, wait).wait()
+        let op = Op::Bump {
+            label,
+            generation,
+            settle,
+        };
+        self.send(op, wait).wait()
     }
 
     /// Notes a read, for idle expiry (`idle`: the record has an idle limit) and eviction
@@ -636,20 +643,20 @@ impl DiskTier {
         }
     }
 
-    /// Commits everything queued and runs, for at most a second, the sweep passes this
-    /// process's invalidations asked for (so that a short-lived program does not leave the
-    /// records it made dead behind: `writer::SETTLE_BUDGET`).
+    /// Commits everything queued and runs, until `until`, the sweep passes this process's
+    /// invalidations asked for (so that a short-lived program does not leave the records it
+    /// made dead behind: `writer::SETTLE_BUDGET`).
     ///
     /// # Errors
     /// As [`flush`](Self::flush).
-    pub fn settle(&self) -> Result<()> {
-        self.send(Op::Settle, true).wait()
+    pub fn settle(&self, until: std::time::Instant) -> Result<()> {
+        self.send(Op::Settle { until }, true).wait()
     }
 
     /// Commits everything queued, settles (see [`settle`](Self::settle)), stops the writer and
     /// releases the file.
     pub fn close(&self) -> Result<()> {
-        let _ = self.settle();
+        let _ = self.settle(std::time::Instant::now() + writer::SETTLE_BUDGET);
         let result = self.send(Op::Shutdown, true).wait();
         lock(&self.tx).take();
         if let Some(handle) = lock(&self.writer).take() {

@@ -66,9 +66,9 @@ impl Sweeper {
         self.asked && self.active
     }
 
-    /// Asks for a full pass (after an invalidation).
-    pub fn start(&mut self) {
-        self.asked = true;
+    /// Asks for a full pass (after an invalidation); `asked`: a close waits for it.
+    pub fn start(&mut self, asked: bool) {
+        self.asked |= asked;
         if self.active {
             self.again = true;
         } else {

@@ -51,13 +51,17 @@ pub(crate) enum Op {
     Bump {
         label: String,
         generation: u64,
+        /// Whether a close waits for the sweep pass it starts (see [`SETTLE_BUDGET`]).
+        settle: bool,
     },
     Flush,
     /// `Cache::compact`: answered once the maintenance after this commit is done.
     Compact,
     /// Before a close: answered once the sweep passes this process's invalidations asked for
-    /// are done, or [`SETTLE_BUDGET`] has passed.
-    Settle,
+    /// are done, or at `until` (see [`SETTLE_BUDGET`]).
+    Settle {
+        until: Instant,
+    },
     Shutdown,
 }
 
@@ -104,9 +108,10 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// ride along with) once this many wait, or once the oldest has waited `TOUCH_DELAY`.
 const TOUCH_BATCH: usize = 4096;
 const TOUCH_DELAY: Duration = Duration::from_secs(30);
-/// Longest a close (or the exit of the process) waits for the sweep passes its invalidations
-/// asked for: a short-lived program (a script, a dev loop's run) would otherwise leave the
-/// records it made dead for the next run, which restarts the pass.
+/// Longest a close (or the exit of the process, for all its caches together) waits for the
+/// sweep passes its invalidations asked for: a short-lived program (a script, a dev loop's
+/// run) would otherwise leave the records it made dead for the next run, which restarts the
+/// pass.
 pub(crate) const SETTLE_BUDGET: Duration = Duration::from_secs(1);
 /// How long a tier back on probation must go without failing to count as back.
 pub(crate) const PROBATION: Duration = Duration::from_secs(5);
@@ -236,7 +241,7 @@ impl Writer<'_> {
     fn compact_now(&mut self) -> Outcome {
         let shared = self.shared;
         if !shared.health.is_down() {
-            self.sweeper.start();
+            self.sweeper.start(true);
             while self.sweeper.active() {
                 if let Err(f) = self.sweeper.step(shared) {
                     self.sweeper.pause();
@@ -415,38 +420,34 @@ impl Writer<'_> {
             bytes += msg.op.bytes();
             side += msg.op.side_bytes();
             match msg.op {
-                Op::Bump { .. } => self.sweeper.start(),
+                Op::Bump { settle, .. } => self.sweeper.start(settle),
                 Op::Shutdown => shutdown = true,
                 _ => {}
             }
-            match msg.ack {
-                // Committed: the compaction follows (see `maintain`).
-                Some(ack) if matches!(msg.op, Op::Compact) && outcome.is_ok() => {
-                    self.space.waiters.push(ack);
+            if let Some(ack) = msg.ack {
+                match (&msg.op, outcome.is_ok()) {
+                    // Committed: the compaction follows (see `maintain`), the sweeps below.
+                    (Op::Compact, true) => self.space.waiters.push(ack),
+                    (Op::Settle { until }, true) => settling.push((ack, *until)),
+                    _ => {
+                        let _ = ack.send(outcome.clone());
+                    }
                 }
-                Some(ack) if matches!(msg.op, Op::Settle) && outcome.is_ok() => {
-                    settling.push(ack);
-                }
-                Some(ack) => {
-                    let _ = ack.send(outcome.clone());
-                }
-                None => {}
             }
         }
         self.shared.backlog.release(ops, bytes);
         self.shared.backlog.release_side(side);
-        if !settling.is_empty() {
-            self.settle();
-            for ack in settling {
+        if let Some(until) = settling.iter().map(|(_, until)| *until).max() {
+            self.settle(until);
+            for (ack, _) in settling {
                 let _ = ack.send(Ok(()));
             }
         }
         shutdown
     }
 
-    /// Runs the sweep passes this process's invalidations asked for, within [`SETTLE_BUDGET`].
-    fn settle(&mut self) {
-        let until = Instant::now() + SETTLE_BUDGET;
+    /// Runs the sweep passes this process's invalidations asked for, until `until`.
+    fn settle(&mut self, until: Instant) {
         while self.sweeper.asked() && Instant::now() < until {
             if let Err(f) = self.sweeper.step(self.shared) {
                 self.sweeper.pause();
@@ -473,7 +474,10 @@ impl Writer<'_> {
         };
         // A flush or a close always tries to bring the tier back; a write that waits (an
         // Immediate insert) tries at most every RETRY_URGENT, so a storm of them stays cheap.
-        let explicit = matches!(msg.op, Op::Flush | Op::Compact | Op::Settle | Op::Shutdown);
+        let explicit = matches!(
+            msg.op,
+            Op::Flush | Op::Compact | Op::Settle { .. } | Op::Shutdown
+        );
         let may_retry = explicit
             || (msg.urgent()
                 && self
@@ -539,7 +543,7 @@ impl Writer<'_> {
             Ok(()) => {
                 shared.health.unshadow(&shadows);
                 shared.health.resume();
-                self.sweeper.start();
+                self.sweeper.start(false);
                 if outage.failure.damaged {
                     // A fresh file in place of the damaged one: nothing left to doubt.
                     self.confirm();
@@ -679,11 +683,13 @@ impl Apply<'_> {
             Op::Remove { digest, .. } => {
                 t.remove(*digest)?;
             }
-            Op::Bump { label, generation } => {
+            Op::Bump {
+                label, generation, ..
+            } => {
                 let stored = t.gens.get(label.as_str())?.map_or(0, |g| g.value());
                 t.gens.insert(label.as_str(), stored.max(*generation))?;
             }
-            Op::Flush | Op::Compact | Op::Settle | Op::Shutdown => {}
+            Op::Flush | Op::Compact | Op::Settle { .. } | Op::Shutdown => {}
         }
         Ok(())
     }

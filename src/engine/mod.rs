@@ -120,26 +120,34 @@ impl Inner {
 
     // ---- invalidation ----
 
-    pub fn bump(&self, label: String) -> Result<()> {
+    /// Bumps `label`'s generation; with `settle`, a close of this process waits (briefly) for
+    /// the sweep that reclaims what it made dead (see `disk::SETTLE_BUDGET`).
+    pub fn bump(&self, label: String, settle: bool) -> Result<()> {
         let generation = self.gens.bump(&label);
         Counters::bump(&self.counters.invalidations);
         tracing::debug!(%label, generation, "invalidated");
         match &self.disk {
-            Some(disk) => disk.bump(label, generation),
+            Some(disk) => disk.bump(label, generation, settle),
             None => Ok(()),
         }
     }
 
     pub fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        self.bump(generations::tag_label(tag))
+        self.bump(generations::tag_label(tag), true)
+    }
+
+    /// [`clear_scope`](Inner::clear_scope) whose space a close need not wait for: entries
+    /// that are probably not there (a memoized function's first use).
+    pub fn clear_scope_later(&self, scope: &Scope) -> Result<()> {
+        self.bump(generations::namespace_label(&scope.name), false)
     }
 
     pub fn clear_scope(&self, scope: &Scope) -> Result<()> {
-        self.bump(generations::namespace_label(&scope.name))
+        self.bump(generations::namespace_label(&scope.name), true)
     }
 
     pub fn clear(&self) -> Result<()> {
-        self.bump(generations::ALL.to_string())?;
+        self.bump(generations::ALL.to_string(), true)?;
         self.memory.clear();
         Ok(())
     }

@@ -267,22 +267,25 @@ impl Memoized {
         if seen.as_deref() == Some(&self.version) {
             return;
         }
-        // Another version, or none noted: a first use, but also a cache cleared or a note
-        // evicted while entries of an older version stayed. Clearing costs one generation.
+        // Another version: reclaim its entries now (a close waits briefly for the sweep). None
+        // noted: a first use, or a cache cleared or a note evicted while entries of an older
+        // version stayed; clear too (one generation), but leave the space to the sweeper's
+        // own pace, so that a new function does not make a close of a large cache wait.
         tracing::debug!(
             function = self.path,
             "code version changed: older entries reclaimed"
         );
-        if let Err(e) = self.clear_in(inner) {
+        let scope = self.scope();
+        let cleared = match seen {
+            Some(_) => inner.clear_scope(&scope),
+            None => inner.clear_scope_later(&scope),
+        };
+        if let Err(e) = cleared {
             tracing::warn!(function = self.path, error = %e, "could not clear older versions");
         }
         if let Err(e) = inner.insert_own(&versions, self.path, self.version) {
             tracing::warn!(function = self.path, error = %e, "could not note the code version");
         }
-    }
-
-    fn clear_in(&self, inner: &Inner) -> Result<()> {
-        inner.clear_scope(&self.scope())
     }
 }
 
