@@ -12,21 +12,6 @@ use std::time::Duration;
 
 use tiered::{Cache, Durability, Options};
 
-/// Bytes of every file under `dir`.
-fn folder_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => folder_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn db_file(dir: &Path) -> u64 {
     std::fs::metadata(dir.join("tiered.redb")).unwrap().len()
 }
@@ -79,11 +64,12 @@ fn the_folder_stays_within_one_and_a_half_times_disk_capacity_over_a_mixed_workl
     assert!(written > 3 * capacity, "the workload fills the tier");
     let bound = capacity / 2 * 3;
     // `disk_file_bytes` is as of the writer's last look: both settle.
-    let settled = || folder_bytes(dir.path()) <= bound && cache.stats().disk_file_bytes <= bound;
+    let settled =
+        || common::folder_bytes(dir.path()) <= bound && cache.stats().disk_file_bytes <= bound;
     assert!(
         common::eventually(20, settled),
         "the folder holds {} bytes, past 1.5 x {capacity}: {:?}",
-        folder_bytes(dir.path()),
+        common::folder_bytes(dir.path()),
         cache.stats()
     );
     let s = cache.stats();
@@ -109,13 +95,13 @@ fn the_folder_comes_back_down_after_large_deletions() {
         cache.insert_with(&i, value(i, 0, 1_000), &opts).unwrap();
     }
     cache.flush().unwrap();
-    let full = folder_bytes(dir.path());
+    let full = common::folder_bytes(dir.path());
     assert!(full > 6_000_000, "{full}");
     cache.invalidate_tag("doomed").unwrap();
     assert!(
-        common::eventually(30, || folder_bytes(dir.path()) < full / 4),
+        common::eventually(30, || common::folder_bytes(dir.path()) < full / 4),
         "the folder stayed at {} bytes (from {full}) after 90% of it was invalidated: {:?}",
-        folder_bytes(dir.path()),
+        common::folder_bytes(dir.path()),
         cache.stats()
     );
     for i in (0..6_000u64).step_by(10) {
@@ -134,7 +120,7 @@ fn the_folder_comes_back_down_after_removing_most_entries_at_once() {
         cache.insert(&i, value(i, 0, 1_000)).unwrap();
     }
     cache.flush().unwrap();
-    let full = folder_bytes(dir.path());
+    let full = common::folder_bytes(dir.path());
     for i in 0..6_000u64 {
         if i % 10 != 0 {
             cache.remove(&i).unwrap();
@@ -142,9 +128,9 @@ fn the_folder_comes_back_down_after_removing_most_entries_at_once() {
     }
     cache.flush().unwrap();
     assert!(
-        common::eventually(30, || folder_bytes(dir.path()) < full / 4),
+        common::eventually(30, || common::folder_bytes(dir.path()) < full / 4),
         "the folder stayed at {} bytes (from {full}) after 90% of the entries were removed: {:?}",
-        folder_bytes(dir.path()),
+        common::folder_bytes(dir.path()),
         cache.stats()
     );
     assert!(reads(&cache, &10u64, Some(value(10, 0, 1_000))));
@@ -159,10 +145,10 @@ fn clear_then_compact_gives_the_space_back_at_once() {
     }
     cache.insert("frame", value(0, 0, 300 << 10)).unwrap();
     cache.flush().unwrap();
-    let full = folder_bytes(dir.path());
+    let full = common::folder_bytes(dir.path());
     cache.clear().unwrap();
     cache.compact().unwrap();
-    let after = folder_bytes(dir.path());
+    let after = common::folder_bytes(dir.path());
     assert!(
         after < 256 << 10,
         "{after} bytes left of {full} after clear() and compact()"
@@ -228,15 +214,15 @@ fn a_file_past_a_lowered_capacity_shrinks_at_open() {
         cache.insert("last", value(2, 0, 1_000)).unwrap();
     }
     let capacity: u64 = 1 << 20;
-    let before = folder_bytes(dir.path());
+    let before = common::folder_bytes(dir.path());
     assert!(before > 6 * capacity, "{before}");
     let cache = open(dir.path(), capacity, Durability::default());
     // Reads are served while the tier shrinks.
     assert!(reads(&cache, "last", Some(value(2, 0, 1_000))));
     assert!(
-        common::eventually(30, || folder_bytes(dir.path()) <= capacity / 2 * 3),
+        common::eventually(30, || common::folder_bytes(dir.path()) <= capacity / 2 * 3),
         "the folder holds {} bytes (from {before}), past 1.5 x {capacity}: {:?}",
-        folder_bytes(dir.path()),
+        common::folder_bytes(dir.path()),
         cache.stats()
     );
     assert!(
@@ -412,15 +398,15 @@ fn the_folder_comes_back_down_after_every_round_of_large_deletions() {
             cache.insert(&i, value(i, round, 1_000)).unwrap();
         }
         cache.flush().unwrap();
-        let full = folder_bytes(dir.path());
+        let full = common::folder_bytes(dir.path());
         for i in (0..N).filter(|i| i % 10 != 0) {
             cache.remove(&i).unwrap();
         }
         cache.flush().unwrap();
         assert!(
-            common::eventually(20, || folder_bytes(dir.path()) < full / 4),
+            common::eventually(20, || common::folder_bytes(dir.path()) < full / 4),
             "round {round}: the folder stayed at {} (from {full}) after removing 90%: {:?}",
-            folder_bytes(dir.path()),
+            common::folder_bytes(dir.path()),
             cache.stats()
         );
     }
@@ -456,14 +442,14 @@ fn side_files_left_by_a_crash_go_at_the_first_pass_after_reopening() {
     std::thread::sleep(Duration::from_millis(1_500));
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
-    let crashed = folder_bytes(dir.path());
+    let crashed = common::folder_bytes(dir.path());
     let cache = open(dir.path(), capacity, Durability::default());
     cache.compact().unwrap(); // a whole sweep pass, then compaction
     assert!(
-        common::eventually(20, || folder_bytes(dir.path()) <= capacity / 2 * 3),
+        common::eventually(20, || common::folder_bytes(dir.path()) <= capacity / 2 * 3),
         "after the crash the folder held {crashed}; after reopening and compact() it holds {} \
          > 1.5 x {capacity}: {:?}",
-        folder_bytes(dir.path()),
+        common::folder_bytes(dir.path()),
         cache.stats()
     );
 }
@@ -487,7 +473,7 @@ fn side_files_waiting_for_their_commit_stay_within_a_budget() {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !done.load(Ordering::Relaxed) {
-                peak = peak.max(folder_bytes(&dir));
+                peak = peak.max(common::folder_bytes(&dir));
                 std::thread::sleep(Duration::from_millis(5));
             }
             peak

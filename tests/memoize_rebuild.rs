@@ -7,6 +7,8 @@
 //! in `CARGO_TARGET_TMPDIR`), so that later runs reuse its compiled dependencies; the first
 //! run compiles them.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,7 +135,7 @@ impl Probe {
             let table = txn.open_table(RECORDS).unwrap();
             table.len().unwrap()
         };
-        let bytes = folder_bytes(dir);
+        let bytes = common::folder_bytes(dir);
         (Cache::open(dir).unwrap(), records, bytes)
     }
 }
@@ -155,21 +157,6 @@ fn parse(stdout: &str) -> Run {
         version: field("version").parse().unwrap(),
         path: field("path"),
     }
-}
-
-fn folder_bytes(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                folder_bytes(&e.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
 }
 
 /// What the program prints as its total when its body is `body(k)`.

@@ -416,3 +416,18 @@ impl<'de> serde::Deserialize<'de> for Slow {
         Ok(Slow(v))
     }
 }
+
+/// Bytes of every file under `dir`.
+pub fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => folder_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
