@@ -4,7 +4,8 @@
 //! is (code version, arguments). The first call of a process on a cache compares the version
 //! with the one the cache last saw for that function and, if it changed, clears the namespace
 //! (one generation bump: the sweeper reclaims the old entries in both tiers, side files
-//! included), so that a dev loop's edits never pile up entries of dead versions.
+//! included, and a close waits briefly for it), so that a dev loop's edits never pile up
+//! entries of dead versions.
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
@@ -12,13 +13,12 @@ pub mod check;
 mod global;
 
 use std::collections::HashMap;
+use std::future::{ready, Future};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use std::future::{ready, Future};
 
 use crate::cache::Cache;
 use crate::disk::lock;
