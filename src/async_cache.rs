@@ -13,7 +13,6 @@ use crate::engine::{Inner, Scope};
 use crate::error::{Error, Result};
 use crate::key::encode_key;
 use crate::options::Options;
-use crate::stats::Counters;
 
 /// The async face of a [`Cache`] (or of one of its namespaces): the same entries, the same
 /// single flight, with methods that never block the executor.
@@ -108,7 +107,7 @@ impl AsyncCache {
         let ek = encode_key(&self.scope.name, key)?;
         let found = self.inner().find::<Tokio, V>(&self.scope, &ek).await;
         if found.is_none() {
-            Counters::bump(&self.inner().counters.misses);
+            self.inner().count_miss(&self.scope);
         }
         Ok(found)
     }

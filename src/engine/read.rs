@@ -49,10 +49,15 @@ impl Inner {
         let ek = encode_key(&scope.name, key)?;
         let found = self.lookup::<V>(&scope.name, &ek);
         if found.is_none() {
-            Counters::bump(&self.counters.misses);
-            tracing::debug!(namespace = %scope.name, "miss");
+            self.count_miss(scope);
         }
         Ok(found)
+    }
+
+    /// A plain read (not a read-through) that found nothing, blocking or async.
+    pub(crate) fn count_miss(&self, scope: &Scope) {
+        Counters::bump(&self.counters.misses);
+        tracing::debug!(namespace = %scope.name, "miss");
     }
 
     /// Both tiers, counting hits (the caller counts the miss).
