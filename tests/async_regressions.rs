@@ -203,18 +203,24 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
+/// A read-through of `"k"` cancelled (a timeout) while the slow `Serialize` of its `Num(1)`
+/// stores it.
+async fn cancel_while_storing(cache: &tiered::AsyncCache) {
+    let r = tokio::time::timeout(
+        Duration::from_millis(100),
+        cache.get_or_insert_with(&"k", &Options::new(), || async { Num(1) }),
+    )
+    .await;
+    assert!(r.is_err(), "the call should have timed out (it is storing)");
+}
+
 #[test]
 fn a_cancelled_read_through_never_overwrites_a_later_insert() {
     let dir = common::tempdir();
     let cache = Cache::open(dir.path()).unwrap().to_async();
     let rt = rt();
     let got = rt.block_on(async {
-        let r = tokio::time::timeout(
-            Duration::from_millis(100),
-            cache.get_or_insert_with(&"k", &Options::new(), || async { Num(1) }),
-        )
-        .await;
-        assert!(r.is_err(), "the call should have timed out (it is storing)");
+        cancel_while_storing(&cache).await;
         // The read-through is over (cancelled). Now a newer write:
         cache.insert(&"k", Num(2)).await.unwrap();
         let right_after: Option<Arc<Num>> = cache.get(&"k").await.unwrap();
@@ -247,12 +253,7 @@ fn a_cancelled_read_through_never_undoes_a_later_remove() {
     let cache = Cache::open(dir.path()).unwrap().to_async();
     let rt = rt();
     let got = rt.block_on(async {
-        let r = tokio::time::timeout(
-            Duration::from_millis(100),
-            cache.get_or_insert_with(&"k", &Options::new(), || async { Num(1) }),
-        )
-        .await;
-        assert!(r.is_err());
+        cancel_while_storing(&cache).await;
         cache.remove(&"k").await.unwrap();
         tokio::time::sleep(Duration::from_millis(800)).await;
         cache.get::<_, Num>(&"k").await.unwrap()
