@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::disk::{create_folder, DiskConfig, DiskTier, OpenSettings};
+use crate::disk::{create_folder, DiskConfig, OpenSettings};
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::{Clock, SystemClock};
 use crate::generations::Generations;
 use crate::memory::MemoryTier;
 use crate::options::Options;
+use crate::ordering::Stripes;
+use crate::process::DiskTier;
 use crate::registry;
 use crate::stats::Counters;
 
@@ -244,6 +246,7 @@ impl CacheBuilder {
                 counters,
                 self.clock,
                 self.defaults,
+                Arc::default(),
             );
             return Ok(Cache::from_inner(Arc::new(inner)));
         };
@@ -293,7 +296,15 @@ impl CacheBuilder {
                 faults: self.faults.clone(),
             },
         };
-        let (disk, gens) = DiskTier::open(cfg, self.clock.clone(), counters.clone())?;
+        let gens = Arc::new(Generations::default());
+        let stripes = Arc::new(Stripes::default());
+        let disk = DiskTier::open(
+            cfg,
+            self.clock.clone(),
+            counters.clone(),
+            gens.clone(),
+            stripes.clone(),
+        )?;
         let warm_budget = self
             .warm_restart
             .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity));
@@ -304,7 +315,11 @@ impl CacheBuilder {
             counters,
             self.clock,
             self.defaults,
+            stripes,
         ));
+        if let Some(disk) = &inner.disk {
+            disk.attach(&inner);
+        }
         slot.set(&inner, settings);
         tracing::info!(
             entries = inner

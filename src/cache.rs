@@ -360,6 +360,20 @@ impl Cache {
         self.inner.explain::<K, V>(&self.inner.root, key)
     }
 
+    /// The process id of the process that holds the cache folder, when it is another one:
+    /// this process is then its client (see `docs/processes.md`). `None` when this process
+    /// holds the folder, or for a cache in memory only.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = tiered::Cache::open(dir.path())?;
+    /// assert_eq!(cache.owner_pid(), None); // the first process to open a folder holds it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn owner_pid(&self) -> Option<u32> {
+        self.inner.disk.as_ref().and_then(|d| d.owner_pid())
+    }
+
     /// Whether every tier is in service, and if not, why; see [`Health`].
     pub fn health(&self) -> Health {
         self.inner.outage().into()

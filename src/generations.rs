@@ -48,6 +48,7 @@ pub(crate) struct Generations {
 }
 
 impl Generations {
+    #[cfg(test)]
     pub fn load(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
         let mut current = HashMap::new();
         let mut labels = HashMap::new();
@@ -109,6 +110,56 @@ impl Generations {
             .iter()
             .map(|(id, label)| (label.clone(), current.get(id).copied().unwrap_or(0)))
             .collect()
+    }
+
+    /// The current generation of `label`.
+    pub fn current(&self, label: &str) -> u64 {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.get(&id(label)).copied().unwrap_or(0)
+    }
+
+    /// Sets `label` to `generation` if that is newer (a bump another process made).
+    pub fn raise(&self, label: &str, generation: u64) {
+        self.set(label, generation, |old, new| new > old);
+    }
+
+    /// Takes every generation of `pairs` as it is: the owner's, which a client follows.
+    pub fn assign(&self, pairs: Vec<(String, u64)>) {
+        for (label, generation) in pairs {
+            self.set(&label, generation, |old, new| new != old);
+        }
+    }
+
+    /// Loads a file's generations, keeping newer ones this process knows; returns those, to
+    /// be written back to the file.
+    pub fn merge_file(&self, stored: &[(String, u64)]) -> Vec<(String, u64)> {
+        for (label, generation) in stored {
+            self.raise(label, *generation);
+        }
+        let on_file: HashMap<&str, u64> = stored.iter().map(|(l, g)| (l.as_str(), *g)).collect();
+        self.snapshot()
+            .into_iter()
+            .filter(|(label, generation)| on_file.get(&**label).copied().unwrap_or(0) < *generation)
+            .map(|(label, generation)| (label.to_string(), generation))
+            .collect()
+    }
+
+    fn set(&self, label: &str, generation: u64, change: impl Fn(u64, u64) -> bool) {
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let id = id(label);
+            let slot = current.entry(id).or_insert(0);
+            if !change(*slot, generation) {
+                return;
+            }
+            *slot = generation;
+            self.labels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id)
+                .or_insert_with(|| Arc::from(label));
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Moves `label` to a new generation and returns it.

@@ -74,6 +74,7 @@ mod memory;
 mod namespace;
 mod options;
 mod ordering;
+mod process;
 mod record;
 mod registry;
 mod signals;

@@ -242,6 +242,16 @@ impl MemoryTier {
         self.moka.invalidate_all();
     }
 
+    /// Drops every entry that is also on disk, keeping those held in memory only: another
+    /// process may have changed the disk's.
+    pub fn drop_persisted(&self) {
+        for (digest, entry) in self.moka.iter() {
+            if entry.on_disk {
+                self.moka.invalidate(&*digest);
+            }
+        }
+    }
+
     /// Lets moka finish the work it has queued (evictions, their listeners).
     pub fn run_pending_tasks(&self) {
         self.moka.run_pending_tasks();

@@ -68,6 +68,13 @@ impl Stripes {
         Held(lock(self.slot(digest)))
     }
 
+    /// Marks a write on every stripe: no read running now changes the tiers afterwards.
+    pub fn bump_all(&self) {
+        for slot in self.versions.iter() {
+            *lock(slot) += 1;
+        }
+    }
+
     /// The current version of the stripe of `digest`, to compare later.
     pub fn version(&self, digest: u128) -> u64 {
         *lock(self.slot(digest))

@@ -15,7 +15,7 @@ use crate::record::Dead;
 /// assert_eq!((s.memory_hits, s.misses, s.inserts), (1, 1, 1));
 /// # Ok::<(), tiered::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Reads answered by the memory tier.

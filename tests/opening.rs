@@ -97,6 +97,10 @@ fn unrelated_folder_opens_while_another_waits() {
     );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     common::wait_for_line(&mut out, "ready");
+    // A holder nobody can reach, so that the open of `held` waits (a served folder opens at
+    // once as a client: `tests/processes.rs`).
+    #[cfg(unix)]
+    std::fs::remove_file(held.path().join("tiered.sock")).unwrap();
 
     let (tx, rx) = mpsc::channel();
     let waiter = {

@@ -24,7 +24,7 @@ pub(crate) mod warm;
 mod writer;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -273,6 +273,7 @@ impl Shared {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct DiskConfig {
     pub dir: PathBuf,
     pub open_timeout: Duration,
@@ -289,7 +290,7 @@ pub(crate) struct Stored {
     pub last_access_ms: Option<u64>,
 }
 
-pub(crate) struct DiskTier {
+pub(crate) struct LocalTier {
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -297,7 +298,7 @@ pub(crate) struct DiskTier {
     seq: AtomicU64,
 }
 
-impl DiskTier {
+impl LocalTier {
     /// Opens the tier and returns it with the generations stored in it.
     ///
     /// A database that cannot be written because the disk is full opens the tier out of
@@ -306,7 +307,8 @@ impl DiskTier {
         cfg: DiskConfig,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
-    ) -> Result<(Self, Arc<Generations>)> {
+        gens: Arc<Generations>,
+    ) -> Result<Self> {
         // The builder created the folder (and resolved it to its canonical path).
         let (opened, failure) = match open::open_database(&cfg.dir, cfg.open_timeout, &cfg.open) {
             Ok(opened) => (Some(opened), None),
@@ -319,12 +321,14 @@ impl DiskTier {
             ),
             Err(e) => return Err(e),
         };
-        let gens = Arc::new(Generations::load(
-            opened
-                .as_ref()
-                .map(|o| o.generations.clone())
-                .unwrap_or_default(),
-        ));
+        // The file's generations, with any newer ones this process already knows (a client
+        // taking over may have been told of a bump its owner had not committed): those are
+        // written back below.
+        let stored = opened
+            .as_ref()
+            .map(|o| o.generations.clone())
+            .unwrap_or_default();
+        let newer = gens.merge_file(&stored);
         if let Some(o) = &opened {
             if o.set_aside {
                 // The damaged file's entries are gone: count it as a failure of the tier.
@@ -380,44 +384,17 @@ impl DiskTier {
             .map_err(|e| Error::io(&cfg.dir, e))?;
         let _ = shared.writer_thread.set(writer.thread().clone());
         shared.backlog.set_writer(writer.thread().clone());
-        let tier = DiskTier {
+        let tier = LocalTier {
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             durability: cfg.durability,
             seq: AtomicU64::new(0),
         };
-        Ok((tier, gens))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.shared.path
-    }
-
-    /// Writes a large payload to a side file, durably; see `blobs.rs`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] if the file cannot be written (a full disk).
-    pub fn write_blob(&self, payload: &[u8]) -> Result<crate::record::BlobRef> {
-        blobs::write(&self.shared.dir, payload)
-            .map_err(|e| Error::io(self.shared.dir.join(blobs::FOLDER), e))
-    }
-
-    /// Deletes the side file of a record that will never be stored.
-    pub fn discard_blob_of(&self, record: &[u8]) {
-        if let Some(blob) = crate::record::blob_of(record) {
-            blobs::delete(&self.shared.dir, &[blob.id]);
+        for (label, generation) in newer {
+            tier.bump(label, generation, false).wait()?;
         }
-    }
-
-    /// A side file's bytes, or `None` if it is missing or damaged (logged).
-    pub fn read_blob(&self, blob: &crate::record::BlobRef) -> Option<Vec<u8>> {
-        blobs::read(&self.shared.dir, blob)
-    }
-
-    /// The bytes the tier may hold (`disk_capacity`).
-    pub fn capacity(&self) -> u64 {
-        self.shared.capacity
+        Ok(tier)
     }
 
     /// Why the tier is out of service, if it is.
@@ -474,10 +451,10 @@ impl DiskTier {
 
     /// The size of the write a caller is about to queue, admitted against the backlog before
     /// it takes any lock: see `backlog.rs`.
-    pub fn reserve(&self, bytes: usize) -> Reservation<'_> {
+    pub fn reserve(&self, bytes: usize) -> Reservation {
         self.shared.backlog.admit(bytes as u64, true);
         Reservation {
-            tier: self,
+            shared: Some(self.shared.clone()),
             bytes: bytes as u64,
             side: 0,
             used: false,
@@ -488,17 +465,17 @@ impl DiskTier {
     /// waits while the side files of uncommitted writes hold their limit (`backlog.rs`), so
     /// that they cannot take the folder far past `disk_capacity`. Hand it to the record's
     /// [`Reservation::with_side`]; dropped unused, it is given back.
-    pub fn reserve_side(&self, bytes: usize) -> SideReservation<'_> {
+    pub fn reserve_side(&self, bytes: usize) -> SideReservation {
         self.shared.backlog.admit_side(bytes as u64);
         SideReservation {
-            tier: self,
+            shared: Some(self.shared.clone()),
             bytes: bytes as u64,
         }
     }
 
     /// Queues a record (admitted by `reservation`). Call inside the key's stripe lock; then
     /// [`Ticket::wait`] outside it.
-    pub fn put(&self, digest: u128, record: Vec<u8>, mut reservation: Reservation<'_>) -> Ticket {
+    pub fn put(&self, digest: u128, record: Vec<u8>, mut reservation: Reservation) -> Ticket {
         reservation.used = true;
         let record: Arc<[u8]> = record.into();
         let (bytes, side) = (reservation.bytes, reservation.side);
@@ -545,14 +522,14 @@ impl DiskTier {
 
     /// Persists a generation bump; with `settle`, a close waits (briefly) for the sweep pass
     /// that reclaims what it made dead.
-    pub fn bump(&self, label: String, generation: u64, settle: bool) -> Result<()> {
+    pub fn bump(&self, label: String, generation: u64, settle: bool) -> Ticket {
         let wait = self.durability == Durability::Immediate;
         let op = Op::Bump {
             label,
             generation,
             settle,
         };
-        self.send(op, wait).wait()
+        self.send(op, wait)
     }
 
     /// Notes a read, for idle expiry (`idle`: the record has an idle limit) and eviction
@@ -670,41 +647,68 @@ impl DiskTier {
 }
 
 /// Room in the writer's queue for one record (and its side file, if any); returned unused if
-/// dropped.
-pub(crate) struct Reservation<'a> {
-    tier: &'a DiskTier,
+/// dropped. A client's writes are admitted by the owner: theirs hold no room here.
+pub(crate) struct Reservation {
+    shared: Option<Arc<Shared>>,
     bytes: u64,
     side: u64,
     used: bool,
 }
 
-impl Reservation<'_> {
+impl Reservation {
+    /// No room held: a client's write.
+    pub fn none() -> Self {
+        Reservation {
+            shared: None,
+            bytes: 0,
+            side: 0,
+            used: false,
+        }
+    }
+
+    /// Whether this holds room in this process's queue.
+    pub fn is_held(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Takes over the room of the record's side file, given back with the record's operation.
-    pub fn with_side(mut self, side: SideReservation<'_>) -> Self {
+    pub fn with_side(mut self, side: SideReservation) -> Self {
         self.side += side.bytes;
         std::mem::forget(side);
         self
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.used {
-            self.tier.shared.backlog.release(1, self.bytes);
-            self.tier.shared.backlog.release_side(self.side);
+        if let (false, Some(shared)) = (self.used, &self.shared) {
+            shared.backlog.release(1, self.bytes);
+            shared.backlog.release_side(self.side);
         }
     }
 }
 
 /// Room for a side file of a write not yet queued; given back if dropped.
-pub(crate) struct SideReservation<'a> {
-    tier: &'a DiskTier,
+pub(crate) struct SideReservation {
+    shared: Option<Arc<Shared>>,
     bytes: u64,
 }
 
-impl Drop for SideReservation<'_> {
+impl SideReservation {
+    /// No room held: a client's side file.
+    pub fn none() -> Self {
+        SideReservation {
+            shared: None,
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for SideReservation {
     fn drop(&mut self) {
-        self.tier.shared.backlog.release_side(self.bytes);
+        if let Some(shared) = &self.shared {
+            shared.backlog.release_side(self.bytes);
+        }
     }
 }
 
@@ -738,7 +742,7 @@ impl Ticket {
     }
 }
 
-impl Drop for DiskTier {
+impl Drop for LocalTier {
     fn drop(&mut self) {
         if lock(&self.writer).is_some() {
             if let Err(e) = self.close() {

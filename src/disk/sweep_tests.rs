@@ -13,7 +13,8 @@ use crate::{Cache, ManualClock, Options};
 
 /// Runs one whole sweep pass on the cache's disk tier, here and now.
 fn sweep(cache: &Cache) {
-    let disk = cache.inner.disk.as_ref().unwrap();
+    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let disk = &owner.local;
     let mut sweeper = Sweeper::new(Duration::from_secs(3600));
     while sweeper.active() {
         sweeper.step(&disk.shared).unwrap();
@@ -21,7 +22,8 @@ fn sweep(cache: &Cache) {
 }
 
 fn generation_rows(cache: &Cache) -> u64 {
-    let disk = cache.inner.disk.as_ref().unwrap();
+    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let disk = &owner.local;
     disk.shared
         .read(|txn| Ok(txn.open_table(GENERATIONS)?.len()?))
         .unwrap()
@@ -124,7 +126,8 @@ fn a_record_stamped_before_an_invalidation_never_lands() {
     let ek = crate::key::encode_key(&scope.name, "k").unwrap();
     let meta = crate::record::Meta::for_test();
     let record = crate::record::encode(&meta, &stamp, &ek.bytes, b"\x01");
-    let disk = cache.inner.disk.as_ref().unwrap();
+    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let disk = &owner.local;
     disk.put(ek.digest, record, disk.reserve(0)).wait().unwrap();
     cache.flush().unwrap();
     assert_eq!(cache.stats().entries, 0, "the stale record was not stored");

@@ -33,7 +33,7 @@ pub(crate) struct Source {
     shared: Arc<Shared>,
 }
 
-impl super::DiskTier {
+impl super::LocalTier {
     /// What the warm restart reads through.
     pub fn warm_source(&self) -> Source {
         Source {

@@ -5,6 +5,7 @@
 mod explain;
 mod read;
 pub(crate) mod runner;
+mod served;
 mod through;
 pub(crate) mod warm;
 mod write;
@@ -13,7 +14,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::disk::{lock, DiskTier};
+use crate::disk::lock;
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
 use crate::flight::Flights;
@@ -21,6 +22,7 @@ use crate::generations::{self, Generations};
 use crate::memory::MemoryTier;
 use crate::options::Options;
 use crate::ordering::Stripes;
+use crate::process::DiskTier;
 use crate::stats::{Counters, Stats};
 
 /// Where keys live: the root or a namespace, and the id of its generation.
@@ -87,6 +89,7 @@ impl Inner {
         counters: Arc<Counters>,
         clock: Arc<dyn Clock>,
         defaults: Options,
+        stripes: Arc<Stripes>,
     ) -> Self {
         Inner {
             memory,
@@ -98,7 +101,7 @@ impl Inner {
             flights: Flights::default(),
             resources: Mutex::default(),
             root: Scope::root(),
-            stripes: Arc::default(),
+            stripes,
             memo: Default::default(),
             warm: OnceLock::new(),
             all_id: generations::id(generations::ALL),
@@ -183,8 +186,16 @@ impl Inner {
         self.memory.run_pending_tasks();
         let mut s = self.counters.snapshot();
         s.memory_bytes = self.memory.bytes();
-        if self.disk.is_none() {
-            s.entries = self.memory.len();
+        match &self.disk {
+            None => s.entries = self.memory.len(),
+            // A client's disk figures are the owner's: the folder's.
+            Some(disk) => {
+                if let Some(owner) = disk.owner_stats() {
+                    s.entries = owner.entries;
+                    s.disk_bytes = owner.disk_bytes;
+                    s.disk_file_bytes = owner.disk_file_bytes;
+                }
+            }
         }
         s
     }

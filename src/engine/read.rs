@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Inner, Scope};
 use crate::codec;
+use crate::disk::Stored;
 use crate::error::Result;
 use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
@@ -290,6 +291,40 @@ impl Inner {
         // Noted before the read: see `ordering.rs`.
         let version = self.stripes.version(ek.digest);
         let stored = disk.read(ek.digest)?;
+        self.decode_stored(scope, ek, version, stored)
+    }
+
+    /// A record read (or handed over with a lease) after the key's stripe had `version`,
+    /// counted as a disk hit if it gives a value.
+    pub(super) fn lookup_stored<V>(
+        &self,
+        scope: &ScopeName,
+        ek: &EncodedKey,
+        version: u64,
+        stored: Stored,
+    ) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let found = self.decode_stored(scope, ek, version, stored);
+        if found.is_some() {
+            Counters::bump(&self.counters.disk_hits);
+        }
+        found
+    }
+
+    /// A stored record, judged and decoded, and promoted unless a write came after `version`.
+    fn decode_stored<V>(
+        &self,
+        scope: &ScopeName,
+        ek: &EncodedKey,
+        version: u64,
+        stored: Stored,
+    ) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let disk = self.disk.as_ref()?;
         let now = self.clock.now_ms();
         let rec = match record::decode(&stored.bytes) {
             Ok(rec) => rec,

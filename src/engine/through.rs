@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::flight::{Actor, Nested, Role};
 use crate::key::{encode_key, EncodedKey};
 use crate::options::Options;
+use crate::process::{Lease, LeaseGuard};
 use crate::stats::Counters;
 
 impl Inner {
@@ -135,6 +136,15 @@ impl Inner {
                 leader.complete(v.clone());
                 return Ok(v);
             }
+            // Across processes: the key's lease, or the value another process stored since.
+            let _lease = match self.lease::<R, V>(scope, &ek).await {
+                Leased::Found(v) => {
+                    leader.complete(v.clone());
+                    return Ok(v);
+                }
+                // Given back once the value is stored (or the computation failed).
+                Leased::Held(guard) => guard,
+            };
             // A failure or a cancelled task drops `leader`: a waiting caller takes over.
             let v = Arc::new(R::lead(me, f).await?);
             let (inner, stamp, value) = (self.clone(), leader.flight.stamp.clone(), v.clone());
@@ -151,6 +161,58 @@ impl Inner {
             }
             leader.complete(v.clone());
             return Ok(v);
+        }
+    }
+}
+
+/// What asking for a key's lease across processes gave.
+enum Leased<V> {
+    /// Another process stored the value meanwhile.
+    Found(Arc<V>),
+    /// This call computes; `None` without a disk tier, or if the owner could not be asked
+    /// (logged: the call then computes without one).
+    Held(Option<LeaseGuard>),
+}
+
+impl Inner {
+    /// The lease of `ek` across the processes of the folder: see `process/lease.rs`.
+    async fn lease<R, V>(self: &Arc<Self>, scope: &Scope, ek: &EncodedKey) -> Leased<V>
+    where
+        R: Runner,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        if self.disk.is_none() {
+            return Leased::Held(None);
+        }
+        // After a record this call cannot use (another type, an outdated shape), the lease
+        // is asked for without looking for one.
+        let mut force = false;
+        loop {
+            // Noted before the record is read: see `ordering.rs`.
+            let version = self.stripes.version(ek.digest);
+            let (inner, digest) = (self.clone(), ek.digest);
+            let asked =
+                R::blocking(move || inner.disk.as_ref().map(|d| d.lease(digest, force))).await;
+            let stored = match asked {
+                Ok(Some(Ok(Lease::Granted(guard)))) => return Leased::Held(Some(guard)),
+                Ok(Some(Ok(Lease::Found(stored)))) => stored,
+                Ok(None) => return Leased::Held(None),
+                Ok(Some(Err(e))) | Err(e) => {
+                    tracing::warn!(error = %e, "could not ask other processes for the key; computing it here");
+                    return Leased::Held(None);
+                }
+            };
+            let (inner, name, key) = (self.clone(), scope.name.clone(), ek.clone());
+            let found =
+                R::blocking(move || inner.lookup_stored::<V>(&name, &key, version, stored)).await;
+            match found {
+                Ok(Some(v)) => return Leased::Found(v),
+                Ok(None) => force = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the key; computing it here");
+                    return Leased::Held(None);
+                }
+            }
         }
     }
 }

@@ -84,7 +84,8 @@ struct Run {
 impl Inner {
     /// Starts the warm restart with `budget` bytes (0: none). Returns at once.
     pub(crate) fn start_warm_restart(&self, budget: u64) {
-        let Some(disk) = &self.disk else {
+        // Only the owner reads the file; a client's memory fills as it reads.
+        let Some(source) = self.disk.as_ref().and_then(|d| d.warm_source()) else {
             return;
         };
         let budget = budget.min(self.memory.capacity());
@@ -101,7 +102,7 @@ impl Inner {
             gens: self.gens.clone(),
             clock: self.clock.clone(),
             counters: self.counters.clone(),
-            source: disk.warm_source(),
+            source,
             stop: stop.clone(),
             budget,
         };

@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use super::{Inner, Scope};
 use crate::codec;
-use crate::disk::{blobs, Ticket};
+use crate::disk::blobs;
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::key::{encode_key, EncodedKey};
 use crate::memory::{self, MemEntry, Value};
 use crate::options::Options;
+use crate::process::Ticket;
 use crate::record::{self, Meta};
 use crate::stats::Counters;
 

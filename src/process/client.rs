@@ -1,0 +1,403 @@
+//! A client of the folder's owner: one connection, requests answered by id, notices applied
+//! in order by a thread of their own and acknowledged.
+//!
+//! # Writes and a lost owner
+//!
+//! A write (`Put`, `Remove`) is sent inside the key's stripe lock, so the owner receives one
+//! key's writes in this process's order; the caller waits for the answer outside it. If the
+//! owner goes away before answering, the write is sent again to whoever serves the folder
+//! next (this process, once it took over, or the new owner), again inside the key's stripe
+//! lock, unless a later write of this process to the same key was made meanwhile: that one
+//! carries the key's newest state and is sent again itself. A write the old owner had applied
+//! is applied twice, which changes nothing.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::wire::{self, Down, Notice, Reply, Request, Up, UpRef};
+use super::{socket, takeover, Lease, LeaseGuard, Role, State};
+use crate::disk::{lock, Stored};
+use crate::error::{Error, Result};
+use crate::Durability;
+
+/// How long a new connection waits for the owner's greeting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) struct Client {
+    pub owner_pid: u32,
+    stream: UnixStream,
+    writer: Mutex<UnixStream>,
+    waiting: Mutex<HashMap<u64, SyncSender<Reply>>>,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+    /// Set by [`close`](Client::close): the end of the connection is this process's doing.
+    closing: AtomicBool,
+    durable: bool,
+}
+
+impl Client {
+    /// Connects to the owner of the folder, takes its generations and starts the threads that
+    /// read its messages and apply its notices.
+    pub fn connect(state: &Arc<State>) -> std::io::Result<Arc<Client>> {
+        let mut stream = socket::connect(&state.dir)?;
+        stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+        let hello = Up {
+            id: 1,
+            request: Request::Hello {
+                pid: std::process::id(),
+            },
+        };
+        wire::write_frame(&mut stream, &wire::frame(&hello))?;
+        let (pid, generations) = match wire::read_frame::<Down>(&mut stream) {
+            Ok(Down::Reply {
+                reply: Reply::Hello { pid, generations },
+                ..
+            }) => (pid, generations),
+            Ok(other) => return Err(protocol(format!("unexpected greeting {other:?}"))),
+            Err(e) => return Err(protocol(e.to_string())),
+        };
+        stream.set_read_timeout(None)?;
+        state.gens.assign(generations);
+        let client = Arc::new(Client {
+            owner_pid: pid,
+            writer: Mutex::new(stream.try_clone()?),
+            stream: stream.try_clone()?,
+            waiting: Mutex::default(),
+            next_id: AtomicU64::new(2),
+            alive: AtomicBool::new(true),
+            closing: AtomicBool::new(false),
+            durable: state.cfg.durability == Durability::Immediate,
+        });
+        let (notices, applied) = mpsc::channel();
+        let weak = Arc::downgrade(state);
+        {
+            let client = client.clone();
+            std::thread::Builder::new()
+                .name("tiered-client".into())
+                .spawn(move || client.read_messages(stream, notices, weak))?;
+        }
+        {
+            let (client, weak) = (client.clone(), Arc::downgrade(state));
+            std::thread::Builder::new()
+                .name("tiered-notices".into())
+                .spawn(move || client.apply_notices(applied, weak))?;
+        }
+        tracing::info!(
+            owner = pid,
+            "the cache folder is held by another process: using it as a client"
+        );
+        Ok(client)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends a request; the answer comes on the receiver (which errs if the owner went away).
+    fn send(&self, request: &Request) -> Option<Receiver<Reply>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::sync_channel(1);
+        lock(&self.waiting).insert(id, tx);
+        let frame = wire::frame(&UpRef { id, request });
+        if !self.is_alive() || lock(&self.writer).write_all(&frame).is_err() {
+            lock(&self.waiting).remove(&id);
+            return None;
+        }
+        Some(rx)
+    }
+
+    /// A request and its answer; `None` if the owner went away.
+    fn request(&self, request: &Request) -> Option<Reply> {
+        self.send(request)?.recv().ok()
+    }
+
+    /// A message that needs no answer.
+    fn tell(&self, request: Request) {
+        let frame = wire::frame(&Up { id: 0, request });
+        let _ = lock(&self.writer).write_all(&frame);
+    }
+
+    pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
+        self.tell(Request::Touch {
+            digest,
+            now_ms,
+            idle,
+        });
+    }
+
+    pub fn release(&self, digest: u128) {
+        self.tell(Request::Release { digest });
+    }
+
+    /// The owner's figures.
+    pub fn stats(&self) -> Option<crate::Stats> {
+        match self.request(&Request::Stats)? {
+            Reply::Stats(stats) => Some(*stats),
+            _ => None,
+        }
+    }
+
+    /// Ends the connection (this process closes its cache).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn read_messages(
+        self: Arc<Self>,
+        mut stream: UnixStream,
+        notices: mpsc::Sender<(u64, Notice)>,
+        state: Weak<State>,
+    ) {
+        loop {
+            match wire::read_frame::<Down>(&mut stream) {
+                Ok(Down::Reply { id, reply }) => {
+                    if let Some(tx) = lock(&self.waiting).remove(&id) {
+                        let _ = tx.send(reply);
+                    } else if let Reply::Error(e) = reply {
+                        tracing::warn!(error = %e, "the cache folder's owner refused a message");
+                    }
+                }
+                Ok(Down::Notice { seq, notice }) => {
+                    if notices.send((seq, notice)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if !self.closing.load(Ordering::Acquire) {
+                        tracing::info!(error = %e, "lost the connection to the cache folder's owner");
+                    }
+                    break;
+                }
+            }
+        }
+        self.alive.store(false, Ordering::Release);
+        // Every request still waiting is sent again by its caller.
+        lock(&self.waiting).clear();
+        drop(notices);
+        if !self.closing.load(Ordering::Acquire) {
+            takeover::owner_gone(state);
+        }
+    }
+
+    fn apply_notices(self: Arc<Self>, notices: Receiver<(u64, Notice)>, state: Weak<State>) {
+        while let Ok((mut seq, notice)) = notices.recv() {
+            let Some(state) = state.upgrade() else { return };
+            apply(&state, notice);
+            // Applied in a batch, acknowledged once.
+            while let Ok((next, notice)) = notices.try_recv() {
+                apply(&state, notice);
+                seq = next;
+            }
+            self.tell(Request::Ack { seq });
+        }
+    }
+}
+
+fn apply(state: &State, notice: Notice) {
+    match notice {
+        Notice::Forget { digest } => match state.inner() {
+            Some(inner) => inner.forget(digest),
+            None => state.stripes.lock(digest).bump(),
+        },
+        Notice::Generation { label, generation } => state.gens.raise(&label, generation),
+    }
+}
+
+fn protocol(detail: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, detail)
+}
+
+fn refused(state: &State, detail: String) -> Error {
+    Error::Storage {
+        path: state.db_path.clone(),
+        detail: format!("the cache folder's owner refused the request: {detail}"),
+    }
+}
+
+fn unexpected(state: &State, reply: Reply) -> Error {
+    match reply {
+        Reply::Error(detail) => refused(state, detail),
+        other => refused(state, format!("unexpected answer {other:?}")),
+    }
+}
+
+/// A record through whoever serves the folder; a failure is a miss (logged).
+pub(super) fn read(state: &Arc<State>, digest: u128) -> Option<Stored> {
+    loop {
+        let role = match state.usable_role() {
+            Ok(role) => role,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache read failed; counted as a miss");
+                return None;
+            }
+        };
+        match role {
+            Role::Owner(o) => return o.local.read(digest),
+            Role::Client(c) => match c.request(&Request::Read { digest }) {
+                Some(Reply::Record(found)) => return found.map(stored),
+                Some(other) => {
+                    tracing::warn!(error = %unexpected(state, other), "cache read failed; counted as a miss");
+                    return None;
+                }
+                None => continue,
+            },
+        }
+    }
+}
+
+fn stored(r: wire::StoredRecord) -> Stored {
+    Stored {
+        bytes: r.bytes.into(),
+        last_access_ms: r.last_access_ms,
+    }
+}
+
+/// A write sent to the owner (or to be sent once one is reachable again).
+pub(crate) struct Sent {
+    state: Arc<State>,
+    digest: u128,
+    /// This write's number among the writes of this process: see `State::writes`.
+    number: u64,
+    record: Option<Vec<u8>>,
+    answer: Option<Receiver<Reply>>,
+}
+
+/// Sends a write; called inside the key's stripe lock.
+pub(super) fn write(
+    state: &Arc<State>,
+    client: Option<&Arc<Client>>,
+    digest: u128,
+    record: Option<Vec<u8>>,
+) -> super::Ticket {
+    let number = state.write_number.fetch_add(1, Ordering::Relaxed);
+    lock(&state.writes).insert(digest, number);
+    let answer = client.and_then(|c| c.send(&write_request(c, digest, record.as_ref())));
+    super::Ticket::Client(Sent {
+        state: state.clone(),
+        digest,
+        number,
+        record,
+        answer,
+    })
+}
+
+fn write_request(c: &Client, digest: u128, record: Option<&Vec<u8>>) -> Request {
+    match record {
+        Some(record) => Request::Put {
+            digest,
+            record: record.clone(),
+            durable: c.durable,
+        },
+        None => Request::Remove {
+            digest,
+            durable: c.durable,
+        },
+    }
+}
+
+impl Sent {
+    /// Waits for the owner's answer, sending the write again if the owner went away.
+    pub fn wait(mut self) -> Result<()> {
+        let result = self.finish();
+        let mut writes = lock(&self.state.writes);
+        if writes.get(&self.digest) == Some(&self.number) {
+            writes.remove(&self.digest);
+        }
+        result
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        loop {
+            if let Some(answer) = self.answer.take() {
+                match answer.recv() {
+                    Ok(Reply::Done) => return Ok(()),
+                    Ok(other) => return Err(unexpected(&self.state, other)),
+                    Err(_) => {} // the owner went away: send it again
+                }
+            }
+            let role = self.state.usable_role()?;
+            let held = self.state.stripes.lock(self.digest);
+            if lock(&self.state.writes).get(&self.digest) != Some(&self.number) {
+                // A later write of this process to the key carries its newest state.
+                return Ok(());
+            }
+            match role {
+                Role::Owner(o) => {
+                    let ticket = super::owner_write(&o, self.digest, self.record.take(), None);
+                    drop(held);
+                    return ticket.wait();
+                }
+                Role::Client(c) => {
+                    self.answer = c.send(&write_request(&c, self.digest, self.record.as_ref()));
+                }
+            }
+        }
+    }
+}
+
+/// An invalidation through the owner; this process's generations follow the owner's answer.
+pub(super) fn bump(state: &Arc<State>, label: String, settle: bool) -> Result<()> {
+    loop {
+        match state.usable_role()? {
+            Role::Owner(o) => {
+                let generation = state.gens.current(&label);
+                return super::owner_bump(&o, label, generation, settle).wait();
+            }
+            Role::Client(c) => {
+                let request = Request::Bump {
+                    label: label.clone(),
+                    settle,
+                    durable: c.durable,
+                };
+                match c.request(&request) {
+                    Some(Reply::Bumped { generation }) => {
+                        state.gens.raise(&label, generation);
+                        return Ok(());
+                    }
+                    Some(other) => return Err(unexpected(state, other)),
+                    None => continue,
+                }
+            }
+        }
+    }
+}
+
+/// A flush or a compaction, by whoever serves the folder.
+pub(super) fn simple(state: &Arc<State>, request: Request) -> Result<()> {
+    loop {
+        match state.usable_role()? {
+            Role::Owner(o) => {
+                return match request {
+                    Request::Compact => o.local.compact(),
+                    _ => o.local.flush(),
+                }
+            }
+            Role::Client(c) => match c.request(&request) {
+                Some(Reply::Done) => return Ok(()),
+                Some(other) => return Err(unexpected(state, other)),
+                None => continue,
+            },
+        }
+    }
+}
+
+/// The record of `digest`, or its lease, from whoever serves the folder.
+pub(super) fn lease(state: &Arc<State>, digest: u128, force: bool) -> Result<Lease> {
+    loop {
+        match state.usable_role()? {
+            Role::Owner(o) => return Ok(super::owner_lease(&o, digest, force)),
+            Role::Client(c) => match c.request(&Request::Lease { digest, force }) {
+                Some(Reply::Record(Some(found))) => return Ok(Lease::Found(stored(found))),
+                Some(Reply::Granted) => return Ok(Lease::Granted(LeaseGuard::Client(c, digest))),
+                Some(other) => return Err(unexpected(state, other)),
+                None => continue,
+            },
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! Many processes, one cache folder.
+//!
+//! redb lets one process hold the database file. That process is the folder's *owner*: it
+//! serves a Unix socket in the folder (`server.rs`). Every other process that opens the folder
+//! becomes a *client* (`client.rs`): it keeps its own memory tier and sends what would go to
+//! the disk tier (reads past its memory, writes, invalidations, leases) to the owner, which
+//! applies them to both of its tiers and answers after the commit the client's durability
+//! asks for. Each change is sent to the other clients, which drop what it replaced from their
+//! memory tier before the call that made it returns (`peers.rs`). Leases make a missing key
+//! computed once across processes (`lease.rs`).
+//!
+//! When the owner exits or dies, its clients see the connection end; each drops its memory
+//! tier (it may have missed a notice), and one of them takes the file lock and becomes the
+//! owner while the others connect to it (`takeover.rs`). A call that was waiting on the old
+//! owner is sent again to the new one (writes in their order, see `client.rs`), so callers see
+//! no error and nothing acknowledged is lost.
+//!
+//! [`DiskTier`] is what the engine sees either way: the same calls, done here or by the owner.
+
+#[cfg(unix)]
+mod client;
+mod lease;
+#[cfg(unix)]
+mod peers;
+#[cfg(unix)]
+mod server;
+#[cfg(unix)]
+pub(crate) mod socket;
+#[cfg(unix)]
+mod takeover;
+#[cfg(unix)]
+pub(crate) mod wire;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
+use std::time::Instant;
+
+use crate::disk::{self, blobs, lock, DiskConfig, LocalTier, Reservation, SideReservation, Stored};
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::expiry::Clock;
+use crate::generations::Generations;
+use crate::ordering::Stripes;
+use crate::stats::Counters;
+
+pub(crate) use lease::{Asked, Holder, Leases};
+
+/// The disk tier as the engine sees it: this process's database, or the owner's.
+pub(crate) struct DiskTier {
+    state: Arc<State>,
+}
+
+/// What the disk tier's front shares with its background threads.
+pub(crate) struct State {
+    pub dir: PathBuf,
+    pub db_path: PathBuf,
+    pub cfg: DiskConfig,
+    pub clock: Arc<dyn Clock>,
+    pub counters: Arc<Counters>,
+    pub gens: Arc<Generations>,
+    pub stripes: Arc<Stripes>,
+    /// The cache this tier belongs to, once it exists (see [`DiskTier::attach`]).
+    pub inner: OnceLock<Weak<Inner>>,
+    /// `None` while no owner can be reached (a client's owner went away and no process has
+    /// taken over yet).
+    role: RwLock<Option<Role>>,
+    /// Bumped (and waiters woken) whenever the role changes.
+    changed: (Mutex<u64>, Condvar),
+    pub closed: AtomicBool,
+    /// A client's writes not yet answered: the number of the latest per key (see
+    /// `client.rs`).
+    pub writes: Mutex<std::collections::HashMap<u128, u64>>,
+    pub write_number: std::sync::atomic::AtomicU64,
+}
+
+/// What this process is to the folder.
+#[derive(Clone)]
+pub(crate) enum Role {
+    Owner(Arc<Owner>),
+    #[cfg(unix)]
+    Client(Arc<client::Client>),
+}
+
+/// The holder of the database file.
+pub(crate) struct Owner {
+    pub local: LocalTier,
+    pub leases: Leases,
+    #[cfg(unix)]
+    pub peers: peers::Peers,
+    #[cfg(unix)]
+    server: Mutex<Option<server::Server>>,
+}
+
+impl Owner {
+    fn new(local: LocalTier) -> Arc<Self> {
+        Arc::new(Owner {
+            local,
+            leases: Leases::default(),
+            #[cfg(unix)]
+            peers: peers::Peers::default(),
+            #[cfg(unix)]
+            server: Mutex::new(None),
+        })
+    }
+
+    /// Sends `notice` to the clients; wait on the result for them to apply it.
+    #[cfg(unix)]
+    fn tell(&self, notice: wire::Notice) -> Option<peers::Acks> {
+        Some(self.peers.broadcast(notice))
+    }
+
+    #[cfg(not(unix))]
+    fn tell(&self, _notice: ()) -> Option<()> {
+        None
+    }
+
+    /// Stops serving: clients see their connection end and one of them takes over once this
+    /// process lets go of the file.
+    fn stop_serving(&self) {
+        #[cfg(unix)]
+        if let Some(server) = lock(&self.server).take() {
+            server.stop(&self.peers);
+        }
+    }
+}
+
+impl State {
+    pub fn role(&self) -> Option<Role> {
+        self.role.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_role(&self, role: Option<Role>) {
+        self.replace_role(|slot| *slot = role);
+    }
+
+    /// The first role, unless a takeover already replaced it (a connection that ended at
+    /// once).
+    pub(crate) fn set_first_role(&self, role: Role) {
+        self.replace_role(|slot| {
+            slot.get_or_insert(role);
+        });
+    }
+
+    fn replace_role(&self, change: impl FnOnce(&mut Option<Role>)) {
+        change(&mut self.role.write().unwrap_or_else(|e| e.into_inner()));
+        let (count, cv) = &self.changed;
+        *lock(count) += 1;
+        cv.notify_all();
+    }
+
+    /// A role that can serve a request now: the owner, or a client whose connection is up,
+    /// waiting for a takeover until `open_timeout` has passed.
+    pub fn usable_role(&self) -> Result<Role> {
+        let deadline = Instant::now() + self.cfg.open_timeout;
+        let (count, cv) = &self.changed;
+        let mut seen = lock(count);
+        loop {
+            if let Some(role) = self.role().filter(Role::is_usable) {
+                return Ok(role);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Err(self.closed_error());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Storage {
+                    path: self.dir.clone(),
+                    detail: format!(
+                        "the process that held the cache folder went away and no process took \
+                         it over within open_timeout ({:?}); retry, or check the folder's \
+                         permissions",
+                        self.cfg.open_timeout
+                    ),
+                });
+            }
+            seen = cv
+                .wait_timeout(
+                    seen,
+                    (deadline - now).min(std::time::Duration::from_millis(50)),
+                )
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Storage {
+            path: self.db_path.clone(),
+            detail: "the cache is closed".into(),
+        }
+    }
+
+    pub fn inner(&self) -> Option<Arc<Inner>> {
+        self.inner.get().and_then(Weak::upgrade)
+    }
+}
+
+impl Role {
+    fn is_usable(&self) -> bool {
+        match self {
+            Role::Owner(_) => true,
+            #[cfg(unix)]
+            Role::Client(c) => c.is_alive(),
+        }
+    }
+}
+
+impl DiskTier {
+    /// Opens the folder's disk tier: as its owner if this process can take the database, else
+    /// as a client of the process that holds it, waiting up to `open_timeout` for either.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if neither happened in time; what opening the database can give.
+    pub fn open(
+        cfg: DiskConfig,
+        clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
+        gens: Arc<Generations>,
+        stripes: Arc<Stripes>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let state = Arc::new(State {
+            dir: cfg.dir.clone(),
+            db_path: cfg.dir.join(disk::DB_FILE),
+            cfg: cfg.clone(),
+            clock,
+            counters,
+            gens,
+            stripes,
+            inner: OnceLock::new(),
+            role: RwLock::new(None),
+            changed: (Mutex::new(0), Condvar::new()),
+            closed: AtomicBool::new(false),
+            writes: Mutex::default(),
+            write_number: Default::default(),
+        });
+        takeover::first_role(&state, started)?;
+        Ok(DiskTier { state })
+    }
+
+    /// Ties the tier to its cache: the owner starts serving its socket, a client starts
+    /// applying the owner's notices to the cache's memory tier.
+    pub fn attach(&self, inner: &Arc<Inner>) {
+        let _ = self.state.inner.set(Arc::downgrade(inner));
+        if let Some(Role::Owner(owner)) = self.state.role() {
+            takeover::serve(&self.state, &owner);
+        }
+    }
+
+    /// The process id of the folder's owner, if this process is a client.
+    pub fn owner_pid(&self) -> Option<u32> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Client(c)) => Some(c.owner_pid),
+            _ => None,
+        }
+    }
+
+    /// The owner's side, if this process holds the database (tests reach its internals).
+    #[cfg(test)]
+    pub fn owner(&self) -> Option<Arc<Owner>> {
+        match self.state.role() {
+            Some(Role::Owner(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.state.db_path
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.state.cfg.capacity
+    }
+
+    /// Writes a large payload to a side file, durably; see `disk/blobs.rs`. Side files are
+    /// written and read directly by every process of the folder.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written (a full disk).
+    pub fn write_blob(&self, payload: &[u8]) -> Result<crate::record::BlobRef> {
+        blobs::write(&self.state.dir, payload)
+            .map_err(|e| Error::io(self.state.dir.join(blobs::FOLDER), e))
+    }
+
+    /// Deletes the side file of a record that will never be stored.
+    pub fn discard_blob_of(&self, record: &[u8]) {
+        if let Some(blob) = crate::record::blob_of(record) {
+            blobs::delete(&self.state.dir, &[blob.id]);
+        }
+    }
+
+    /// A side file's bytes, or `None` if it is missing or damaged (logged).
+    pub fn read_blob(&self, blob: &crate::record::BlobRef) -> Option<Vec<u8>> {
+        blobs::read(&self.state.dir, blob)
+    }
+
+    pub fn outage(&self) -> Option<disk::Outage> {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.outage(),
+            _ => None,
+        }
+    }
+
+    /// The record of `digest`. A failure to read (here or through the owner) is a miss.
+    pub fn read(&self, digest: u128) -> Option<Stored> {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.read(digest),
+            #[cfg(unix)]
+            _ => client::read(&self.state, digest),
+            #[cfg(not(unix))]
+            None => None,
+        }
+    }
+
+    /// Room in the writer's queue; a client's writes are admitted by the owner.
+    pub fn reserve(&self, bytes: usize) -> Reservation {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.reserve(bytes),
+            _ => Reservation::none(),
+        }
+    }
+
+    pub fn reserve_side(&self, bytes: usize) -> SideReservation {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.reserve_side(bytes),
+            _ => SideReservation::none(),
+        }
+    }
+
+    /// Queues a record. Call inside the key's stripe lock; then [`Ticket::wait`] outside it.
+    pub fn put(&self, digest: u128, record: Vec<u8>, reservation: Reservation) -> Ticket {
+        self.write(digest, Some(record), Some(reservation))
+    }
+
+    /// Queues the removal of a record. Call inside the key's stripe lock.
+    pub fn remove(&self, digest: u128) -> Ticket {
+        self.write(digest, None, None)
+    }
+
+    fn write(
+        &self,
+        digest: u128,
+        record: Option<Vec<u8>>,
+        reservation: Option<Reservation>,
+    ) -> Ticket {
+        match self.state.role() {
+            Some(Role::Owner(o)) => owner_write(&o, digest, record, reservation),
+            #[cfg(unix)]
+            Some(Role::Client(c)) => client::write(&self.state, Some(&c), digest, record),
+            #[cfg(unix)]
+            None => client::write(&self.state, None, digest, record),
+            #[cfg(not(unix))]
+            None => unreachable!("without sockets a process is always its folder's owner"),
+        }
+    }
+
+    /// Queues the removal of a dead record; never waits. A client leaves it to the owner's
+    /// sweeper (which finds expired and invalidated records itself): a removal sent from here
+    /// could land after another process rewrote the key.
+    pub fn discard(&self, digest: u128) {
+        if let Some(Role::Owner(o)) = self.state.role() {
+            o.local.discard(digest);
+        }
+    }
+
+    /// Persists a generation bump and tells the other processes. With `settle`, a close of
+    /// the owner waits (briefly) for the sweep pass that reclaims what it made dead.
+    ///
+    /// # Errors
+    /// If the bump could not be committed (owner) or sent (client).
+    pub fn bump(&self, label: String, generation: u64, settle: bool) -> Result<()> {
+        match self.state.usable_role()? {
+            Role::Owner(o) => owner_bump(&o, label, generation, settle).wait(),
+            #[cfg(unix)]
+            Role::Client(_) => client::bump(&self.state, label, settle),
+        }
+    }
+
+    pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.touch(digest, now_ms, idle),
+            #[cfg(unix)]
+            Some(Role::Client(c)) => c.touch(digest, now_ms, idle),
+            None => {}
+        }
+    }
+
+    /// Waits until everything queued so far is committed (by the owner, for a client).
+    ///
+    /// # Errors
+    /// As [`LocalTier::flush`].
+    pub fn flush(&self) -> Result<()> {
+        match self.state.usable_role()? {
+            Role::Owner(o) => o.local.flush(),
+            #[cfg(unix)]
+            Role::Client(_) => client::simple(&self.state, wire::Request::Flush),
+        }
+    }
+
+    /// Commits, sweeps, evicts and compacts the database file (see `disk/space.rs`).
+    ///
+    /// # Errors
+    /// As [`LocalTier::compact`].
+    pub fn compact(&self) -> Result<()> {
+        match self.state.usable_role()? {
+            Role::Owner(o) => o.local.compact(),
+            #[cfg(unix)]
+            Role::Client(_) => client::simple(&self.state, wire::Request::Compact),
+        }
+    }
+
+    /// Whether a record for `digest` may exist; a client cannot tell without asking, so it
+    /// says yes (the owner ignores a removal of nothing).
+    pub fn may_contain(&self, digest: u128) -> bool {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.may_contain(digest),
+            _ => true,
+        }
+    }
+
+    /// The record of `digest` if it has one, else the right to compute it: see `lease.rs`.
+    pub fn lease(&self, digest: u128, force: bool) -> Result<Lease> {
+        match self.state.usable_role()? {
+            Role::Owner(o) => Ok(owner_lease(&o, digest, force)),
+            #[cfg(unix)]
+            Role::Client(_) => client::lease(&self.state, digest, force),
+        }
+    }
+
+    /// What the warm restart reads through: only the owner has the file to read.
+    pub fn warm_source(&self) -> Option<disk::warm::Source> {
+        match self.state.role() {
+            Some(Role::Owner(o)) => Some(o.local.warm_source()),
+            _ => None,
+        }
+    }
+
+    /// The owner's figures, for a client's [`Stats`](crate::Stats).
+    pub fn owner_stats(&self) -> Option<crate::Stats> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Client(c)) => c.stats(),
+            _ => None,
+        }
+    }
+
+    /// Commits everything queued and runs the asked sweep passes until `until`.
+    ///
+    /// # Errors
+    /// As [`LocalTier::settle`].
+    pub fn settle(&self, until: Instant) -> Result<()> {
+        match self.state.role() {
+            Some(Role::Owner(o)) => o.local.settle(until),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops serving (the clients take over), commits everything queued and releases the
+    /// file; a client just disconnects.
+    ///
+    /// # Errors
+    /// As [`LocalTier::close`].
+    pub fn close(&self) -> Result<()> {
+        self.state.closed.store(true, Ordering::Release);
+        match self.state.role() {
+            Some(Role::Owner(o)) => {
+                o.stop_serving();
+                o.local.close()
+            }
+            #[cfg(unix)]
+            Some(Role::Client(c)) => {
+                c.close();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        if !self.state.closed.load(Ordering::Acquire) {
+            if let Err(e) = self.close() {
+                tracing::error!(error = %e, "closing the cache lost writes");
+            }
+        }
+    }
+}
+
+/// A write of the owner: queued, then sent to the clients, in one step under the key's
+/// stripe lock (the caller's).
+fn owner_write(
+    o: &Arc<Owner>,
+    digest: u128,
+    record: Option<Vec<u8>>,
+    reservation: Option<Reservation>,
+) -> Ticket {
+    let ticket = match record {
+        Some(record) => {
+            let r = match reservation {
+                Some(r) if r.is_held() => r,
+                // Reserved as a client, or a client's write sent again after this process
+                // took over: admitted now.
+                _ => o.local.reserve(record.len()),
+            };
+            o.local.put(digest, record, r)
+        }
+        None => o.local.remove(digest),
+    };
+    #[cfg(unix)]
+    let acks = o.tell(wire::Notice::Forget { digest });
+    #[cfg(not(unix))]
+    let acks = None;
+    Ticket::Owner(ticket, acks)
+}
+
+/// The owner's own read-through asking for a key's lease.
+fn owner_lease(o: &Arc<Owner>, digest: u128, force: bool) -> Lease {
+    match o
+        .leases
+        .ask(digest, Holder::Owner, force, || o.local.read(digest))
+    {
+        Asked::Found(stored) => Lease::Found(stored),
+        Asked::Granted => Lease::Granted(LeaseGuard::Owner(o.clone(), digest)),
+    }
+}
+
+/// An invalidation of the owner: persisted, then sent to the clients.
+pub(crate) fn owner_bump(o: &Arc<Owner>, label: String, generation: u64, settle: bool) -> Ticket {
+    let ticket = o.local.bump(label.clone(), generation, settle);
+    #[cfg(unix)]
+    let acks = o.tell(wire::Notice::Generation { label, generation });
+    #[cfg(not(unix))]
+    let acks = None;
+    Ticket::Owner(ticket, acks)
+}
+
+/// A queued write: wait on it (outside any lock) for its commit, if the durability asks, and
+/// for the other processes to have applied it.
+#[must_use = "a write's outcome is known only by waiting on its ticket"]
+pub(crate) enum Ticket {
+    #[cfg(unix)]
+    Owner(disk::Ticket, Option<peers::Acks>),
+    #[cfg(not(unix))]
+    Owner(disk::Ticket, Option<()>),
+    #[cfg(unix)]
+    Client(client::Sent),
+}
+
+impl Ticket {
+    /// Waits for the commit and the other processes.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the commit failed, the cache is closed, or no owner could be
+    /// reached within `open_timeout`.
+    pub fn wait(self) -> Result<()> {
+        match self {
+            Ticket::Owner(ticket, acks) => {
+                let result = ticket.wait();
+                #[cfg(unix)]
+                if let Some(acks) = acks {
+                    acks.wait();
+                }
+                #[cfg(not(unix))]
+                let _ = acks;
+                result
+            }
+            #[cfg(unix)]
+            Ticket::Client(sent) => sent.wait(),
+        }
+    }
+}
+
+/// What asking for a key's lease gave.
+pub(crate) enum Lease {
+    /// The key has a record: decode it instead of computing.
+    Found(Stored),
+    /// This process computes the key; dropping the guard gives the lease back.
+    Granted(LeaseGuard),
+}
+
+/// A held lease; given back when dropped (after the computed value was stored).
+pub(crate) enum LeaseGuard {
+    Owner(Arc<Owner>, u128),
+    #[cfg(unix)]
+    Client(Arc<client::Client>, u128),
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        match self {
+            LeaseGuard::Owner(o, digest) => o.leases.release(*digest, Holder::Owner),
+            #[cfg(unix)]
+            LeaseGuard::Client(c, digest) => c.release(*digest),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The owner's clients, as far as notices go: each write that replaces or removes a record
+//! and each invalidation is sent to every client but the one that asked for it, and the
+//! call that made it returns only once they all applied it (or were disconnected for not
+//! answering within [`ACK_TIMEOUT`]).
+//!
+//! A notice is numbered per connection and sent in the order of the writes: the owner sends
+//! it inside the key's stripe lock, in the same step as the write (see `ordering.rs`), so a
+//! client applies one key's changes in the owner's order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::wire::{self, Down, Notice};
+use crate::disk::lock;
+
+/// How long a write waits for a client to apply its notice before the client is cut off (it
+/// then drops its whole memory tier before it serves again).
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connected client.
+pub(crate) struct Peer {
+    pub id: u64,
+    /// Frames to send, in order; the connection's sending thread writes them.
+    out: Mutex<(Option<Sender<Vec<u8>>>, u64)>,
+    acked: Mutex<u64>,
+    acked_changed: Condvar,
+    alive: AtomicBool,
+    /// Shuts the connection down (both ways), ending its threads.
+    pub stream: std::os::unix::net::UnixStream,
+}
+
+impl Peer {
+    pub fn new(id: u64, out: Sender<Vec<u8>>, stream: std::os::unix::net::UnixStream) -> Self {
+        Peer {
+            id,
+            out: Mutex::new((Some(out), 0)),
+            acked: Mutex::new(0),
+            acked_changed: Condvar::new(),
+            alive: AtomicBool::new(true),
+            stream,
+        }
+    }
+
+    /// Queues a frame (an answer) to send.
+    pub fn send(&self, frame: Vec<u8>) {
+        if let Some(out) = &lock(&self.out).0 {
+            let _ = out.send(frame);
+        }
+    }
+
+    fn notify(&self, notice: &Notice) -> u64 {
+        let mut out = lock(&self.out);
+        out.1 += 1;
+        let seq = out.1;
+        let frame = wire::frame(&Down::Notice {
+            seq,
+            notice: notice.clone(),
+        });
+        if !out.0.as_ref().is_some_and(|o| o.send(frame).is_ok()) {
+            self.alive.store(false, Ordering::Release);
+        }
+        seq
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// The client applied every notice up to `seq`.
+    pub fn acked(&self, seq: u64) {
+        let mut acked = lock(&self.acked);
+        if seq > *acked {
+            *acked = seq;
+            self.acked_changed.notify_all();
+        }
+    }
+
+    /// Marks the connection dead and lets its sending thread write what is queued (an error
+    /// answer) and then close it.
+    pub fn finish(&self) {
+        self.alive.store(false, Ordering::Release);
+        lock(&self.out).0 = None;
+        let _guard = lock(&self.acked);
+        self.acked_changed.notify_all();
+    }
+
+    /// Marks the connection dead and shuts it down at once: waits for its acknowledgements
+    /// end.
+    pub fn cut(&self) {
+        self.alive.store(false, Ordering::Release);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _guard = lock(&self.acked);
+        self.acked_changed.notify_all();
+    }
+
+    fn wait_acked(&self, seq: u64, deadline: Instant) -> bool {
+        let mut acked = lock(&self.acked);
+        while *acked < seq && self.alive.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            acked = self
+                .acked_changed
+                .wait_timeout(acked, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Every connected client.
+#[derive(Default)]
+pub(crate) struct Peers {
+    peers: Mutex<HashMap<u64, Arc<Peer>>>,
+}
+
+thread_local! {
+    /// The client whose request this thread is applying: its own write is not sent back to it.
+    static ORIGIN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` as the application of client `id`'s request.
+pub(crate) fn on_behalf_of<T>(id: u64, f: impl FnOnce() -> T) -> T {
+    ORIGIN.with(|o| o.set(Some(id)));
+    let out = f();
+    ORIGIN.with(|o| o.set(None));
+    out
+}
+
+impl Peers {
+    /// Adds a client and runs `then` before any change can be sent to it: a change is either
+    /// seen by `then` or sent to the client after it.
+    pub fn add_then(&self, peer: Arc<Peer>, then: impl FnOnce()) {
+        let mut peers = lock(&self.peers);
+        peers.insert(peer.id, peer);
+        then();
+    }
+
+    pub fn remove(&self, id: u64) {
+        lock(&self.peers).remove(&id);
+    }
+
+    pub fn all(&self) -> Vec<Arc<Peer>> {
+        lock(&self.peers).values().cloned().collect()
+    }
+
+    /// Sends `notice` to every client but the origin of the current request; wait on the
+    /// result (outside any lock) for them to apply it.
+    pub fn broadcast(&self, notice: Notice) -> Acks {
+        let origin = ORIGIN.with(|o| o.get());
+        let peers = lock(&self.peers);
+        if peers.is_empty() {
+            return Acks(Vec::new());
+        }
+        let waits = peers
+            .values()
+            .filter(|p| Some(p.id) != origin)
+            .map(|p| (p.clone(), p.notify(&notice)))
+            .collect();
+        Acks(waits)
+    }
+}
+
+/// The clients a change was sent to, and the number of its notice on each connection.
+#[must_use]
+pub(crate) struct Acks(Vec<(Arc<Peer>, u64)>);
+
+impl Acks {
+    /// Waits until every client applied the notice; a client that does not answer within
+    /// [`ACK_TIMEOUT`] is cut off.
+    pub fn wait(self) {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        for (peer, seq) in self.0 {
+            if !peer.wait_acked(seq, deadline) {
+                tracing::warn!(
+                    client = peer.id,
+                    "a client did not apply a change within {ACK_TIMEOUT:?}; disconnecting it"
+                );
+                peer.cut();
+            }
+        }
+    }
+}

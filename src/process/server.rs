@@ -1,0 +1,317 @@
+//! The owner's side: the socket's listener and one set of threads per client.
+//!
+//! Per connection, one thread reads the client's messages and applies them in order (so one
+//! key's writes from that client land in its order); answers that must wait (for a commit,
+//! for the other clients to apply a change) are waited for by a second thread, in order, and
+//! a third writes every outgoing frame. The reading thread never waits for a client, so two
+//! clients waiting for each other's acknowledgements cannot block each other. Lease waits
+//! and compactions, which may be long, get a thread each.
+//!
+//! A connection from another user is closed at once. A message that is malformed, truncated,
+//! oversized or of another version gets an error answer and the connection is closed; the
+//! owner goes on serving the others.
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use super::lease::{Asked, Holder};
+use super::peers::{self, Peer};
+use super::wire::{self, Down, FrameError, Reply, Request, StoredRecord, Up};
+use super::{socket, Owner, State};
+use crate::disk::Stored;
+use crate::Durability;
+
+pub(crate) struct Server {
+    dir: PathBuf,
+    inode: u64,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves the folder's socket.
+    pub fn start(state: &Arc<State>, owner: &Arc<Owner>) -> std::io::Result<Server> {
+        let (listener, inode) = socket::listen(&state.dir)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (stop, state, owner) = (stop.clone(), Arc::downgrade(state), Arc::downgrade(owner));
+            std::thread::Builder::new()
+                .name("tiered-server".into())
+                .spawn(move || accept(&listener, &stop, &state, &owner))?
+        };
+        tracing::debug!(socket = %state.dir.join(socket::SOCKET_FILE).display(), "serving the cache folder");
+        Ok(Server {
+            dir: state.dir.clone(),
+            inode,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// Stops accepting, removes the socket file and ends every connection.
+    pub fn stop(mut self, peers: &peers::Peers) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accepting thread, which then sees `stop`.
+        let woke = socket::connect(&self.dir).is_ok();
+        if let (true, Some(accept)) = (woke, self.accept.take()) {
+            let _ = accept.join();
+        }
+        socket::remove(&self.dir, self.inode);
+        for peer in peers.all() {
+            peer.cut();
+        }
+    }
+}
+
+fn accept(listener: &UnixListener, stop: &AtomicBool, state: &Weak<State>, owner: &Weak<Owner>) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not accept a connection");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
+        match socket::peer_uid(&stream) {
+            Ok(uid) if uid == socket::my_uid() => {}
+            other => {
+                tracing::warn!(peer = ?other, "refused a connection from another user");
+                continue;
+            }
+        }
+        let (state, owner) = (state.clone(), owner.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tiered-conn".into())
+            .spawn(move || serve(stream, &state, &owner));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a thread for a client");
+        }
+    }
+}
+
+/// A reply to send once something is waited for.
+type Job = Box<dyn FnOnce() -> Reply + Send>;
+
+fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    let Ok(mut reader) = stream.try_clone() else {
+        return;
+    };
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let (out, frames) = mpsc::channel::<Vec<u8>>();
+    let peer = Arc::new(Peer::new(id, out, stream));
+    let sending = std::thread::Builder::new()
+        .name("tiered-conn-out".into())
+        .spawn(move || send_frames(writer, &frames));
+    let (jobs, queue) = mpsc::channel::<(u64, Job)>();
+    let waiting = {
+        let peer = peer.clone();
+        std::thread::Builder::new()
+            .name("tiered-conn-wait".into())
+            .spawn(move || {
+                for (id, job) in queue {
+                    let reply = job();
+                    peer.send(wire::frame(&Down::Reply { id, reply }));
+                }
+            })
+    };
+    if sending.is_err() || waiting.is_err() {
+        peer.cut();
+        return;
+    }
+    let mut greeted = false;
+    loop {
+        let up = match wire::read_frame::<Up>(&mut reader) {
+            Ok(up) => up,
+            Err(FrameError::Io(_)) => break,
+            Err(e) => {
+                tracing::warn!(client = id, error = %e, "closing a connection that sent a bad message");
+                reply(&peer, 0, Reply::Error(e.to_string()));
+                break;
+            }
+        };
+        let (Some(state), Some(owner)) = (state.upgrade(), owner.upgrade()) else {
+            reply(&peer, up.id, Reply::Error("the cache is closing".into()));
+            break;
+        };
+        match (greeted, up.request) {
+            (false, Request::Hello { .. }) => {
+                greeted = true;
+                owner.peers.add_then(peer.clone(), || {
+                    // Under the clients' lock: a change made after this snapshot is sent to
+                    // this client as a notice, after this answer.
+                    let generations = state
+                        .gens
+                        .snapshot()
+                        .into_iter()
+                        .map(|(l, g)| (l.to_string(), g))
+                        .collect();
+                    reply(
+                        &peer,
+                        up.id,
+                        Reply::Hello {
+                            pid: std::process::id(),
+                            generations,
+                        },
+                    );
+                });
+            }
+            (false, _) | (true, Request::Hello { .. }) => {
+                reply(
+                    &peer,
+                    up.id,
+                    Reply::Error("expected a greeting first, once".into()),
+                );
+                break;
+            }
+            (true, request) => handle(&state, &owner, &peer, up.id, request, &jobs),
+        }
+    }
+    // Dead first, then its leases: a lease granted meanwhile sees it dead and is given back.
+    peer.finish();
+    if let Some(owner) = owner.upgrade() {
+        owner.peers.remove(id);
+        owner.leases.release_all(Holder::Client(id));
+    }
+}
+
+fn send_frames(mut writer: UnixStream, frames: &mpsc::Receiver<Vec<u8>>) {
+    for frame in frames {
+        if wire::write_frame(&mut writer, &frame).is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown(std::net::Shutdown::Both);
+}
+
+fn reply(peer: &Peer, id: u64, reply: Reply) {
+    peer.send(wire::frame(&Down::Reply { id, reply }));
+}
+
+fn record(stored: Option<Stored>) -> Reply {
+    Reply::Record(stored.map(|s| StoredRecord {
+        bytes: s.bytes.to_vec(),
+        last_access_ms: s.last_access_ms,
+    }))
+}
+
+fn done(result: crate::Result<()>) -> Reply {
+    match result {
+        Ok(()) => Reply::Done,
+        Err(e) => Reply::Error(e.to_string()),
+    }
+}
+
+fn handle(
+    state: &Arc<State>,
+    owner: &Arc<Owner>,
+    peer: &Arc<Peer>,
+    id: u64,
+    request: Request,
+    jobs: &mpsc::Sender<(u64, Job)>,
+) {
+    let Some(inner) = state.inner() else {
+        reply(peer, id, Reply::Error("the cache is closing".into()));
+        return;
+    };
+    let Some(disk) = inner.disk.as_ref() else {
+        return;
+    };
+    // A client that asks for a commit gets its answer after one, whatever this process's
+    // own durability.
+    let batched = state.cfg.durability != Durability::Immediate;
+    let flush_if = move |durable: bool, owner: &Owner| {
+        if durable && batched {
+            owner.local.flush()
+        } else {
+            Ok(())
+        }
+    };
+    let wait = |job: Job| {
+        let _ = jobs.send((id, job));
+    };
+    let client = peer.id;
+    match request {
+        Request::Hello { .. } => {}
+        Request::Read { digest } => reply(peer, id, record(owner.local.read(digest))),
+        Request::Put {
+            digest,
+            record,
+            durable,
+        } => {
+            let ticket = peers::on_behalf_of(client, || inner.apply_put(disk, digest, record));
+            let owner = owner.clone();
+            wait(Box::new(move || {
+                done(ticket.wait().and_then(|()| flush_if(durable, &owner)))
+            }));
+        }
+        Request::Remove { digest, durable } => {
+            let ticket = peers::on_behalf_of(client, || inner.apply_remove(disk, digest));
+            let owner = owner.clone();
+            wait(Box::new(move || {
+                done(ticket.wait().and_then(|()| flush_if(durable, &owner)))
+            }));
+        }
+        Request::Bump {
+            label,
+            settle,
+            durable,
+        } => {
+            let (generation, ticket) =
+                peers::on_behalf_of(client, || inner.bump_served(owner, label, settle));
+            let owner = owner.clone();
+            wait(Box::new(move || {
+                match ticket.wait().and_then(|()| flush_if(durable, &owner)) {
+                    Ok(()) => Reply::Bumped { generation },
+                    Err(e) => Reply::Error(e.to_string()),
+                }
+            }));
+        }
+        Request::Touch {
+            digest,
+            now_ms,
+            idle,
+        } => owner.local.touch(digest, now_ms, idle),
+        Request::Flush => {
+            let owner = owner.clone();
+            wait(Box::new(move || done(owner.local.flush())));
+        }
+        Request::Compact => {
+            let (owner, peer) = (owner.clone(), peer.clone());
+            let _ = std::thread::Builder::new()
+                .name("tiered-compact".into())
+                .spawn(move || reply(&peer, id, done(owner.local.compact())));
+        }
+        Request::Lease { digest, force } => {
+            let (owner, peer) = (owner.clone(), peer.clone());
+            let _ = std::thread::Builder::new()
+                .name("tiered-lease".into())
+                .spawn(move || {
+                    let who = Holder::Client(peer.id);
+                    match owner
+                        .leases
+                        .ask(digest, who, force, || owner.local.read(digest))
+                    {
+                        Asked::Found(stored) => reply(&peer, id, record(Some(stored))),
+                        Asked::Granted if peer.is_alive() => reply(&peer, id, Reply::Granted),
+                        // Its holder is gone: the lease goes back at once.
+                        Asked::Granted => owner.leases.release(digest, who),
+                    }
+                });
+        }
+        Request::Release { digest } => owner.leases.release(digest, Holder::Client(client)),
+        Request::Ack { seq } => peer.acked(seq),
+        Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
+    }
+}

@@ -1,0 +1,126 @@
+//! Who serves the folder: at open, and when a client's owner goes away.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+use super::server::Server;
+use super::{Owner, Role, State};
+use crate::disk::LocalTier;
+use crate::error::{Error, Result};
+
+/// How often a process waiting to open the folder tries again.
+const RETRY: Duration = Duration::from_millis(20);
+
+/// Takes the database if no other process holds it, without waiting.
+fn try_own(state: &State) -> Result<LocalTier> {
+    let mut cfg = state.cfg.clone();
+    cfg.open_timeout = Duration::ZERO;
+    LocalTier::open(
+        cfg,
+        state.clock.clone(),
+        state.counters.clone(),
+        state.gens.clone(),
+    )
+}
+
+/// Opens the folder as its owner or as a client of the process that holds it, waiting up to
+/// `open_timeout` for either (another process may be letting go, or starting to serve).
+pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
+    let deadline = started + state.cfg.open_timeout;
+    loop {
+        let locked = match try_own(state) {
+            Ok(local) => {
+                state.set_first_role(Role::Owner(Owner::new(local)));
+                return Ok(());
+            }
+            Err(locked @ Error::Locked { .. }) => locked,
+            Err(e) => return Err(e),
+        };
+        if let Ok(client) = Client::connect(state) {
+            state.set_first_role(Role::Client(client));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(match locked {
+                Error::Locked { path, pid, .. } => Error::Locked {
+                    path,
+                    pid,
+                    waited: started.elapsed(),
+                },
+                other => other,
+            });
+        }
+        std::thread::sleep(RETRY);
+    }
+}
+
+/// Starts serving the folder's socket (the owner, once its cache exists). A process that
+/// cannot serve still works; other processes then wait for it to let go, as before.
+pub(super) fn serve(state: &Arc<State>, owner: &Arc<Owner>) {
+    match Server::start(state, owner) {
+        Ok(server) => *crate::disk::lock(&owner.server) = Some(server),
+        Err(e) => tracing::warn!(
+            error = %e,
+            folder = %state.dir.display(),
+            "could not serve the cache folder to other processes; they will wait for this one \
+             to close it"
+        ),
+    }
+}
+
+/// A client's owner went away: forget what it may have missed, then take the folder over or
+/// connect to whoever did, in the background. Callers wait meanwhile (`State::usable_role`).
+pub(super) fn owner_gone(state: Weak<State>) {
+    let spawned = std::thread::Builder::new()
+        .name("tiered-takeover".into())
+        .spawn(move || take_over(&state));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start taking over the cache folder");
+    }
+}
+
+fn take_over(state: &Weak<State>) {
+    let mut pause = RETRY;
+    loop {
+        let Some(state) = state.upgrade() else { return };
+        if state.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if matches!(state.role(), Some(Role::Client(ref c)) if !c.is_alive()) {
+            state.set_role(None);
+        }
+        // Notices may have been lost with the connection: no value read before it is kept.
+        forget_persisted(&state);
+        match try_own(&state) {
+            Ok(local) => {
+                let owner = Owner::new(local);
+                state.set_role(Some(Role::Owner(owner.clone())));
+                if state.inner().is_some() {
+                    serve(&state, &owner);
+                }
+                tracing::info!(folder = %state.dir.display(), "took over the cache folder");
+                return;
+            }
+            Err(Error::Locked { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "could not take over the cache folder; retrying"),
+        }
+        if let Ok(client) = Client::connect(&state) {
+            forget_persisted(&state);
+            state.set_role(Some(Role::Client(client)));
+            return;
+        }
+        drop(state);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Drops every value of the memory tier that came from (or went to) the disk, and makes every
+/// read already running skip its promotion: the owner may have changed any of them.
+fn forget_persisted(state: &State) {
+    state.stripes.bump_all();
+    if let Some(inner) = state.inner() {
+        inner.memory.drop_persisted();
+    }
+}
