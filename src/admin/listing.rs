@@ -19,7 +19,8 @@ use super::readable;
 ///
 /// let cache = Cache::open(dir.path())?;
 /// cache.insert_with(&("prices", 3u32), 1.5f64, &Options::new().tags(["prices"]))?;
-/// let entries = cache.entries(&EntryFilter::new())?;
+/// // The filter names the tag, so the listing can show its name (see `tags`).
+/// let entries = cache.entries(&EntryFilter::new().tag("prices"))?;
 /// assert_eq!(entries[0].key, r#"("prices", 3)"#);
 /// assert_eq!(entries[0].tags, ["prices"]);
 /// assert_eq!(entries[0].namespace, None);
