@@ -108,6 +108,35 @@ pub enum Error {
     )]
     Deadlock,
 
+    /// [`Cache::export`](crate::Cache::export) could not write its stream.
+    #[error(
+        "could not write the cache export after {exported} entries: {source}. The export is \
+         incomplete (an import of it stops with an error at the cut); free space or fix the \
+         destination and export again"
+    )]
+    Export {
+        /// Entries written before the failure.
+        exported: u64,
+        /// The writer's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// [`Cache::import`](crate::Cache::import) met a stream it cannot read on: damaged, cut
+    /// short, not an export, or written by a newer `tiered`. The entries before that point
+    /// were imported and stay.
+    #[error(
+        "cache import stopped after {imported} entries: {detail}. The entries before that \
+         point were imported; export again from the source cache (or upgrade tiered if the \
+         export is newer) and import the new file"
+    )]
+    Import {
+        /// Entries imported before the stream stopped being readable.
+        imported: u64,
+        /// What is wrong with the stream.
+        detail: String,
+    },
+
     /// A bug in `tiered` (a panic caught where none should happen). Please report it.
     #[error("internal error in tiered (please report it): {0}")]
     Internal(String),

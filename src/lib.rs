@@ -54,6 +54,7 @@
 //! [moka]: https://docs.rs/moka
 //! [redb]: https://docs.rs/redb
 
+mod admin;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
@@ -80,6 +81,7 @@ mod registry;
 mod signals;
 mod stats;
 
+pub use admin::{EntryFilter, EntryInfo};
 #[cfg(feature = "tokio")]
 pub use async_cache::AsyncCache;
 pub use builder::{CacheBuilder, DamagedFile, Durability};

@@ -264,6 +264,11 @@ impl MemoryTier {
     pub fn len(&self) -> u64 {
         self.moka.entry_count()
     }
+
+    /// Every entry held now, in no order (for the admin functions: `admin/pages.rs`).
+    pub fn entries(&self) -> Vec<(u128, Arc<MemEntry>)> {
+        self.moka.iter().map(|(k, v)| (*k, v)).collect()
+    }
 }
 
 /// What an entry costs besides its key, value and generations: moka's bookkeeping (hash table

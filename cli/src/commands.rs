@@ -1,0 +1,199 @@
+//! The commands: open the folder, do the work through `tiered`'s public API, show the result.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tiered::{Cache, EntryFilter, Explanation};
+
+use crate::progress::{Counting, Progress};
+use crate::show::{self, Output};
+use crate::{exit, Cli, Command, Failure};
+
+/// The database file in a cache folder (`docs/format.md`): its presence says a cache is there.
+const DB_FILE: &str = "tiered.redb";
+/// The default `disk_capacity` of `tiered`; see [`open`] for why the command may use more.
+const DEFAULT_DISK_CAPACITY: u64 = 4 << 30;
+
+pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
+    let out = Output { json: cli.json };
+    let wait = Duration::from_secs(cli.wait);
+    match &cli.command {
+        Command::Stats { dir } => {
+            let cache = open(dir, wait, false)?;
+            let entries = cache.entries(&EntryFilter::new())?;
+            show::stats(&out, &cache.stats(), &entries);
+            Ok(exit::OK)
+        }
+        Command::Ls(ls) => {
+            let cache = open(&ls.dir, wait, false)?;
+            let mut filter = EntryFilter::new();
+            if let Some(ns) = &ls.namespace {
+                filter = filter.namespace(ns);
+            }
+            for t in &ls.tag {
+                filter = filter.tag(t);
+            }
+            if ls.expired {
+                filter = filter.expired_only();
+            }
+            let mut entries = cache.entries(&filter)?;
+            entries.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+            let total = entries.len();
+            if let Some(limit) = ls.limit {
+                entries.truncate(limit);
+            }
+            show::entries(&out, &entries, total);
+            Ok(exit::OK)
+        }
+        Command::Explain {
+            dir,
+            key,
+            namespace,
+        } => {
+            let cache = open(dir, wait, false)?;
+            // The value type is not known here: a read as `IgnoredAny` finds any stored value
+            // "of another type", which is exactly "live" for this question.
+            let why = match namespace {
+                Some(ns) => cache
+                    .namespace(ns)
+                    .explain::<_, serde::de::IgnoredAny>(key.as_str())?,
+                None => cache.explain::<_, serde::de::IgnoredAny>(key.as_str())?,
+            };
+            let live = matches!(why, Explanation::Hit | Explanation::OtherType { .. });
+            show::explanation(&out, key, namespace.as_deref(), &why, live);
+            Ok(if live { exit::OK } else { exit::NOT_LIVE })
+        }
+        Command::Clear {
+            dir,
+            namespace,
+            tag,
+            expired,
+            all,
+        } => {
+            let cache = open(dir, wait, false)?;
+            let bar = Progress::spinner("clearing");
+            let (selector, name, entries) = if let Some(ns) = namespace {
+                let n = cache.entries(&EntryFilter::new().namespace(ns))?.len() as u64;
+                cache.namespace(ns).clear()?;
+                ("namespace", Some(ns.as_str()), n)
+            } else if let Some(t) = tag {
+                let n = cache.entries(&EntryFilter::new().tag(t))?.len() as u64;
+                cache.invalidate_tag(t)?;
+                ("tag", Some(t.as_str()), n)
+            } else if *expired {
+                ("expired", None, cache.clear_expired()?)
+            } else {
+                debug_assert!(*all, "clap requires one selector");
+                let n = cache.entries(&EntryFilter::new())?.len() as u64;
+                cache.clear()?;
+                ("all", None, n)
+            };
+            cache.flush()?;
+            bar.finish();
+            show::cleared(&out, selector, name, entries);
+            Ok(exit::OK)
+        }
+        Command::Purge { dir } => {
+            let cache = open(dir, wait, false)?;
+            let before = cache.stats().disk_file_bytes;
+            let bar = Progress::spinner("compacting");
+            cache.compact()?;
+            bar.finish();
+            show::purged(&out, before, cache.stats().disk_file_bytes);
+            Ok(exit::OK)
+        }
+        Command::Export { dir, file } => {
+            let cache = open(dir, wait, false)?;
+            let bar = Progress::bytes("exporting", None);
+            let to_stdout = file.as_os_str() == "-";
+            let count = if to_stdout {
+                let stdout = io::stdout().lock();
+                cache.export(Counting::new(stdout, &bar))?
+            } else {
+                let f = create(file)?;
+                let count = cache.export(Counting::new(BufWriter::new(&f), &bar))?;
+                f.sync_all().map_err(|e| io_failure(file, &e))?;
+                count
+            };
+            bar.finish();
+            // With the stream on stdout, the summary goes to stderr.
+            show::transferred(&out, "exported", count, to_stdout);
+            Ok(exit::OK)
+        }
+        Command::Import { dir, file } => {
+            let cache = open(dir, wait, true)?;
+            let count = if file.as_os_str() == "-" {
+                let bar = Progress::bytes("importing", None);
+                let count = cache.import(Counting::new(io::stdin().lock(), &bar));
+                bar.finish();
+                count
+            } else {
+                let f = File::open(file).map_err(|e| io_failure(file, &e))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                let bar = Progress::bytes("importing", len);
+                let count = cache.import(Counting::new(BufReader::new(f), &bar));
+                bar.finish();
+                count
+            };
+            let count = count?;
+            cache.flush()?;
+            show::transferred(&out, "imported", count, false);
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Opens the cache in `dir`; unless `create`, a folder without a cache is [`exit::NO_CACHE`].
+///
+/// The command does not know the capacity the app gave the folder: it opens with room for
+/// twice what the folder holds, so that opening it never evicts an entry (a capacity below the
+/// folder's size would make the cache shrink it in the background).
+fn open(dir: &Path, wait: Duration, create: bool) -> Result<Cache, Failure> {
+    if !create && !dir.join(DB_FILE).is_file() {
+        let why = if dir.is_dir() {
+            "the folder holds no tiered.redb"
+        } else {
+            "no such folder"
+        };
+        return Err(Failure {
+            code: exit::NO_CACHE,
+            message: format!("no cache at {} ({why})", dir.display()),
+        });
+    }
+    let held = folder_bytes(dir);
+    Cache::builder()
+        .path(dir)
+        .open_timeout(wait)
+        .warm_restart(0)
+        .memory_capacity(64 << 20)
+        .disk_capacity(DEFAULT_DISK_CAPACITY.max(held.saturating_mul(2)))
+        .open()
+        .map_err(Failure::from)
+}
+
+/// Bytes of the files in `dir` and its `blobs` folder.
+fn folder_bytes(dir: &Path) -> u64 {
+    let files = |d: PathBuf| -> u64 {
+        std::fs::read_dir(d).map_or(0, |entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+    };
+    files(dir.to_path_buf()).saturating_add(files(dir.join("blobs")))
+}
+
+fn create(file: &Path) -> Result<File, Failure> {
+    File::create(file).map_err(|e| io_failure(file, &e))
+}
+
+fn io_failure(path: &Path, e: &io::Error) -> Failure {
+    Failure {
+        code: exit::ERROR,
+        message: format!("{}: {e}", path.display()),
+    }
+}

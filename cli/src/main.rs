@@ -1,0 +1,181 @@
+//! `tiered`: inspect and maintain `tiered` cache folders from the command line.
+//!
+//! Uses only the public API of the `tiered` crate. The commands are in `commands.rs`, how
+//! results are shown (tables for people, JSON for scripts) in `show.rs`, progress bars in
+//! `progress.rs`.
+
+mod commands;
+mod progress;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes: the contract with scripts (also in `--help` and README.md).
+pub(crate) mod exit {
+    /// The command did what it was asked.
+    pub const OK: u8 = 0;
+    /// It failed; the message is on stderr (and with `--json`, `{"error": ...}` on stdout).
+    pub const ERROR: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// DIR holds no cache (and the command does not create one).
+    pub const NO_CACHE: u8 = 3;
+    /// `explain`: the key holds no live value.
+    pub const NOT_LIVE: u8 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  error (message on stderr; with --json also {\"error\": \"...\"} on stdout)
+  2  usage error
+  3  no cache at DIR (only `import` creates a cache folder)
+  4  explain: the key holds no live value
+
+A folder another process has open waits --wait seconds, then fails (exit 1) naming that
+process; stop it or retry when it is done.";
+
+/// Inspect and maintain tiered cache folders.
+#[derive(Parser, Debug)]
+#[command(name = "tiered", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print JSON for scripts instead of tables (field names are stable; see README.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for another process to let go of the folder.
+    #[arg(long, global = true, default_value_t = 2, value_name = "SECS")]
+    pub wait: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Sizes and entry counts of a cache folder.
+    Stats {
+        /// The cache folder.
+        dir: PathBuf,
+    },
+    /// List entries: namespace, key, tags, size, expiry.
+    Ls(Ls),
+    /// Say why KEY is or is not a live entry (expired when, invalidated by what…).
+    ///
+    /// KEY is read as a string key (`cache.insert("KEY", ..)`); keys of other types
+    /// (numbers, tuples, structs) cannot be named here: `tiered ls` shows them. Of keys
+    /// already dropped, only what the folder still holds can be told: a key removed or
+    /// invalidated and reclaimed reads as never written.
+    Explain {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The key, as a string.
+        key: String,
+        /// The key's namespace (default: the cache's own keys).
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+    },
+    /// Drop entries: one namespace, one tag, the expired ones, or all.
+    #[command(group(clap::ArgGroup::new("selector").required(true).multiple(false)))]
+    Clear {
+        /// The cache folder.
+        dir: PathBuf,
+        /// Drop every entry of this namespace.
+        #[arg(long, value_name = "NS", group = "selector")]
+        namespace: Option<String>,
+        /// Drop every entry with this tag, in every namespace.
+        #[arg(long, value_name = "T", group = "selector")]
+        tag: Option<String>,
+        /// Drop the expired entries now.
+        #[arg(long, group = "selector")]
+        expired: bool,
+        /// Drop every entry.
+        #[arg(long, group = "selector")]
+        all: bool,
+    },
+    /// Give disk space back: delete dead records and compact the database file.
+    Purge {
+        /// The cache folder.
+        dir: PathBuf,
+    },
+    /// Write every live entry to FILE (`-`: stdout), for `tiered import`.
+    Export {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The file to write, or `-` for stdout.
+        file: PathBuf,
+    },
+    /// Store the entries of an export in DIR (created if missing).
+    Import {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The export to read, or `-` for stdin.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct Ls {
+    /// The cache folder.
+    pub dir: PathBuf,
+    /// Only entries of this namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only entries with this tag (repeat for entries with all of them).
+    #[arg(long, value_name = "T")]
+    pub tag: Vec<String>,
+    /// Only expired entries not yet reclaimed.
+    #[arg(long)]
+    pub expired: bool,
+    /// Show at most N entries (sorted by namespace, then key).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// How a command failed: its exit code and message.
+pub(crate) struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<tiered::Error> for Failure {
+    fn from(e: tiered::Error) -> Self {
+        let mut message = e.to_string();
+        if matches!(e, tiered::Error::Locked { .. }) {
+            message.push_str(" (tiered: wait longer with --wait SECS)");
+        }
+        Failure {
+            code: exit::ERROR,
+            message,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match commands::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("tiered: {}", f.message);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": f.message, "code": f.code })
+                );
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! How results are shown: a table (or a sentence) for people, JSON for scripts. The JSON
+//! field names are a contract with scripts: README.md lists them; add fields, never rename.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use serde_json::{json, Value};
+use tiered::{EntryInfo, Explanation, Stats};
+
+pub(crate) struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    fn print(&self, json: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{}", human());
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo]) {
+    let expired = entries.iter().filter(|e| e.expired).count() as u64;
+    let live = entries.len() as u64 - expired;
+    let json = json!({
+        "entries": s.entries,
+        "live_entries": live,
+        "expired_entries": expired,
+        "memory_bytes": s.memory_bytes,
+        "disk_bytes": s.disk_bytes,
+        "disk_file_bytes": s.disk_file_bytes,
+        "memory_hits": s.memory_hits,
+        "disk_hits": s.disk_hits,
+        "misses": s.misses,
+        "inserts": s.inserts,
+        "evictions": s.evictions,
+        "expirations": s.expirations,
+        "invalidations": s.invalidations,
+        "type_mismatches": s.type_mismatches,
+        "damaged_records": s.damaged_records,
+        "disk_failures": s.disk_failures,
+        "warm_loaded": s.warm_loaded,
+        "too_large_for_memory": s.too_large_for_memory,
+    });
+    out.print(json, || {
+        let mut t = table(&["", "value"]);
+        let rows: [(&str, String); 6] = [
+            ("records", s.entries.to_string()),
+            ("live entries", live.to_string()),
+            ("expired, not yet reclaimed", expired.to_string()),
+            ("bytes in records", bytes(s.disk_bytes)),
+            ("bytes of files", bytes(s.disk_file_bytes)),
+            ("damaged records found", s.damaged_records.to_string()),
+        ];
+        for (name, value) in rows {
+            t.add_row(vec![
+                Cell::new(name),
+                Cell::new(value).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        t.to_string()
+    });
+}
+
+pub(crate) fn entries(out: &Output, entries: &[EntryInfo], total: usize) {
+    let json = json!({
+        "total": total,
+        "entries": entries.iter().map(|e| json!({
+            "namespace": e.namespace,
+            "key": e.key,
+            "tags": e.tags,
+            "bytes": e.bytes,
+            "type": e.type_name,
+            "created_ms": ms(e.created),
+            "expires_ms": e.expires.map(ms),
+            "expired": e.expired,
+        })).collect::<Vec<_>>(),
+    });
+    out.print(json, || {
+        let mut t = table(&["namespace", "key", "tags", "size", "expires"]);
+        let now = SystemTime::now();
+        for e in entries {
+            t.add_row(vec![
+                Cell::new(e.namespace.as_deref().unwrap_or("")),
+                Cell::new(&e.key),
+                Cell::new(e.tags.join(", ")),
+                Cell::new(bytes(e.bytes)).set_alignment(CellAlignment::Right),
+                Cell::new(expires(e, now)),
+            ]);
+        }
+        let mut s = t.to_string();
+        if total > entries.len() {
+            s.push_str(&format!(
+                "\n{} of {total} entries shown (raise --limit)",
+                entries.len()
+            ));
+        } else if total == 0 {
+            s = "no entries".to_string();
+        }
+        s
+    });
+}
+
+pub(crate) fn explanation(
+    out: &Output,
+    key: &str,
+    namespace: Option<&str>,
+    why: &Explanation,
+    live: bool,
+) {
+    let kind = match why {
+        Explanation::Hit | Explanation::OtherType { .. } => "live",
+        Explanation::NeverWritten => "never_written",
+        Explanation::Expired { .. } => "expired",
+        Explanation::Invalidated { .. } => "invalidated",
+        Explanation::Evicted => "evicted",
+        Explanation::Removed => "removed",
+        Explanation::OutdatedShape => "outdated_shape",
+        Explanation::Damaged => "damaged",
+        Explanation::WrittenByAnotherVersion => "another_version",
+        Explanation::DiskOutOfService { .. } => "disk_out_of_service",
+        _ => "other",
+    };
+    let text = match why {
+        Explanation::OtherType { .. } => "a live value: a read of its type hits".to_string(),
+        other => other.to_string(),
+    };
+    let json = json!({
+        "namespace": namespace,
+        "key": key,
+        "live": live,
+        "kind": kind,
+        "explanation": text,
+    });
+    out.print(json, || format!("{key:?}: {text}"));
+}
+
+pub(crate) fn cleared(out: &Output, selector: &str, name: Option<&str>, entries: u64) {
+    let json = json!({ "selector": selector, "name": name, "entries": entries });
+    out.print(json, || match (selector, name) {
+        ("expired", _) => format!("{entries} expired entries deleted"),
+        ("all", _) => format!("{entries} entries cleared"),
+        (what, Some(name)) => format!("{what} {name:?} cleared ({entries} entries)"),
+        (what, None) => format!("{what} cleared ({entries} entries)"),
+    });
+}
+
+pub(crate) fn purged(out: &Output, before: u64, after: u64) {
+    let json = json!({ "file_bytes_before": before, "file_bytes_after": after });
+    out.print(json, || {
+        format!(
+            "files: {} before, {} after ({} reclaimed)",
+            bytes(before),
+            bytes(after),
+            bytes(before.saturating_sub(after))
+        )
+    });
+}
+
+/// `{"exported": n}` or `{"imported": n}`; on stderr when stdout carries the stream.
+pub(crate) fn transferred(out: &Output, what: &str, count: u64, to_stderr: bool) {
+    let line = if out.json {
+        json!({ what: count }).to_string()
+    } else {
+        format!("{count} entries {what}")
+    };
+    if to_stderr {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn expires(e: &EntryInfo, now: SystemTime) -> String {
+    match e.expires {
+        None => "never".to_string(),
+        Some(at) => match at.duration_since(now) {
+            Ok(left) => format!("in {}", span(left.as_secs())),
+            Err(past) => format!("expired {} ago", span(past.duration().as_secs())),
+        },
+    }
+}
+
+fn span(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

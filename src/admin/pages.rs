@@ -1,0 +1,371 @@
+//! The admin work, a page at a time, on the engine: listing, export, import and clearing
+//! expired entries. The public [`Cache`](crate::Cache) methods loop over pages, so that a
+//! process that does not own the folder can have the owner serve each page (the cursor is the
+//! last key digest seen, `None` to start and when done).
+
+use std::collections::HashSet;
+
+use super::listing::{self, EntryFilter, EntryInfo};
+use super::readable;
+use super::transfer::{Exported, ExportedTag};
+use crate::disk::{blobs, Ticket};
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::expiry::Expiry;
+use crate::generations;
+use crate::key::ScopeName;
+use crate::memory::{self, MemEntry, Raw, Value};
+use crate::record::{self, Dead, Meta};
+use crate::stats::Counters;
+
+impl Inner {
+    /// The entries of the disk tier among the next `max` records after `after` that `filter`
+    /// lets through, and the cursor to continue from (`None`: done). Live and expired
+    /// entries are listed; invalidated, damaged and outdated records are not (they are gone
+    /// for users). A cache in memory only lists nothing.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the disk tier is out of service.
+    pub(crate) fn list_page(
+        &self,
+        filter: &EntryFilter,
+        after: Option<u128>,
+        max: usize,
+    ) -> Result<(Vec<EntryInfo>, Option<u128>)> {
+        let Some(disk) = &self.disk else {
+            return Ok((Vec::new(), None));
+        };
+        let (page, cursor) = disk.scan(after, max)?;
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for s in &page {
+            let Ok(rec) = record::decode(&s.bytes) else {
+                continue;
+            };
+            let expired = match rec.judge(s.digest, now, s.last_access_ms, &self.gens) {
+                None => false,
+                // Judged expired before stale: an expired entry may be invalidated too, and
+                // then it is gone for users.
+                Some(Dead::Expired) if self.gens.is_current(rec.generations()) => true,
+                Some(_) => continue,
+            };
+            let Some(d) = listing::describe(&rec) else {
+                continue;
+            };
+            if !filter.matches(&d, expired) {
+                continue;
+            }
+            let last = s.last_access_ms.unwrap_or(0).max(rec.meta.created_ms);
+            let at = rec.meta.expiry.expired_at(last);
+            let blob_len = rec.blob().map_or(0, |b| b.len);
+            out.push(EntryInfo {
+                key: readable::render(d.key),
+                tags: d
+                    .tag_ids
+                    .iter()
+                    .map(|id| {
+                        listing::tag_name(*id, &filter.tags, &self.gens)
+                            .unwrap_or_else(|| listing::unknown_tag(*id))
+                    })
+                    .collect(),
+                namespace: d.namespace,
+                bytes: (s.bytes.len() as u64).saturating_add(blob_len),
+                created: listing::time_of(rec.meta.created_ms),
+                expires: (at != u64::MAX).then(|| listing::time_of(at)),
+                expired,
+                type_name: crate::fingerprint::name_of(rec.meta.type_name_id)
+                    .map_or_else(|| format!("#{:08x}", rec.meta.type_name_id), str::to_string),
+            });
+        }
+        Ok((out, cursor))
+    }
+
+    /// The live entries among the next `max` records after `after`, ready to export, and the
+    /// cursor to continue from. A record whose side file is missing or damaged is left out
+    /// (a read would find it a miss). A cache in memory only exports nothing: its values are
+    /// held decoded, and their types are not known here.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the disk tier is out of service.
+    pub(crate) fn export_page(
+        &self,
+        after: Option<u128>,
+        max: usize,
+    ) -> Result<(Vec<Exported>, Option<u128>)> {
+        let Some(disk) = &self.disk else {
+            return Ok((Vec::new(), None));
+        };
+        let (page, cursor) = disk.scan(after, max)?;
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for s in &page {
+            let Ok(rec) = record::decode(&s.bytes) else {
+                continue;
+            };
+            if rec
+                .judge(s.digest, now, s.last_access_ms, &self.gens)
+                .is_some()
+            {
+                continue;
+            }
+            let Some(d) = listing::describe(&rec) else {
+                continue;
+            };
+            let payload = match rec.blob() {
+                None => rec.payload.to_vec(),
+                Some(blob) => match disk.try_read_blob(&blob) {
+                    Ok(bytes) => bytes,
+                    Err(why) => {
+                        tracing::warn!(why, "export: a side file is unreadable; entry left out");
+                        continue;
+                    }
+                },
+            };
+            out.push(Exported {
+                key: rec.key.to_vec(),
+                namespace: d.namespace,
+                tags: d
+                    .tag_ids
+                    .iter()
+                    .map(|id| ExportedTag {
+                        name: listing::tag_name(*id, &[], &self.gens),
+                        id: *id,
+                    })
+                    .collect(),
+                fingerprint: rec.meta.fingerprint,
+                type_name_id: rec.meta.type_name_id,
+                self_describing: rec.meta.self_describing,
+                created_ms: rec.meta.created_ms,
+                deadline_ms: rec.meta.expiry.deadline_ms,
+                idle_ms: rec.meta.expiry.idle_ms,
+                payload,
+            });
+        }
+        Ok((out, cursor))
+    }
+
+    /// Stores exported entries through the write path, stamped with this cache's current
+    /// generations (so `invalidate_tag` and `clear` here reach them); returns how many were
+    /// stored. Entries already expired are skipped. An idle limit counts from the import.
+    ///
+    /// # Errors
+    /// [`Error::Import`] for an entry whose key or tags do not hold together (its stream
+    /// was forged or damaged past its checksum; the entries before it are stored);
+    /// [`Error::TooLarge`], and with `Durability::Immediate` [`Error::Storage`], as
+    /// [`Cache::insert`](crate::Cache::insert).
+    pub(crate) fn import_entries(&self, entries: Vec<Exported>) -> Result<u64> {
+        let mut stored = 0;
+        for entry in entries {
+            match self.import_one(entry) {
+                Ok(true) => stored += 1,
+                Ok(false) => {}
+                Err(Error::Import { detail, .. }) => {
+                    return Err(Error::Import {
+                        imported: stored,
+                        detail,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Deletes every expired entry from both tiers now; returns how many keys it dropped.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the disk tier is out of service.
+    pub(crate) fn clear_expired_now(&self) -> Result<u64> {
+        let mut dropped: HashSet<u128> = HashSet::new();
+        if let Some(disk) = &self.disk {
+            let mut after = None;
+            loop {
+                let (page, cursor) = disk.scan(after, 1024)?;
+                let now = self.clock.now_ms();
+                for s in &page {
+                    let Ok(rec) = record::decode(&s.bytes) else {
+                        continue;
+                    };
+                    // Invalidated ones are gone for users already; the sweeper takes them.
+                    if rec.judge(s.digest, now, s.last_access_ms, &self.gens) != Some(Dead::Expired)
+                        || !self.gens.is_current(rec.generations())
+                    {
+                        continue;
+                    }
+                    let last = s.last_access_ms.unwrap_or(0).max(rec.meta.created_ms);
+                    let at = rec.meta.expiry.expired_at(last);
+                    let mut held = self.stripes.lock(s.digest);
+                    // Unless a write replaced it since the page was read.
+                    let same = disk
+                        .read(s.digest)
+                        .is_some_and(|now| now.bytes[..] == s.bytes[..]);
+                    if !same {
+                        continue;
+                    }
+                    held.bump();
+                    self.memory.remove(s.digest);
+                    disk.discard(s.digest);
+                    drop(held);
+                    self.counters.count_dead(Dead::Expired);
+                    self.counters
+                        .graveyard
+                        .bury(s.digest, crate::explain::expired(at));
+                    dropped.insert(s.digest);
+                }
+                after = match cursor {
+                    Some(c) => Some(c),
+                    None => break,
+                };
+            }
+        }
+        let now = self.clock.now_ms();
+        for (digest, entry) in self.memory.entries() {
+            let last = entry
+                .last_access_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if dropped.contains(&digest)
+                || !entry.expiry.is_expired(now, last)
+                || !self.gens.is_current(entry.gens.iter().copied())
+            {
+                continue;
+            }
+            let mut held = self.stripes.lock(digest);
+            if !self.memory.holds(digest, &entry) {
+                continue;
+            }
+            held.bump();
+            self.memory.remove(digest);
+            drop(held);
+            self.counters.count_dead(Dead::Expired);
+            self.counters.graveyard.bury(
+                digest,
+                crate::explain::expired(entry.expiry.expired_at(last)),
+            );
+            dropped.insert(digest);
+        }
+        Ok(dropped.len() as u64)
+    }
+
+    /// Stores one exported entry; `false` if it had expired.
+    fn import_one(&self, e: Exported) -> Result<bool> {
+        let damaged = |detail: String| Error::Import {
+            imported: 0,
+            detail,
+        };
+        let now = self.clock.now_ms();
+        let expiry = Expiry {
+            deadline_ms: e.deadline_ms,
+            idle_ms: e.idle_ms,
+        };
+        if expiry.is_expired(now, now) {
+            return Ok(false);
+        }
+        let Some((namespace, _)) = readable::split_scope(&e.key) else {
+            return Err(damaged("an entry's key has no valid scope".into()));
+        };
+        if namespace != e.namespace {
+            return Err(damaged(format!(
+                "an entry's namespace ({:?}) is not its key's ({namespace:?})",
+                e.namespace
+            )));
+        }
+        let scope = namespace
+            .as_deref()
+            .map_or_else(ScopeName::root, ScopeName::named);
+        let mut ids = vec![
+            generations::id(generations::ALL),
+            generations::id(&generations::namespace_label(&scope)),
+        ];
+        for tag in &e.tags {
+            if let Some(name) = &tag.name {
+                if generations::id(&generations::tag_label(name)) != tag.id {
+                    return Err(damaged(format!("tag {name:?} does not match its id")));
+                }
+            }
+            if !ids.contains(&tag.id) {
+                ids.push(tag.id);
+            }
+        }
+        let digest = xxhash_rust::xxh3::xxh3_128(&e.key);
+        let stamp = self.gens.stamp(&ids);
+        let in_blob = self.disk.is_some() && e.payload.len() >= blobs::THRESHOLD;
+        let meta = Meta {
+            fingerprint: e.fingerprint,
+            type_name_id: e.type_name_id,
+            self_describing: e.self_describing,
+            in_blob,
+            expiry,
+            created_ms: e.created_ms,
+        };
+        let Some(disk) = &self.disk else {
+            // In memory only: held undecoded, as a warm restart holds it; the first read as
+            // its type decodes it.
+            let weight = memory::raw_weight(e.key.len(), e.payload.len(), stamp.len());
+            let mut held = self.stripes.lock(digest);
+            held.bump();
+            self.flights.detach(digest);
+            self.memory.insert(
+                digest,
+                MemEntry {
+                    value: Value::Raw(Raw {
+                        payload: e.payload.into_boxed_slice(),
+                        meta,
+                    }),
+                    key: e.key.into_boxed_slice(),
+                    expiry,
+                    last_access_ms: now.into(),
+                    disk_touch_ms: now.into(),
+                    gens: stamp.into_boxed_slice(),
+                    checked_epoch: 0.into(),
+                    weight,
+                    on_disk: false,
+                    written_at: held.version(),
+                },
+            );
+            Counters::bump(&self.counters.inserts);
+            return Ok(true);
+        };
+        let size = (e.payload.len() + e.key.len() + 16 * stamp.len() + 64) as u64;
+        if size > disk.capacity() {
+            return Err(Error::TooLarge {
+                what: format!(
+                    "an imported value of type {}",
+                    crate::fingerprint::describe(e.type_name_id)
+                ),
+                bytes: size,
+                capacity: disk.capacity(),
+            });
+        }
+        // As `engine/write.rs` stores a value: room first (back-pressure, no lock held), a
+        // large payload to its side file before its record is queued, then both tiers under
+        // the key's stripe lock.
+        let side = in_blob.then(|| disk.reserve_side(e.payload.len()));
+        let payload = if in_blob {
+            disk.write_blob(&e.payload)?.to_bytes().to_vec()
+        } else {
+            e.payload
+        };
+        let mut record = record::encode(&meta, &stamp, &e.key, &payload);
+        let reservation = disk.reserve(record.len());
+        let reservation = match side {
+            Some(side) => reservation.with_side(side),
+            None => reservation,
+        };
+        let ticket: Ticket = {
+            let mut held = self.stripes.lock(digest);
+            if !self.gens.is_current(stamp.iter().copied()) {
+                // An invalidation came since the stamp: this write lands after it.
+                let fresh = self.gens.stamp(&ids);
+                record = record::encode(&meta, &fresh, &e.key, &payload);
+            }
+            held.bump();
+            self.flights.detach(digest);
+            // The memory tier may hold an older value of the key: the import replaces it.
+            self.memory.remove(digest);
+            disk.put(digest, record, reservation)
+        };
+        Counters::bump(&self.counters.inserts);
+        ticket.wait()?;
+        Ok(true)
+    }
+}
