@@ -10,9 +10,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use super::tables::{last_access, ACCESS, RECORDS};
-use super::{blobs, lock, DiskTier};
+use super::{lock, LocalTier};
 use crate::error::Result;
-use crate::record::BlobRef;
 
 /// One record as a page holds it, copied out of the database.
 pub(crate) struct Scanned {
@@ -22,7 +21,7 @@ pub(crate) struct Scanned {
     pub last_access_ms: Option<u64>,
 }
 
-impl DiskTier {
+impl LocalTier {
     /// Up to `max` records (at least one) whose digest comes after `after`, and the cursor to
     /// continue from: the last digest scanned, or `None` when the table has no more.
     ///
@@ -100,10 +99,5 @@ impl DiskTier {
             }
         }
         Ok((page, cursor))
-    }
-
-    /// A side file's bytes, or why they cannot be read (missing, damaged).
-    pub fn try_read_blob(&self, blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
-        blobs::try_read(&self.shared.dir, blob)
     }
 }

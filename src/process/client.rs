@@ -401,3 +401,50 @@ pub(super) fn lease(state: &Arc<State>, digest: u128, force: bool) -> Result<Lea
         }
     }
 }
+
+/// A page of records, from whoever serves the folder. The owner bounds a page's bytes, so a
+/// page may hold fewer than `max` records.
+pub(super) fn scan(
+    state: &Arc<State>,
+    after: Option<u128>,
+    max: usize,
+) -> Result<(Vec<crate::disk::scan::Scanned>, Option<u128>)> {
+    let max = u32::try_from(max).unwrap_or(u32::MAX);
+    loop {
+        match state.usable_role()? {
+            Role::Owner(o) => return o.local.scan(after, max as usize),
+            Role::Client(c) => match c.request(&Request::Scan { after, max }) {
+                Some(Reply::Scanned { records, next }) => {
+                    let page = records
+                        .into_iter()
+                        .map(|r| crate::disk::scan::Scanned {
+                            digest: r.digest,
+                            bytes: r.bytes.into(),
+                            last_access_ms: r.last_access_ms,
+                        })
+                        .collect();
+                    return Ok((page, next));
+                }
+                Some(other) => return Err(unexpected(state, other)),
+                None => continue,
+            },
+        }
+    }
+}
+
+/// Expired entries dropped by whoever serves the folder.
+pub(super) fn clear_expired(state: &Arc<State>) -> Result<u64> {
+    loop {
+        match state.usable_role()? {
+            Role::Owner(_) => match state.inner() {
+                Some(inner) => return inner.clear_expired_now(),
+                None => return Ok(0),
+            },
+            Role::Client(c) => match c.request(&Request::ClearExpired) {
+                Some(Reply::Count(n)) => return Ok(n),
+                Some(other) => return Err(unexpected(state, other)),
+                None => continue,
+            },
+        }
+    }
+}

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
+use crate::disk::scan::Scanned;
 use crate::disk::{self, blobs, lock, DiskConfig, LocalTier, Reservation, SideReservation, Stored};
 use crate::engine::Inner;
 use crate::error::{Error, Result};
@@ -426,6 +427,36 @@ impl DiskTier {
             Role::Owner(o) => Ok(owner_lease(&o, digest, force)),
             #[cfg(unix)]
             Role::Client(_) => client::lease(&self.state, digest, force),
+        }
+    }
+
+    /// Up to `max` records after `after`, in digest order: see `disk/scan.rs`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the tier is out of service or the owner could not be reached.
+    pub fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
+        match self.state.usable_role()? {
+            Role::Owner(o) => o.local.scan(after, max),
+            #[cfg(unix)]
+            Role::Client(_) => client::scan(&self.state, after, max),
+        }
+    }
+
+    /// A side file's bytes, or why they cannot be read (missing, damaged).
+    pub fn try_read_blob(
+        &self,
+        blob: &crate::record::BlobRef,
+    ) -> std::result::Result<Vec<u8>, String> {
+        blobs::try_read(&self.state.dir, blob)
+    }
+
+    /// For a client: the owner drops every expired entry and says how many. `None` for the
+    /// owner, which does it itself.
+    pub fn clear_expired_by_owner(&self) -> Option<Result<u64>> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Client(_)) | None => Some(client::clear_expired(&self.state)),
+            _ => None,
         }
     }
 

@@ -206,6 +206,33 @@ fn record(stored: Option<Stored>) -> Reply {
     }))
 }
 
+/// The most record bytes one scan answer carries, well under the frame's bound.
+const SCAN_BYTES: usize = wire::MAX_FRAME / 4;
+
+/// A page of records for a client, cut short (with its cursor) past [`SCAN_BYTES`].
+fn scanned(owner: &Owner, after: Option<u128>, max: u32) -> Reply {
+    let (page, mut next) = match owner.local.scan(after, max as usize) {
+        Ok(page) => page,
+        Err(e) => return Reply::Error(e.to_string()),
+    };
+    let mut records = Vec::with_capacity(page.len());
+    let mut bytes = 0;
+    for s in page {
+        if bytes > 0 && bytes + s.bytes.len() > SCAN_BYTES {
+            // Cut short: the client goes on after the last record it got.
+            next = records.last().map(|r: &wire::ScannedRecord| r.digest);
+            break;
+        }
+        bytes += s.bytes.len();
+        records.push(wire::ScannedRecord {
+            digest: s.digest,
+            bytes: s.bytes.to_vec(),
+            last_access_ms: s.last_access_ms,
+        });
+    }
+    Reply::Scanned { records, next }
+}
+
 fn done(result: crate::Result<()>) -> Reply {
     match result {
         Ok(()) => Reply::Done,
@@ -313,5 +340,18 @@ fn handle(
         Request::Release { digest } => owner.leases.release(digest, Holder::Client(client)),
         Request::Ack { seq } => peer.acked(seq),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
+        Request::Scan { after, max } => reply(peer, id, scanned(owner, after, max)),
+        Request::ClearExpired => {
+            let peer = peer.clone();
+            let _ = std::thread::Builder::new()
+                .name("tiered-clear".into())
+                .spawn(move || {
+                    let answer = match inner.clear_expired_now() {
+                        Ok(n) => Reply::Count(n),
+                        Err(e) => Reply::Error(e.to_string()),
+                    };
+                    reply(&peer, id, answer);
+                });
+        }
     }
 }

@@ -79,6 +79,10 @@ pub(crate) enum Request {
         seq: u64,
     },
     Stats,
+    /// Up to `max` records after `after`, in digest order (see `disk/scan.rs`).
+    Scan { after: Option<u128>, max: u32 },
+    /// Drop every expired entry now.
+    ClearExpired,
 }
 
 /// The owner's message: an answer to a request, or a notice of a change.
@@ -102,6 +106,11 @@ pub(crate) enum Reply {
     /// The lease is this client's: compute, store, release.
     Granted,
     Stats(Box<crate::Stats>),
+    Scanned {
+        records: Vec<ScannedRecord>,
+        next: Option<u128>,
+    },
+    Count(u64),
     /// The request failed; the text says why.
     Error(String),
 }
@@ -109,6 +118,14 @@ pub(crate) enum Reply {
 /// A record as the owner read it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StoredRecord {
+    pub bytes: Vec<u8>,
+    pub last_access_ms: Option<u64>,
+}
+
+/// A record of a scan.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ScannedRecord {
+    pub digest: u128,
     pub bytes: Vec<u8>,
     pub last_access_ms: Option<u64>,
 }
