@@ -35,8 +35,9 @@ Exit codes:
   3  no cache at DIR (only `import` creates a cache folder)
   4  explain: the key holds no live value
 
-A folder another process has open waits --wait seconds, then fails (exit 1) naming that
-process; stop it or retry when it is done.";
+A folder an app has open is used through that app's process: the command sees the app's
+entries and its changes reach the app at its next read. If that process cannot be reached,
+the command waits --wait seconds for it to let go, then fails (exit 1) naming it.";
 
 /// Inspect and maintain tiered cache folders.
 #[derive(Parser, Debug)]
@@ -47,7 +48,7 @@ pub(crate) struct Cli {
     /// Print JSON for scripts instead of tables (field names are stable; see README.md).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Seconds to wait for another process to let go of the folder.
+    /// Seconds to wait for a process that holds the folder and cannot be reached to let go.
     #[arg(long, global = true, default_value_t = 2, value_name = "SECS")]
     pub wait: u64,
 }
