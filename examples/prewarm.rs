@@ -21,14 +21,18 @@ use tiered::{Cache, Options};
 
 /// Stands in for the nightly export the app would otherwise query at its first request.
 fn price(day: u32) -> Vec<f64> {
-    (0..4).map(|i| f64::from(day) + f64::from(i) * 0.25).collect()
+    (0..4)
+        .map(|i| f64::from(day) + f64::from(i) * 0.25)
+        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().unwrap_or_else(|| "./.cache/app".into());
     let count: u32 = match args.next() {
-        Some(n) => n.parse().map_err(|e| format!("COUNT must be a number: {e}"))?,
+        Some(n) => n
+            .parse()
+            .map_err(|e| format!("COUNT must be a number: {e}"))?,
         None => 10_000,
     };
     let started = Instant::now();

@@ -15,6 +15,8 @@
 //! - `open_1m`: opening a 1,000,000-entry cache after a clean close and after a SIGKILL.
 //! - `large_64mib`: one 64 MiB value inserted and flushed, and read back from disk, vs
 //!   `std::fs::write` + fsync and `std::fs::read` of the same bytes.
+//! - `client_read`: a client process's read through the folder's owner (not in its memory
+//!   tier) vs the owner's own disk hit of the same entry.
 //! - Bytes per entry (printed, not timed): the folder per 100 B entry vs raw redb.
 //!
 //! Run: `cargo bench --bench engine` (a group alone: `cargo bench --bench engine -- open_1m`).
@@ -32,6 +34,7 @@ mod invalidate;
 mod large;
 mod memoize;
 mod open;
+mod processes;
 
 const KEYS: usize = 1_000;
 const RAW: TableDefinition<u128, &[u8]> = TableDefinition::new("raw");
@@ -124,6 +127,7 @@ criterion_group! {
         .sample_size(30);
     // invalidate_tag last: it invalidates the 1,000,000 entries open_1m opens.
     targets = hits::memory_hit, memoize::memoize_hit, hits::disk_hit, hits::disk_hit_after_reopen,
+        processes::client_read,
         inserts::insert_10k, inserts::insert_10k_16k, inserts::insert_threads,
         large::large_64mib, open::open_1m, open::bytes_per_entry,
         invalidate::invalidate_tag
@@ -133,6 +137,10 @@ fn main() {
     // A child of `open_1m`: writes into the cache, then kills itself mid-batch.
     if let Ok(dir) = std::env::var(open::CHILD_ENV) {
         open::child_killed_mid_batch(std::path::Path::new(&dir));
+    }
+    // The owner of `client_read`'s folder.
+    if let Ok(dir) = std::env::var(processes::OWNER_ENV) {
+        processes::owner_child(std::path::Path::new(&dir));
     }
     engine();
     Criterion::default().configure_from_args().final_summary();

@@ -25,7 +25,9 @@ fn child_app() {
     let prices = cache.namespace("prices");
     let tagged = Options::new().tags(["prices"]);
     for day in 1..=3u32 {
-        prices.insert_with(&("eu", day), 100.0 + f64::from(day), &tagged).unwrap();
+        prices
+            .insert_with(&("eu", day), 100.0 + f64::from(day), &tagged)
+            .unwrap();
     }
     cache.insert("motd", "hello".to_string()).unwrap();
     cache.insert(&("user", 7u64), "ann".to_string()).unwrap();
@@ -53,7 +55,13 @@ struct App {
 impl App {
     fn start(dir: &std::path::Path) -> App {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["child_app", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_app",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR, dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -74,7 +82,10 @@ impl App {
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(self.output.read_line(&mut line).unwrap() > 0, "the app exited");
+            assert!(
+                self.output.read_line(&mut line).unwrap() > 0,
+                "the app exited"
+            );
             if line.trim_end().ends_with(marker) || line.contains(marker) {
                 return line;
             }

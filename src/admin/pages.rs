@@ -9,13 +9,13 @@ use super::listing::{self, EntryFilter, EntryInfo};
 use super::readable;
 use super::transfer::{Exported, ExportedTag};
 use crate::disk::blobs;
-use crate::process::Ticket;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::Expiry;
 use crate::generations;
 use crate::key::ScopeName;
 use crate::memory::{self, MemEntry, Raw, Value};
+use crate::process::Ticket;
 use crate::record::{self, Dead, Meta};
 use crate::stats::Counters;
 

@@ -30,10 +30,18 @@ pub(crate) struct Peer {
     alive: AtomicBool,
     /// Shuts the connection down (both ways), ending its threads.
     pub stream: std::os::unix::net::UnixStream,
+    /// Where whole frames are written: answers by the thread that has them, notices by the
+    /// connection's sending thread.
+    writer: Mutex<std::os::unix::net::UnixStream>,
 }
 
 impl Peer {
-    pub fn new(id: u64, out: Sender<Vec<u8>>, stream: std::os::unix::net::UnixStream) -> Self {
+    pub fn new(
+        id: u64,
+        out: Sender<Vec<u8>>,
+        stream: std::os::unix::net::UnixStream,
+        writer: std::os::unix::net::UnixStream,
+    ) -> Self {
         Peer {
             id,
             out: Mutex::new((Some(out), 0)),
@@ -41,10 +49,21 @@ impl Peer {
             acked_changed: Condvar::new(),
             alive: AtomicBool::new(true),
             stream,
+            writer: Mutex::new(writer),
         }
     }
 
-    /// Queues a frame (an answer) to send.
+    /// Writes a frame now (an answer: the sooner, the faster the client's call). An answer
+    /// may pass a notice still queued; the client then applies the notice after it, which
+    /// only drops what the answer brought (see `ordering.rs`).
+    pub fn write_now(&self, frame: &[u8]) {
+        use std::io::Write;
+        if lock(&self.writer).write_all(frame).is_err() {
+            self.cut();
+        }
+    }
+
+    /// Queues a frame for the sending thread.
     pub fn send(&self, frame: Vec<u8>) {
         if let Some(out) = &lock(&self.out).0 {
             let _ = out.send(frame);
@@ -91,6 +110,7 @@ impl Peer {
     /// end.
     pub fn cut(&self) {
         self.alive.store(false, Ordering::Release);
+        lock(&self.out).0 = None;
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         let _guard = lock(&self.acked);
         self.acked_changed.notify_all();

@@ -109,11 +109,16 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     let Ok(writer) = stream.try_clone() else {
         return;
     };
+    // A client that stops reading cannot hold a thread of the owner forever.
+    let _ = writer.set_write_timeout(Some(peers::ACK_TIMEOUT));
     let (out, frames) = mpsc::channel::<Vec<u8>>();
-    let peer = Arc::new(Peer::new(id, out, stream));
-    let sending = std::thread::Builder::new()
-        .name("tiered-conn-out".into())
-        .spawn(move || send_frames(writer, &frames));
+    let peer = Arc::new(Peer::new(id, out, stream, writer));
+    let sending = {
+        let peer = peer.clone();
+        std::thread::Builder::new()
+            .name("tiered-conn-out".into())
+            .spawn(move || send_frames(&peer, &frames))
+    };
     let (jobs, queue) = mpsc::channel::<(u64, Job)>();
     let waiting = {
         let peer = peer.clone();
@@ -121,8 +126,8 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
             .name("tiered-conn-wait".into())
             .spawn(move || {
                 for (id, job) in queue {
-                    let reply = job();
-                    peer.send(wire::frame(&Down::Reply { id, reply }));
+                    let answer = job();
+                    reply(&peer, id, answer);
                 }
             })
     };
@@ -186,17 +191,17 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     }
 }
 
-fn send_frames(mut writer: UnixStream, frames: &mpsc::Receiver<Vec<u8>>) {
+/// The connection's sending thread: writes the queued notices; closes the connection once
+/// the queue is closed (see `Peer::finish`).
+fn send_frames(peer: &Peer, frames: &mpsc::Receiver<Vec<u8>>) {
     for frame in frames {
-        if wire::write_frame(&mut writer, &frame).is_err() {
-            break;
-        }
+        peer.write_now(&frame);
     }
-    let _ = writer.shutdown(std::net::Shutdown::Both);
+    let _ = peer.stream.shutdown(std::net::Shutdown::Both);
 }
 
 fn reply(peer: &Peer, id: u64, reply: Reply) {
-    peer.send(wire::frame(&Down::Reply { id, reply }));
+    peer.write_now(&wire::frame(&Down::Reply { id, reply }));
 }
 
 fn record(stored: Option<Stored>) -> Reply {

@@ -80,7 +80,10 @@ pub(crate) enum Request {
     },
     Stats,
     /// Up to `max` records after `after`, in digest order (see `disk/scan.rs`).
-    Scan { after: Option<u128>, max: u32 },
+    Scan {
+        after: Option<u128>,
+        max: u32,
+    },
     /// Drop every expired entry now.
     ClearExpired,
 }
