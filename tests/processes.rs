@@ -380,3 +380,31 @@ fn a_new_process_is_a_client_at_once_then_the_owner_when_the_old_one_exits() {
     assert_eq!(third.ask("get after"), "Some(\"ok\")");
     third.quit();
 }
+
+/// The dev loop under a reloader (`cargo watch -x run`, `watchexec -r`): the new build starts
+/// while the old one is still running, and the reloader stops the old one with SIGTERM (or
+/// SIGKILL when it does not exit in time).
+#[test]
+fn a_reloader_restart_hands_the_folder_to_the_new_process() {
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let dir = common::tempdir();
+        let mut old = App::start(dir.path());
+        assert_eq!(old.ask("insert report v1"), "true");
+        let mut new = App::start(dir.path());
+        // At once a client: it serves the old process's entries while the old one runs.
+        assert_eq!(new.ask("get report"), "Some(\"v1\")");
+        common::signal(&old.child, signal);
+        old.child.wait().unwrap();
+        // The new process goes on without an error: it writes (taking the folder over) and
+        // reads what the old one wrote.
+        assert_eq!(new.ask("insert report v2"), "true");
+        assert_eq!(new.ask("get report"), "Some(\"v2\")");
+        new.quit();
+        let cache = open(dir.path());
+        assert_eq!(
+            cache.get::<_, String>("report").unwrap().as_deref().map(String::as_str),
+            Some("v2"),
+            "after signal {signal}"
+        );
+    }
+}
