@@ -182,7 +182,10 @@ impl CacheBuilder {
         self
     }
 
-    /// How long `open` waits for another process to let go of the folder. Default: 10 s.
+    /// How long `open` waits for another process to let go of the folder when that process
+    /// cannot be reached (a process that serves the folder is used through it at once: see
+    /// `docs/processes.md`), and how long a client waits for a new owner when its owner went
+    /// away. Default: 10 s.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
         self
@@ -212,15 +215,16 @@ impl CacheBuilder {
     ///
     /// Within one process, opening a folder that is already open, by any path that resolves to
     /// it (a symlink, `..`), returns the open cache: its settings win, and a warning is logged
-    /// naming each setting that differs. Another process's cache in the folder is waited for
-    /// up to `open_timeout`; meanwhile this process can open other folders.
+    /// naming each setting that differs. If another process holds the folder, this process
+    /// becomes its client at once (see `docs/processes.md`); one that cannot be reached is
+    /// waited for up to `open_timeout`, and meanwhile this process can open other folders.
     ///
     /// # Errors
     /// - [`Error::Config`] for a zero memory capacity, a disk capacity under 1 MiB, a
     ///   `Batched` window of zero, an empty
     ///   path, or a path that is a file.
-    /// - [`Error::Locked`] when another process holds the folder past `open_timeout`; it names
-    ///   that process.
+    /// - [`Error::Locked`] when another process holds the folder, cannot be reached (it serves
+    ///   no socket) and does not let go within `open_timeout`; it names that process.
     /// - [`Error::Corrupt`] when the database file is damaged (unless
     ///   [`DamagedFile::SetAside`]).
     /// - [`Error::Io`] when the folder cannot be created or read.

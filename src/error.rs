@@ -27,7 +27,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Another process has the cache folder open and did not let go within `open_timeout`.
+    /// Another process has the cache folder open, cannot be reached through the folder's
+    /// socket, and did not let go within `open_timeout`.
     ///
     /// When the folder's `owner` file names this very process, the message says so: another
     /// `Cache` on the same folder is still closing here, or is open under a path that does not
