@@ -402,7 +402,11 @@ fn a_reloader_restart_hands_the_folder_to_the_new_process() {
         new.quit();
         let cache = open(dir.path());
         assert_eq!(
-            cache.get::<_, String>("report").unwrap().as_deref().map(String::as_str),
+            cache
+                .get::<_, String>("report")
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
             Some("v2"),
             "after signal {signal}"
         );

@@ -40,10 +40,7 @@ pub fn owner_child(dir: &std::path::Path) -> ! {
     fill(&cache, &keys(KEYS));
     println!("ready");
     let mut line = String::new();
-    while std::io::stdin()
-        .read_line(&mut line)
-        .map_or(false, |n| n > 0)
-    {}
+    while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
     drop(cache);
     std::process::exit(0);
 }

@@ -63,13 +63,6 @@ impl Peer {
         }
     }
 
-    /// Queues a frame for the sending thread.
-    pub fn send(&self, frame: Vec<u8>) {
-        if let Some(out) = &lock(&self.out).0 {
-            let _ = out.send(frame);
-        }
-    }
-
     fn notify(&self, notice: &Notice) -> u64 {
         let mut out = lock(&self.out);
         out.1 += 1;
@@ -78,7 +71,7 @@ impl Peer {
             seq,
             notice: notice.clone(),
         });
-        if !out.0.as_ref().is_some_and(|o| o.send(frame).is_ok()) {
+        if out.0.as_ref().is_none_or(|o| o.send(frame).is_err()) {
             self.alive.store(false, Ordering::Release);
         }
         seq
