@@ -75,6 +75,11 @@ impl Drop for Inner {
     /// Stops the warm restart's loader before the tiers close, so that the folder is
     /// released when the last clone of the cache is dropped, as without it.
     fn drop(&mut self) {
+        // Other processes stop sending requests this cache can no longer answer: they go to
+        // the process that takes the folder over.
+        if let Some(disk) = &self.disk {
+            disk.stop_serving();
+        }
         if let Some(loader) = self.warm.get_mut() {
             loader.stop();
         }

@@ -204,6 +204,8 @@ impl Inner {
                 (Some(disk), Some(record), Some(r)) => Some(disk.put(digest, record, r)),
                 // A value kept in memory only must not leave an older persisted one behind.
                 (Some(disk), None, _) if disk.may_contain(digest) => Some(disk.remove(digest)),
+                // Nothing to remove here, but another process may hold the key in memory.
+                (Some(disk), None, _) => disk.forget_elsewhere(digest),
                 _ => None,
             }
         };
@@ -234,7 +236,8 @@ impl Inner {
                 Some(disk) if existed || disk.may_contain(ek.digest) => {
                     Some(disk.remove(ek.digest))
                 }
-                _ => None,
+                Some(disk) => disk.forget_elsewhere(ek.digest),
+                None => None,
             };
             (existed, ticket)
         };

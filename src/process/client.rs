@@ -63,6 +63,7 @@ impl Client {
         };
         stream.set_read_timeout(None)?;
         state.gens.assign(generations);
+        state.last_owner.store(pid, Ordering::Relaxed);
         let client = Arc::new(Client {
             owner_pid: pid,
             writer: Mutex::new(stream.try_clone()?),
@@ -132,6 +133,13 @@ impl Client {
 
     pub fn release(&self, digest: u128) {
         self.tell(Request::Release { digest });
+    }
+
+    /// Gives the new owner the leases this process held from the previous one.
+    pub fn relet(&self, digests: Vec<u128>) {
+        if !digests.is_empty() {
+            self.tell(Request::Relet { digests });
+        }
     }
 
     /// The owner's figures.
@@ -394,7 +402,10 @@ pub(super) fn lease(state: &Arc<State>, digest: u128, force: bool) -> Result<Lea
             Role::Owner(o) => return Ok(super::owner_lease(&o, digest, force)),
             Role::Client(c) => match c.request(&Request::Lease { digest, force }) {
                 Some(Reply::Record(Some(found))) => return Ok(Lease::Found(stored(found))),
-                Some(Reply::Granted) => return Ok(Lease::Granted(LeaseGuard::Client(c, digest))),
+                Some(Reply::Granted) => {
+                    lock(&state.leases_held).insert(digest);
+                    return Ok(Lease::Granted(LeaseGuard::Client(state.clone(), digest)));
+                }
                 Some(other) => return Err(unexpected(state, other)),
                 None => continue,
             },

@@ -10,9 +10,15 @@
 //! Looking for the record and granting the lease happen under the table's lock, and a holder
 //! gives its lease back only after its record is queued (visible to reads), so a caller never
 //! misses a value another process just stored and computes it again.
+//!
+//! The table lives in the owner's memory. When the owner dies, the clients that hold leases
+//! give them to the new owner again ([`Leases::relet`]) as soon as they reach it, and a new
+//! owner grants no new lease for [`GRACE`] after it took over, so that a process waiting for a
+//! key does not compute it while its holder is still at work.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::disk::lock;
 
@@ -33,13 +39,32 @@ pub(crate) enum Asked<T> {
     Granted,
 }
 
+/// How long a new owner that took the folder over waits for the holders of leases to give
+/// them again before it grants new ones.
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
 pub(crate) struct Leases {
     held: Mutex<HashMap<u128, Holder>>,
     released: Condvar,
+    /// No new lease before this instant (a new owner's [`GRACE`]).
+    granting_from: Mutex<Option<Instant>>,
 }
 
 impl Leases {
+    /// The table of an owner that took the folder over: see [`GRACE`].
+    pub fn after_takeover() -> Self {
+        let leases = Leases::default();
+        *lock(&leases.granting_from) = Some(Instant::now() + GRACE);
+        leases
+    }
+
+    /// A lease its holder had from the previous owner, given to this one (unless another
+    /// holder has the key by now).
+    pub fn relet(&self, digest: u128, who: Holder) {
+        lock(&self.held).entry(digest).or_insert(who);
+    }
+
     /// The record of `digest` (`look`) if there is one, else the lease, waiting while another
     /// holder has it. With `force`, a record is not looked for (the caller found one it cannot
     /// use: another type, an outdated shape).
@@ -50,6 +75,7 @@ impl Leases {
         force: bool,
         look: impl Fn() -> Option<T>,
     ) -> Asked<T> {
+        let from = *lock(&self.granting_from);
         let mut held = lock(&self.held);
         let mut waited = false;
         loop {
@@ -58,7 +84,17 @@ impl Leases {
                     waited = true;
                     held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
                 }
-                _ => break,
+                _ => match from.map(|t| t.saturating_duration_since(Instant::now())) {
+                    // A new owner's grace: a holder may still give this key's lease again.
+                    Some(left) if !left.is_zero() => {
+                        held = self
+                            .released
+                            .wait_timeout(held, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    _ => break,
+                },
             }
         }
         // After a wait, look even when forced: the holder may have stored a usable value.

@@ -73,6 +73,10 @@ pub(crate) struct State {
     /// `client.rs`).
     pub writes: Mutex<std::collections::HashMap<u128, u64>>,
     pub write_number: std::sync::atomic::AtomicU64,
+    /// The leases this process holds from its owner, to give again to a new owner.
+    pub leases_held: Mutex<std::collections::HashSet<u128>>,
+    /// The pid of the last owner this process was a client of.
+    pub last_owner: std::sync::atomic::AtomicU32,
 }
 
 /// What this process is to the folder.
@@ -94,10 +98,10 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
-    fn new(local: LocalTier) -> Arc<Self> {
+    fn new(local: LocalTier, leases: Leases) -> Arc<Self> {
         Arc::new(Owner {
             local,
-            leases: Leases::default(),
+            leases,
             #[cfg(unix)]
             peers: peers::Peers::default(),
             #[cfg(unix)]
@@ -235,6 +239,8 @@ impl DiskTier {
             closed: AtomicBool::new(false),
             writes: Mutex::default(),
             write_number: Default::default(),
+            last_owner: Default::default(),
+            leases_held: Mutex::default(),
         });
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
@@ -252,9 +258,11 @@ impl DiskTier {
     /// The process id of the folder's owner, if this process is a client.
     pub fn owner_pid(&self) -> Option<u32> {
         match self.state.role() {
+            Some(Role::Owner(_)) => None,
             #[cfg(unix)]
             Some(Role::Client(c)) => Some(c.owner_pid),
-            _ => None,
+            // Between two owners: the last one known (0 if none was).
+            None => Some(self.state.last_owner.load(Ordering::Relaxed)),
         }
     }
 
@@ -354,6 +362,24 @@ impl DiskTier {
             None => client::write(&self.state, None, digest, record),
             #[cfg(not(unix))]
             None => unreachable!("without sockets a process is always its folder's owner"),
+        }
+    }
+
+    /// For a write that changes nothing on disk (the key has no record): other processes
+    /// still drop the key from their memory tier. Call inside the key's stripe lock.
+    pub fn forget_elsewhere(&self, digest: u128) -> Option<Ticket> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Owner(o)) => o.tell(wire::Notice::Forget { digest }).map(Ticket::Told),
+            // A client's removal always goes to the owner (`may_contain`).
+            _ => None,
+        }
+    }
+
+    /// Stops serving the folder's socket (the cache is closing).
+    pub fn stop_serving(&self) {
+        if let Some(Role::Owner(o)) = self.state.role() {
+            o.stop_serving();
         }
     }
 
@@ -578,6 +604,9 @@ pub(crate) enum Ticket {
     Owner(disk::Ticket, Option<()>),
     #[cfg(unix)]
     Client(client::Sent),
+    /// Nothing written here; other processes told.
+    #[cfg(unix)]
+    Told(peers::Acks),
 }
 
 impl Ticket {
@@ -600,6 +629,11 @@ impl Ticket {
             }
             #[cfg(unix)]
             Ticket::Client(sent) => sent.wait(),
+            #[cfg(unix)]
+            Ticket::Told(acks) => {
+                acks.wait();
+                Ok(())
+            }
         }
     }
 }
@@ -615,8 +649,9 @@ pub(crate) enum Lease {
 /// A held lease; given back when dropped (after the computed value was stored).
 pub(crate) enum LeaseGuard {
     Owner(Arc<Owner>, u128),
+    /// A lease from the owner process; given back to whoever serves the folder by then.
     #[cfg(unix)]
-    Client(Arc<client::Client>, u128),
+    Client(Arc<State>, u128),
 }
 
 impl Drop for LeaseGuard {
@@ -624,7 +659,14 @@ impl Drop for LeaseGuard {
         match self {
             LeaseGuard::Owner(o, digest) => o.leases.release(*digest, Holder::Owner),
             #[cfg(unix)]
-            LeaseGuard::Client(c, digest) => c.release(*digest),
+            LeaseGuard::Client(state, digest) => {
+                lock(&state.leases_held).remove(digest);
+                match state.role() {
+                    Some(Role::Owner(o)) => o.leases.release(*digest, Holder::Owner),
+                    Some(Role::Client(c)) => c.release(*digest),
+                    None => {}
+                }
+            }
         }
     }
 }

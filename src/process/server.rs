@@ -146,10 +146,14 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
                 break;
             }
         };
+        // A closing owner answers nothing: its clients send their requests again to the
+        // process that takes the folder over.
         let (Some(state), Some(owner)) = (state.upgrade(), owner.upgrade()) else {
-            reply(&peer, up.id, Reply::Error("the cache is closing".into()));
             break;
         };
+        if state.inner().is_none() {
+            break;
+        }
         match (greeted, up.request) {
             (false, Request::Hello { .. }) => {
                 greeted = true;
@@ -213,10 +217,14 @@ fn record(stored: Option<Stored>) -> Reply {
 
 /// The most record bytes one scan answer carries, well under the frame's bound.
 const SCAN_BYTES: usize = wire::MAX_FRAME / 4;
+/// The most records one scan answer reads.
+const SCAN_RECORDS: usize = 4096;
 
 /// A page of records for a client, cut short (with its cursor) past [`SCAN_BYTES`].
 fn scanned(owner: &Owner, after: Option<u128>, max: u32) -> Reply {
-    let (page, mut next) = match owner.local.scan(after, max as usize) {
+    // A client's page size is bounded here too: the records are read before they are cut.
+    let max = (max as usize).min(SCAN_RECORDS);
+    let (page, mut next) = match owner.local.scan(after, max) {
         Ok(page) => page,
         Err(e) => return Reply::Error(e.to_string()),
     };
@@ -253,8 +261,9 @@ fn handle(
     request: Request,
     jobs: &mpsc::Sender<(u64, Job)>,
 ) {
+    // Checked by the caller; a cache that closed since is left to the next owner.
     let Some(inner) = state.inner() else {
-        reply(peer, id, Reply::Error("the cache is closing".into()));
+        peer.cut();
         return;
     };
     let Some(disk) = inner.disk.as_ref() else {
@@ -343,6 +352,11 @@ fn handle(
                 });
         }
         Request::Release { digest } => owner.leases.release(digest, Holder::Client(client)),
+        Request::Relet { digests } => {
+            for digest in digests {
+                owner.leases.relet(digest, Holder::Client(client));
+            }
+        }
         Request::Ack { seq } => peer.acked(seq),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
         Request::Scan { after, max } => reply(peer, id, scanned(owner, after, max)),

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::client::Client;
 use super::server::Server;
-use super::{Owner, Role, State};
+use super::{Holder, Leases, Owner, Role, State};
+use crate::disk::lock;
 use crate::disk::LocalTier;
 use crate::error::{Error, Result};
 
@@ -31,7 +32,7 @@ pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
     loop {
         let locked = match try_own(state) {
             Ok(local) => {
-                state.set_first_role(Role::Owner(Owner::new(local)));
+                state.set_first_role(Role::Owner(Owner::new(local, Default::default())));
                 return Ok(());
             }
             Err(locked @ Error::Locked { .. }) => locked,
@@ -59,7 +60,7 @@ pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
 /// cannot serve still works; other processes then wait for it to let go, as before.
 pub(super) fn serve(state: &Arc<State>, owner: &Arc<Owner>) {
     match Server::start(state, owner) {
-        Ok(server) => *crate::disk::lock(&owner.server) = Some(server),
+        Ok(server) => *lock(&owner.server) = Some(server),
         Err(e) => tracing::warn!(
             error = %e,
             folder = %state.dir.display(),
@@ -90,24 +91,40 @@ fn take_over(state: &Weak<State>) {
         if matches!(state.role(), Some(Role::Client(ref c)) if !c.is_alive()) {
             state.set_role(None);
         }
-        // Notices may have been lost with the connection: no value read before it is kept.
-        forget_persisted(&state);
-        match try_own(&state) {
+        // The leases this process holds go to the new owner before anyone can ask it.
+        let held: Vec<u128> = lock(&state.leases_held).iter().copied().collect();
+        let role = match try_own(&state) {
             Ok(local) => {
-                let owner = Owner::new(local);
-                state.set_role(Some(Role::Owner(owner.clone())));
+                let leases = Leases::after_takeover();
+                for digest in &held {
+                    leases.relet(*digest, Holder::Owner);
+                }
+                Some(Role::Owner(Owner::new(local, leases)))
+            }
+            Err(Error::Locked { .. }) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take over the cache folder; retrying");
+                None
+            }
+        };
+        let role = role.or_else(|| {
+            let client = Client::connect(&state).ok()?;
+            client.relet(held);
+            Some(Role::Client(client))
+        });
+        if let Some(role) = role {
+            // The role first: a caller waiting for it may hold a key's stripe lock (a
+            // removal asks whether its key is live), which `forget_persisted` takes.
+            state.set_role(Some(role.clone()));
+            // Notices may have been lost with the connection: no value read before it is
+            // kept, and no read already running promotes what it read.
+            forget_persisted(&state);
+            if let Role::Owner(owner) = role {
                 if state.inner().is_some() {
                     serve(&state, &owner);
                 }
                 tracing::info!(folder = %state.dir.display(), "took over the cache folder");
-                return;
             }
-            Err(Error::Locked { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, "could not take over the cache folder; retrying"),
-        }
-        if let Ok(client) = Client::connect(&state) {
-            forget_persisted(&state);
-            state.set_role(Some(Role::Client(client)));
             return;
         }
         drop(state);

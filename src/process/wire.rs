@@ -74,6 +74,10 @@ pub(crate) enum Request {
     Release {
         digest: u128,
     },
+    /// Leases this client held from the previous owner (no answer).
+    Relet {
+        digests: Vec<u128>,
+    },
     /// Every notice up to `seq` is applied (no answer).
     Ack {
         seq: u64,
