@@ -9,9 +9,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use common::app::App;
+
+use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,83 +49,6 @@ pub struct Failed(pub String);
 impl From<tiered::Error> for Failed {
     fn from(e: tiered::Error) -> Self {
         Failed(e.to_string())
-    }
-}
-
-/// A child process running [`child_app`].
-struct App {
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-}
-
-impl App {
-    fn start(dir: &Path) -> App {
-        Self::start_env(dir, &[])
-    }
-
-    fn start_env(dir: &Path, env: &[(&str, &str)]) -> App {
-        let exe = std::env::current_exe().unwrap();
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "child_app",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(common::CHILD_DIR, dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let input = child.stdin.take().unwrap();
-        let mut output = BufReader::new(child.stdout.take().unwrap());
-        common::wait_for_line(&mut output, "ready");
-        App {
-            child,
-            input,
-            output,
-        }
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        self.send(command);
-        self.answer()
-    }
-
-    fn send(&mut self, command: &str) {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
-    }
-
-    fn answer(&mut self) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.output.read_line(&mut line).unwrap();
-            assert!(n > 0, "the app child exited");
-            if let Some(answer) = line.trim_end().rsplit_once("=> ") {
-                return answer.1.to_string();
-            }
-        }
-    }
-
-    fn wait_line(&mut self, marker: &str) {
-        common::wait_for_line(&mut self.output, marker);
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn quit(mut self) {
-        self.send("quit");
-        self.child.wait().unwrap();
     }
 }
 
@@ -402,7 +326,7 @@ fn writes_while_owner_goes(graceful: bool) {
                             Ok(true) => String::new(),
                             other => format!("remove({key}) = {other:?}, the owner had stored it"),
                         }
-                    } else if n % 2 == 0 {
+                    } else if n.is_multiple_of(2) {
                         match client.remove(&format!("never-{t}-{n}")) {
                             Ok(false) => String::new(),
                             other => format!("remove(never-{t}-{n}) = {other:?}"),

@@ -6,83 +6,15 @@
 
 mod common;
 
+use common::app::App;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tiered::{Cache, Durability, Options};
-
-/// A child process running [`child_app`].
-struct App {
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-}
-
-impl App {
-    fn start(dir: &Path) -> App {
-        let exe = std::env::current_exe().unwrap();
-        let mut child = Command::new(exe)
-            .args([
-                "child_app",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(common::CHILD_DIR, dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let input = child.stdin.take().unwrap();
-        let mut output = BufReader::new(child.stdout.take().unwrap());
-        common::wait_for_line(&mut output, "ready");
-        App {
-            child,
-            input,
-            output,
-        }
-    }
-
-    /// Sends a command and returns its answer line.
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
-        self.answer()
-    }
-
-    fn send(&mut self, command: &str) {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
-    }
-
-    fn answer(&mut self) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.output.read_line(&mut line).unwrap();
-            assert!(n > 0, "the app child exited");
-            if let Some(answer) = line.trim_end().rsplit_once("=> ") {
-                return answer.1.to_string();
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn quit(mut self) {
-        self.send("quit");
-        self.child.wait().unwrap();
-    }
-}
 
 /// Child: opens its folder (Immediate durability) and obeys one command per line of stdin,
 /// answering `=> ANSWER` on stdout: `get K`, `insert K V`, `insert-tagged K V TAG`,

@@ -1,0 +1,86 @@
+//! A child process that obeys commands on its stdin: the test file's `child_app` test, run
+//! again from the test binary, answering each command with a line `=> ANSWER`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// A running `child_app` of this test binary.
+pub struct App {
+    pub child: Child,
+    input: ChildStdin,
+    pub output: BufReader<ChildStdout>,
+}
+
+impl App {
+    /// Starts `child_app` on `dir` and waits for its `ready`.
+    pub fn start(dir: &Path) -> App {
+        Self::start_env(dir, &[])
+    }
+
+    pub fn start_env(dir: &Path, env: &[(&str, &str)]) -> App {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "child_app",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(super::CHILD_DIR, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let input = child.stdin.take().unwrap();
+        let mut output = BufReader::new(child.stdout.take().unwrap());
+        super::wait_for_line(&mut output, "ready");
+        App {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends a command and returns its answer.
+    pub fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.answer()
+    }
+
+    pub fn send(&mut self, command: &str) {
+        writeln!(self.input, "{command}").unwrap();
+        self.input.flush().unwrap();
+    }
+
+    /// The next answer line's answer.
+    pub fn answer(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.output.read_line(&mut line).unwrap();
+            assert!(n > 0, "the app child exited");
+            if let Some(answer) = line.trim_end().rsplit_once("=> ") {
+                return answer.1.to_string();
+            }
+        }
+    }
+
+    pub fn wait_line(&mut self, marker: &str) {
+        super::wait_for_line(&mut self.output, marker);
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn quit(mut self) {
+        self.send("quit");
+        self.child.wait().unwrap();
+    }
+}
