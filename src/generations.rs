@@ -112,6 +112,23 @@ impl Generations {
             .collect()
     }
 
+    /// Notes the name of a label that may never have been bumped (a tag), so that listings
+    /// and exports can name it; changes no generation.
+    pub fn know(&self, label: &str, id: u64) {
+        let known = self
+            .labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id);
+        if !known {
+            self.labels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id)
+                .or_insert_with(|| Arc::from(label));
+        }
+    }
+
     /// The current generation of `label`.
     pub fn current(&self, label: &str) -> u64 {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
@@ -145,6 +162,9 @@ impl Generations {
     }
 
     fn set(&self, label: &str, generation: u64, change: impl Fn(u64, u64) -> bool) {
+        // Named even when its generation stays: a row (or an owner's label) at generation 0
+        // names a tag that was never invalidated.
+        self.know(label, id(label));
         {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
             let id = id(label);

@@ -137,6 +137,14 @@ fn the_command_sees_the_apps_entries_and_its_clear_reaches_the_app() {
     assert_eq!(keys.len(), 5, "{listed}");
     assert!(keys.contains(&"(\"eu\", 2)".to_string()), "{keys:?}");
     assert!(keys.contains(&"\"motd\"".to_string()), "{keys:?}");
+    // The app's tags by name, though none was ever invalidated.
+    let eu2 = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "(\"eu\", 2)")
+        .unwrap();
+    assert_eq!(eu2["tags"], serde_json::json!(["prices"]), "{eu2}");
     let tagged = tiered_json(&["ls", path, "--tag", "prices"]);
     assert_eq!(tagged["total"], 3, "{tagged}");
 

@@ -36,9 +36,9 @@ pub struct EntryInfo {
     /// (`Day { n: 3 }`, `Kind::Daily`); a key that cannot be read back is shown in hex
     /// (`0x…`). Numbers do not show their width: `3u32` and `3u64` are two keys shown alike.
     pub key: String,
-    /// The entry's tags. A tag is stored as a hash of its name, so a name is shown when the
-    /// cache knows it (it was ever invalidated, or the listing's filter names it); otherwise
-    /// the hash, as `#` and 16 hex digits.
+    /// The entry's tags. A record keeps a hash of each tag's name and the folder keeps the
+    /// names; a name the folder does not have (a record written by a build before it kept
+    /// them) is shown as the hash, `#` and 16 hex digits, unless the listing's filter names it.
     pub tags: Vec<String>,
     /// Bytes the entry takes on disk: its record, plus its side file for a large value.
     pub bytes: u64,

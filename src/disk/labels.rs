@@ -30,6 +30,9 @@ pub(crate) struct LabelGc {
     whole_pass: bool,
     /// Label ids whose rows this process deleted.
     deleted: HashSet<u64>,
+    /// Label ids never bumped whose rows this process wrote (so that the folder knows their
+    /// names: a tag carried by records but never invalidated).
+    named: HashSet<u64>,
 }
 
 impl LabelGc {
@@ -72,6 +75,20 @@ impl LabelGc {
             .filter(|id| self.deleted.contains(id))
     }
 
+    /// The labels among `ids` still at generation 0 whose names this process knows and has
+    /// not written yet: a record stored now writes their rows (at 0), so that listings and
+    /// exports of the folder name them.
+    pub fn unnamed(&mut self, ids: &[(u64, u64)], gens: &Generations) -> Vec<u64> {
+        let fresh: Vec<u64> = ids
+            .iter()
+            .filter(|(id, generation)| *generation == 0 && !self.named.contains(id))
+            .filter(|(id, _)| gens.label_of(*id).is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        self.named.extend(&fresh);
+        fresh
+    }
+
     /// At the end of a whole pass: the rows of labels nothing referenced, to delete.
     pub fn unreferenced(&mut self, stored: &[(String, u64)]) -> Vec<String> {
         if !std::mem::take(&mut self.whole_pass) {
@@ -89,8 +106,10 @@ impl LabelGc {
     }
 
     pub fn deleted(&mut self, labels: &[String]) {
-        self.deleted
-            .extend(labels.iter().map(|l| generations::id(l)));
+        for id in labels.iter().map(|l| generations::id(l)) {
+            self.named.remove(&id);
+            self.deleted.insert(id);
+        }
     }
 }
 

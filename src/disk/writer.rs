@@ -674,9 +674,10 @@ impl Apply<'_> {
                 if let Some(blob) = rec.blob() {
                     self.labels.note_blob(blob.id);
                 }
-                let revived: Vec<u64> = self.labels.revived(&stamp).collect();
-                if !revived.is_empty() {
-                    labels::write_back(&mut t.gens, self.gens, revived)?;
+                let mut rows: Vec<u64> = self.labels.revived(&stamp).collect();
+                rows.extend(self.labels.unnamed(&stamp, self.gens));
+                if !rows.is_empty() {
+                    labels::write_back(&mut t.gens, self.gens, rows)?;
                 }
                 t.put(*digest, record, rec.blob())?
             }

@@ -118,11 +118,13 @@ impl Inner {
         let mut ids = Vec::with_capacity(2 + opts.tags.len());
         ids.push(self.all_id);
         ids.push(scope.id);
-        ids.extend(
-            opts.tags
-                .iter()
-                .map(|t| generations::id(&generations::tag_label(t))),
-        );
+        ids.extend(opts.tags.iter().map(|t| {
+            let label = generations::tag_label(t);
+            let id = generations::id(&label);
+            // Named for listings and exports, and written to the file with the record.
+            self.gens.know(&label, id);
+            id
+        }));
         self.gens.stamp(&ids)
     }
 

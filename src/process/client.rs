@@ -285,7 +285,7 @@ pub(super) fn write(
 ) -> super::Ticket {
     let number = state.write_number.fetch_add(1, Ordering::Relaxed);
     lock(&state.writes).insert(digest, number);
-    let answer = client.and_then(|c| c.send(&write_request(c, digest, record.as_ref())));
+    let answer = client.and_then(|c| c.send(&write_request(state, c, digest, record.as_ref())));
     super::Ticket::Client(Sent {
         state: state.clone(),
         digest,
@@ -295,18 +295,31 @@ pub(super) fn write(
     })
 }
 
-fn write_request(c: &Client, digest: u128, record: Option<&Vec<u8>>) -> Request {
+fn write_request(state: &State, c: &Client, digest: u128, record: Option<&Vec<u8>>) -> Request {
     match record {
         Some(record) => Request::Put {
             digest,
             record: record.clone(),
             durable: c.durable,
+            labels: unbumped_labels(state, record),
         },
         None => Request::Remove {
             digest,
             durable: c.durable,
         },
     }
+}
+
+/// The names of a record's labels at generation 0 (its tags never invalidated).
+fn unbumped_labels(state: &State, record: &[u8]) -> Vec<String> {
+    let Ok(rec) = crate::record::decode(record) else {
+        return Vec::new();
+    };
+    rec.generations()
+        .filter(|(_, generation)| *generation == 0)
+        .filter_map(|(id, _)| state.gens.label_of(id))
+        .map(|(label, _)| label.to_string())
+        .collect()
 }
 
 impl Sent {
@@ -342,7 +355,12 @@ impl Sent {
                     return ticket.wait();
                 }
                 Role::Client(c) => {
-                    self.answer = c.send(&write_request(&c, self.digest, self.record.as_ref()));
+                    self.answer = c.send(&write_request(
+                        &self.state,
+                        &c,
+                        self.digest,
+                        self.record.as_ref(),
+                    ));
                 }
             }
         }

@@ -290,7 +290,11 @@ fn handle(
             digest,
             record,
             durable,
+            labels,
         } => {
+            for label in labels {
+                state.gens.know(&label, crate::generations::id(&label));
+            }
             let ticket = peers::on_behalf_of(client, || inner.apply_put(disk, digest, record));
             let owner = owner.clone();
             wait(Box::new(move || {

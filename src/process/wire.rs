@@ -46,6 +46,9 @@ pub(crate) enum Request {
         digest: u128,
         record: Vec<u8>,
         durable: bool,
+        /// The names of the record's labels still at generation 0 (its tags), which the
+        /// owner may not know: written to the folder with the record.
+        labels: Vec<String>,
     },
     Remove {
         digest: u128,
