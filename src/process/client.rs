@@ -38,7 +38,14 @@ pub(crate) struct Client {
     /// Set by [`close`](Client::close): the end of the connection is this process's doing.
     closing: AtomicBool,
     durable: bool,
+    /// Read times not sent yet, and when the first of them was noted.
+    touches: Mutex<(Vec<(u128, u64, bool)>, std::time::Instant)>,
 }
+
+/// Read times sent in one message at most.
+const TOUCH_BATCH: usize = 1024;
+/// How long a read time may wait for its batch (idle limits are much longer).
+const TOUCH_EVERY: Duration = Duration::from_millis(250);
 
 impl Client {
     /// Connects to the owner of the folder, takes its generations and starts the threads that
@@ -73,6 +80,7 @@ impl Client {
             alive: AtomicBool::new(true),
             closing: AtomicBool::new(false),
             durable: state.cfg.durability == Durability::Immediate,
+            touches: Mutex::new((Vec::new(), std::time::Instant::now())),
         });
         let (notices, applied) = mpsc::channel();
         let weak = Arc::downgrade(state);
@@ -123,12 +131,27 @@ impl Client {
         let _ = lock(&self.writer).write_all(&frame);
     }
 
+    /// Notes a read time; they go to the owner in batches (a message per read would cost
+    /// the owner a wake-up per read), at the latest with the first read [`TOUCH_EVERY`]
+    /// after the batch began, and at close.
     pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
-        self.tell(Request::Touch {
-            digest,
-            now_ms,
-            idle,
-        });
+        let mut touches = lock(&self.touches);
+        if touches.0.is_empty() {
+            touches.1 = std::time::Instant::now();
+        }
+        touches.0.push((digest, now_ms, idle));
+        if touches.0.len() >= TOUCH_BATCH || touches.1.elapsed() >= TOUCH_EVERY {
+            let batch = std::mem::take(&mut touches.0);
+            drop(touches);
+            self.tell(Request::Touch { touches: batch });
+        }
+    }
+
+    fn send_touches(&self) {
+        let batch = std::mem::take(&mut lock(&self.touches).0);
+        if !batch.is_empty() {
+            self.tell(Request::Touch { touches: batch });
+        }
     }
 
     pub fn release(&self, digest: u128) {
@@ -152,16 +175,19 @@ impl Client {
 
     /// Ends the connection (this process closes its cache).
     pub fn close(&self) {
+        self.send_touches();
         self.closing.store(true, Ordering::Release);
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
     fn read_messages(
         self: Arc<Self>,
-        mut stream: UnixStream,
+        stream: UnixStream,
         notices: mpsc::Sender<(u64, Notice)>,
         state: Weak<State>,
     ) {
+        // Buffered: a frame's header and body in one read.
+        let mut stream = std::io::BufReader::with_capacity(64 << 10, stream);
         loop {
             match wire::read_frame::<Down>(&mut stream) {
                 Ok(Down::Reply { id, reply }) => {

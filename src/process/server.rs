@@ -103,9 +103,11 @@ type Job = Box<dyn FnOnce() -> Reply + Send>;
 fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    let Ok(mut reader) = stream.try_clone() else {
+    let Ok(reader) = stream.try_clone() else {
         return;
     };
+    // Buffered: a frame's header and body in one read.
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, reader);
     let Ok(writer) = stream.try_clone() else {
         return;
     };
@@ -323,11 +325,11 @@ fn handle(
                 }
             }));
         }
-        Request::Touch {
-            digest,
-            now_ms,
-            idle,
-        } => owner.local.touch(digest, now_ms, idle),
+        Request::Touch { touches } => {
+            for (digest, now_ms, idle) in touches {
+                owner.local.touch(digest, now_ms, idle);
+            }
+        }
         Request::Flush => {
             let owner = owner.clone();
             wait(Box::new(move || done(owner.local.flush())));

@@ -60,11 +60,10 @@ pub(crate) enum Request {
         settle: bool,
         durable: bool,
     },
-    /// A read time, for idle expiry and eviction order (no answer).
+    /// Read times (digest, when, whether the record has an idle limit), for idle expiry and
+    /// eviction order (no answer).
     Touch {
-        digest: u128,
-        now_ms: u64,
-        idle: bool,
+        touches: Vec<(u128, u64, bool)>,
     },
     Flush,
     Compact,
