@@ -19,6 +19,16 @@
 //! tiers alone. A promotion therefore never replaces a newer value, and a drop never removes a
 //! newer write.
 //!
+//! # Across processes
+//!
+//! The owner of a folder applies a client's writes with this same rule, in the order the
+//! client sent them (each client's messages are read and applied by one thread, and a client
+//! sends a key's writes inside its own stripe lock): the last write the owner applies wins in
+//! its tiers and in its file. Every such write is also sent to the other clients inside the
+//! owner's stripe lock, so each client drops its copy of a key in the owner's order, under its
+//! own stripe lock (bumping the version, so that its reads running then do not promote what
+//! they read), before the call that made the write returns (`process/peers.rs`).
+//!
 //! Stripes are shared by unrelated keys (their digests fall in one stripe): a write to one
 //! only makes a reader of another skip a promotion, never return a wrong value.
 
