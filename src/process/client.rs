@@ -39,7 +39,7 @@ pub(crate) struct Client {
     closing: AtomicBool,
     durable: bool,
     /// Read times not sent yet, and when the first of them was noted.
-    touches: Mutex<(Vec<(u128, u64, bool)>, std::time::Instant)>,
+    touches: Mutex<(Vec<wire::Touch>, std::time::Instant)>,
 }
 
 /// Read times sent in one message at most.

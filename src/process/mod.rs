@@ -26,7 +26,6 @@ mod peers;
 mod server;
 #[cfg(unix)]
 pub(crate) mod socket;
-#[cfg(unix)]
 mod takeover;
 #[cfg(unix)]
 pub(crate) mod wire;
@@ -250,6 +249,7 @@ impl DiskTier {
     /// applying the owner's notices to the cache's memory tier.
     pub fn attach(&self, inner: &Arc<Inner>) {
         let _ = self.state.inner.set(Arc::downgrade(inner));
+        #[cfg(unix)]
         if let Some(Role::Owner(owner)) = self.state.role() {
             takeover::serve(&self.state, &owner);
         }

@@ -1,11 +1,19 @@
-//! Who serves the folder: at open, and when a client's owner goes away.
+//! Who serves the folder: at open, and when a client's owner goes away. Without Unix
+//! sockets, only the first: a process waits for the holder to let go, up to `open_timeout`.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+#[cfg(unix)]
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use super::client::Client;
+#[cfg(unix)]
 use super::server::Server;
-use super::{Holder, Leases, Owner, Role, State};
+#[cfg(unix)]
+use super::{Holder, Leases};
+use super::{Owner, Role, State};
+#[cfg(unix)]
 use crate::disk::lock;
 use crate::disk::LocalTier;
 use crate::error::{Error, Result};
@@ -38,6 +46,7 @@ pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
             Err(locked @ Error::Locked { .. }) => locked,
             Err(e) => return Err(e),
         };
+        #[cfg(unix)]
         if let Ok(client) = Client::connect(state) {
             state.set_first_role(Role::Client(client));
             return Ok(());
@@ -58,6 +67,7 @@ pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
 
 /// Starts serving the folder's socket (the owner, once its cache exists). A process that
 /// cannot serve still works; other processes then wait for it to let go, as before.
+#[cfg(unix)]
 pub(super) fn serve(state: &Arc<State>, owner: &Arc<Owner>) {
     match Server::start(state, owner) {
         Ok(server) => *lock(&owner.server) = Some(server),
@@ -72,6 +82,7 @@ pub(super) fn serve(state: &Arc<State>, owner: &Arc<Owner>) {
 
 /// A client's owner went away: forget what it may have missed, then take the folder over or
 /// connect to whoever did, in the background. Callers wait meanwhile (`State::usable_role`).
+#[cfg(unix)]
 pub(super) fn owner_gone(state: Weak<State>) {
     let spawned = std::thread::Builder::new()
         .name("tiered-takeover".into())
@@ -81,6 +92,7 @@ pub(super) fn owner_gone(state: Weak<State>) {
     }
 }
 
+#[cfg(unix)]
 fn take_over(state: &Weak<State>) {
     let mut pause = RETRY;
     loop {
@@ -135,6 +147,7 @@ fn take_over(state: &Weak<State>) {
 
 /// Drops every value of the memory tier that came from (or went to) the disk, and makes every
 /// read already running skip its promotion: the owner may have changed any of them.
+#[cfg(unix)]
 fn forget_persisted(state: &State) {
     state.stripes.bump_all();
     if let Some(inner) = state.inner() {

@@ -17,6 +17,9 @@ pub(crate) const VERSION: u8 = 1;
 /// The largest body a frame may carry.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 
+/// A read time: the record's digest, when, and whether it has an idle limit.
+pub(crate) type Touch = (u128, u64, bool);
+
 /// A client's message, with the id its answer will carry (`0`: no answer wanted).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Up {
