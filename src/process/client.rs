@@ -132,8 +132,8 @@ impl Client {
     }
 
     /// Notes a read time; they go to the owner in batches (a message per read would cost
-    /// the owner a wake-up per read), at the latest with the first read [`TOUCH_EVERY`]
-    /// after the batch began, and at close.
+    /// the owner a wake-up per read): at the latest [`TOUCH_EVERY`] after the batch began
+    /// (sent by the next read, or by the notices' thread when reads stop), and at close.
     pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
         let mut touches = lock(&self.touches);
         if touches.0.is_empty() {
@@ -215,12 +215,26 @@ impl Client {
         lock(&self.waiting).clear();
         drop(notices);
         if !self.closing.load(Ordering::Acquire) {
+            // At once, before a new owner can apply a write (it waits `lease::GRACE` first):
+            // this process may have missed the notice of any change since.
+            if let Some(inner) = state.upgrade().and_then(|s| s.inner()) {
+                inner.memory.drop_persisted();
+            }
             takeover::owner_gone(state);
         }
     }
 
     fn apply_notices(self: Arc<Self>, notices: Receiver<(u64, Notice)>, state: Weak<State>) {
-        while let Ok((mut seq, notice)) = notices.recv() {
+        loop {
+            let (mut seq, notice) = match notices.recv_timeout(TOUCH_EVERY) {
+                Ok(next) => next,
+                // Quiet: read times noted since go now, not with some later read.
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.send_touches();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let Some(state) = state.upgrade() else { return };
             apply(&state, notice);
             // Applied in a batch, acknowledged once.
@@ -469,7 +483,14 @@ pub(super) fn scan(
         match state.usable_role()? {
             Role::Owner(o) => return o.local.scan(after, max as usize),
             Role::Client(c) => match c.request(&Request::Scan { after, max }) {
-                Some(Reply::Scanned { records, next }) => {
+                Some(Reply::Scanned {
+                    records,
+                    next,
+                    labels,
+                }) => {
+                    for label in labels {
+                        state.gens.know(&label, crate::generations::id(&label));
+                    }
                     let page = records
                         .into_iter()
                         .map(|r| crate::disk::scan::Scanned {

@@ -52,11 +52,10 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
-    /// The table of an owner that took the folder over: see [`GRACE`].
-    pub fn after_takeover() -> Self {
-        let leases = Leases::default();
-        *lock(&leases.granting_from) = Some(Instant::now() + GRACE);
-        leases
+    /// Grants no new lease for [`GRACE`] from now: the owner took the folder over and starts
+    /// serving.
+    pub fn hold_new(&self) {
+        *lock(&self.granting_from) = Some(Instant::now() + GRACE);
     }
 
     /// A lease its holder had from the previous owner, given to this one (unless another

@@ -63,6 +63,13 @@ impl Peer {
         }
     }
 
+    /// Queues a frame for the connection's sending thread (never waits for the client).
+    pub fn queue(&self, frame: Vec<u8>) {
+        if let Some(out) = &lock(&self.out).0 {
+            let _ = out.send(frame);
+        }
+    }
+
     fn notify(&self, notice: &Notice) -> u64 {
         let mut out = lock(&self.out);
         out.1 += 1;

@@ -161,21 +161,24 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
                 greeted = true;
                 owner.peers.add_then(peer.clone(), || {
                     // Under the clients' lock: a change made after this snapshot is sent to
-                    // this client as a notice, after this answer.
+                    // this client as a notice, after this answer. Queued, like the notices:
+                    // a client slow to read its greeting holds no one else's write. Only
+                    // bumped labels: a tag at generation 0 needs no entry (names come with
+                    // scans), and the greeting stays small.
                     let generations = state
                         .gens
                         .snapshot()
                         .into_iter()
+                        .filter(|(_, g)| *g > 0)
                         .map(|(l, g)| (l.to_string(), g))
                         .collect();
-                    reply(
-                        &peer,
-                        up.id,
-                        Reply::Hello {
+                    peer.queue(wire::frame(&Down::Reply {
+                        id: up.id,
+                        reply: Reply::Hello {
                             pid: std::process::id(),
                             generations,
                         },
-                    );
+                    }));
                 });
             }
             (false, _) | (true, Request::Hello { .. }) => {
@@ -223,7 +226,12 @@ const SCAN_BYTES: usize = wire::MAX_FRAME / 4;
 const SCAN_RECORDS: usize = 4096;
 
 /// A page of records for a client, cut short (with its cursor) past [`SCAN_BYTES`].
-fn scanned(owner: &Owner, after: Option<u128>, max: u32) -> Reply {
+fn scanned(
+    owner: &Owner,
+    gens: &crate::generations::Generations,
+    after: Option<u128>,
+    max: u32,
+) -> Reply {
     // A client's page size is bounded here too: the records are read before they are cut.
     let max = (max as usize).min(SCAN_RECORDS);
     let (page, mut next) = match owner.local.scan(after, max) {
@@ -245,7 +253,26 @@ fn scanned(owner: &Owner, after: Option<u128>, max: u32) -> Reply {
             last_access_ms: s.last_access_ms,
         });
     }
-    Reply::Scanned { records, next }
+    // The names of the records' labels, which a client may not know (a tag first used after
+    // it connected).
+    let mut labels: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        if let Ok(rec) = crate::record::decode(&r.bytes) {
+            for (id, _) in rec.generations() {
+                if seen.insert(id) {
+                    if let Some((label, _)) = gens.label_of(id) {
+                        labels.push(label.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Reply::Scanned {
+        records,
+        next,
+        labels,
+    }
 }
 
 fn done(result: crate::Result<()>) -> Reply {
@@ -365,7 +392,7 @@ fn handle(
         }
         Request::Ack { seq } => peer.acked(seq),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
-        Request::Scan { after, max } => reply(peer, id, scanned(owner, after, max)),
+        Request::Scan { after, max } => reply(peer, id, scanned(owner, &state.gens, after, max)),
         Request::ClearExpired => {
             let peer = peer.clone();
             let _ = std::thread::Builder::new()

@@ -107,7 +107,7 @@ fn take_over(state: &Weak<State>) {
         let held: Vec<u128> = lock(&state.leases_held).iter().copied().collect();
         let role = match try_own(&state) {
             Ok(local) => {
-                let leases = Leases::after_takeover();
+                let leases = Leases::default();
                 for digest in &held {
                     leases.relet(*digest, Holder::Owner);
                 }
@@ -121,13 +121,28 @@ fn take_over(state: &Weak<State>) {
         };
         let role = role.or_else(|| {
             let client = Client::connect(&state).ok()?;
-            client.relet(held);
+            client.relet(held.clone());
             Some(Role::Client(client))
         });
         if let Some(role) = role {
+            if let Role::Owner(o) = &role {
+                // The old owner's other clients drop their memory tier when they see it
+                // gone; no write is applied here before they had the time to.
+                std::thread::sleep(super::lease::GRACE);
+                // From when it serves: holders of leases reach it and give them again.
+                o.leases.hold_new();
+            }
             // The role first: a caller waiting for it may hold a key's stripe lock (a
             // removal asks whether its key is live), which `forget_persisted` takes.
             state.set_role(Some(role.clone()));
+            // A lease given back while there was no owner to give it to.
+            let still = lock(&state.leases_held).clone();
+            for digest in held.iter().filter(|d| !still.contains(d)) {
+                match &role {
+                    Role::Owner(o) => o.leases.release(*digest, Holder::Owner),
+                    Role::Client(c) => c.release(*digest),
+                }
+            }
             // Notices may have been lost with the connection: no value read before it is
             // kept, and no read already running promotes what it read.
             forget_persisted(&state);

@@ -121,6 +121,8 @@ pub(crate) enum Reply {
     Scanned {
         records: Vec<ScannedRecord>,
         next: Option<u128>,
+        /// The names of the labels the records carry.
+        labels: Vec<String>,
     },
     Count(u64),
     /// The request failed; the text says why.
