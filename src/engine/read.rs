@@ -112,11 +112,11 @@ impl Inner {
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        let found = self.read_disk::<V>(scope, ek);
-        if found.is_some() {
-            Counters::bump(&self.counters.disk_hits);
-        }
-        found
+        let disk = self.disk.as_ref()?;
+        // Noted before the read: see `ordering.rs`.
+        let version = self.stripes.version(ek.digest);
+        let stored = disk.read(ek.digest)?;
+        self.lookup_stored(scope, ek, version, stored)
     }
 
     /// A memory hit on an entry loaded by the warm restart: checked like a disk record (another
@@ -281,17 +281,6 @@ impl Inner {
             disk.discard(digest);
         }
         true
-    }
-
-    fn read_disk<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
-    where
-        V: DeserializeOwned + Send + Sync + 'static,
-    {
-        let disk = self.disk.as_ref()?;
-        // Noted before the read: see `ordering.rs`.
-        let version = self.stripes.version(ek.digest);
-        let stored = disk.read(ek.digest)?;
-        self.decode_stored(scope, ek, version, stored)
     }
 
     /// A record read (or handed over with a lease) after the key's stripe had `version`,
