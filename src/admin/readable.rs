@@ -8,37 +8,14 @@
 
 use std::fmt::Write;
 
-// The tag bytes of `key/serializer.rs`; `tests::renders_what_the_encoder_writes` keeps the two
-// in step.
-const END: u8 = 0x00;
-const FALSE: u8 = 0x01;
-const TRUE: u8 = 0x02;
-const I8: u8 = 0x03;
-const I128: u8 = 0x07;
-const U8: u8 = 0x08;
-const U128: u8 = 0x0C;
-const F32: u8 = 0x0D;
-const F64: u8 = 0x0E;
-const CHAR: u8 = 0x0F;
-const STR: u8 = 0x10;
-const BYTES: u8 = 0x11;
-const NONE: u8 = 0x12;
-const SOME: u8 = 0x13;
-const UNIT: u8 = 0x14;
-const UNIT_STRUCT: u8 = 0x15;
-const UNIT_VARIANT: u8 = 0x16;
-const NEWTYPE_STRUCT: u8 = 0x17;
-const NEWTYPE_VARIANT: u8 = 0x18;
-const SEQ: u8 = 0x19;
-const TUPLE_STRUCT: u8 = 0x1A;
-const TUPLE_VARIANT: u8 = 0x1B;
-const MAP: u8 = 0x1C;
-const STRUCT: u8 = 0x1D;
-const STRUCT_VARIANT: u8 = 0x1E;
-
-/// Scope prefixes (`key/mod.rs`).
-const ROOT: u8 = 0;
-const NAMED: u8 = 1;
+// The tag bytes and scope prefixes the key encoder writes (`key/serializer.rs`,
+// `key/mod.rs`).
+use crate::key::serializer::{
+    BYTES, CHAR, END, F32, F64, FALSE, I128, I8, MAP, NEWTYPE_STRUCT, NEWTYPE_VARIANT, NONE, SEQ,
+    SOME, STR, STRUCT, STRUCT_VARIANT, TRUE, TUPLE_STRUCT, TUPLE_VARIANT, U128, U8, UNIT,
+    UNIT_STRUCT, UNIT_VARIANT,
+};
+use crate::key::{NAMED, ROOT};
 
 /// Deeper keys render as hex: bounds the recursion on hostile bytes.
 const MAX_DEPTH: usize = 64;

@@ -15,7 +15,7 @@
 //! The layout is described in `docs/format.md`. It changed from `postcard(namespace) ++
 //! postcard(key)`: every key written by an older build is unreachable, and is reclaimed.
 
-mod serializer;
+pub(crate) mod serializer;
 
 use std::sync::Arc;
 
@@ -29,9 +29,9 @@ use serializer::{Discard, Encoder, KeyError, Sink};
 const INLINE: usize = 96;
 
 /// The scope prefix of the root.
-const ROOT: u8 = 0;
+pub(crate) const ROOT: u8 = 0;
 /// The scope prefix of a named namespace, followed by its length-prefixed name.
-const NAMED: u8 = 1;
+pub(crate) const NAMED: u8 = 1;
 
 /// A key's full encoding: inline when short.
 #[derive(Clone)]

@@ -19,37 +19,37 @@ use serde::ser::{self, Serialize};
 
 /// Ends a sequence, tuple, map or struct. No value starts with it.
 pub(crate) const END: u8 = 0x00;
-const FALSE: u8 = 0x01;
-const TRUE: u8 = 0x02;
-const I8: u8 = 0x03;
-const I16: u8 = 0x04;
-const I32: u8 = 0x05;
-const I64: u8 = 0x06;
-const I128: u8 = 0x07;
-const U8: u8 = 0x08;
-const U16: u8 = 0x09;
-const U32: u8 = 0x0A;
-const U64: u8 = 0x0B;
-const U128: u8 = 0x0C;
-const F32: u8 = 0x0D;
-const F64: u8 = 0x0E;
-const CHAR: u8 = 0x0F;
-const STR: u8 = 0x10;
-const BYTES: u8 = 0x11;
-const NONE: u8 = 0x12;
-const SOME: u8 = 0x13;
-const UNIT: u8 = 0x14;
-const UNIT_STRUCT: u8 = 0x15;
-const UNIT_VARIANT: u8 = 0x16;
-const NEWTYPE_STRUCT: u8 = 0x17;
-const NEWTYPE_VARIANT: u8 = 0x18;
+pub(crate) const FALSE: u8 = 0x01;
+pub(crate) const TRUE: u8 = 0x02;
+pub(crate) const I8: u8 = 0x03;
+pub(crate) const I16: u8 = 0x04;
+pub(crate) const I32: u8 = 0x05;
+pub(crate) const I64: u8 = 0x06;
+pub(crate) const I128: u8 = 0x07;
+pub(crate) const U8: u8 = 0x08;
+pub(crate) const U16: u8 = 0x09;
+pub(crate) const U32: u8 = 0x0A;
+pub(crate) const U64: u8 = 0x0B;
+pub(crate) const U128: u8 = 0x0C;
+pub(crate) const F32: u8 = 0x0D;
+pub(crate) const F64: u8 = 0x0E;
+pub(crate) const CHAR: u8 = 0x0F;
+pub(crate) const STR: u8 = 0x10;
+pub(crate) const BYTES: u8 = 0x11;
+pub(crate) const NONE: u8 = 0x12;
+pub(crate) const SOME: u8 = 0x13;
+pub(crate) const UNIT: u8 = 0x14;
+pub(crate) const UNIT_STRUCT: u8 = 0x15;
+pub(crate) const UNIT_VARIANT: u8 = 0x16;
+pub(crate) const NEWTYPE_STRUCT: u8 = 0x17;
+pub(crate) const NEWTYPE_VARIANT: u8 = 0x18;
 /// Sequences and tuples alike.
-const SEQ: u8 = 0x19;
-const TUPLE_STRUCT: u8 = 0x1A;
-const TUPLE_VARIANT: u8 = 0x1B;
-const MAP: u8 = 0x1C;
-const STRUCT: u8 = 0x1D;
-const STRUCT_VARIANT: u8 = 0x1E;
+pub(crate) const SEQ: u8 = 0x19;
+pub(crate) const TUPLE_STRUCT: u8 = 0x1A;
+pub(crate) const TUPLE_VARIANT: u8 = 0x1B;
+pub(crate) const MAP: u8 = 0x1C;
+pub(crate) const STRUCT: u8 = 0x1D;
+pub(crate) const STRUCT_VARIANT: u8 = 0x1E;
 
 /// Where the encoding goes.
 pub(crate) trait Sink {
