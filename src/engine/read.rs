@@ -283,27 +283,10 @@ impl Inner {
         true
     }
 
-    /// A record read (or handed over with a lease) after the key's stripe had `version`,
-    /// counted as a disk hit if it gives a value.
+    /// A record read (or handed over with a lease) after the key's stripe had `version`:
+    /// judged, decoded, promoted unless a write came after `version`, and counted as a disk
+    /// hit if it gives a value.
     pub(super) fn lookup_stored<V>(
-        &self,
-        scope: &ScopeName,
-        ek: &EncodedKey,
-        version: u64,
-        stored: Stored,
-    ) -> Option<Arc<V>>
-    where
-        V: DeserializeOwned + Send + Sync + 'static,
-    {
-        let found = self.decode_stored(scope, ek, version, stored);
-        if found.is_some() {
-            Counters::bump(&self.counters.disk_hits);
-        }
-        found
-    }
-
-    /// A stored record, judged and decoded, and promoted unless a write came after `version`.
-    fn decode_stored<V>(
         &self,
         scope: &ScopeName,
         ek: &EncodedKey,
@@ -361,6 +344,8 @@ impl Inner {
             self.outdated_shape::<V>(scope, ek.digest, || self.drop_record(ek.digest, version));
             return None;
         };
+        // A value from here on: a disk hit, promoted or not.
+        Counters::bump(&self.counters.disk_hits);
         let v = Arc::new(v);
         let gens: Box<[(u64, u64)]> = rec.generations().collect();
         let weight = memory::weight::<V>(ek.bytes.len(), payload.len(), gens.len());
