@@ -144,3 +144,56 @@ fn an_invalidation_made_while_out_of_service_is_persisted_on_recovery() {
         "invalidation kept"
     );
 }
+
+/// A reader that was still on a damaged file when the writer replaced it reports its failure
+/// after the replacement: it must not take the new file out of service (with
+/// `DamagedFile::SetAside`, that set aside the fresh file and what had been written to it; it
+/// also left the tier without a database and no outage on record, so the next commit failed).
+#[test]
+fn a_reader_failure_on_a_database_already_replaced_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let cache = open(dir.path(), &faults, Durability::Immediate);
+    cache.insert("kept", 1u32).unwrap();
+    let shared = &cache
+        .inner
+        .disk
+        .as_ref()
+        .unwrap()
+        .owner()
+        .unwrap()
+        .local
+        .shared;
+    let damaged = super::health::Failure {
+        detail: "redb panicked: internal error: entered unreachable code".into(),
+        damaged: true,
+    };
+
+    // What the writer's recovery does: the file's database let go of, a new one in its place.
+    let replaced = shared.db().expect("the tier's database");
+    let stand_in = Arc::new(
+        redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap(),
+    );
+    let file_db = shared.set_db(Some(stand_in.clone())).unwrap();
+
+    shared.fail_on(&replaced, damaged.clone());
+    assert!(cache.health().is_healthy(), "{:?}", cache.health());
+    assert!(
+        shared.db().is_some_and(|db| Arc::ptr_eq(&db, &stand_in)),
+        "the new database stays in place"
+    );
+
+    // The same failure on the tier's current database takes it out of service.
+    shared.set_db(Some(file_db));
+    drop(replaced);
+    let current = shared.db().unwrap();
+    shared.fail_on(&current, damaged);
+    drop(current);
+    assert!(matches!(
+        cache.health(),
+        Health::DiskOutOfService { damaged: true, .. }
+    ));
+    assert!(shared.db().is_none(), "a damaged file is not read again");
+}

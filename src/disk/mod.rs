@@ -60,8 +60,8 @@ type Pending = (u64, Option<Arc<[u8]>>);
 /// it, so that it is dropped after the table).
 struct Snapshot {
     records: redb::ReadOnlyTable<u128, &'static [u8]>,
-    /// Held, not read: the file stays open while a reader uses the table.
-    _db: Arc<redb::Database>,
+    /// The database the table is of: the file stays open while a reader uses the table.
+    db: Arc<redb::Database>,
 }
 
 /// What the writer thread and the readers share.
@@ -130,7 +130,7 @@ impl Shared {
         let fresh = fresh.map(|records| {
             Arc::new(Snapshot {
                 records,
-                _db: db.clone(),
+                db: db.clone(),
             })
         });
         let old = {
@@ -205,28 +205,72 @@ impl Shared {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Option<T> {
         let db = self.db()?;
-        self.guarded(|| f(&db.begin_read()?))
+        self.guarded(&db, || f(&db.begin_read()?))
     }
 
-    /// Runs `f`, catching redb's errors and panics; a failure takes the tier out of service.
-    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, redb::Error>) -> Option<T> {
+    /// Runs `f` over `db`, catching redb's errors and panics; a failure takes the tier out of
+    /// service if `db` is still the tier's database.
+    fn guarded<T>(
+        &self,
+        db: &Arc<redb::Database>,
+        f: impl FnOnce() -> Result<T, redb::Error>,
+    ) -> Option<T> {
         match catch(f) {
             Ok(v) => Some(v),
             Err(c) => {
-                self.fail(Failure {
-                    detail: c.detail(),
-                    damaged: c.is_damage(),
-                });
+                self.fail_on(
+                    db,
+                    Failure {
+                        detail: c.detail(),
+                        damaged: c.is_damage(),
+                    },
+                );
                 None
             }
         }
     }
 
-    /// Takes the tier out of service (logged once) and wakes the writer to bring it back.
+    /// A failure of the writer's (a commit, a maintenance), or at open: takes the tier out of
+    /// service (logged once) and wakes the writer to bring it back.
     pub fn fail(&self, failure: Failure) {
+        self.take_down(None, failure);
+    }
+
+    /// A reader's failure on `db`: as [`fail`](Self::fail), unless `db` is no longer the
+    /// tier's database. A reader still on a damaged file that the writer has already replaced
+    /// (set aside for a fresh one, or reopened) must not take the new file out of service: that
+    /// would have the fresh file set aside with what was written to it, or leave the tier
+    /// without a database and no outage on record.
+    fn fail_on(&self, db: &Arc<redb::Database>, failure: Failure) {
+        self.take_down(Some(db), failure);
+    }
+
+    fn take_down(&self, seen_on: Option<&Arc<redb::Database>>, failure: Failure) {
         let damaged = failure.damaged;
         let detail = failure.detail.clone();
-        if self.health.go_down(failure) {
+        let (starts, snapshot, old) = {
+            // `set_db`'s lock order: snapshot, then database. Under both, the outage and the
+            // database's removal are one step for anyone who looks at them.
+            let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            let mut current = self.db.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(db) = seen_on {
+                if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, db)) {
+                    tracing::debug!(error = %detail,
+                        "a failure on a database already let go of: ignored");
+                    return;
+                }
+            }
+            let starts = self.health.go_down(failure);
+            if damaged {
+                // A damaged file may panic again on the next read: stop reading it at once.
+                (starts, slot.take(), current.take())
+            } else {
+                (starts, None, None)
+            }
+        };
+        guard::drop_guarded(snapshot);
+        guard::drop_guarded(old);
+        if starts {
             Counters::bump(&self.counters.disk_failures);
             let what = if damaged {
                 match self.open.on_damage {
@@ -241,12 +285,6 @@ impl Shared {
             };
             tracing::error!(file = %self.path.display(), error = %detail,
                 "cache disk tier out of service: {what}");
-        }
-        if damaged {
-            // A damaged file may panic again on the next read: stop reading it at once.
-            if let Some(db) = self.set_db(None) {
-                guard::drop_guarded(db);
-            }
         }
         if let Some(t) = self.writer_thread.get() {
             t.unpark();
@@ -424,9 +462,9 @@ impl LocalTier {
         }
         let snapshot = self.shared.snapshot();
         let stored = match &snapshot {
-            Some(snapshot) => self
-                .shared
-                .guarded(|| Ok(snapshot.records.get(digest)?.map(|g| Arc::from(g.value()))))?,
+            Some(snapshot) => self.shared.guarded(&snapshot.db, || {
+                Ok(snapshot.records.get(digest)?.map(|g| Arc::from(g.value())))
+            })?,
             None => self.shared.read(|txn| {
                 Ok(txn
                     .open_table(RECORDS)?
