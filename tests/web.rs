@@ -32,12 +32,12 @@ impl Drop for Server {
 }
 
 fn start(cache_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(example_binary())
-        .env("TIERED_DIR", cache_dir)
+    let mut cmd = Command::new(example_binary());
+    cmd.env("TIERED_DIR", cache_dir)
         .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    common::default_signals(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

@@ -35,6 +35,7 @@ impl App {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        super::default_signals(&mut cmd);
         let mut child = cmd.spawn().unwrap();
         let input = child.stdin.take().unwrap();
         let mut output = BufReader::new(child.stdout.take().unwrap());

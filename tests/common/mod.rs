@@ -17,6 +17,28 @@ use tiered::{Cache, Durability, ManualClock};
 
 pub const CHILD_DIR: &str = "TIERED_CHILD_DIR";
 
+/// Gives the child the default action for the signals tests send it. A shell starts the
+/// commands it runs in the background with SIGINT and SIGQUIT ignored, and a child inherits
+/// that: a test sending SIGINT would then wait forever for a child that goes on.
+pub fn default_signals(cmd: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: `signal` is async-signal-safe, the only kind of call allowed between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cmd;
+}
+
 /// The folder a child was given, or `None` when the test runs as an ordinary (ignored) test.
 pub fn child_dir() -> Option<PathBuf> {
     std::env::var_os(CHILD_DIR).map(PathBuf::from)
@@ -47,6 +69,7 @@ fn child_command(test: &str, dir: &Path, env: &[(&str, String)]) -> Command {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    default_signals(&mut cmd);
     cmd
 }
 
