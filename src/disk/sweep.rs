@@ -148,6 +148,13 @@ impl Sweeper {
             return Ok(());
         };
         if !doomed.is_empty() {
+            // Buried before the commit: `explain` looks on disk before the graveyard, so a
+            // record is explained by one or the other at every moment (buried after, it was
+            // "never written" in between). A failed commit leaves the records on disk, where
+            // they are still explained as dead.
+            for (digest, _, fate) in doomed.iter().cloned() {
+                shared.counters.graveyard.bury(digest, fate);
+            }
             // Only this thread writes, so nothing changed these records since they were judged.
             shared.transact(|t| {
                 for (digest, ..) in &doomed {
@@ -155,9 +162,8 @@ impl Sweeper {
                 }
                 Ok(())
             })?;
-            for (digest, why, fate) in doomed.iter().cloned() {
-                shared.counters.count_dead(why);
-                shared.counters.graveyard.bury(digest, fate);
+            for (_, why, _) in &doomed {
+                shared.counters.count_dead(*why);
             }
             tracing::debug!(
                 deleted = doomed.len(),
