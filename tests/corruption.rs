@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 
+use common::damage::{damage_in_place, fill_values, filled_value, value_page};
 use tiered::{Cache, DamagedFile, Durability, Error, Health};
 
 fn db(dir: &Path) -> std::path::PathBuf {
@@ -154,25 +155,6 @@ fn random_damage_never_panics_nor_returns_wrong_data() {
 const FILLED: u32 = 2_000;
 
 /// A value of 100-1000 bytes that says which key it belongs to.
-fn filled_value(i: u32) -> String {
-    let len = 100 + (i as usize * 7_919) % 900;
-    let mut v = format!("V{i:05}-");
-    v.extend((0..len).map(|j| (b'a' + ((i as usize + j) % 26) as u8) as char));
-    v
-}
-
-fn fill_values(dir: &Path, n: u32) {
-    let cache = Cache::builder()
-        .path(dir)
-        .durability(Durability::Batched(std::time::Duration::from_millis(50)))
-        .open()
-        .unwrap();
-    for i in 0..n {
-        cache.insert(&i, filled_value(i)).unwrap();
-    }
-    cache.flush().unwrap();
-}
-
 fn damaged_mode() -> DamagedFile {
     match std::env::var("TIERED_DAMAGED").as_deref() {
         Ok("set-aside") => DamagedFile::SetAside,
@@ -227,12 +209,7 @@ fn child_open_damaged_middle() {
             .expect("open the clean file");
         let path = db(&dir);
         let (start, end) = damage_region(&std::fs::read(&path).unwrap(), At::Values);
-        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start as u64)).unwrap();
-        let mut bytes = vec![0u8; end - start];
-        rand::fill(&mut bytes[..]);
-        std::io::Write::write_all(&mut f, &bytes).unwrap();
-        f.sync_all().unwrap();
+        damage_in_place(&path, start, end);
         eprintln!("damaged {start}..{end} under the open cache");
         Ok(cache)
     } else {
@@ -348,14 +325,7 @@ enum At {
 fn damage_region(file: &[u8], at: At) -> (usize, usize) {
     let start = match at {
         At::Middle => (file.len() / 2).saturating_sub(8 << 10),
-        At::Values => {
-            let marker = format!("V{:05}-", FILLED / 2).into_bytes();
-            let found = file
-                .windows(marker.len())
-                .position(|w| w == marker)
-                .expect("the value's marker is in the file");
-            found / 4096 * 4096
-        }
+        At::Values => value_page(file, FILLED / 2),
     };
     (start, (start + (16 << 10)).min(file.len()))
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod damage;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
