@@ -136,6 +136,12 @@ enum Kind {
 fn from_kind(e: &redb::Error) -> Kind {
     match e {
         redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_) => Kind::Damage,
+        // Every table of the file is tiered's, opened with the types it was created with: a
+        // stored definition that differs is a damaged table tree (or not tiered's file).
+        redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableIsNotMultimap(_) => Kind::Damage,
         // A file cut short (inside its header, say) reads past its end: damage too.
         redb::Error::Io(source)
             if matches!(

@@ -102,6 +102,15 @@ impl Shared {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether `db` is the tier's database (not let go of, as a damaged file is).
+    fn is_current(&self, db: &Arc<redb::Database>) -> bool {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, db))
+    }
+
     /// Replaces the database, dropping the snapshot of the old one (a reader still holding it
     /// keeps the old database alive until it is done: see `writer::release`).
     fn set_db(&self, db: Option<Arc<redb::Database>>) -> Option<Arc<redb::Database>> {
@@ -164,13 +173,23 @@ impl Shared {
                 let out = f(&mut t)?;
                 (out, t.finish()?)
             };
+            if !self.is_current(&db) {
+                // Let go of (found damaged) since the transaction began: not into that file.
+                let _ = txn.abort();
+                return Ok(None);
+            }
             txn.commit()?;
-            Ok((out, done))
+            Ok(Some((out, done)))
         })
         .map_err(|c| Failure {
             detail: c.detail(),
             damaged: c.is_damage(),
-        })?;
+        })?
+        .filter(|_| self.is_current(&db))
+        // A commit into a file that a reader found damaged meanwhile is not durable: the file
+        // is set aside. The writes are kept in memory and reported as such, like any failed
+        // commit's.
+        .ok_or_else(|| self.outage_failure())?;
         self.refresh_snapshot(&db);
         self.set_totals(done.totals, done.entries);
         // Committed: the side files of the records it removed are garbage now.
