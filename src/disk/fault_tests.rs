@@ -197,3 +197,69 @@ fn a_reader_failure_on_a_database_already_replaced_is_ignored() {
     ));
     assert!(shared.db().is_none(), "a damaged file is not read again");
 }
+
+/// Damage found while the disk is full: each failed attempt to come back left a fresh file,
+/// which the next attempt set aside too (one damage, several `damaged-*` files).
+#[test]
+fn damage_found_while_the_disk_is_full_sets_one_file_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let cache = Cache::builder()
+        .path(dir.path())
+        .durability(Durability::Immediate)
+        .on_damaged_file(crate::DamagedFile::SetAside)
+        .faults(faults.clone())
+        .open()
+        .unwrap();
+    for i in 0..200u32 {
+        cache
+            .insert(&i, format!("value {i} {}", "x".repeat(100)))
+            .unwrap();
+    }
+    let shared = &cache
+        .inner
+        .disk
+        .as_ref()
+        .unwrap()
+        .owner()
+        .unwrap()
+        .local
+        .shared;
+    faults.disk_full(true);
+    let current = shared.db().unwrap();
+    shared.fail_on(
+        &current,
+        super::health::Failure {
+            detail: "redb panicked: internal error: entered unreachable code".into(),
+            damaged: true,
+        },
+    );
+    drop(current);
+    for _ in 0..6 {
+        assert!(cache.flush().is_err(), "the disk is full");
+    }
+    faults.disk_full(false);
+    let back = (0..50).any(|_| {
+        let ok = cache.flush().is_ok() && cache.health().is_healthy();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(back, "{:?}", cache.health());
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tiered.redb.damaged-")
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    assert_eq!(aside.len(), 1, "one damage, one file set aside: {aside:?}");
+    assert!(
+        aside[0] > 10_000,
+        "the damaged file is the one kept: {aside:?}"
+    );
+}

@@ -122,9 +122,18 @@ pub(crate) fn open_database(
     }
 }
 
+/// `tiered.redb.damaged-<unix ms>`, with `-2`, `-3`... if that name is taken: a rename would
+/// replace the file already set aside under it.
 fn set_aside_path(path: &Path) -> PathBuf {
     let stamp = crate::expiry::to_ms(std::time::SystemTime::now());
-    path.with_file_name(format!("{DB_FILE}.damaged-{stamp}"))
+    let name = format!("{DB_FILE}.damaged-{stamp}");
+    let mut aside = path.with_file_name(&name);
+    let mut n = 1;
+    while aside.symlink_metadata().is_ok() {
+        n += 1;
+        aside = path.with_file_name(format!("{name}-{n}"));
+    }
+    aside
 }
 
 /// Creates the tables if missing and reads the generations and counters.

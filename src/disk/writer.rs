@@ -134,6 +134,9 @@ struct Writer<'a> {
     retry_at: Instant,
     retry_wait: Duration,
     last_attempt: Option<Instant>,
+    /// The outage (by its start) whose damaged file was set aside: once per outage, or a
+    /// retry would set aside the fresh file that a failed attempt left.
+    aside_for: Option<std::time::SystemTime>,
     /// When the tier last came back on probation.
     resumed_at: Option<Instant>,
     /// Since when read times have waited for a commit (see `touches_due`).
@@ -160,6 +163,7 @@ pub(crate) fn run(
         retry_at: Instant::now(),
         retry_wait: RETRY_FIRST,
         last_attempt: None,
+        aside_for: None,
         resumed_at: None,
         touches_since: None,
     };
@@ -511,11 +515,12 @@ impl Writer<'_> {
         if let Some(db) = shared.set_db(None) {
             release(db);
         }
-        if outage.failure.damaged {
+        if outage.failure.damaged && self.aside_for != Some(outage.since) {
             if let Err(e) = open::set_aside(&shared.path) {
                 tracing::debug!(error = %e, "could not set the damaged file aside yet");
                 return self.retry_later();
             }
+            self.aside_for = Some(outage.since);
         }
         let opened = match open::open_database(&shared.dir, Duration::ZERO, &shared.open) {
             Ok(opened) => opened,
