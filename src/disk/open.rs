@@ -142,10 +142,12 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
         let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
         let state = {
+            // One by one, so that a panic in an open cannot abort the process (see `open_after`).
             let records = txn.open_table(RECORDS)?;
-            txn.open_table(ACCESS)?;
-            let gens = txn.open_table(GENERATIONS)?;
-            let mut meta = txn.open_table(META)?;
+            let (records, access) = open_after(&txn, records, ACCESS)?;
+            drop(access);
+            let (records, gens) = open_after(&txn, records, GENERATIONS)?;
+            let ((records, gens), mut meta) = open_after(&txn, (records, gens), META)?;
             let version = meta.get(DB_VERSION)?.map(|v| v.value());
             match version {
                 None => {

@@ -84,11 +84,15 @@ impl<'t> Tables<'t> {
         totals: Totals,
         learned: Learned,
     ) -> Result<Self, redb::Error> {
+        let records = txn.open_table(RECORDS)?;
+        let (records, access) = open_after(txn, records, ACCESS)?;
+        let ((records, access), gens) = open_after(txn, (records, access), GENERATIONS)?;
+        let ((records, access, gens), meta) = open_after(txn, (records, access, gens), META)?;
         Ok(Tables {
-            records: txn.open_table(RECORDS)?,
-            access: txn.open_table(ACCESS)?,
-            gens: txn.open_table(GENERATIONS)?,
-            meta: txn.open_table(META)?,
+            records,
+            access,
+            gens,
+            meta,
             totals,
             learned,
             doomed_blobs: Vec::new(),
@@ -153,5 +157,30 @@ fn forget(totals: &mut Totals, doomed_blobs: &mut Vec<u64>, record: &[u8]) {
     totals.blob_bytes = totals.blob_bytes.saturating_sub(blob_len);
     if let Some(blob) = blob {
         doomed_blobs.push(blob.id);
+    }
+}
+
+/// Opens `table` in `txn` while the tables `open` are open, and hands them back with it.
+///
+/// redb holds a lock of the transaction while it opens a table, and every open table takes it
+/// again when dropped. If redb panics in the open (a damaged table tree), the lock is poisoned,
+/// and dropping the open tables while the panic unwinds would panic again: a panic during a
+/// panic aborts the process, past every guard. So they are leaked instead (the transaction,
+/// dropped while unwinding, is never committed) and the panic goes on to the guard.
+pub(crate) fn open_after<'t, T, K, V>(
+    txn: &'t WriteTransaction,
+    open: T,
+    table: TableDefinition<K, V>,
+) -> Result<(T, Table<'t, K, V>), redb::Error>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| txn.open_table(table))) {
+        Ok(opened) => Ok((open, opened?)),
+        Err(panic) => {
+            std::mem::forget(open);
+            std::panic::resume_unwind(panic)
+        }
     }
 }
