@@ -171,11 +171,11 @@ fn a_reader_failure_on_a_database_already_replaced_is_ignored() {
 
     // What the writer's recovery does: the file's database let go of, a new one in its place.
     let replaced = shared.db().expect("the tier's database");
-    let stand_in = Arc::new(
+    let stand_in = Arc::new(super::guard::Db::new(
         redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .unwrap(),
-    );
+    ));
     let file_db = shared.set_db(Some(stand_in.clone())).unwrap();
 
     shared.fail_on(&replaced, damaged.clone());

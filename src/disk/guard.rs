@@ -109,6 +109,40 @@ pub(crate) fn guarded<T>(
     catch(f).map_err(|c| c.into_error(path))
 }
 
+/// A database whose drop is guarded, wherever it happens: the last holder of a damaged file's
+/// database may be any reader's thread (a user's `get`), and redb's close (a commit, an fsync)
+/// may panic on the damage.
+pub(crate) struct Db(Option<redb::Database>);
+
+impl Db {
+    pub fn new(db: redb::Database) -> Self {
+        Db(Some(db))
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = redb::Database;
+
+    fn deref(&self) -> &redb::Database {
+        // Taken only by `drop`.
+        self.0.as_ref().expect("a database until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut redb::Database {
+        self.0.as_mut().expect("a database until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            drop_guarded(db);
+        }
+    }
+}
+
 /// Drops `value` (a database, a transaction) inside the guard: redb may panic on drop too.
 pub(crate) fn drop_guarded<T>(value: T) {
     let _ = catch(move || {

@@ -61,7 +61,7 @@ type Pending = (u64, Option<Arc<[u8]>>);
 struct Snapshot {
     records: redb::ReadOnlyTable<u128, &'static [u8]>,
     /// The database the table is of: the file stays open while a reader uses the table.
-    db: Arc<redb::Database>,
+    db: Arc<guard::Db>,
 }
 
 /// What the writer thread and the readers share.
@@ -69,7 +69,7 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     pub dir: PathBuf,
     /// The open database; `None` while the tier is out of service and being reopened.
-    db: RwLock<Option<Arc<redb::Database>>>,
+    db: RwLock<Option<Arc<guard::Db>>>,
     /// The records table of the last commit, read by every reader: a read transaction and a
     /// table opened per read were most of a small disk hit's cost. Only the writer thread
     /// replaces it, after each of its commits and before the writes it committed leave
@@ -98,12 +98,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The database, unless the tier is out of service.
-    fn db(&self) -> Option<Arc<redb::Database>> {
+    fn db(&self) -> Option<Arc<guard::Db>> {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether `db` is the tier's database (not let go of, as a damaged file is).
-    fn is_current(&self, db: &Arc<redb::Database>) -> bool {
+    fn is_current(&self, db: &Arc<guard::Db>) -> bool {
         self.db
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,7 +113,7 @@ impl Shared {
 
     /// Replaces the database, dropping the snapshot of the old one (a reader still holding it
     /// keeps the old database alive until it is done: see `writer::release`).
-    fn set_db(&self, db: Option<Arc<redb::Database>>) -> Option<Arc<redb::Database>> {
+    fn set_db(&self, db: Option<Arc<guard::Db>>) -> Option<Arc<guard::Db>> {
         // Both locks at once, in `refresh_snapshot`'s order (snapshot, then database): a
         // refresh cannot slip a snapshot of the old database in between.
         let (snapshot, old) = {
@@ -134,7 +134,7 @@ impl Shared {
 
     /// Publishes the records table as `db` holds it now. Called by the writer thread only,
     /// after each commit: see [`Shared::snapshot`](field@Shared::snapshot).
-    fn refresh_snapshot(&self, db: &Arc<redb::Database>) {
+    fn refresh_snapshot(&self, db: &Arc<guard::Db>) {
         let fresh = catch(|| Ok(db.begin_read()?.open_table(RECORDS)?)).ok();
         let fresh = fresh.map(|records| {
             Arc::new(Snapshot {
@@ -231,7 +231,7 @@ impl Shared {
     /// service if `db` is still the tier's database.
     fn guarded<T>(
         &self,
-        db: &Arc<redb::Database>,
+        db: &Arc<guard::Db>,
         f: impl FnOnce() -> Result<T, redb::Error>,
     ) -> Option<T> {
         match catch(f) {
@@ -260,11 +260,11 @@ impl Shared {
     /// (set aside for a fresh one, or reopened) must not take the new file out of service: that
     /// would have the fresh file set aside with what was written to it, or leave the tier
     /// without a database and no outage on record.
-    fn fail_on(&self, db: &Arc<redb::Database>, failure: Failure) {
+    fn fail_on(&self, db: &Arc<guard::Db>, failure: Failure) {
         self.take_down(Some(db), failure);
     }
 
-    fn take_down(&self, seen_on: Option<&Arc<redb::Database>>, failure: Failure) {
+    fn take_down(&self, seen_on: Option<&Arc<guard::Db>>, failure: Failure) {
         let damaged = failure.damaged;
         let detail = failure.detail.clone();
         let (starts, snapshot, old) = {
@@ -406,7 +406,7 @@ impl LocalTier {
         let shared = Arc::new(Shared {
             path: cfg.dir.join(DB_FILE),
             dir: cfg.dir.clone(),
-            db: RwLock::new(opened.map(|o| Arc::new(o.db))),
+            db: RwLock::new(opened.map(|o| Arc::new(guard::Db::new(o.db)))),
             snapshot: RwLock::new(None),
             pending: Mutex::default(),
             pending_len: AtomicUsize::new(0),

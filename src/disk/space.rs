@@ -516,7 +516,7 @@ fn drop_snapshot(shared: &Shared) {
     super::guard::drop_guarded(old);
 }
 
-fn compact_locked(db: &mut Option<Arc<redb::Database>>) -> Result<(), Stop> {
+fn compact_locked(db: &mut Option<Arc<super::guard::Db>>) -> Result<(), Stop> {
     let Some(handle) = db.as_mut() else {
         return Err(Stop::OutOfService);
     };

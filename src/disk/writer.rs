@@ -531,7 +531,7 @@ impl Writer<'_> {
         };
         shared.set_totals(opened.totals, opened.entries);
         *lock(&shared.learned) = opened.learned;
-        shared.set_db(Some(Arc::new(opened.db)));
+        shared.set_db(Some(Arc::new(super::guard::Db::new(opened.db))));
         let shadows = shared.health.shadowed();
         let gens = shared.gens.snapshot();
         let restored = shared.transact(|t| {
@@ -588,7 +588,7 @@ impl Writer<'_> {
 
 /// Drops the last handle on a database once readers (who hold it only for a moment, never
 /// across user code) have let go, so that the file can be opened again.
-fn release(db: Arc<redb::Database>) {
+fn release(db: Arc<super::guard::Db>) {
     let until = Instant::now() + Duration::from_secs(2);
     while Arc::strong_count(&db) > 1 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(1));
