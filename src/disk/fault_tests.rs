@@ -145,6 +145,19 @@ fn an_invalidation_made_while_out_of_service_is_persisted_on_recovery() {
     );
 }
 
+/// The process's own disk tier (it owns the folder), whose state its writer and readers share.
+fn owner_of(cache: &Cache) -> Arc<crate::process::Owner> {
+    cache.inner.disk.as_ref().unwrap().owner().unwrap()
+}
+
+/// A reader's report of damage, as `guarded` makes it when redb panics.
+fn damage() -> super::health::Failure {
+    super::health::Failure {
+        detail: "redb panicked: internal error: entered unreachable code".into(),
+        damaged: true,
+    }
+}
+
 /// A reader that was still on a damaged file when the writer replaced it reports its failure
 /// after the replacement: it must not take the new file out of service (with
 /// `DamagedFile::SetAside`, that set aside the fresh file and what had been written to it; it
@@ -155,19 +168,9 @@ fn a_reader_failure_on_a_database_already_replaced_is_ignored() {
     let faults = Arc::new(Faults::default());
     let cache = open(dir.path(), &faults, Durability::Immediate);
     cache.insert("kept", 1u32).unwrap();
-    let shared = &cache
-        .inner
-        .disk
-        .as_ref()
-        .unwrap()
-        .owner()
-        .unwrap()
-        .local
-        .shared;
-    let damaged = super::health::Failure {
-        detail: "redb panicked: internal error: entered unreachable code".into(),
-        damaged: true,
-    };
+    let owner = owner_of(&cache);
+    let shared = &owner.local.shared;
+    let damaged = damage();
 
     // What the writer's recovery does: the file's database let go of, a new one in its place.
     let replaced = shared.db().expect("the tier's database");
@@ -216,24 +219,11 @@ fn damage_found_while_the_disk_is_full_sets_one_file_aside() {
             .insert(&i, format!("value {i} {}", "x".repeat(100)))
             .unwrap();
     }
-    let shared = &cache
-        .inner
-        .disk
-        .as_ref()
-        .unwrap()
-        .owner()
-        .unwrap()
-        .local
-        .shared;
+    let owner = owner_of(&cache);
+    let shared = &owner.local.shared;
     faults.disk_full(true);
     let current = shared.db().unwrap();
-    shared.fail_on(
-        &current,
-        super::health::Failure {
-            detail: "redb panicked: internal error: entered unreachable code".into(),
-            damaged: true,
-        },
-    );
+    shared.fail_on(&current, damage());
     drop(current);
     for _ in 0..6 {
         assert!(cache.flush().is_err(), "the disk is full");
