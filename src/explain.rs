@@ -163,12 +163,7 @@ pub(crate) fn of_dead(
     match (why, rec) {
         (Dead::Damaged, _) => Explanation::Damaged,
         (Dead::Outdated, _) => Explanation::WrittenByAnotherVersion,
-        (Dead::Expired, Some(rec)) => {
-            let last = last_access_ms
-                .unwrap_or(rec.meta.created_ms)
-                .max(rec.meta.created_ms);
-            expired(rec.meta.expiry.expired_at(last))
-        }
+        (Dead::Expired, Some(rec)) => expired(rec.expired_at(last_access_ms)),
         (Dead::Stale, Some(rec)) => invalidated(rec.generations(), gens),
         _ => Explanation::NeverWritten,
     }

@@ -157,6 +157,19 @@ pub(crate) enum Dead {
 }
 
 impl Record<'_> {
+    /// When the record was last used: its last read (`last_access_ms`, if known) or its
+    /// creation, whichever is later. Idle limits count from it.
+    pub fn last_used_ms(&self, last_access_ms: Option<u64>) -> u64 {
+        last_access_ms.unwrap_or(0).max(self.meta.created_ms)
+    }
+
+    /// When the record expires (or expired), given its last read: `u64::MAX` for never.
+    pub fn expired_at(&self, last_access_ms: Option<u64>) -> u64 {
+        self.meta
+            .expiry
+            .expired_at(self.last_used_ms(last_access_ms))
+    }
+
     /// Whether the record stored under `digest` is dead at `now_ms`, and why. Says nothing of
     /// the value's type: that is checked when a reader decodes it.
     pub fn judge(
@@ -166,13 +179,12 @@ impl Record<'_> {
         last_access_ms: Option<u64>,
         gens: &Generations,
     ) -> Option<Dead> {
-        let last_access = last_access_ms.unwrap_or(self.meta.created_ms);
         if xxhash_rust::xxh3::xxh3_128(self.key) != digest {
             Some(Dead::Damaged)
         } else if self
             .meta
             .expiry
-            .is_expired(now_ms, last_access.max(self.meta.created_ms))
+            .is_expired(now_ms, self.last_used_ms(last_access_ms))
         {
             Some(Dead::Expired)
         } else if !gens.is_current(self.generations()) {

@@ -9,17 +9,42 @@ use super::listing::{self, EntryFilter, EntryInfo};
 use super::readable;
 use super::transfer::{Exported, ExportedTag};
 use crate::disk::blobs;
+use crate::disk::scan::Scanned;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::Expiry;
 use crate::generations;
 use crate::key::ScopeName;
 use crate::memory::{self, MemEntry, Raw, Value};
-use crate::process::Ticket;
-use crate::record::{self, Dead, Meta};
+use crate::process::{DiskTier, Ticket};
+use crate::record::{self, Dead, Meta, Record};
 use crate::stats::Counters;
 
 impl Inner {
+    /// Runs `visit` on each record of the disk tier's next `max` records after `after`,
+    /// decoded and judged at one moment (damaged records are skipped: they are gone for
+    /// users), and returns the cursor to continue from (`None`: done). A cache in memory only
+    /// has no records.
+    fn each_stored(
+        &self,
+        after: Option<u128>,
+        max: usize,
+        mut visit: impl FnMut(&DiskTier, &Scanned, Record<'_>, Option<Dead>),
+    ) -> Result<Option<u128>> {
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        let (page, cursor) = disk.scan(after, max)?;
+        let now = self.clock.now_ms();
+        for s in &page {
+            if let Ok(rec) = record::decode(&s.bytes) {
+                let dead = rec.judge(s.digest, now, s.last_access_ms, &self.gens);
+                visit(disk, s, rec, dead);
+            }
+        }
+        Ok(cursor)
+    }
+
     /// The entries of the disk tier among the next `max` records after `after` that `filter`
     /// lets through, and the cursor to continue from (`None`: done). Live and expired
     /// entries are listed; invalidated, damaged and outdated records are not (they are gone
@@ -33,31 +58,22 @@ impl Inner {
         after: Option<u128>,
         max: usize,
     ) -> Result<(Vec<EntryInfo>, Option<u128>)> {
-        let Some(disk) = &self.disk else {
-            return Ok((Vec::new(), None));
-        };
-        let (page, cursor) = disk.scan(after, max)?;
-        let now = self.clock.now_ms();
         let mut out = Vec::new();
-        for s in &page {
-            let Ok(rec) = record::decode(&s.bytes) else {
-                continue;
-            };
-            let expired = match rec.judge(s.digest, now, s.last_access_ms, &self.gens) {
+        let cursor = self.each_stored(after, max, |_, s, rec, dead| {
+            let expired = match dead {
                 None => false,
                 // Judged expired before stale: an expired entry may be invalidated too, and
                 // then it is gone for users.
                 Some(Dead::Expired) if self.gens.is_current(rec.generations()) => true,
-                Some(_) => continue,
+                Some(_) => return,
             };
             let Some(d) = listing::describe(&rec) else {
-                continue;
+                return;
             };
             if !filter.matches(&d, expired) {
-                continue;
+                return;
             }
-            let last = s.last_access_ms.unwrap_or(0).max(rec.meta.created_ms);
-            let at = rec.meta.expiry.expired_at(last);
+            let at = rec.expired_at(s.last_access_ms);
             let blob_len = rec.blob().map_or(0, |b| b.len);
             out.push(EntryInfo {
                 key: readable::render(d.key),
@@ -77,7 +93,7 @@ impl Inner {
                 type_name: crate::fingerprint::name_of(rec.meta.type_name_id)
                     .map_or_else(|| format!("#{:08x}", rec.meta.type_name_id), str::to_string),
             });
-        }
+        })?;
         Ok((out, cursor))
     }
 
@@ -93,24 +109,13 @@ impl Inner {
         after: Option<u128>,
         max: usize,
     ) -> Result<(Vec<Exported>, Option<u128>)> {
-        let Some(disk) = &self.disk else {
-            return Ok((Vec::new(), None));
-        };
-        let (page, cursor) = disk.scan(after, max)?;
-        let now = self.clock.now_ms();
         let mut out = Vec::new();
-        for s in &page {
-            let Ok(rec) = record::decode(&s.bytes) else {
-                continue;
-            };
-            if rec
-                .judge(s.digest, now, s.last_access_ms, &self.gens)
-                .is_some()
-            {
-                continue;
+        let cursor = self.each_stored(after, max, |disk, _, rec, dead| {
+            if dead.is_some() {
+                return;
             }
             let Some(d) = listing::describe(&rec) else {
-                continue;
+                return;
             };
             let payload = match rec.blob() {
                 None => rec.payload.to_vec(),
@@ -118,7 +123,7 @@ impl Inner {
                     Ok(bytes) => bytes,
                     Err(why) => {
                         tracing::warn!(why, "export: a side file is unreadable; entry left out");
-                        continue;
+                        return;
                     }
                 },
             };
@@ -141,7 +146,7 @@ impl Inner {
                 idle_ms: rec.meta.expiry.idle_ms,
                 payload,
             });
-        }
+        })?;
         Ok((out, cursor))
     }
 
@@ -182,45 +187,35 @@ impl Inner {
             return asked;
         }
         let mut dropped: HashSet<u128> = HashSet::new();
-        if let Some(disk) = &self.disk {
-            let mut after = None;
-            loop {
-                let (page, cursor) = disk.scan(after, 1024)?;
-                let now = self.clock.now_ms();
-                for s in &page {
-                    let Ok(rec) = record::decode(&s.bytes) else {
-                        continue;
-                    };
-                    // Invalidated ones are gone for users already; the sweeper takes them.
-                    if rec.judge(s.digest, now, s.last_access_ms, &self.gens) != Some(Dead::Expired)
-                        || !self.gens.is_current(rec.generations())
-                    {
-                        continue;
-                    }
-                    let last = s.last_access_ms.unwrap_or(0).max(rec.meta.created_ms);
-                    let at = rec.meta.expiry.expired_at(last);
-                    let mut held = self.stripes.lock(s.digest);
-                    // Unless a write replaced it since the page was read.
-                    let same = disk
-                        .read(s.digest)
-                        .is_some_and(|now| now.bytes[..] == s.bytes[..]);
-                    if !same {
-                        continue;
-                    }
-                    held.bump();
-                    self.memory.remove(s.digest);
-                    disk.discard(s.digest);
-                    drop(held);
-                    self.counters.count_dead(Dead::Expired);
-                    self.counters
-                        .graveyard
-                        .bury(s.digest, crate::explain::expired(at));
-                    dropped.insert(s.digest);
+        let mut after = None;
+        loop {
+            let cursor = self.each_stored(after, 1024, |disk, s, rec, dead| {
+                // Invalidated ones are gone for users already; the sweeper takes them.
+                if dead != Some(Dead::Expired) || !self.gens.is_current(rec.generations()) {
+                    return;
                 }
-                after = match cursor {
-                    Some(c) => Some(c),
-                    None => break,
-                };
+                let mut held = self.stripes.lock(s.digest);
+                // Unless a write replaced it since the page was read.
+                let same = disk
+                    .read(s.digest)
+                    .is_some_and(|now| now.bytes[..] == s.bytes[..]);
+                if !same {
+                    return;
+                }
+                held.bump();
+                self.memory.remove(s.digest);
+                disk.discard(s.digest);
+                drop(held);
+                self.counters.count_dead(Dead::Expired);
+                self.counters.graveyard.bury(
+                    s.digest,
+                    crate::explain::expired(rec.expired_at(s.last_access_ms)),
+                );
+                dropped.insert(s.digest);
+            })?;
+            match cursor {
+                Some(c) => after = Some(c),
+                None => break,
             }
         }
         let now = self.clock.now_ms();

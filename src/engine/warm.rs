@@ -250,7 +250,7 @@ impl Run {
         };
         let gens: Box<[(u64, u64)]> = rec.generations().collect();
         let weight = memory::raw_weight(rec.key.len(), payload.len(), gens.len());
-        let last = stored.last_access_ms.unwrap_or(0).max(rec.meta.created_ms);
+        let last = rec.last_used_ms(stored.last_access_ms);
         Some(MemEntry {
             value: Value::Raw(Raw {
                 payload,
