@@ -80,10 +80,7 @@ fn child_app() {
     let Some(dir) = common::child_dir() else {
         return;
     };
-    let timeout = std::env::var("ATTACK_TIMEOUT_MS")
-        .ok()
-        .map(|s| Duration::from_millis(s.parse().unwrap()))
-        .unwrap_or(Duration::from_secs(20));
+    let timeout = common::app::child_open_timeout();
     let cache = open_t(&dir, timeout);
     println!("ready");
     let computed = Arc::new(AtomicU64::new(0));

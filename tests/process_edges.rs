@@ -46,6 +46,24 @@ fn show(v: Option<Arc<String>>) -> String {
     }
 }
 
+/// `client` reads `k` (an entry with a 2 s idle limit) every 200 ms for 5 s, from its memory:
+/// the owner and `other` must still see it live.
+fn reads_keep_k_alive(client: &Cache, mut owner: App, mut other: App) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        assert_eq!(show(client.get::<_, String>("k").unwrap()), "Some(v)");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let at_other = other.ask("get k");
+    let at_owner = owner.ask("get k");
+    other.quit();
+    owner.quit();
+    assert_eq!(
+        (at_other.as_str(), at_owner.as_str()),
+        ("Some(v)", "Some(v)")
+    );
+}
+
 /// Child: opens its folder and obeys one command per line of stdin, answering `=> ANSWER`.
 #[test]
 #[ignore = "child process of the process_edges tests"]
@@ -53,10 +71,7 @@ fn child_app() {
     let Some(dir) = common::child_dir() else {
         return;
     };
-    let timeout = std::env::var("ATTACK_TIMEOUT_MS")
-        .ok()
-        .map(|s| Duration::from_millis(s.parse().unwrap()))
-        .unwrap_or(Duration::from_secs(20));
+    let timeout = common::app::child_open_timeout();
     let cache = Cache::builder()
         .path(&dir)
         .durability(Durability::Immediate)
@@ -286,23 +301,11 @@ fn client_reads_keep_an_owner_written_idle_entry_alive_at_the_owner() {
 #[test]
 fn client_reads_keep_a_client_written_idle_entry_alive() {
     let dir = common::tempdir();
-    let mut owner = App::start(dir.path());
+    let owner = App::start(dir.path());
     let client = open(dir.path());
     let mut other = App::start(dir.path());
     assert_eq!(other.ask("insert-idle k v 2000"), "true");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        assert_eq!(show(client.get::<_, String>("k").unwrap()), "Some(v)");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let at_other = other.ask("get k");
-    let at_owner = owner.ask("get k");
-    other.quit();
-    owner.quit();
-    assert_eq!(
-        (at_other.as_str(), at_owner.as_str()),
-        ("Some(v)", "Some(v)")
-    );
+    reads_keep_k_alive(&client, owner, other);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -475,9 +478,9 @@ fn a_client_can_open_a_folder_with_many_long_tag_names() {
 #[test]
 fn client_reads_keep_its_own_idle_entry_alive() {
     let dir = common::tempdir();
-    let mut owner = App::start(dir.path());
+    let owner = App::start(dir.path());
     let client = open(dir.path());
-    let mut other = App::start(dir.path());
+    let other = App::start(dir.path());
     client
         .insert_with(
             "k",
@@ -485,19 +488,7 @@ fn client_reads_keep_its_own_idle_entry_alive() {
             &Options::new().idle(Duration::from_secs(2)),
         )
         .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        assert_eq!(show(client.get::<_, String>("k").unwrap()), "Some(v)");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let at_other = other.ask("get k");
-    let at_owner = owner.ask("get k");
-    other.quit();
-    owner.quit();
-    assert_eq!(
-        (at_other.as_str(), at_owner.as_str()),
-        ("Some(v)", "Some(v)")
-    );
+    reads_keep_k_alive(&client, owner, other);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,6 +6,14 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// A running `child_app` of this test binary.
+/// The `open_timeout` a child app is given: `ATTACK_TIMEOUT_MS` if set, else 20 s.
+pub fn child_open_timeout() -> std::time::Duration {
+    std::env::var("ATTACK_TIMEOUT_MS")
+        .ok()
+        .map(|s| std::time::Duration::from_millis(s.parse().unwrap()))
+        .unwrap_or(std::time::Duration::from_secs(20))
+}
+
 pub struct App {
     pub child: Child,
     input: ChildStdin,
