@@ -61,7 +61,8 @@ pub enum Explanation {
     },
     /// Written by a build whose type had another shape; it was (or will be) reclaimed.
     OutdatedShape,
-    /// Its record failed its checksum.
+    /// Its record failed its checksum, or its value's side file (a large value) is missing or
+    /// damaged.
     Damaged,
     /// Written by another version of tiered's record format; reclaimed.
     WrittenByAnotherVersion,
@@ -109,7 +110,7 @@ impl fmt::Display for Explanation {
             Explanation::OutdatedShape => {
                 f.write_str("written by a build whose type had another shape")
             }
-            Explanation::Damaged => f.write_str("its record was damaged"),
+            Explanation::Damaged => f.write_str("its record or its side file was damaged or missing"),
             Explanation::WrittenByAnotherVersion => {
                 f.write_str("written by another version of tiered")
             }

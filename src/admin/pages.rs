@@ -340,8 +340,11 @@ impl Inner {
         // large payload to its side file before its record is queued, then both tiers under
         // the key's stripe lock.
         let side = in_blob.then(|| disk.reserve_side(e.payload.len()));
+        let mut pinned = None;
         let payload = if in_blob {
-            disk.write_blob(&e.payload)?.to_bytes().to_vec()
+            let (blob, pin) = disk.write_blob(&e.payload)?;
+            pinned = Some(pin); // until the put is waited for: see `disk/blobs.rs`
+            blob.to_bytes().to_vec()
         } else {
             e.payload
         };
@@ -366,6 +369,7 @@ impl Inner {
         };
         Counters::bump(&self.counters.inserts);
         ticket.wait()?;
+        drop(pinned);
         Ok(true)
     }
 }

@@ -10,7 +10,18 @@
 //! - Ids are fresh for every write, so a blob belongs to one record. The writer deletes it after
 //!   the commit that removes or replaces that record (never before: a failed commit keeps it).
 //! - A blob whose record never committed (a crash, a disk that failed) is an orphan: a sweep
-//!   pass that saw no record reference it deletes it once it is older than [`ORPHAN_AGE`].
+//!   pass that saw no record (committed or queued) reference it deletes it once it is older
+//!   than [`ORPHAN_AGE`], or at the first whole pass if it was in the folder before this
+//!   process opened it (a crash's leftovers go at once) — unless it is *pinned*.
+//! - A writer pins its blob ([`Pin`]: a shared `flock` on the file, taken before the file
+//!   has its final name) until its put is queued by the folder's owner. A client of the owner
+//!   writes its blob and then sends the put; when the owner changes in between, the put
+//!   reaches the next owner, for which the file was already there at open: the pin keeps it,
+//!   and a process that died holds no pin, so its leftovers still go at once.
+//! - The writer checks that a put's blob is there before committing it, on the thread that
+//!   also deletes orphans (between two commits), so a committed record never points at a
+//!   deleted file; a put whose file vanished anyway is applied as a removal and its writer
+//!   gets an error.
 //! - A missing or damaged blob reads as a miss (with a warning); its record is dropped.
 
 use std::collections::HashSet;
@@ -56,8 +67,44 @@ fn fresh_id() -> u64 {
     xxh3_64(&seed)
 }
 
-/// Writes `payload` to a new side file, durably, and returns its reference.
-pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<BlobRef> {
+/// A side file on its way to its record: while this is held, no sweeper (of any process)
+/// deletes the file as an orphan. Drop it once the put that references the file is queued by
+/// the folder's owner (or abandoned).
+#[derive(Debug)]
+pub(crate) struct Pin {
+    _file: fs::File,
+}
+
+/// Takes a shared lock on `file` (`exclusive`: an exclusive one), without waiting; `false` if
+/// another open of the file holds a conflicting one.
+#[cfg(unix)]
+fn try_flock(file: &fs::File, exclusive: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let kind = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a valid open descriptor has no other precondition.
+    unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) == 0 }
+}
+
+/// Whether another open of the file at `path` pins it (see [`Pin`]).
+fn pinned(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        // Opened read-only: the lock is taken on this open and dropped with it.
+        fs::File::open(path).is_ok_and(|f| !try_flock(&f, true))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Writes `payload` to a new side file, durably, and returns its reference and its pin.
+pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<(BlobRef, Pin)> {
     let folder = folder(dir);
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -69,21 +116,32 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<BlobRef> {
     let tmp = final_path.with_extension("tmp");
     let written = (|| {
         let mut file = fs::File::create(&tmp)?;
+        // Pinned before it has its final name, so that it is never an unpinned orphan while
+        // this process lives.
+        #[cfg(unix)]
+        if !try_flock(&file, false) {
+            return Err(io::Error::other("could not lock a new side file"));
+        }
         file.write_all(payload)?;
         file.sync_all()?;
         fs::rename(&tmp, &final_path)?;
-        fs::File::open(&folder)?.sync_all()
+        fs::File::open(&folder)?.sync_all()?;
+        Ok(file)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        let _ = fs::remove_file(&final_path);
-        return Err(e);
-    }
-    Ok(BlobRef {
+    let file = match written {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&final_path);
+            return Err(e);
+        }
+    };
+    let blob = BlobRef {
         id,
         len: payload.len() as u64,
         sum: xxh3_64(payload),
-    })
+    };
+    Ok((blob, Pin { _file: file }))
 }
 
 /// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged
@@ -135,10 +193,15 @@ pub(crate) fn list(dir: &Path) -> HashSet<u64> {
         .collect()
 }
 
-/// Deletes side files that `referenced` does not keep and that are older than [`ORPHAN_AGE`]
-/// or were in the folder before this process opened it (`preexisting`: no write of this
-/// process can be on its way to them, so a crash's leftovers go at the first whole pass);
-/// returns how many. Temporary files left by a crash mid-write go the same way.
+/// Whether `blob`'s file is in the folder with its length (its content is checked when read).
+pub(crate) fn present(dir: &Path, blob: &BlobRef) -> bool {
+    fs::metadata(path(dir, blob.id)).is_ok_and(|m| m.len() == blob.len)
+}
+
+/// Deletes side files that `referenced` does not keep, that no live process pins (see
+/// [`Pin`]), and that are older than [`ORPHAN_AGE`] or were in the folder before this process
+/// opened it (`preexisting`: a crash's leftovers go at the first whole pass); returns how
+/// many. Temporary files left by a crash mid-write go the same way.
 pub(crate) fn delete_orphans(
     dir: &Path,
     referenced: impl Fn(u64) -> bool,
@@ -164,7 +227,11 @@ pub(crate) fn delete_orphans(
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= ORPHAN_AGE);
-        if old && (tmp || !referenced(id)) && fs::remove_file(entry.path()).is_ok() {
+        if old
+            && (tmp || !referenced(id))
+            && !pinned(&entry.path())
+            && fs::remove_file(entry.path()).is_ok()
+        {
             deleted += 1;
         }
     }
@@ -179,7 +246,7 @@ mod tests {
     fn a_blob_reads_back_and_a_damaged_one_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let payload = vec![7u8; 100_000];
-        let blob = write(dir.path(), &payload).unwrap();
+        let (blob, _pin) = write(dir.path(), &payload).unwrap();
         assert_eq!(read(dir.path(), &blob).as_deref(), Some(&payload[..]));
         let mut bad = payload.clone();
         bad[500] ^= 1;
@@ -188,7 +255,7 @@ mod tests {
         delete(dir.path(), &[blob.id]);
         assert_eq!(read(dir.path(), &blob), None, "missing");
         assert_ne!(
-            write(dir.path(), &payload).unwrap().id,
+            write(dir.path(), &payload).unwrap().0.id,
             blob.id,
             "fresh ids"
         );

@@ -189,9 +189,15 @@ impl Sweeper {
     /// At the end of a whole pass: deletes the side files and the generation rows no record
     /// used during it.
     fn forget_unused_labels(&mut self, shared: &Shared) -> Result<(), Failure> {
+        // Puts queued but not applied yet reference their side files too.
+        let queued: HashSet<u64> = lock(&shared.pending)
+            .values()
+            .filter_map(|(_, record)| record.as_deref().and_then(record::blob_of))
+            .map(|blob| blob.id)
+            .collect();
         let orphans = blobs::delete_orphans(
             &shared.dir,
-            |id| self.labels.blob_referenced(id),
+            |id| self.labels.blob_referenced(id) || queued.contains(&id),
             &self.preexisting,
         );
         if self.labels.whole_pass() {

@@ -165,3 +165,54 @@ fn the_sweeper_judges_idle_records_by_read_times_not_yet_written() {
         "read 4 s ago with a 10 s idle limit: alive"
     );
 }
+
+/// Issue 14, item 1: a client writes its side file, then sends the put; when the owner
+/// changes in between, the next owner found the file in the folder at open and its first
+/// sweep pass deleted it (no record referenced it yet). A live writer's file is pinned now;
+/// a crash's leftover (no process pins it) still goes at the first pass.
+#[test]
+fn a_side_file_pinned_by_a_live_writer_survives_the_first_pass_of_a_new_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (on_its_way, _pin) = super::blobs::write(dir.path(), &[1u8; 100_000]).unwrap();
+    let (leftover, pin) = super::blobs::write(dir.path(), &[2u8; 100_000]).unwrap();
+    drop(pin); // its writer died
+    let cache = Cache::open(dir.path()).unwrap();
+    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let mut sweeper = Sweeper::new(Duration::from_secs(3600));
+    sweeper.preexisting = super::blobs::list(dir.path());
+    while sweeper.active() {
+        sweeper.step(&owner.local.shared).unwrap();
+    }
+    assert!(
+        super::blobs::present(dir.path(), &on_its_way),
+        "the pinned side file of a put on its way was deleted"
+    );
+    assert!(
+        !super::blobs::present(dir.path(), &leftover),
+        "a crash's leftover stays after the first whole pass"
+    );
+}
+
+/// Issue 14, item 1: a client's put sent again to the next owner after the last one had
+/// committed it was applied twice; the second application counted the record it replaced
+/// (itself) as gone and deleted its side file: `get` missed and `explain` said hit.
+#[test]
+fn a_put_applied_twice_keeps_its_side_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = vec![7u8; 100_000];
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.insert(&1u32, value.clone()).unwrap();
+        cache.flush().unwrap();
+        let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+        let digest = crate::key::encode_key(&crate::key::ScopeName::root(), &1u32)
+            .unwrap()
+            .digest;
+        let stored = owner.local.read(digest).unwrap().bytes.to_vec();
+        let reservation = owner.local.reserve(stored.len());
+        owner.local.put(digest, stored, reservation).wait().unwrap();
+        cache.flush().unwrap();
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(cache.get::<_, Vec<u8>>(&1u32).unwrap().as_deref(), Some(&value));
+}

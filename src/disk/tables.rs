@@ -110,6 +110,11 @@ impl<'t> Tables<'t> {
         if let Some(old) = self.records.insert(digest, record)? {
             forget(&mut self.totals, &mut self.doomed_blobs, old.value());
         }
+        if let Some(blob) = blob {
+            // The same put applied again (a client's write sent again to the next owner after
+            // the last one had committed it): the file it replaces is its own, and stays.
+            self.doomed_blobs.retain(|id| *id != blob.id);
+        }
         let blob_len = blob.map_or(0, |b| b.len);
         // Saturating: a side file's length comes from the file (checked, at most i64::MAX).
         self.totals.bytes = (self.totals.bytes)

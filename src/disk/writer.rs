@@ -27,7 +27,7 @@ use super::labels::{self, LabelGc};
 use super::space::{Space, Trouble};
 use super::sweep::Sweeper;
 use super::tables::Tables;
-use super::{lock, open, Shared};
+use super::{blobs, lock, open, Shared};
 use crate::generations::Generations;
 use crate::record;
 use crate::DamagedFile;
@@ -141,6 +141,9 @@ struct Writer<'a> {
     resumed_at: Option<Instant>,
     /// Since when read times have waited for a commit (see `touches_due`).
     touches_since: Option<Instant>,
+    /// The puts (digest, sequence number) of the batch being committed whose side file was
+    /// missing: applied as removals, and their writers told so.
+    vanished: HashSet<(u128, u64)>,
 }
 
 /// `preexisting`: the side files in the folder when it was opened, listed before any write of
@@ -166,6 +169,7 @@ pub(crate) fn run(
         aside_for: None,
         resumed_at: None,
         touches_since: None,
+        vanished: HashSet::new(),
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| w.step())) {
@@ -322,10 +326,14 @@ impl Writer<'_> {
         shared.idle_touched.store(false, Ordering::Relaxed);
         let touches = std::mem::take(&mut *lock(&shared.touches));
         self.touches_since = None;
+        let vanished = &mut self.vanished;
+        vanished.clear();
         let result = shared.transact(|t| {
             let mut ctx = Apply {
                 gens: &shared.gens,
                 labels,
+                dir: &shared.dir,
+                vanished: &mut *vanished,
             };
             for msg in batch.iter() {
                 ctx.apply(t, &msg.op)?;
@@ -433,6 +441,16 @@ impl Writer<'_> {
                     // Committed: the compaction follows (see `maintain`), the sweeps below.
                     (Op::Compact, true) => self.space.waiters.push(ack),
                     (Op::Settle { until }, true) => settling.push((ack, *until)),
+                    (Op::Put { digest, seq, .. }, true)
+                        if self.vanished.contains(&(*digest, *seq)) =>
+                    {
+                        let _ = ack.send(Err(format!(
+                            "the side file of a large value vanished before its record was \
+                             committed (written more than {:?} earlier?): the key was removed \
+                             instead; insert it again",
+                            blobs::ORPHAN_AGE
+                        )));
+                    }
                     _ => {
                         let _ = ack.send(outcome.clone());
                     }
@@ -655,12 +673,21 @@ struct Shape {
 struct Apply<'a> {
     gens: &'a Generations,
     labels: &'a mut LabelGc,
+    /// The cache folder, where side files are.
+    dir: &'a std::path::Path,
+    /// Puts whose side file was missing (see `Writer::vanished`).
+    vanished: &'a mut HashSet<(u128, u64)>,
 }
 
 impl Apply<'_> {
     fn apply(&mut self, t: &mut Tables<'_>, op: &Op) -> Result<(), redb::Error> {
         match op {
-            Op::Put { digest, record, .. } => {
+            Op::Put {
+                digest,
+                record,
+                seq,
+                ..
+            } => {
                 let Ok(rec) = record::decode(record) else {
                     return t.put(*digest, record, None);
                 };
@@ -675,10 +702,25 @@ impl Apply<'_> {
                     t.remove(*digest)?;
                     return Ok(());
                 }
-                self.labels.note(stamp.iter().map(|(id, _)| *id));
                 if let Some(blob) = rec.blob() {
+                    // Checked here, on the thread that also deletes orphans (between two
+                    // commits): a file present now stays until this record is gone. One
+                    // missing (its writer stalled past `blobs::ORPHAN_AGE`, or someone
+                    // deleted it) must not be committed as a hit that reads nothing: the
+                    // write takes effect as a removal, so no older value shows through.
+                    if !blobs::present(self.dir, &blob) {
+                        tracing::warn!(
+                            id = blob.id,
+                            "a large value's side file vanished before its record was \
+                             committed: the key is removed instead"
+                        );
+                        self.vanished.insert((*digest, *seq));
+                        t.remove(*digest)?;
+                        return Ok(());
+                    }
                     self.labels.note_blob(blob.id);
                 }
+                self.labels.note(stamp.iter().map(|(id, _)| *id));
                 let mut rows: Vec<u64> = self.labels.revived(&stamp).collect();
                 rows.extend(self.labels.unnamed(&stamp, self.gens));
                 if !rows.is_empty() {

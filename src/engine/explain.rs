@@ -99,6 +99,14 @@ impl Inner {
                 stored: fingerprint::describe(rec.meta.type_name_id).into_owned(),
             },
             TypeCheck::OutdatedShape => Explanation::OutdatedShape,
+            // A read would find the side file missing (or cut short) and miss.
+            TypeCheck::Same
+                if rec
+                    .blob()
+                    .is_some_and(|b| !self.disk.as_ref().is_some_and(|d| d.blob_present(&b))) =>
+            {
+                Explanation::Damaged
+            }
             TypeCheck::Same => Explanation::Hit,
         })
     }

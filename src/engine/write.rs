@@ -90,6 +90,7 @@ impl Inner {
         // still replaces whatever the key held.
         let dead = expiry.is_expired(now, now);
         let persist = self.disk.is_some() && !opts.memory_only && !dead;
+        let mut pinned = None;
         // A persisted value is encoded (and checked to decode back) by the codec; one kept in
         // memory only is encoded just to weigh it.
         let (payload_len, encoded) = match (&self.disk, persist) {
@@ -122,7 +123,10 @@ impl Inner {
                 // bounded too (back-pressure, holding no lock).
                 let side = in_blob.then(|| disk.reserve_side(payload.len()));
                 let stored = if in_blob {
-                    disk.write_blob(&payload)?.to_bytes().to_vec()
+                    let (blob, pin) = disk.write_blob(&payload)?;
+                    // Held until the put below has been waited for: see `disk/blobs.rs`.
+                    pinned = Some(pin);
+                    blob.to_bytes().to_vec()
                 } else {
                     payload
                 };
@@ -210,7 +214,9 @@ impl Inner {
             }
         };
         Counters::bump(&self.counters.inserts);
-        ticket.map_or(Ok(()), Ticket::wait)
+        let result = ticket.map_or(Ok(()), Ticket::wait);
+        drop(pinned);
+        result
     }
 
     pub fn remove<K>(&self, scope: &Scope, key: &K) -> Result<bool>

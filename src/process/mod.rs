@@ -284,11 +284,12 @@ impl DiskTier {
     }
 
     /// Writes a large payload to a side file, durably; see `disk/blobs.rs`. Side files are
-    /// written and read directly by every process of the folder.
+    /// written and read directly by every process of the folder. Hold the pin until the put
+    /// that references the file has been waited for.
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be written (a full disk).
-    pub fn write_blob(&self, payload: &[u8]) -> Result<crate::record::BlobRef> {
+    pub fn write_blob(&self, payload: &[u8]) -> Result<(crate::record::BlobRef, blobs::Pin)> {
         blobs::write(&self.state.dir, payload)
             .map_err(|e| Error::io(self.state.dir.join(blobs::FOLDER), e))
     }
@@ -298,6 +299,12 @@ impl DiskTier {
         if let Some(blob) = crate::record::blob_of(record) {
             blobs::delete(&self.state.dir, &[blob.id]);
         }
+    }
+
+    /// Whether a side file is in the folder with its length (for `explain`, which reads
+    /// nothing large).
+    pub fn blob_present(&self, blob: &crate::record::BlobRef) -> bool {
+        blobs::present(&self.state.dir, blob)
     }
 
     /// A side file's bytes, or `None` if it is missing or damaged (logged).

@@ -1,0 +1,205 @@
+//! Handovers of the folder under load: the owner killed (SIGKILL) or closed (SIGTERM) again
+//! and again while clients write large values (side files) with `Durability::Immediate`.
+//! Every write whose call returned Ok must be readable afterwards, and `explain` must never
+//! call a missing value a hit.
+#![cfg(unix)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tiered::{Cache, Durability, Explanation};
+
+/// A value of 100 KB (over the side-file threshold) that says which key it belongs to.
+fn big(key: u64) -> Vec<u8> {
+    let mut v = vec![(key % 251) as u8; 100_000];
+    v[..8].copy_from_slice(&key.to_le_bytes());
+    v
+}
+
+fn open(dir: &Path) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .durability(Durability::Immediate)
+        .open_timeout(Duration::from_secs(30))
+        .open()
+        .unwrap()
+}
+
+/// Child: writes `big(key)` for keys `TIERED_BASE + i` from 2 threads, printing each key
+/// once its insert returned Ok, until killed (SIGKILL) or told to close (SIGTERM, after
+/// which it closes its cache and exits: a graceful handover).
+#[test]
+#[ignore = "child process of the handover tests"]
+fn child_big_writer() {
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let base: u64 = std::env::var("TIERED_BASE").unwrap().parse().unwrap();
+    let cache = open(&dir);
+    tiered::flush_on_exit_signals();
+    println!("ready");
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (cache, out) = (cache.clone(), out.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let key = base + i * 2 + t;
+                    let result = cache.insert(&key, big(key));
+                    let mut out = out.lock().unwrap();
+                    match result {
+                        Ok(()) => writeln!(out, "acked {key}").unwrap(),
+                        Err(e) => writeln!(out, "failed {key}: {e}").unwrap(),
+                    }
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+struct Writer {
+    child: Child,
+    reading: std::thread::JoinHandle<()>,
+}
+
+/// What the writers said: the keys acknowledged, and the inserts that failed.
+#[derive(Default)]
+struct Said {
+    acked: Vec<u64>,
+    failed: Vec<String>,
+}
+
+fn start_writer(dir: &Path, base: u64, said: &Arc<Mutex<Said>>) -> Writer {
+    let mut child = common::spawn_child("child_big_writer", dir, &[("TIERED_BASE", base.to_string())]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    common::wait_for_line(&mut out, "ready");
+    let said = said.clone();
+    let reading = std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if let Some(k) = line.strip_prefix("acked ") {
+                said.lock().unwrap().acked.push(k.parse().unwrap());
+            } else if let Some(failure) = line.strip_prefix("failed ") {
+                said.lock().unwrap().failed.push(failure.to_string());
+            }
+        }
+    });
+    Writer { child, reading }
+}
+
+fn owner_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("owner"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Issue 14, item 1: a process taking the folder over deleted the side files it found at
+/// open in its first sweep pass, including those of clients whose puts were on their way to
+/// it: the puts were then committed pointing at missing files, `insert` returned Ok, `get`
+/// returned None and `explain` said Hit. Seen: 17 of 470 acknowledged writes lost over 20
+/// SIGKILLs; 2 of 1,012 over graceful handovers.
+///
+/// The kill loop: `TIERED_KILLS` handovers (default 50), alternately SIGKILL and SIGTERM (a
+/// graceful close), of whichever of three writers owns the folder; each one killed is
+/// replaced by a new writer.
+#[test]
+fn large_values_acknowledged_across_owner_kills_and_closes_are_never_lost() {
+    let kills: usize = std::env::var("TIERED_KILLS")
+        .ok()
+        .map_or(50, |s| s.parse().unwrap());
+    let dir = common::tempdir();
+    let said = Arc::new(Mutex::new(Said::default()));
+    let mut writers: HashMap<u32, Writer> = HashMap::new();
+    let mut base = 0u64;
+    for _ in 0..3 {
+        let w = start_writer(dir.path(), base, &said);
+        base += 1 << 32;
+        writers.insert(w.child.id(), w);
+    }
+    let count = || said.lock().unwrap().acked.len();
+    let started = Instant::now();
+    let mut done = 0;
+    let mut graceful = 0;
+    while done < kills {
+        let before = count();
+        // Some writes go through the current owner first.
+        assert!(
+            common::eventually(60, || count() >= before + 6),
+            "the writers stopped making progress after {done} handovers ({} acked)",
+            count()
+        );
+        let Some(pid) = owner_pid(dir.path()) else {
+            continue;
+        };
+        let Some(mut w) = writers.remove(&pid) else {
+            // The owner file still names a writer already replaced: wait for the new one.
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        if done % 2 == 0 {
+            common::signal(&w.child, libc::SIGKILL);
+        } else {
+            common::signal(&w.child, libc::SIGTERM);
+            graceful += 1;
+        }
+        w.child.wait().unwrap();
+        w.reading.join().unwrap();
+        done += 1;
+        let w = start_writer(dir.path(), base, &said);
+        base += 1 << 32;
+        writers.insert(w.child.id(), w);
+    }
+    for (_, mut w) in writers {
+        common::signal(&w.child, libc::SIGKILL);
+        w.child.wait().unwrap();
+        w.reading.join().unwrap();
+    }
+    let Said { acked, failed } = std::mem::take(&mut *said.lock().unwrap());
+    println!(
+        "{done} handovers ({graceful} graceful) in {:?}; {} acknowledged large writes, {} failed",
+        started.elapsed(),
+        acked.len(),
+        failed.len()
+    );
+    // A handover is invisible to callers: their calls are sent again to the next owner.
+    assert!(
+        failed.is_empty(),
+        "{} inserts failed across handovers: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let cache = open(dir.path());
+    let mut lost = Vec::new();
+    for key in &acked {
+        let got = cache.get::<_, Vec<u8>>(key).unwrap();
+        if got.as_deref() != Some(&big(*key)) {
+            let why = cache.explain::<_, Vec<u8>>(key).unwrap();
+            assert_ne!(
+                why,
+                Explanation::Hit,
+                "explain calls key {key} a hit, but get returns {:?} bytes",
+                got.map(|v| v.len())
+            );
+            lost.push((*key, why));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged large writes lost over {done} handovers: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
