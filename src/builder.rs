@@ -82,6 +82,7 @@ pub struct CacheBuilder {
     defaults: Options,
     durability: Durability,
     open_timeout: Duration,
+    request_timeout: Duration,
     clock: Arc<dyn Clock>,
     on_damaged_file: DamagedFile,
     /// The warm restart's budget; `None`: the default for the memory capacity.
@@ -100,6 +101,7 @@ impl Default for CacheBuilder {
             defaults: Options::new(),
             durability: Durability::default(),
             open_timeout: Duration::from_secs(10),
+            request_timeout: crate::process::REQUEST_TIMEOUT,
             clock: Arc::new(SystemClock),
             on_damaged_file: DamagedFile::Fail,
             warm_restart: None,
@@ -118,6 +120,7 @@ impl CacheBuilder {
             durability: self.durability,
             defaults: self.defaults.clone(),
             open_timeout: self.open_timeout,
+            request_timeout: self.request_timeout,
             on_damaged_file: self.on_damaged_file,
             warm_restart: self.warm_restart,
         }
@@ -188,6 +191,23 @@ impl CacheBuilder {
     /// away. Default: 10 s.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
+        self
+    }
+
+    /// How long a call waits for the answer of the process that holds the folder, when this
+    /// process is its client (see `docs/processes.md`). Past it, the owner counts as not
+    /// answering (stopped by a debugger or SIGSTOP, a frozen container): a read is a miss,
+    /// `get_or_insert_with` computes and returns its value, a write, an invalidation, a
+    /// flush or a listing returns [`Error::OwnerNotAnswering`](crate::Error::OwnerNotAnswering)
+    /// (the write may still be applied if the owner resumes), and [`Cache::health`] says so.
+    /// Until the owner answers again, calls do not wait for it. A key's lease held by a
+    /// live process that is still computing is waited for as long as it computes; one
+    /// held by a process that stopped answering is not. Default: 5 s (it should stay above
+    /// the 2 s that a write waits for a stopped client's acknowledgement).
+    ///
+    /// [`Cache::health`]: crate::Cache::health
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -291,6 +311,7 @@ impl CacheBuilder {
         let cfg = DiskConfig {
             dir: folder.clone(),
             open_timeout: self.open_timeout,
+            request_timeout: self.request_timeout,
             durability: self.durability,
             capacity: self.disk_capacity,
             open: OpenSettings {

@@ -376,6 +376,10 @@ impl Cache {
 
     /// Whether every tier is in service, and if not, why; see [`Health`].
     pub fn health(&self) -> Health {
-        self.inner.outage().into()
+        self.inner
+            .disk
+            .as_ref()
+            .and_then(|d| d.process_health())
+            .unwrap_or_else(|| self.inner.outage().into())
     }
 }

@@ -109,6 +109,22 @@ pub enum Error {
     )]
     Deadlock,
 
+    /// The process that holds the cache folder (this process is its client) did not answer
+    /// within [`request_timeout`](crate::CacheBuilder::request_timeout): it is stopped (a
+    /// debugger, SIGSTOP, a frozen container) or overloaded. A write may still be applied if
+    /// that process resumes; until it answers again, calls do not wait for it.
+    #[error(
+        "the process that holds the cache folder {path} (pid {pid}) did not answer within          {waited:?}: it is stopped or overloaded. This call was not confirmed (a write may          still be applied if that process resumes); reads meanwhile are misses. Resume or          end that process, or raise CacheBuilder::request_timeout"
+    )]
+    OwnerNotAnswering {
+        /// The cache folder.
+        path: PathBuf,
+        /// The process id of the folder's owner.
+        pid: u32,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+
     /// [`Cache::export`](crate::Cache::export) could not write its stream.
     #[error(
         "could not write the cache export after {exported} entries: {source}. The export is \

@@ -110,7 +110,9 @@ impl fmt::Display for Explanation {
             Explanation::OutdatedShape => {
                 f.write_str("written by a build whose type had another shape")
             }
-            Explanation::Damaged => f.write_str("its record or its side file was damaged or missing"),
+            Explanation::Damaged => {
+                f.write_str("its record or its side file was damaged or missing")
+            }
             Explanation::WrittenByAnotherVersion => {
                 f.write_str("written by another version of tiered")
             }

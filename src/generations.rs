@@ -129,12 +129,6 @@ impl Generations {
         }
     }
 
-    /// The current generation of `label`.
-    pub fn current(&self, label: &str) -> u64 {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.get(&id(label)).copied().unwrap_or(0)
-    }
-
     /// Sets `label` to `generation` if that is newer (a bump another process made).
     pub fn raise(&self, label: &str, generation: u64) {
         self.set(label, generation, |old, new| new > old);

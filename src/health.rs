@@ -32,6 +32,26 @@ pub enum Health {
         /// otherwise delete the file and reopen.
         damaged: bool,
     },
+    /// This process is a client of the process that holds the cache folder, and that process
+    /// has not answered for `request_timeout` (see
+    /// [`CacheBuilder::request_timeout`](crate::CacheBuilder::request_timeout)): reads are
+    /// misses and writes fail with [`Error::OwnerNotAnswering`](crate::Error::OwnerNotAnswering)
+    /// until it answers again.
+    OwnerNotAnswering {
+        /// The process id of the folder's owner.
+        pid: u32,
+        /// Since when it has not answered.
+        since: SystemTime,
+    },
+    /// Another version of `tiered`, whose protocol this one cannot speak, holds the cache
+    /// folder: this process keeps entries in memory only and takes the folder over when that
+    /// process lets go of it.
+    WaitingForFolder {
+        /// Why, with the other process's id when known.
+        reason: String,
+        /// Since when.
+        since: SystemTime,
+    },
 }
 
 impl Health {

@@ -100,6 +100,70 @@ pub(crate) struct MemoryTier {
     moka: Moka,
     capacity: u64,
     counters: Arc<Counters>,
+    /// Whether entries on disk may be served: see [`View`].
+    pub view: Arc<View>,
+}
+
+/// Whether this process's entries that are also on disk are still current, when another
+/// process holds the folder (see `process/epochs.rs`): one atomic load per memory hit.
+///
+/// The state is one word: [`View::UNCHECKED`] (this process holds the folder, or has no disk
+/// tier: nothing to check), or a slot of the folder's epochs file with the value it must
+/// still hold (`slot << 48 | value`, values compared on their low 48 bits). Replaced whole,
+/// so a reader never pairs one connection's slot with another's value.
+#[derive(Default)]
+pub(crate) struct View {
+    word: AtomicU64,
+    /// The shared counters, once this process was a client.
+    epochs: std::sync::OnceLock<Arc<crate::process::Epochs>>,
+    /// The word for which the tier last dropped its disk entries (once per staleness).
+    dropped_for: AtomicU64,
+}
+
+impl View {
+    /// Nothing to check: the default.
+    pub const UNCHECKED: u64 = 0;
+    const VALUE_BITS: u32 = 48;
+
+    /// The epochs file this process maps as a client (mapped once, kept for the cache's life).
+    pub fn epochs(&self) -> Option<&Arc<crate::process::Epochs>> {
+        self.epochs.get()
+    }
+
+    pub fn set_epochs(&self, epochs: Arc<crate::process::Epochs>) -> &Arc<crate::process::Epochs> {
+        self.epochs.get_or_init(|| epochs)
+    }
+
+    /// From now on, disk entries are current while `slot` holds `value`.
+    pub fn check(&self, slot: usize, value: u64) {
+        let mask = (1u64 << Self::VALUE_BITS) - 1;
+        // Slot + 1, so that no checked word is `UNCHECKED`.
+        let word = ((slot as u64 + 1) << Self::VALUE_BITS) | (value & mask);
+        self.word.store(word, Ordering::SeqCst);
+    }
+
+    /// From now on, nothing to check (this process holds the folder).
+    pub fn uncheck(&self) {
+        self.word.store(Self::UNCHECKED, Ordering::SeqCst);
+    }
+
+    /// Whether disk entries may be served; `Err(word)` when they may not.
+    fn current(&self) -> Result<(), u64> {
+        let word = self.word.load(Ordering::SeqCst);
+        if word == Self::UNCHECKED {
+            return Ok(());
+        }
+        let Some(epochs) = self.epochs.get() else {
+            return Err(word);
+        };
+        let mask = (1u64 << Self::VALUE_BITS) - 1;
+        let slot = (word >> Self::VALUE_BITS) as usize - 1;
+        if epochs.load(slot) & mask == word & mask {
+            Ok(())
+        } else {
+            Err(word)
+        }
+    }
 }
 
 struct EntryExpiry {
@@ -179,11 +243,29 @@ impl MemoryTier {
             moka,
             capacity,
             counters: tier_counters,
+            view: Arc::default(),
         }
     }
 
+    /// The entry of `digest`. An entry that is also on disk is not served while this process's
+    /// view of the disk is not current (see [`View`]): the tier then drops every such entry,
+    /// once, and the read goes to the disk tier.
     pub fn get(&self, digest: u128) -> Option<Arc<MemEntry>> {
-        self.moka.get(&digest)
+        let entry = self.moka.get(&digest)?;
+        if entry.on_disk {
+            if let Err(word) = self.view.current() {
+                if self.view.dropped_for.swap(word, Ordering::SeqCst) != word {
+                    tracing::info!(
+                        "this process missed changes made by others while it was not running \
+                         (stopped, paused or swapping): its memory tier's disk entries are \
+                         dropped"
+                    );
+                    self.drop_persisted();
+                }
+                return None;
+            }
+        }
+        Some(entry)
     }
 
     /// Whether the tier's entry for `digest` is `entry` itself.

@@ -28,6 +28,7 @@ pub(crate) struct Settings {
     pub durability: Durability,
     pub defaults: Options,
     pub open_timeout: Duration,
+    pub request_timeout: Duration,
     pub on_damaged_file: DamagedFile,
     /// `None`: the default budget.
     pub warm_restart: Option<u64>,
@@ -54,6 +55,7 @@ impl Settings {
         differ!("durability", durability);
         differ!("default_options", defaults);
         differ!("open_timeout", open_timeout);
+        differ!("request_timeout", request_timeout);
         differ!("on_damaged_file", on_damaged_file);
         differ!("warm_restart", warm_restart);
         out
@@ -159,6 +161,7 @@ mod tests {
             durability: Durability::default(),
             defaults: Options::new(),
             open_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
             on_damaged_file: DamagedFile::Fail,
             warm_restart: None,
         }
@@ -179,6 +182,7 @@ mod tests {
             durability: Durability::Immediate,
             defaults: Options::new().ttl(Duration::from_secs(5)),
             open_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
             on_damaged_file: DamagedFile::SetAside,
             warm_restart: Some(0),
         };
@@ -196,6 +200,7 @@ mod tests {
                 "durability",
                 "default_options",
                 "open_timeout",
+                "request_timeout",
                 "on_damaged_file",
                 "warm_restart"
             ]

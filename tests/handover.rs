@@ -42,7 +42,7 @@ fn child_big_writer() {
     };
     let base: u64 = std::env::var("TIERED_BASE").unwrap().parse().unwrap();
     let cache = open(&dir);
-    tiered::flush_on_exit_signals();
+    tiered::flush_on_exit_signals().unwrap();
     println!("ready");
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let handles: Vec<_> = (0..2u64)
@@ -80,7 +80,11 @@ struct Said {
 }
 
 fn start_writer(dir: &Path, base: u64, said: &Arc<Mutex<Said>>) -> Writer {
-    let mut child = common::spawn_child("child_big_writer", dir, &[("TIERED_BASE", base.to_string())]);
+    let mut child = common::spawn_child(
+        "child_big_writer",
+        dir,
+        &[("TIERED_BASE", base.to_string())],
+    );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     common::wait_for_line(&mut out, "ready");
     let said = said.clone();

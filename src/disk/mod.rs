@@ -35,7 +35,7 @@ use std::time::Duration;
 use redb::ReadableDatabase;
 
 pub(crate) use health::Outage;
-pub(crate) use open::{create_folder, OpenSettings, DB_FILE};
+pub(crate) use open::{create_folder, read_owner, OpenSettings, DB_FILE};
 pub(crate) use writer::SETTLE_BUDGET;
 
 use crate::error::{Error, Result};
@@ -335,6 +335,8 @@ impl Shared {
 pub(crate) struct DiskConfig {
     pub dir: PathBuf,
     pub open_timeout: Duration,
+    /// How long a client waits for its owner's answer: see `CacheBuilder::request_timeout`.
+    pub request_timeout: Duration,
     pub durability: Durability,
     pub capacity: u64,
     pub open: open::OpenSettings,

@@ -214,5 +214,8 @@ fn a_put_applied_twice_keeps_its_side_file() {
         cache.flush().unwrap();
     }
     let cache = Cache::open(dir.path()).unwrap();
-    assert_eq!(cache.get::<_, Vec<u8>>(&1u32).unwrap().as_deref(), Some(&value));
+    assert_eq!(
+        cache.get::<_, Vec<u8>>(&1u32).unwrap().as_deref(),
+        Some(&value)
+    );
 }

@@ -133,12 +133,21 @@ impl Inner {
     /// Bumps `label`'s generation; with `settle`, a close of this process waits (briefly) for
     /// the sweep that reclaims what it made dead (see `disk::SETTLE_BUDGET`).
     pub fn bump(&self, label: String, settle: bool) -> Result<()> {
-        let generation = self.gens.bump(&label);
         Counters::bump(&self.counters.invalidations);
-        tracing::debug!(%label, generation, "invalidated");
+        tracing::debug!(%label, "invalidated");
         match &self.disk {
-            Some(disk) => disk.bump(label, generation, settle),
-            None => Ok(()),
+            // A client's generations follow the owner's answer: a bump made here first would
+            // stay ahead of the owner's if the request failed, and every record this process
+            // stamped after it would reach the owner as stale.
+            Some(disk) if !disk.is_owner() => disk.bump(label, None, settle),
+            Some(disk) => {
+                let generation = self.gens.bump(&label);
+                disk.bump(label, Some(generation), settle)
+            }
+            None => {
+                self.gens.bump(&label);
+                Ok(())
+            }
         }
     }
 

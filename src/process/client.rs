@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wire::{self, Down, Notice, Reply, Request, Up, UpRef};
 use super::{socket, takeover, Lease, LeaseGuard, Role, State};
@@ -40,6 +40,31 @@ pub(crate) struct Client {
     durable: bool,
     /// Read times not sent yet, and when the first of them was noted.
     touches: Mutex<(Vec<wire::Touch>, std::time::Instant)>,
+    /// This connection's slot in the folder's epochs file and the value it held at the
+    /// greeting (see `epochs.rs`).
+    pub slot: usize,
+    pub epoch: u64,
+    /// How long a request waits for its answer: `CacheBuilder::request_timeout`.
+    timeout: Duration,
+    /// When the owner last sent anything, as time since `born`.
+    heard: AtomicU64,
+    born: Instant,
+    /// Since when the owner has not answered (a request timed out), until it sends anything.
+    silent: Mutex<Option<(Instant, std::time::SystemTime)>>,
+    /// When this process last asked a silent owner whether it runs again.
+    pinged: Mutex<Option<Instant>>,
+    /// Not connected: the folder's holder runs another version of tiered (why, for
+    /// messages). Calls fail as with a silent owner until this process takes the folder over.
+    pub detached: Option<String>,
+}
+
+/// What waiting for an answer gave.
+pub(super) enum Answer {
+    Reply(Reply),
+    /// The connection ended: send the request again to whoever serves the folder next.
+    Gone,
+    /// The owner did not answer in time (see `CacheBuilder::request_timeout`).
+    Silent,
 }
 
 /// Read times sent in one message at most.
@@ -60,15 +85,25 @@ impl Client {
             },
         };
         wire::write_frame(&mut stream, &wire::frame(&hello))?;
-        let (pid, generations) = match wire::read_frame::<Down>(&mut stream) {
+        let (pid, generations, slot, epoch) = match wire::read_frame::<Down>(&mut stream) {
             Ok(Down::Reply {
-                reply: Reply::Hello { pid, generations },
+                reply:
+                    Reply::Hello {
+                        pid,
+                        generations,
+                        slot,
+                        epoch,
+                    },
                 ..
-            }) => (pid, generations),
+            }) => (pid, generations, slot, epoch),
             Ok(other) => return Err(protocol(format!("unexpected greeting {other:?}"))),
+            Err(wire::FrameError::Version(v)) => return Err(other_version(v)),
             Err(e) => return Err(protocol(e.to_string())),
         };
         stream.set_read_timeout(None)?;
+        // A stopped owner cannot hold a caller in a write forever: past this, the connection
+        // is given up (a frame may be cut in the middle).
+        stream.set_write_timeout(Some(state.cfg.request_timeout))?;
         state.gens.assign(generations);
         state.last_owner.store(pid, Ordering::Relaxed);
         let client = Arc::new(Client {
@@ -81,6 +116,14 @@ impl Client {
             closing: AtomicBool::new(false),
             durable: state.cfg.durability == Durability::Immediate,
             touches: Mutex::new((Vec::new(), std::time::Instant::now())),
+            slot: slot as usize,
+            epoch,
+            timeout: state.cfg.request_timeout,
+            heard: AtomicU64::new(0),
+            born: Instant::now(),
+            silent: Mutex::new(None),
+            pinged: Mutex::new(None),
+            detached: None,
         });
         let (notices, applied) = mpsc::channel();
         let weak = Arc::downgrade(state);
@@ -103,6 +146,37 @@ impl Client {
         Ok(client)
     }
 
+    /// A stand-in for a connection to a holder of the folder that runs another version of
+    /// tiered (`why`): this process serves from memory, its calls that need the folder fail
+    /// at once, and the takeover thread takes the folder over when that process lets go.
+    pub fn detached(state: &State, why: String) -> std::io::Result<Arc<Client>> {
+        let (stream, _) = UnixStream::pair()?;
+        tracing::warn!(
+            folder = %state.dir.display(),
+            "{why}: this process keeps entries in memory only, and takes the folder over once \
+             that process exits"
+        );
+        Ok(Arc::new(Client {
+            owner_pid: crate::disk::read_owner(&state.dir).unwrap_or(0),
+            writer: Mutex::new(stream.try_clone()?),
+            stream,
+            waiting: Mutex::default(),
+            next_id: AtomicU64::new(2),
+            alive: AtomicBool::new(true),
+            closing: AtomicBool::new(false),
+            durable: false,
+            touches: Mutex::new((Vec::new(), std::time::Instant::now())),
+            slot: 0,
+            epoch: 0,
+            timeout: state.cfg.request_timeout,
+            heard: AtomicU64::new(0),
+            born: Instant::now(),
+            silent: Mutex::new(Some((Instant::now(), std::time::SystemTime::now()))),
+            pinged: Mutex::new(None),
+            detached: Some(why),
+        }))
+    }
+
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
@@ -113,22 +187,159 @@ impl Client {
         let (tx, rx) = mpsc::sync_channel(1);
         lock(&self.waiting).insert(id, tx);
         let frame = wire::frame(&UpRef { id, request });
-        if !self.is_alive() || lock(&self.writer).write_all(&frame).is_err() {
+        if !self.is_alive() || !self.write(&frame) {
             lock(&self.waiting).remove(&id);
             return None;
         }
         Some(rx)
     }
 
-    /// A request and its answer; `None` if the owner went away.
-    fn request(&self, request: &Request) -> Option<Reply> {
-        self.send(request)?.recv().ok()
+    /// Writes a whole frame; on a failure (the owner stopped reading for `request_timeout`,
+    /// or went away) the connection is given up, since a frame may be cut in the middle: its
+    /// end starts the takeover as if the owner had gone.
+    fn write(&self, frame: &[u8]) -> bool {
+        if self.detached.is_some() {
+            return false; // no one to write to; the takeover thread looks for the folder
+        }
+        if lock(&self.writer).write_all(frame).is_ok() {
+            return true;
+        }
+        self.alive.store(false, Ordering::Release);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        false
+    }
+
+    /// Sends a request and waits for its answer: see [`wait`](Client::wait).
+    pub(super) fn ask(&self, request: &Request, patient: bool) -> Answer {
+        if self.is_silent() {
+            self.ping_if_due();
+            return Answer::Silent;
+        }
+        match self.send(request) {
+            Some(rx) => self.wait(&rx, patient),
+            None => Answer::Gone,
+        }
+    }
+
+    /// Waits for an answer up to `request_timeout`; `patient`: as long as the owner keeps
+    /// answering pings (a lease whose holder computes, a compaction).
+    pub(super) fn wait(&self, rx: &Receiver<Reply>, patient: bool) -> Answer {
+        let started = Instant::now();
+        // When the owner was last asked something it answers at once (a patient wait pings).
+        let mut asked: Option<Instant> = None;
+        loop {
+            let slice = if patient {
+                self.timeout / 2
+            } else {
+                self.timeout.saturating_sub(started.elapsed())
+            };
+            match rx.recv_timeout(slice) {
+                Ok(reply) => return Answer::Reply(reply),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Answer::Gone,
+                Err(mpsc::RecvTimeoutError::Timeout) if !patient => {
+                    if started.elapsed() < self.timeout {
+                        continue;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => match asked {
+                    // It answered (or sent anything) since it was last asked: it runs.
+                    Some(at) if self.heard_since(at) => {
+                        asked = Some(Instant::now());
+                        self.tell(Request::Ping);
+                        continue;
+                    }
+                    Some(at) if at.elapsed() < self.timeout => continue,
+                    Some(_) => {}
+                    None => {
+                        asked = Some(Instant::now());
+                        self.tell(Request::Ping);
+                        continue;
+                    }
+                },
+            }
+            self.fall_silent();
+            return Answer::Silent;
+        }
+    }
+
+    /// Whether the owner sent anything since `at`.
+    fn heard_since(&self, at: Instant) -> bool {
+        let heard = self.heard.load(Ordering::Acquire);
+        let at = u64::try_from(at.saturating_duration_since(self.born).as_millis()).unwrap_or(0);
+        heard >= at
+    }
+
+    fn heard_now(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.heard.store(now, Ordering::Release);
+        if lock(&self.silent).take().is_some() {
+            tracing::info!(
+                owner = self.owner_pid,
+                "the cache folder's owner answers again"
+            );
+        }
+    }
+
+    /// Whether the owner has not answered a request in time and sent nothing since.
+    pub fn is_silent(&self) -> bool {
+        lock(&self.silent).is_some()
+    }
+
+    /// Since when the owner has not answered, if it has not.
+    pub fn silent_since(&self) -> Option<std::time::SystemTime> {
+        lock(&self.silent).map(|(_, at)| at)
+    }
+
+    fn fall_silent(&self) {
+        if self.detached.is_some() {
+            return;
+        }
+        let mut silent = lock(&self.silent);
+        if silent.is_none() {
+            *silent = Some((Instant::now(), std::time::SystemTime::now()));
+            tracing::warn!(
+                owner = self.owner_pid,
+                timeout = ?self.timeout,
+                "the process that holds the cache folder does not answer (stopped or \
+                 overloaded): reads are misses and writes fail until it answers again"
+            );
+        }
+        drop(silent);
+        self.tell(Request::Ping);
+    }
+
+    /// Asks a silent owner whether it runs again, at most every 200 ms.
+    fn ping_if_due(&self) {
+        let mut pinged = lock(&self.pinged);
+        if pinged.is_none_or(|at| at.elapsed() >= Duration::from_millis(200)) {
+            *pinged = Some(Instant::now());
+            drop(pinged);
+            self.tell(Request::Ping);
+        }
+    }
+
+    /// The error of a call the owner did not answer.
+    pub(super) fn silent_error(&self, state: &State) -> Error {
+        if let Some(why) = &self.detached {
+            return Error::Storage {
+                path: state.dir.clone(),
+                detail: format!(
+                    "{why}: not written to the folder (kept in memory only) until that \
+                     process exits and this one takes the folder over"
+                ),
+            };
+        }
+        Error::OwnerNotAnswering {
+            path: state.dir.clone(),
+            pid: self.owner_pid,
+            waited: self.timeout,
+        }
     }
 
     /// A message that needs no answer.
     fn tell(&self, request: Request) {
         let frame = wire::frame(&Up { id: 0, request });
-        let _ = lock(&self.writer).write_all(&frame);
+        self.write(&frame);
     }
 
     /// Notes a read time; they go to the owner in batches (a message per read would cost
@@ -167,8 +378,8 @@ impl Client {
 
     /// The owner's figures.
     pub fn stats(&self) -> Option<crate::Stats> {
-        match self.request(&Request::Stats)? {
-            Reply::Stats(stats) => Some(*stats),
+        match self.ask(&Request::Stats, false) {
+            Answer::Reply(Reply::Stats(stats)) => Some(*stats),
             _ => None,
         }
     }
@@ -189,7 +400,11 @@ impl Client {
         // Buffered: a frame's header and body in one read.
         let mut stream = std::io::BufReader::with_capacity(64 << 10, stream);
         loop {
-            match wire::read_frame::<Down>(&mut stream) {
+            let frame = wire::read_frame::<Down>(&mut stream);
+            if frame.is_ok() {
+                self.heard_now();
+            }
+            match frame {
                 Ok(Down::Reply { id, reply }) => {
                     if let Some(tx) = lock(&self.waiting).remove(&id) {
                         let _ = tx.send(reply);
@@ -254,11 +469,38 @@ fn apply(state: &State, notice: Notice) {
             None => state.stripes.lock(digest).bump(),
         },
         Notice::Generation { label, generation } => state.gens.raise(&label, generation),
+        Notice::Ping => {}
     }
 }
 
 fn protocol(detail: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, detail)
+}
+
+/// The owner speaks protocol `version`, not this one's (another release of tiered): see
+/// [`is_other_version`].
+fn other_version(version: u8) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        format!(
+            "the process that holds the cache folder runs another version of tiered (protocol \
+             {version}, this one speaks {})",
+            wire::VERSION
+        ),
+    )
+}
+
+/// Whether a failed connection met an owner of another protocol version.
+pub(super) fn is_other_version(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+}
+
+/// The client role for an open that met `e`, if it says the holder runs another version.
+pub(super) fn detached_for(state: &State, e: &std::io::Error) -> Option<Arc<Client>> {
+    if !is_other_version(e) {
+        return None;
+    }
+    Client::detached(state, e.to_string()).ok()
 }
 
 fn refused(state: &State, detail: String) -> Error {
@@ -287,13 +529,15 @@ pub(super) fn read(state: &Arc<State>, digest: u128) -> Option<Stored> {
         };
         match role {
             Role::Owner(o) => return o.local.read(digest),
-            Role::Client(c) => match c.request(&Request::Read { digest }) {
-                Some(Reply::Record(found)) => return found.map(stored),
-                Some(other) => {
+            Role::Client(c) => match c.ask(&Request::Read { digest }, false) {
+                Answer::Reply(Reply::Record(found)) => return found.map(stored),
+                Answer::Reply(other) => {
                     tracing::warn!(error = %unexpected(state, other), "cache read failed; counted as a miss");
                     return None;
                 }
-                None => continue,
+                // Said once, when the owner fell silent.
+                Answer::Silent => return None,
+                Answer::Gone => continue,
             },
         }
     }
@@ -313,7 +557,7 @@ pub(crate) struct Sent {
     /// This write's number among the writes of this process: see `State::writes`.
     number: u64,
     record: Option<Vec<u8>>,
-    answer: Option<Receiver<Reply>>,
+    answer: Option<(Arc<Client>, Receiver<Reply>)>,
 }
 
 /// Sends a write; called inside the key's stripe lock.
@@ -325,7 +569,12 @@ pub(super) fn write(
 ) -> super::Ticket {
     let number = state.write_number.fetch_add(1, Ordering::Relaxed);
     lock(&state.writes).insert(digest, number);
-    let answer = client.and_then(|c| c.send(&write_request(state, c, digest, record.as_ref())));
+    // Not sent to a silent owner: the call fails (below) and nothing is left to land later.
+    let client = client.filter(|c| !c.is_silent());
+    let answer = client.and_then(|c| {
+        let rx = c.send(&write_request(state, c, digest, record.as_ref()))?;
+        Some((c.clone(), rx))
+    });
     super::Ticket::Client(Sent {
         state: state.clone(),
         digest,
@@ -375,14 +624,21 @@ impl Sent {
 
     fn finish(&mut self) -> Result<()> {
         loop {
-            if let Some(answer) = self.answer.take() {
-                match answer.recv() {
-                    Ok(Reply::Done) => return Ok(()),
-                    Ok(other) => return Err(unexpected(&self.state, other)),
-                    Err(_) => {} // the owner went away: send it again
+            if let Some((client, answer)) = self.answer.take() {
+                match client.wait(&answer, false) {
+                    Answer::Reply(Reply::Done) => return Ok(()),
+                    Answer::Reply(other) => return Err(unexpected(&self.state, other)),
+                    Answer::Silent => return Err(client.silent_error(&self.state)),
+                    Answer::Gone => {} // the owner went away: send it again
                 }
             }
             let role = self.state.usable_role()?;
+            if let Role::Client(c) = &role {
+                if c.is_silent() {
+                    c.ping_if_due();
+                    return Err(c.silent_error(&self.state));
+                }
+            }
             let held = self.state.stripes.lock(self.digest);
             if lock(&self.state.writes).get(&self.digest) != Some(&self.number) {
                 // A later write of this process to the key carries its newest state.
@@ -395,12 +651,8 @@ impl Sent {
                     return ticket.wait();
                 }
                 Role::Client(c) => {
-                    self.answer = c.send(&write_request(
-                        &self.state,
-                        &c,
-                        self.digest,
-                        self.record.as_ref(),
-                    ));
+                    let request = write_request(&self.state, &c, self.digest, self.record.as_ref());
+                    self.answer = c.send(&request).map(|rx| (c.clone(), rx));
                 }
             }
         }
@@ -411,8 +663,9 @@ impl Sent {
 pub(super) fn bump(state: &Arc<State>, label: String, settle: bool) -> Result<()> {
     loop {
         match state.usable_role()? {
+            // Taken over meanwhile: the bump is this process's own now.
             Role::Owner(o) => {
-                let generation = state.gens.current(&label);
+                let generation = state.gens.bump(&label);
                 return super::owner_bump(&o, label, generation, settle).wait();
             }
             Role::Client(c) => {
@@ -421,13 +674,14 @@ pub(super) fn bump(state: &Arc<State>, label: String, settle: bool) -> Result<()
                     settle,
                     durable: c.durable,
                 };
-                match c.request(&request) {
-                    Some(Reply::Bumped { generation }) => {
+                match c.ask(&request, false) {
+                    Answer::Reply(Reply::Bumped { generation }) => {
                         state.gens.raise(&label, generation);
                         return Ok(());
                     }
-                    Some(other) => return Err(unexpected(state, other)),
-                    None => continue,
+                    Answer::Reply(other) => return Err(unexpected(state, other)),
+                    Answer::Silent => return Err(c.silent_error(state)),
+                    Answer::Gone => continue,
                 }
             }
         }
@@ -444,10 +698,12 @@ pub(super) fn simple(state: &Arc<State>, request: Request) -> Result<()> {
                     _ => o.local.flush(),
                 }
             }
-            Role::Client(c) => match c.request(&request) {
-                Some(Reply::Done) => return Ok(()),
-                Some(other) => return Err(unexpected(state, other)),
-                None => continue,
+            // A compaction may take long: waited for while the owner answers pings.
+            Role::Client(c) => match c.ask(&request, matches!(request, Request::Compact)) {
+                Answer::Reply(Reply::Done) => return Ok(()),
+                Answer::Reply(other) => return Err(unexpected(state, other)),
+                Answer::Silent => return Err(c.silent_error(state)),
+                Answer::Gone => continue,
             },
         }
     }
@@ -458,14 +714,19 @@ pub(super) fn lease(state: &Arc<State>, digest: u128, force: bool) -> Result<Lea
     loop {
         match state.usable_role()? {
             Role::Owner(o) => return Ok(super::owner_lease(&o, digest, force)),
-            Role::Client(c) => match c.request(&Request::Lease { digest, force }) {
-                Some(Reply::Record(Some(found))) => return Ok(Lease::Found(stored(found))),
-                Some(Reply::Granted) => {
+            // Waited for while the owner answers pings: the holder may be computing.
+            Role::Client(c) => match c.ask(&Request::Lease { digest, force }, true) {
+                Answer::Reply(Reply::Record(Some(found))) => {
+                    return Ok(Lease::Found(stored(found)))
+                }
+                Answer::Reply(Reply::Granted) => {
                     lock(&state.leases_held).insert(digest);
                     return Ok(Lease::Granted(LeaseGuard::Client(state.clone(), digest)));
                 }
-                Some(other) => return Err(unexpected(state, other)),
-                None => continue,
+                Answer::Reply(other) => return Err(unexpected(state, other)),
+                // The caller computes without a lease.
+                Answer::Silent => return Err(c.silent_error(state)),
+                Answer::Gone => continue,
             },
         }
     }
@@ -482,8 +743,8 @@ pub(super) fn scan(
     loop {
         match state.usable_role()? {
             Role::Owner(o) => return o.local.scan(after, max as usize),
-            Role::Client(c) => match c.request(&Request::Scan { after, max }) {
-                Some(Reply::Scanned {
+            Role::Client(c) => match c.ask(&Request::Scan { after, max }, false) {
+                Answer::Reply(Reply::Scanned {
                     records,
                     next,
                     labels,
@@ -501,8 +762,9 @@ pub(super) fn scan(
                         .collect();
                     return Ok((page, next));
                 }
-                Some(other) => return Err(unexpected(state, other)),
-                None => continue,
+                Answer::Reply(other) => return Err(unexpected(state, other)),
+                Answer::Silent => return Err(c.silent_error(state)),
+                Answer::Gone => continue,
             },
         }
     }
@@ -516,10 +778,11 @@ pub(super) fn clear_expired(state: &Arc<State>) -> Result<u64> {
                 Some(inner) => return inner.clear_expired_now(),
                 None => return Ok(0),
             },
-            Role::Client(c) => match c.request(&Request::ClearExpired) {
-                Some(Reply::Count(n)) => return Ok(n),
-                Some(other) => return Err(unexpected(state, other)),
-                None => continue,
+            Role::Client(c) => match c.ask(&Request::ClearExpired, false) {
+                Answer::Reply(Reply::Count(n)) => return Ok(n),
+                Answer::Reply(other) => return Err(unexpected(state, other)),
+                Answer::Silent => return Err(c.silent_error(state)),
+                Answer::Gone => continue,
             },
         }
     }

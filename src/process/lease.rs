@@ -42,6 +42,8 @@ pub(crate) enum Asked<T> {
 /// How long a new owner that took the folder over waits for the holders of leases to give
 /// them again before it grants new ones.
 pub(crate) const GRACE: Duration = Duration::from_millis(500);
+/// How often a process waiting for a lease asks whether its holder still runs.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(crate) struct Leases {
@@ -66,13 +68,16 @@ impl Leases {
 
     /// The record of `digest` (`look`) if there is one, else the lease, waiting while another
     /// holder has it. With `force`, a record is not looked for (the caller found one it cannot
-    /// use: another type, an outdated shape).
+    /// use: another type, an outdated shape). Every [`CHECK_EVERY`] of waiting, `runs` is
+    /// asked whether the holder still runs (a client stopped with SIGSTOP holds its lease
+    /// but computes nothing); one that does not loses its leases.
     pub fn ask<T>(
         &self,
         digest: u128,
         who: Holder,
         force: bool,
         look: impl Fn() -> Option<T>,
+        runs: impl Fn(Holder) -> bool,
     ) -> Asked<T> {
         let from = *lock(&self.granting_from);
         let mut held = lock(&self.held);
@@ -80,8 +85,23 @@ impl Leases {
         loop {
             match held.get(&digest) {
                 Some(holder) if *holder != who => {
+                    let holder = *holder;
                     waited = true;
-                    held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+                    let (again, slept) = self
+                        .released
+                        .wait_timeout(held, CHECK_EVERY)
+                        .unwrap_or_else(|e| e.into_inner());
+                    held = again;
+                    if slept.timed_out() && held.get(&digest) == Some(&holder) {
+                        // Asked without the table's lock: a holder may give leases back.
+                        drop(held);
+                        let alive = runs(holder);
+                        held = lock(&self.held);
+                        if !alive {
+                            held.retain(|_, h| *h != holder);
+                            self.released.notify_all();
+                        }
+                    }
                 }
                 _ => match from.map(|t| t.saturating_duration_since(Instant::now())) {
                     // A new owner's grace: a holder may still give this key's lease again.
@@ -135,7 +155,7 @@ mod tests {
     fn a_waiter_gets_the_record_its_holder_stored_or_the_lease_if_none() {
         let leases = Arc::new(Leases::default());
         assert!(matches!(
-            leases.ask(1, Holder::Client(1), false, || None::<()>),
+            leases.ask(1, Holder::Client(1), false, || None::<()>, |_| true),
             Asked::Granted
         ));
         let stored = Arc::new(Mutex::new(None));
@@ -143,7 +163,7 @@ mod tests {
             let (leases, stored) = (leases.clone(), stored.clone());
             std::thread::spawn(move || {
                 matches!(
-                    leases.ask(1, Holder::Client(2), false, || *lock(&stored)),
+                    leases.ask(1, Holder::Client(2), false, || *lock(&stored), |_| true),
                     Asked::Found(7)
                 )
             })
@@ -154,12 +174,12 @@ mod tests {
 
         // A holder that dies: its leases go, and the next asker gets the lease.
         assert!(matches!(
-            leases.ask(2, Holder::Client(3), false, || None::<()>),
+            leases.ask(2, Holder::Client(3), false, || None::<()>, |_| true),
             Asked::Granted
         ));
         leases.release_all(Holder::Client(3));
         assert!(matches!(
-            leases.ask(2, Holder::Owner, false, || None::<()>),
+            leases.ask(2, Holder::Owner, false, || None::<()>, |_| true),
             Asked::Granted
         ));
     }

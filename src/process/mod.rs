@@ -19,6 +19,8 @@
 
 #[cfg(unix)]
 mod client;
+#[cfg(unix)]
+mod epochs;
 mod lease;
 #[cfg(unix)]
 mod peers;
@@ -44,7 +46,23 @@ use crate::generations::Generations;
 use crate::ordering::Stripes;
 use crate::stats::Counters;
 
+#[cfg(unix)]
+pub(crate) use epochs::Epochs;
+
+/// Without Unix sockets a process is always its folder's owner: nothing to check.
+#[cfg(not(unix))]
+pub(crate) struct Epochs;
+
+#[cfg(not(unix))]
+impl Epochs {
+    pub fn load(&self, _slot: usize) -> u64 {
+        0
+    }
+}
 pub(crate) use lease::{Asked, Holder, Leases};
+
+/// The default of `CacheBuilder::request_timeout`.
+pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The disk tier as the engine sees it: this process's database, or the owner's.
 pub(crate) struct DiskTier {
@@ -94,10 +112,33 @@ pub(crate) struct Owner {
     pub peers: peers::Peers,
     #[cfg(unix)]
     server: Mutex<Option<server::Server>>,
+    /// The folder's epochs file (see `epochs.rs`); `None` if it could not be mapped.
+    #[cfg(unix)]
+    pub epochs: Option<Arc<Epochs>>,
 }
 
 impl Owner {
-    fn new(local: LocalTier, leases: Leases) -> Arc<Self> {
+    /// The new owner of the folder. Every client's memory tier, of this owner or an earlier
+    /// one, is made not current before any write of this owner is applied: a client of the
+    /// last owner may be stopped, and would not see that owner go.
+    fn new(local: LocalTier, leases: Leases, dir: &Path) -> Arc<Self> {
+        #[cfg(unix)]
+        let epochs = match Epochs::open(dir) {
+            Ok(epochs) => {
+                epochs.raise_all();
+                Some(Arc::new(epochs))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "could not map the cache folder's epochs file: clients will read \
+                     through this process instead of serving disk entries from memory"
+                );
+                None
+            }
+        };
+        #[cfg(not(unix))]
+        let _ = dir;
         Arc::new(Owner {
             local,
             leases,
@@ -105,7 +146,21 @@ impl Owner {
             peers: peers::Peers::default(),
             #[cfg(unix)]
             server: Mutex::new(None),
+            #[cfg(unix)]
+            epochs,
         })
+    }
+
+    /// Whether a lease's holder still runs: a client is asked (a ping it must acknowledge
+    /// within `peers::ACK_TIMEOUT`) and cut off if it does not; this process runs.
+    fn holder_runs(&self, holder: Holder) -> bool {
+        match holder {
+            Holder::Owner => true,
+            #[cfg(unix)]
+            Holder::Client(id) => self.peers.ping(id),
+            #[cfg(not(unix))]
+            Holder::Client(_) => true,
+        }
     }
 
     /// Sends `notice` to the clients; wait on the result for them to apply it.
@@ -249,6 +304,7 @@ impl DiskTier {
     /// applying the owner's notices to the cache's memory tier.
     pub fn attach(&self, inner: &Arc<Inner>) {
         let _ = self.state.inner.set(Arc::downgrade(inner));
+        refresh_view(&self.state);
         #[cfg(unix)]
         if let Some(Role::Owner(owner)) = self.state.role() {
             takeover::serve(&self.state, &owner);
@@ -310,6 +366,25 @@ impl DiskTier {
     /// A side file's bytes, or `None` if it is missing or damaged (logged).
     pub fn read_blob(&self, blob: &crate::record::BlobRef) -> Option<Vec<u8>> {
         blobs::read(&self.state.dir, blob)
+    }
+
+    /// What keeps this process from the folder, if anything: its owner not answering.
+    pub fn process_health(&self) -> Option<crate::Health> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Client(c)) => match (&c.detached, c.silent_since()) {
+                (Some(why), Some(since)) => Some(crate::Health::WaitingForFolder {
+                    reason: why.clone(),
+                    since,
+                }),
+                (None, Some(since)) => Some(crate::Health::OwnerNotAnswering {
+                    pid: c.owner_pid,
+                    since,
+                }),
+                (_, None) => None,
+            },
+            _ => None,
+        }
     }
 
     pub fn outage(&self) -> Option<disk::Outage> {
@@ -399,14 +474,25 @@ impl DiskTier {
         }
     }
 
+    /// Whether this process holds the folder now.
+    pub fn is_owner(&self) -> bool {
+        matches!(self.state.role(), Some(Role::Owner(_)))
+    }
+
     /// Persists a generation bump and tells the other processes. With `settle`, a close of
     /// the owner waits (briefly) for the sweep pass that reclaims what it made dead.
+    /// `generation`: the one the owner's caller moved the label to; `None` for a caller that
+    /// was not the owner, whose generation follows the owner's answer (or, if this process
+    /// took the folder over meanwhile, is bumped here).
     ///
     /// # Errors
     /// If the bump could not be committed (owner) or sent (client).
-    pub fn bump(&self, label: String, generation: u64, settle: bool) -> Result<()> {
+    pub fn bump(&self, label: String, generation: Option<u64>, settle: bool) -> Result<()> {
         match self.state.usable_role()? {
-            Role::Owner(o) => owner_bump(&o, label, generation, settle).wait(),
+            Role::Owner(o) => {
+                let generation = generation.unwrap_or_else(|| self.state.gens.bump(&label));
+                owner_bump(&o, label, generation, settle).wait()
+            }
             #[cfg(unix)]
             Role::Client(_) => client::bump(&self.state, label, settle),
         }
@@ -553,6 +639,35 @@ impl Drop for DiskTier {
     }
 }
 
+/// Tells the memory tier what keeps its disk entries current (see `memory::View`): nothing
+/// to check for the owner; a client's slot in the epochs file. Call after the memory tier
+/// dropped what a new connection may not have been told.
+pub(crate) fn refresh_view(state: &State) {
+    let Some(inner) = state.inner() else { return };
+    let view = &inner.memory.view;
+    match state.role() {
+        Some(Role::Owner(_)) => view.uncheck(),
+        #[cfg(unix)]
+        Some(Role::Client(c)) => {
+            if view.epochs().is_none() {
+                match Epochs::open(&state.dir) {
+                    Ok(epochs) => {
+                        view.set_epochs(Arc::new(epochs));
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not map the cache folder's epochs file: disk entries are read \
+                         through the owner, not served from memory"
+                    ),
+                }
+            }
+            view.check(c.slot, c.epoch);
+        }
+        // Between two owners: what a client held is not current.
+        None => {}
+    }
+}
+
 /// A write of the owner: queued, then sent to the clients, in one step under the key's
 /// stripe lock (the caller's).
 fn owner_write(
@@ -582,10 +697,13 @@ fn owner_write(
 
 /// The owner's own read-through asking for a key's lease.
 fn owner_lease(o: &Arc<Owner>, digest: u128, force: bool) -> Lease {
-    match o
-        .leases
-        .ask(digest, Holder::Owner, force, || o.local.read(digest))
-    {
+    match o.leases.ask(
+        digest,
+        Holder::Owner,
+        force,
+        || o.local.read(digest),
+        |holder| o.holder_runs(holder),
+    ) {
         Asked::Found(stored) => Lease::Found(stored),
         Asked::Granted => Lease::Granted(LeaseGuard::Owner(o.clone(), digest)),
     }

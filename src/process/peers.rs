@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use super::wire::{self, Down, Notice};
 use crate::disk::lock;
 
-/// How long a write waits for a client to apply its notice before the client is cut off (it
-/// then drops its whole memory tier before it serves again).
-pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write waits for a client to apply its notice before the client is cut off (its
+/// epochs slot is raised first, so its memory tier's disk entries are not served again; see
+/// `epochs.rs`). Well under the default `request_timeout`, so that a client's write that
+/// waits on a stopped client still gets its answer in time.
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One connected client.
 pub(crate) struct Peer {
@@ -33,6 +35,8 @@ pub(crate) struct Peer {
     /// Where whole frames are written: answers by the thread that has them, notices by the
     /// connection's sending thread.
     writer: Mutex<std::os::unix::net::UnixStream>,
+    /// The folder's epochs file, whose slot `id` this client checks (see `epochs.rs`).
+    epochs: Option<Arc<super::Epochs>>,
 }
 
 impl Peer {
@@ -41,6 +45,7 @@ impl Peer {
         out: Sender<Vec<u8>>,
         stream: std::os::unix::net::UnixStream,
         writer: std::os::unix::net::UnixStream,
+        epochs: Option<Arc<super::Epochs>>,
     ) -> Self {
         Peer {
             id,
@@ -50,7 +55,15 @@ impl Peer {
             alive: AtomicBool::new(true),
             stream,
             writer: Mutex::new(writer),
+            epochs,
         }
+    }
+
+    /// The client's slot in the epochs file, and the value it holds now.
+    pub fn slot(&self) -> (u32, u64) {
+        let slot = (self.id % super::epochs::SLOTS as u64) as u32;
+        let epoch = self.epochs.as_ref().map_or(0, |e| e.load(slot as usize));
+        (slot, epoch)
     }
 
     /// Writes a frame now (an answer: the sooner, the faster the client's call). An answer
@@ -107,8 +120,12 @@ impl Peer {
     }
 
     /// Marks the connection dead and shuts it down at once: waits for its acknowledgements
-    /// end.
+    /// end. Its epochs slot is raised first: the client may have missed notices, and must not
+    /// serve its memory tier's disk entries again, even before it sees the connection end.
     pub fn cut(&self) {
+        if let Some(epochs) = &self.epochs {
+            epochs.raise(self.slot().0 as usize);
+        }
         self.alive.store(false, Ordering::Release);
         lock(&self.out).0 = None;
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
@@ -167,6 +184,26 @@ impl Peers {
 
     pub fn all(&self) -> Vec<Arc<Peer>> {
         lock(&self.peers).values().cloned().collect()
+    }
+
+    /// Whether client `id` runs: it must acknowledge a ping within [`ACK_TIMEOUT`], or it is
+    /// cut off. A client already gone counts as running: its leases are given back with its
+    /// connection.
+    pub fn ping(&self, id: u64) -> bool {
+        let Some(peer) = lock(&self.peers).get(&id).cloned() else {
+            return true;
+        };
+        let seq = peer.notify(&Notice::Ping);
+        if peer.wait_acked(seq, Instant::now() + ACK_TIMEOUT) {
+            return true;
+        }
+        tracing::warn!(
+            client = id,
+            "a client holding a key's lease did not answer within {ACK_TIMEOUT:?}; \
+             disconnecting it and giving its leases to others"
+        );
+        peer.cut();
+        false
     }
 
     /// Sends `notice` to every client but the origin of the current request; wait on the

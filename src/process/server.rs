@@ -114,7 +114,8 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     // A client that stops reading cannot hold a thread of the owner forever.
     let _ = writer.set_write_timeout(Some(peers::ACK_TIMEOUT));
     let (out, frames) = mpsc::channel::<Vec<u8>>();
-    let peer = Arc::new(Peer::new(id, out, stream, writer));
+    let epochs = owner.upgrade().and_then(|o| o.epochs.clone());
+    let peer = Arc::new(Peer::new(id, out, stream, writer, epochs));
     let sending = {
         let peer = peer.clone();
         std::thread::Builder::new()
@@ -172,11 +173,14 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
                         .filter(|(_, g)| *g > 0)
                         .map(|(l, g)| (l.to_string(), g))
                         .collect();
+                    let (slot, epoch) = peer.slot();
                     peer.queue(wire::frame(&Down::Reply {
                         id: up.id,
                         reply: Reply::Hello {
                             pid: std::process::id(),
                             generations,
+                            slot,
+                            epoch,
                         },
                     }));
                 });
@@ -373,10 +377,13 @@ fn handle(
                 .name("tiered-lease".into())
                 .spawn(move || {
                     let who = Holder::Client(peer.id);
-                    match owner
-                        .leases
-                        .ask(digest, who, force, || owner.local.read(digest))
-                    {
+                    match owner.leases.ask(
+                        digest,
+                        who,
+                        force,
+                        || owner.local.read(digest),
+                        |holder| owner.holder_runs(holder),
+                    ) {
                         Asked::Found(stored) => reply(&peer, id, record(Some(stored))),
                         Asked::Granted if peer.is_alive() => reply(&peer, id, Reply::Granted),
                         // Its holder is gone: the lease goes back at once.
@@ -391,6 +398,9 @@ fn handle(
             }
         }
         Request::Ack { seq } => peer.acked(seq),
+        // Only when asked with an id (a client's ping carries none: any frame will do, and
+        // this one answers at once).
+        Request::Ping => reply(peer, id, Reply::Pong),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
         Request::Scan { after, max } => reply(peer, id, scanned(owner, &state.gens, after, max)),
         Request::ClearExpired => {

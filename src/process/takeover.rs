@@ -40,16 +40,31 @@ pub(super) fn first_role(state: &Arc<State>, started: Instant) -> Result<()> {
     loop {
         let locked = match try_own(state) {
             Ok(local) => {
-                state.set_first_role(Role::Owner(Owner::new(local, Default::default())));
+                state.set_first_role(Role::Owner(Owner::new(
+                    local,
+                    Default::default(),
+                    &state.dir,
+                )));
                 return Ok(());
             }
             Err(locked @ Error::Locked { .. }) => locked,
             Err(e) => return Err(e),
         };
         #[cfg(unix)]
-        if let Ok(client) = Client::connect(state) {
-            state.set_first_role(Role::Client(client));
-            return Ok(());
+        match Client::connect(state) {
+            Ok(client) => {
+                state.set_first_role(Role::Client(client));
+                return Ok(());
+            }
+            Err(e) => {
+                // Another version of tiered holds the folder (a dev loop after an upgrade):
+                // open anyway, serving from memory, and take the folder over when it exits.
+                if let Some(detached) = super::client::detached_for(state, &e) {
+                    state.set_first_role(Role::Client(detached));
+                    owner_gone(Arc::downgrade(state));
+                    return Ok(());
+                }
+            }
         }
         if Instant::now() >= deadline {
             return Err(match locked {
@@ -111,7 +126,7 @@ fn take_over(state: &Weak<State>) {
                 for digest in &held {
                     leases.relet(*digest, Holder::Owner);
                 }
-                Some(Role::Owner(Owner::new(local, leases)))
+                Some(Role::Owner(Owner::new(local, leases, &state.dir)))
             }
             Err(Error::Locked { .. }) => None,
             Err(e) => {
@@ -119,10 +134,22 @@ fn take_over(state: &Weak<State>) {
                 None
             }
         };
-        let role = role.or_else(|| {
-            let client = Client::connect(&state).ok()?;
-            client.relet(held.clone());
-            Some(Role::Client(client))
+        let role = role.or_else(|| match Client::connect(&state) {
+            Ok(client) => {
+                client.relet(held.clone());
+                Some(Role::Client(client))
+            }
+            Err(e) => {
+                // Another version holds the folder: usable meanwhile, from memory.
+                let detached =
+                    matches!(state.role(), Some(Role::Client(ref c)) if c.detached.is_some());
+                if !detached {
+                    if let Some(client) = super::client::detached_for(&state, &e) {
+                        state.set_role(Some(Role::Client(client)));
+                    }
+                }
+                None
+            }
         });
         if let Some(role) = role {
             if let Role::Owner(o) = &role {
@@ -146,6 +173,7 @@ fn take_over(state: &Weak<State>) {
             // Notices may have been lost with the connection: no value read before it is
             // kept, and no read already running promotes what it read.
             forget_persisted(&state);
+            super::refresh_view(&state);
             if let Role::Owner(owner) = role {
                 if state.inner().is_some() {
                     serve(&state, &owner);

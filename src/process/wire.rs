@@ -12,8 +12,9 @@ use std::io::{self, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The version of this protocol: a frame of another version is refused.
-pub(crate) const VERSION: u8 = 1;
+/// The version of this protocol: a frame of another version is refused. 2: the greeting
+/// gives the client its epochs slot; `Ping`.
+pub(crate) const VERSION: u8 = 2;
 /// The largest body a frame may carry.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 
@@ -95,6 +96,9 @@ pub(crate) enum Request {
     },
     /// Drop every expired entry now.
     ClearExpired,
+    /// Answered at once with `Pong`: the owner is running (a client waiting long for an
+    /// answer, or one that found its owner silent, asks).
+    Ping,
 }
 
 /// The owner's message: an answer to a request, or a notice of a change.
@@ -109,7 +113,12 @@ pub(crate) enum Reply {
     Hello {
         pid: u32,
         generations: Vec<(String, u64)>,
+        /// The client's slot in the folder's epochs file, and the value it holds now (see
+        /// `epochs.rs`).
+        slot: u32,
+        epoch: u64,
     },
+    Pong,
     Record(Option<StoredRecord>),
     Done,
     Bumped {
@@ -151,6 +160,8 @@ pub(crate) enum Notice {
     Forget { digest: u128 },
     /// A label moved to a new generation.
     Generation { label: String, generation: u64 },
+    /// Nothing changed: acknowledge, to show the client runs (a lease's holder asked about).
+    Ping,
 }
 
 /// Encodes one frame.

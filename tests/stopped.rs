@@ -1,0 +1,274 @@
+//! Processes that stop running (SIGSTOP: a debugger, a frozen container, a VM pause) while
+//! they share a folder: a stopped client must not serve what changed meanwhile once it runs
+//! again, and a stopped owner or lease holder must not hold any call of the others without a
+//! bound (`CacheBuilder::request_timeout`).
+#![cfg(unix)]
+
+mod common;
+
+use common::app::App;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tiered::{Cache, Durability, EntryFilter, Error, Health, Options};
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn open(dir: &Path, request_timeout: Duration) -> Cache {
+    Cache::builder()
+        .path(dir)
+        .durability(Durability::Immediate)
+        .open_timeout(Duration::from_secs(20))
+        .request_timeout(request_timeout)
+        .open()
+        .unwrap()
+}
+
+/// Child: opens its folder and obeys one command per line: `get K`, `insert K V`,
+/// `spin K V` (4 threads read K in a loop and remembers when the last read that returned V
+/// started), `last-old` (that time, in ns since the epoch, 0 if none), `compute K MS`
+/// (a read-through whose computation takes MS ms), `quit`.
+#[test]
+#[ignore = "child process of the stopped tests"]
+fn child_app() {
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let cache = open(&dir, Duration::from_secs(2));
+    println!("ready");
+    let last_old = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["get", k] => format!("{:?}", cache.get::<_, String>(*k).unwrap().as_deref()),
+            ["insert", k, v] => format!("{:?}", cache.insert(*k, v.to_string()).is_ok()),
+            ["spin", k, v] => {
+                for _ in 0..4 {
+                    let (cache, last_old, stop) = (cache.clone(), last_old.clone(), stop.clone());
+                    let (k, v) = (k.to_string(), v.to_string());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let started = now_ns();
+                            if cache.get::<_, String>(&k).unwrap().as_deref() == Some(&v) {
+                                last_old.fetch_max(started, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+                "spinning".to_string()
+            }
+            ["last-old"] => last_old.load(Ordering::SeqCst).to_string(),
+            ["compute", k, ms] => {
+                let ms: u64 = ms.parse().unwrap();
+                println!("computing");
+                let v = cache
+                    .get_or_insert_with(*k, &Options::new(), move || {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        format!("by-{}", std::process::id())
+                    })
+                    .unwrap();
+                v.to_string()
+            }
+            ["quit"] => break,
+            other => panic!("unknown command {other:?}"),
+        };
+        println!("=> {answer}");
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Issue 14, item 2: client B holds k=1 in memory and reads it in a loop; B is stopped; A sets
+/// k=2 (its call returns once the owner gave up waiting for B); B runs again. B's reads
+/// returned 1 between 340 and 20,352 times before its connection thread noticed the end. No
+/// read that starts after A's call returned may return 1.
+#[test]
+fn a_stopped_client_never_serves_a_value_replaced_while_it_was_stopped() {
+    let dir = common::tempdir();
+    let owner = open(dir.path(), Duration::from_secs(2));
+    owner.insert("k", "1".to_string()).unwrap();
+    let mut b = App::start(dir.path());
+    assert_eq!(b.ask("get k"), "Some(\"1\")");
+    assert_eq!(b.ask("spin k 1"), "spinning");
+    std::thread::sleep(Duration::from_millis(200));
+    common::signal(&b.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(100));
+    // Returns once the owner gave up on B's acknowledgement.
+    owner.insert("k", "2".to_string()).unwrap();
+    let returned = now_ns();
+    common::signal(&b.child, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    let last_old: u64 = b.ask("last-old").parse().unwrap();
+    assert!(
+        last_old < returned,
+        "a read that started {} us after the write returned got the replaced value",
+        (last_old - returned) / 1000
+    );
+    assert_eq!(b.ask("get k"), "Some(\"2\")");
+    b.quit();
+}
+
+/// How long the calls of a client may take while its owner is stopped: the deadline, plus a
+/// second for the call itself.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn within_deadline<T>(what: &str, call: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = call();
+    let took = started.elapsed();
+    assert!(
+        took <= DEADLINE + Duration::from_secs(1),
+        "{what} took {took:?} with the owner stopped (request_timeout {DEADLINE:?})"
+    );
+    out
+}
+
+fn not_answering<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
+    assert!(
+        matches!(result, Err(Error::OwnerNotAnswering { .. })),
+        "{what}: {result:?}"
+    );
+}
+
+/// Issue 14, item 3: a stopped owner blocked every client read past memory for the whole
+/// stop (an 8 s stop: an 11 s wait). Every public call of a client now returns within its
+/// `request_timeout` (+ 1 s): a read is a miss, `get_or_insert_with` computes and returns its
+/// value, a write returns `Error::OwnerNotAnswering`, and `health()` says why. Once the owner
+/// runs again, everything works again.
+#[test]
+fn every_call_of_a_client_returns_within_its_deadline_while_the_owner_is_stopped() {
+    let dir = common::tempdir();
+    let mut a = App::start(dir.path());
+    let cache = open(dir.path(), DEADLINE);
+    assert!(cache.owner_pid().is_some(), "a client of the child");
+    cache.insert("old", "v".to_string()).unwrap();
+    common::signal(&a.child, libc::SIGSTOP);
+
+    let got = within_deadline("get of a key not in memory", || {
+        cache.get::<_, String>("never-read").unwrap()
+    });
+    assert_eq!(got, None, "a miss");
+    assert!(
+        matches!(cache.health(), Health::OwnerNotAnswering { .. }),
+        "{:?}",
+        cache.health()
+    );
+    // Calls made while the owner is silent do not wait for it again.
+    type Check = Box<dyn Fn(&Cache)>;
+    let calls: Vec<(&str, Check)> = vec![
+        (
+            "get",
+            Box::new(|c| assert_eq!(c.get::<_, String>("other").unwrap(), None)),
+        ),
+        (
+            "contains_key",
+            Box::new(|c| assert!(!c.contains_key("other2").unwrap())),
+        ),
+        (
+            "insert",
+            Box::new(|c| not_answering("insert", c.insert("new", "x".to_string()))),
+        ),
+        (
+            "remove",
+            Box::new(|c| not_answering("remove", c.remove("old"))),
+        ),
+        (
+            "get_or_insert_with",
+            Box::new(|c| {
+                let v = c
+                    .get_or_insert_with("computed", &Options::new(), || "here".to_string())
+                    .unwrap();
+                assert_eq!(v.as_str(), "here");
+            }),
+        ),
+        (
+            "invalidate_tag",
+            Box::new(|c| not_answering("invalidate_tag", c.invalidate_tag("t"))),
+        ),
+        (
+            "namespace clear",
+            Box::new(|c| not_answering("namespace clear", c.namespace("ns").clear())),
+        ),
+        ("clear", Box::new(|c| not_answering("clear", c.clear()))),
+        ("flush", Box::new(|c| not_answering("flush", c.flush()))),
+        (
+            "compact",
+            Box::new(|c| not_answering("compact", c.compact())),
+        ),
+        (
+            "entries",
+            Box::new(|c| not_answering("entries", c.entries(&EntryFilter::default()))),
+        ),
+        (
+            "clear_expired",
+            Box::new(|c| not_answering("clear_expired", c.clear_expired())),
+        ),
+        (
+            "stats",
+            Box::new(|c| {
+                c.stats();
+            }),
+        ),
+        (
+            "explain",
+            Box::new(|c| {
+                c.explain::<_, String>("other").unwrap();
+            }),
+        ),
+    ];
+    for (what, call) in &calls {
+        within_deadline(what, || call(&cache));
+    }
+    assert!(
+        matches!(cache.health(), Health::OwnerNotAnswering { .. }),
+        "{:?}",
+        cache.health()
+    );
+
+    common::signal(&a.child, libc::SIGCONT);
+    // It answers again: writes and reads go through.
+    assert!(
+        common::eventually(10, || cache.insert("after", "y".to_string()).is_ok()),
+        "writes work again once the owner runs: {:?}",
+        cache.health()
+    );
+    assert!(cache.health().is_healthy(), "{:?}", cache.health());
+    assert_eq!(a.ask("get after"), "Some(\"y\")");
+    a.quit();
+}
+
+/// Issue 14, item 3: a lease held by a process that stopped running is not waited for (one
+/// still computing is): the waiter computes once the holder does not answer a ping.
+#[test]
+fn a_lease_held_by_a_stopped_process_is_not_waited_for() {
+    let dir = common::tempdir();
+    let cache = open(dir.path(), DEADLINE);
+    let mut holder = App::start(dir.path());
+    holder.send("compute k 60000");
+    holder.wait_line("computing");
+    std::thread::sleep(Duration::from_millis(300));
+    common::signal(&holder.child, libc::SIGSTOP);
+    let started = Instant::now();
+    let v = cache
+        .get_or_insert_with("k", &Options::new(), || "waiter".to_string())
+        .unwrap();
+    assert_eq!(v.as_str(), "waiter");
+    // A ping every second, two seconds to answer it: well under the holder's 60 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the waiter waited {:?} for a stopped holder",
+        started.elapsed()
+    );
+    common::signal(&holder.child, libc::SIGCONT);
+    holder.kill();
+}
