@@ -92,7 +92,9 @@ pub use explain::{Explanation, Invalidation};
 pub use health::Health;
 #[doc(hidden)]
 pub use memo::check as __memoize;
-pub use memo::{combine_versions, global, MemoKey, MemoStats, Memoized};
+pub use memo::{
+    combine_versions, global, global_status, GlobalStatus, MemoKey, MemoStats, Memoized,
+};
 pub use namespace::Namespace;
 pub use options::Options;
 #[cfg(unix)]

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::key::{encode_key_in, EncodedKey};
 use crate::options::Options;
 
-pub use global::global;
+pub use global::{global, global_status, GlobalStatus};
 
 /// The namespace where a cache keeps the code version of each memoized function it has seen.
 const VERSIONS: &str = "tiered/memoize-versions";
