@@ -723,7 +723,10 @@ fn build_dependent(x: u32) -> u32 {
 
 #[test]
 fn what_the_build_decided_is_part_of_the_key() {
-    assert_eq!(build_dependent(3), if cfg!(feature = "tokio") { 3000 } else { 3 });
+    assert_eq!(
+        build_dependent(3),
+        if cfg!(feature = "tokio") { 3000 } else { 3 }
+    );
     // The key: the code version, then (debug_assertions, test, each cfg of the body), then
     // the arguments. An entry written by a build that decided otherwise is another key.
     let entries = CACHE.namespace(build_dependent::memo().path());

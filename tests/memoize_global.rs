@@ -55,7 +55,12 @@ fn a_global_folder_that_cannot_be_opened_is_said_once_on_stderr_and_by_global_st
     std::fs::write(&file, b"not a folder").unwrap();
     let folder = file.join("cache");
     let done = child(&folder);
-    assert_eq!(done.stderr.matches(NOTICE).count(), 1, "{}", done.transcript());
+    assert_eq!(
+        done.stderr.matches(NOTICE).count(),
+        1,
+        "{}",
+        done.transcript()
+    );
     assert!(done.stderr.contains("TIERED_DIR"), "{}", done.transcript());
     let line = format!("on_disk=false folder={} error=Some(", folder.display());
     assert!(done.stdout.contains(&line), "{}", done.transcript());

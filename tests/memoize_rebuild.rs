@@ -291,7 +291,10 @@ fn a_build_with_another_feature_gets_its_own_result() {
     assert!(plain.ran && plain.total == 3, "{plain:?}");
     let alt = run(&["alt"]);
     assert_eq!(alt.version, plain.version, "the same code: one version");
-    assert!(alt.ran && alt.total == 3000, "not the other build's result: {alt:?}");
+    assert!(
+        alt.ran && alt.total == 3000,
+        "not the other build's result: {alt:?}"
+    );
     // Neither build reclaimed the other's entry.
     let plain = run(&[]);
     assert!(!plain.ran && plain.total == 3, "{plain:?}");

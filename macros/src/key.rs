@@ -122,12 +122,9 @@ fn collect_cfgs(tokens: TokenStream, found: &mut Vec<TokenStream>) {
     for (i, tree) in trees.iter().enumerate() {
         let TokenTree::Group(g) = tree else { continue };
         let before = |back: usize| i.checked_sub(back).map(|j| &trees[j]);
-        let is_punct = |t: Option<&TokenTree>, c: char| {
-            matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c)
-        };
+        let is_punct = |t: Option<&TokenTree>, c: char| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c);
         // `cfg!(pred)`, `core::cfg!(pred)`, `cfg![pred]`…
-        if is_punct(before(1), '!')
-            && matches!(before(2), Some(TokenTree::Ident(i)) if i == "cfg")
+        if is_punct(before(1), '!') && matches!(before(2), Some(TokenTree::Ident(i)) if i == "cfg")
         {
             found.push(g.stream());
         }

@@ -235,7 +235,10 @@ mod tests {
         .unwrap();
         let names: Vec<String> = a.key_args.iter().map(|k| k.ident.to_string()).collect();
         assert_eq!(names, ["day", "name", "t"]);
-        assert!(a.key_args.iter().all(|k| k.by_value && k.impl_trait.is_none()));
+        assert!(a
+            .key_args
+            .iter()
+            .all(|k| k.by_value && k.impl_trait.is_none()));
         assert!(a.returns == Returns::Result && !a.in_impl);
         assert_eq!(a.type_params.len(), 1);
         assert_eq!(a.const_params.len(), 1);
@@ -270,7 +273,11 @@ mod tests {
             parts,
             [(true, None), (false, Some(true)), (false, Some(false))]
         );
-        assert!(a.sig.to_token_stream().to_string().contains("__tiered_arg2"));
+        assert!(a
+            .sig
+            .to_token_stream()
+            .to_string()
+            .contains("__tiered_arg2"));
     }
 
     #[test]

@@ -137,9 +137,8 @@ pub fn memo_key<A: Serialize + ?Sized>(memo: &Memoized, types: &[TypePart], args
 /// A random number drawn once per process (std's hasher seeds come from the OS).
 fn process_nonce() -> u64 {
     static NONCE: OnceLock<u64> = OnceLock::new();
-    *NONCE.get_or_init(|| {
-        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
-    })
+    *NONCE
+        .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()))
 }
 
 /// A number for each type, unique in this process (`TypeId`s are 128 bits; these are small).
@@ -232,8 +231,14 @@ mod tests {
         let boxed: Box<dyn Fn(u32) -> u32> = Box::new(a);
         assert_eq!(part_of(&boxed), TypePart::Opaque);
         // Not callable: a named type keeps its name; a closure inside one is still local.
-        assert_eq!(type_part::<String>(false), TypePart::Named("alloc::string::String"));
-        assert!(matches!(type_part_of_val(&Some(a), false), TypePart::Local { .. }));
+        assert_eq!(
+            type_part::<String>(false),
+            TypePart::Named("alloc::string::String")
+        );
+        assert!(matches!(
+            type_part_of_val(&Some(a), false),
+            TypePart::Local { .. }
+        ));
     }
 
     #[test]

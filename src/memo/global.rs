@@ -69,12 +69,14 @@ fn opened() -> &'static (Cache, GlobalStatus) {
                 );
                 // Without a subscriber, the line above goes nowhere: say it where a new user
                 // looks, once.
-                if tracing::dispatcher::get_default(|d| {
-                    d.is::<tracing::subscriber::NoSubscriber>()
-                }) {
+                if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+                {
                     eprintln!("{}", memory_only_notice(&folder, &error));
                 }
-                (Cache::in_memory(), GlobalStatus::MemoryOnly { folder, error })
+                (
+                    Cache::in_memory(),
+                    GlobalStatus::MemoryOnly { folder, error },
+                )
             }
         }
     })
@@ -123,4 +125,3 @@ pub fn global() -> &'static Cache {
 pub fn global_status() -> &'static GlobalStatus {
     &opened().1
 }
-
