@@ -92,7 +92,9 @@ pub use explain::{Explanation, Invalidation};
 pub use health::Health;
 #[doc(hidden)]
 pub use memo::check as __memoize;
-pub use memo::{combine_versions, global, MemoKey, MemoStats, Memoized};
+pub use memo::{
+    combine_versions, global, global_status, GlobalStatus, MemoKey, MemoStats, Memoized,
+};
 pub use namespace::Namespace;
 pub use options::Options;
 #[cfg(unix)]
@@ -143,8 +145,10 @@ pub use tiered_macros::fingerprint;
 /// # Ok::<(), tiered::Error>(())
 /// ```
 ///
-/// The key is the function's path, its code version and the arguments whose names do not
-/// start with `_`. The code version is a hash of the function's tokens (signature and body;
+/// The key is the function's path, its code version, the arguments whose names do not
+/// start with `_`, the types of generic and `impl Trait` arguments (a closure's keeps the call
+/// in memory only), and what the build decided (`cfg!(debug_assertions)`, `cfg!(test)` and
+/// each `cfg` the function names). The code version is a hash of the function's tokens (signature and body;
 /// comments, doc comments and formatting aside): an edit makes new entries, and the first call
 /// of the new build reclaims the old ones. Without `cache = …` the cache is [`global()`].
 ///

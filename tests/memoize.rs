@@ -301,7 +301,9 @@ fn generic_instantiations_do_not_share_entries() {
         type_of_impl(String::from("a"), &1u8),
         "alloc::string::String"
     );
-    assert!(type_of_impl::remove(&"a").unwrap());
+    // `_shown`'s type is in the key too.
+    assert!(!type_of_impl::remove(&"a", &1u16).unwrap());
+    assert!(type_of_impl::remove(&"a", &1u8).unwrap());
     assert_eq!(padded::<3>("x".into()), "  x");
     assert_eq!(padded::<2>("x".into()), " x");
 }
@@ -584,4 +586,158 @@ fn version_may_name_a_constant_called_version() {
     assert_eq!(Versioned.get(4), 4);
     let plain = Versioned::get_memo().version();
     assert_ne!(plain, 0);
+}
+
+fn plus1(x: u32) -> u32 {
+    x + 1
+}
+
+fn times10(x: u32) -> u32 {
+    x * 10
+}
+
+static ANON: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn anon(x: u32, _f: impl Fn(u32) -> u32) -> u32 {
+    bump(&ANON);
+    _f(x)
+}
+
+#[test]
+fn an_unused_impl_trait_argument_counts_in_the_key() {
+    assert_eq!(anon(5, plus1), 6);
+    assert_eq!(anon(5, times10), 50);
+    assert_eq!(anon(5, plus1), 6);
+    assert_eq!(runs(&ANON), 2, "the second call of each function hits");
+    // `remove` takes the `impl Trait` argument too: its type is in the key.
+    assert!(anon::remove(&5, &plus1).unwrap());
+    assert!(!anon::remove(&5, &plus1).unwrap());
+    assert_eq!(anon(5, times10), 50);
+    assert_eq!(runs(&ANON), 2);
+}
+
+static WILD: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn wild(x: u32, _: impl Fn(u32) -> u32) -> u32 {
+    bump(&WILD);
+    x
+}
+
+#[test]
+fn an_impl_trait_argument_named_underscore_counts_in_the_key() {
+    let (a, b) = (|x: u32| x + 1, |x: u32| x + 2);
+    for _ in 0..2 {
+        assert_eq!((wild(1, a), wild(1, b)), (1, 1));
+    }
+    assert_eq!(runs(&WILD), 2, "one entry per closure");
+}
+
+static APPLY: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn apply<F: Fn(u32) -> u32>(x: u32, _f: F) -> u32 {
+    bump(&APPLY);
+    _f(x)
+}
+
+#[test]
+fn two_closures_of_one_body_never_share_an_entry() {
+    let before = runs(&APPLY);
+    assert_eq!(apply(2, |x| x + 1), 3);
+    assert_eq!(apply(2, |x| x * 10), 20);
+    // One closure called again (the same type, each time round the loop) hits.
+    for _ in 0..3 {
+        assert_eq!(apply(3, |x| x * 100), 300);
+    }
+    assert_eq!(runs(&APPLY) - before, 3);
+}
+
+#[test]
+fn function_items_never_share_an_entry_and_function_pointers_are_not_cached() {
+    assert_eq!(apply(4, plus1), 5);
+    assert_eq!(apply(4, times10), 40);
+    let before = runs(&APPLY);
+    assert_eq!((apply(4, plus1), apply(4, times10)), (5, 40));
+    assert_eq!(runs(&APPLY), before, "each function item has its entry");
+    // A function pointer's type is the same for every function: never cached.
+    let pointers: [fn(u32) -> u32; 2] = [plus1, times10];
+    assert_eq!((apply(6, pointers[0]), apply(6, pointers[1])), (7, 60));
+    assert_eq!((apply(6, pointers[0]), apply(6, pointers[1])), (7, 60));
+    assert_eq!(runs(&APPLY), before + 4);
+}
+
+static APPLY_IN: AtomicU32 = AtomicU32::new(0);
+static TYPED_IN: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = _cache)]
+fn apply_in(_cache: &Cache, x: u32, _f: impl Fn(u32) -> u32) -> u32 {
+    bump(&APPLY_IN);
+    _f(x)
+}
+
+#[tiered::memoize(cache = _cache)]
+fn typed_in<T: Serialize>(_cache: &Cache, value: T) -> String {
+    bump(&TYPED_IN);
+    let _ = value;
+    std::any::type_name::<T>().to_string()
+}
+
+#[test]
+fn calls_with_a_closure_stay_in_memory_and_named_type_parameters_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_disk = |cache: &Cache, path: &str| {
+        cache.flush().unwrap();
+        let filter = tiered::EntryFilter::new().namespace(path);
+        cache.entries(&filter).unwrap().len()
+    };
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!(apply_in(&cache, 1, |x| x + 1), 2);
+        assert_eq!(apply_in(&cache, 1, plus1), 2);
+        assert_eq!(typed_in(&cache, "a"), "&str");
+        assert_eq!(runs(&APPLY_IN), 2);
+        assert_eq!(on_disk(&cache, apply_in::memo().path()), 0);
+        assert_eq!(on_disk(&cache, typed_in::memo().path()), 1);
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(typed_in(&cache, "a"), "&str");
+    assert_eq!(typed_in(&cache, String::from("a")), "alloc::string::String");
+    assert_eq!(runs(&TYPED_IN), 2, "`&str`'s entry came back from disk");
+    assert_eq!(apply_in(&cache, 1, plus1), 2);
+    assert_eq!(runs(&APPLY_IN), 3);
+}
+
+static BUILD: AtomicU32 = AtomicU32::new(0);
+
+#[tiered::memoize(cache = CACHE)]
+fn build_dependent(x: u32) -> u32 {
+    bump(&BUILD);
+    if cfg!(feature = "tokio") {
+        x * 1000
+    } else {
+        x
+    }
+}
+
+#[test]
+fn what_the_build_decided_is_part_of_the_key() {
+    assert_eq!(
+        build_dependent(3),
+        if cfg!(feature = "tokio") { 3000 } else { 3 }
+    );
+    // The key: the code version, then (debug_assertions, test, each cfg of the body), then
+    // the arguments. An entry written by a build that decided otherwise is another key.
+    let entries = CACHE.namespace(build_dependent::memo().path());
+    fn key(build: &[bool]) -> (u64, (&[bool], u32)) {
+        (build_dependent::VERSION, (build, 3))
+    }
+    let this_build = [cfg!(debug_assertions), true, cfg!(feature = "tokio")];
+    assert!(entries.contains_key(&key(&this_build)).unwrap());
+    for flipped in 0..3 {
+        let mut other = this_build;
+        other[flipped] = !other[flipped];
+        assert!(!entries.contains_key(&key(&other)).unwrap());
+    }
 }

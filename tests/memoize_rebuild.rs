@@ -3,9 +3,12 @@
 //! `TIERED_DIR`). Comments and formatting keep its entries; an edit of the body makes new ones
 //! and reclaims the old, so ten edits leave one version's entries on disk.
 //!
-//! The program is built into its own target folder under this workspace's (`memoize-rebuild`
-//! in `CARGO_TARGET_TMPDIR`), so that later runs reuse its compiled dependencies; the first
-//! run compiles them.
+//! A program whose function's body asks `cfg!(feature = "alt")` is built with and without the
+//! feature over one cache folder: each build gets its own result.
+//!
+//! The programs are built into one target folder under this workspace's (`memoize-rebuild` in
+//! `CARGO_TARGET_TMPDIR`), so that later runs reuse their compiled dependencies; the first run
+//! compiles them.
 
 mod common;
 
@@ -17,6 +20,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 use tiered::Cache;
 
 const NAME: &str = "memoize-rebuild-probe";
+const FEATURE_NAME: &str = "memoize-feature-probe";
 
 /// Arguments the program calls its function with; each entry holds 100 kB.
 const ARGS: [u64; 3] = [0, 1, 2];
@@ -51,7 +55,32 @@ fn main() {
 }
 "#;
 
+/// The program of the feature test: `scaled(3)` is 3, or 3000 with the feature `alt`.
+const FEATURE_PROGRAM: &str = r#"
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static RAN: AtomicBool = AtomicBool::new(false);
+
+#[tiered::memoize]
+fn scaled(x: u64) -> u64 {
+    RAN.store(true, Ordering::SeqCst);
+    if cfg!(feature = "alt") { x * 1000 } else { x }
+}
+
+fn main() {
+    let total = scaled(3);
+    println!(
+        "ran={} total={} version={} path={}",
+        RAN.load(Ordering::SeqCst),
+        total,
+        scaled::VERSION,
+        scaled::memo().path()
+    );
+}
+"#;
+
 struct Probe {
+    name: &'static str,
     source_dir: tempfile::TempDir,
     cache_dir: tempfile::TempDir,
     target_dir: PathBuf,
@@ -67,12 +96,13 @@ struct Run {
 }
 
 impl Probe {
-    fn new() -> Probe {
+    /// A program named `name`, with `extra` at the end of its manifest.
+    fn new(name: &'static str, extra: &str) -> Probe {
         let source_dir = tempfile::tempdir().unwrap();
         let manifest = format!(
-            "[package]\nname = \"{NAME}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
              publish = false\n\n[dependencies]\ntiered = {{ path = {:?} }}\n\n\
-             [profile.dev]\ndebug = false\n\n[workspace]\n",
+             [profile.dev]\ndebug = false\n\n[workspace]\n{extra}",
             env!("CARGO_MANIFEST_DIR")
         );
         fs::write(source_dir.path().join("Cargo.toml"), manifest).unwrap();
@@ -84,6 +114,7 @@ impl Probe {
         .unwrap();
         fs::create_dir(source_dir.path().join("src")).unwrap();
         Probe {
+            name,
             source_dir,
             cache_dir: tempfile::tempdir().unwrap(),
             target_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("memoize-rebuild"),
@@ -95,21 +126,34 @@ impl Probe {
     fn run(&self, body: &str, extra: &str) -> Run {
         let source = PROGRAM.replace("{BODY}", body).replace("{EXTRA}", extra);
         fs::write(self.source_dir.path().join("src/main.rs"), source).unwrap();
+        let stderr = self.build(&[]);
+        assert!(
+            stderr.contains(&format!("Compiling {}", self.name)),
+            "cargo did not compile the probe again:\n{stderr}"
+        );
+        self.start()
+    }
+
+    /// Builds the program (already written) with these features; returns cargo's stderr.
+    fn build(&self, features: &[&str]) -> String {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let build = Command::new(cargo)
             .args(["build", "--offline", "--message-format=short"])
+            .arg("--features")
+            .arg(features.join(","))
             .arg("--manifest-path")
             .arg(self.source_dir.path().join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &self.target_dir)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&build.stderr);
+        let stderr = String::from_utf8_lossy(&build.stderr).into_owned();
         assert!(build.status.success(), "the probe did not build:\n{stderr}");
-        assert!(
-            stderr.contains(&format!("Compiling {NAME}")),
-            "cargo did not compile the probe again:\n{stderr}"
-        );
-        let exe = self.target_dir.join("debug").join(NAME);
+        stderr
+    }
+
+    /// Runs the program last built, on the cache folder.
+    fn start(&self) -> Run {
+        let exe = self.target_dir.join("debug").join(self.name);
         let out = Command::new(&exe)
             .env("TIERED_DIR", self.cache_dir.path())
             .env_remove("RUST_LOG")
@@ -170,7 +214,7 @@ fn body(k: u64) -> String {
 
 #[test]
 fn edits_invalidate_comments_do_not_and_old_versions_are_reclaimed() {
-    let probe = Probe::new();
+    let probe = Probe::new(NAME, "");
 
     let first = probe.run(&body(1), "");
     assert!(first.ran, "first run computes");
@@ -215,15 +259,17 @@ fn edits_invalidate_comments_do_not_and_old_versions_are_reclaimed() {
             "cycle {k}: the folder grew from {one_version_bytes} to {bytes} bytes"
         );
         // Of every version that ran, only the last has entries. The key is written as
-        // `Memoized::key` writes it, (version, arguments), which the last version proves.
+        // `Memoized::key` writes it, (version, (build, arguments…)), which the last version
+        // proves; the build of a dev profile says `debug_assertions` and not `test`.
         let functions_entries = cache.namespace(&run.path);
+        let build: &[bool] = &[true, false];
         for x in ARGS {
             assert!(functions_entries
-                .contains_key(&(run.version, (x,)))
+                .contains_key(&(run.version, (build, x)))
                 .unwrap());
             for &old in &versions {
                 assert!(
-                    !functions_entries.contains_key(&(old, (x,))).unwrap(),
+                    !functions_entries.contains_key(&(old, (build, x))).unwrap(),
                     "cycle {k}"
                 );
             }
@@ -231,4 +277,27 @@ fn edits_invalidate_comments_do_not_and_old_versions_are_reclaimed() {
         versions.push(run.version);
     }
     assert_eq!(versions.len(), 12);
+}
+
+#[test]
+fn a_build_with_another_feature_gets_its_own_result() {
+    let probe = Probe::new(FEATURE_NAME, "\n[features]\nalt = []\n");
+    fs::write(probe.source_dir.path().join("src/main.rs"), FEATURE_PROGRAM).unwrap();
+    let run = |features: &[&str]| {
+        probe.build(features);
+        probe.start()
+    };
+    let plain = run(&[]);
+    assert!(plain.ran && plain.total == 3, "{plain:?}");
+    let alt = run(&["alt"]);
+    assert_eq!(alt.version, plain.version, "the same code: one version");
+    assert!(
+        alt.ran && alt.total == 3000,
+        "not the other build's result: {alt:?}"
+    );
+    // Neither build reclaimed the other's entry.
+    let plain = run(&[]);
+    assert!(!plain.ran && plain.total == 3, "{plain:?}");
+    let alt = run(&["alt"]);
+    assert!(!alt.ran && alt.total == 3000, "{alt:?}");
 }

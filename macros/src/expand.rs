@@ -11,7 +11,7 @@ use syn::ext::IdentExt;
 use syn::{AttrStyle, Error, FnArg, ItemFn, Pat};
 
 use crate::args::{Args, DurationArg, Macro};
-use crate::key::{hidden, key_expr, remove_param_type, Side};
+use crate::key::{cfg_predicates, hidden, key_expr, remove_param_type, Side};
 use crate::signature::{analyze, mentions, Analysis, Returns};
 use crate::version::code_version;
 
@@ -96,8 +96,15 @@ fn version_expr(func: &ItemFn, args: &Args) -> TokenStream {
     quote!(::tiered::combine_versions(&[#own #(, #version)* #(, #deps::VERSION)*]))
 }
 
+/// The predicates of the `cfg`s the function's code names (see `key::cfg_predicates`).
+fn cfgs(func: &ItemFn) -> Vec<TokenStream> {
+    let mut tokens = func.sig.to_token_stream();
+    tokens.extend(func.block.to_token_stream());
+    cfg_predicates(tokens)
+}
+
 fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream) -> TokenStream {
-    let (vis, sig, name) = (&func.vis, &func.sig, &func.sig.ident);
+    let (vis, sig, name) = (&func.vis, &analysis.sig, &func.sig.ident);
     let shown = name.unraw().to_string();
     let outer = func
         .attrs
@@ -118,7 +125,7 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
         }
     };
     let memo = hidden("memo");
-    let key = key_expr(&memo, analysis, false, Side::Remove);
+    let key = key_expr(&memo, analysis, false, Side::Remove, &cfgs(func));
     let key_params = analysis.key_args.iter().map(|a| {
         let (ident, ty) = (&a.ident, remove_param_type(&a.ty));
         quote!(#ident: #ty)
@@ -183,7 +190,7 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
 }
 
 fn method(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream) -> TokenStream {
-    let (vis, sig) = (&func.vis, &func.sig);
+    let (vis, sig) = (&func.vis, &analysis.sig);
     let shown = sig.ident.unraw().to_string();
     let memo_fn = format_ident!("{}_memo", shown, span = sig.ident.span());
     let outer = func
@@ -235,7 +242,13 @@ fn body(func: &ItemFn, args: &Args, analysis: &Analysis, memo_expr: TokenStream)
         .iter()
         .filter(|a| !matches!(a.style, AttrStyle::Outer));
     let cache_value = cache_expr(args);
-    let key_value = key_expr(&memo, analysis, args.skip_self.is_some(), Side::Call);
+    let key_value = key_expr(
+        &memo,
+        analysis,
+        args.skip_self.is_some(),
+        Side::Call,
+        &cfgs(func),
+    );
     let option_calls = option_calls(args);
     let (ret, block) = (&analysis.ret, &func.block);
     let call = if func.sig.asyncness.is_some() {

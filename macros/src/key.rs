@@ -1,12 +1,14 @@
-//! The key of a call: `(type names of the generic parameters, self, arguments)`, built the same
-//! way by the function and by its `remove`. An `impl Trait` argument's type name goes before
-//! its value, as a named type parameter's goes first.
+//! The key of a call: `(build, types, const parameters, self, arguments)`, built the same way
+//! by the function and by its `remove`. The build is what `cfg!` says of `debug_assertions`,
+//! `test` and each predicate the function's code names; the types are those of `Self`, of the
+//! type parameters and of the `impl Trait` arguments (whatever their names), each as
+//! `tiered::__memoize::type_part` gives it: a closure's makes the call memory-only.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
 use syn::{Ident, Type};
 
-use crate::signature::{mentions, Analysis};
+use crate::signature::Analysis;
 
 /// Where the key is built.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -17,15 +19,41 @@ pub enum Side {
     Remove,
 }
 
-/// The expression giving the `MemoKey` of a call, for the `Memoized` named `memo`.
-pub fn key_expr(memo: &Ident, analysis: &Analysis, skip_self: bool, side: Side) -> TokenStream {
-    let mut parts = Vec::new();
+/// The expression giving the `MemoKey` of a call, for the `Memoized` named `memo`. `cfgs`:
+/// the predicates of the `cfg!(…)`, `#[cfg(…)]` and `#[cfg_attr(…)]` the function's code
+/// names, whose values in the build go into the key.
+pub fn key_expr(
+    memo: &Ident,
+    analysis: &Analysis,
+    skip_self: bool,
+    side: Side,
+    cfgs: &[TokenStream],
+) -> TokenStream {
+    let (build, types) = (hidden("__tiered_build"), hidden("__tiered_types"));
+    let type_part = quote!(::tiered::__memoize::type_part);
+    let type_part_of_val = quote!(::tiered::__memoize::type_part_of_val);
+    let mut type_parts = Vec::new();
     if analysis.in_impl {
         // Instantiations of a generic impl share one path; their entries must not mix.
-        parts.push(quote!(::std::any::type_name::<Self>()));
+        type_parts.push(quote!(#type_part::<Self>(false)));
     }
-    for t in &analysis.type_params {
-        parts.push(quote!(::std::any::type_name::<#t>()));
+    for (t, callable) in &analysis.type_params {
+        type_parts.push(quote!(#type_part::<#t>(#callable)));
+    }
+    // An anonymous type parameter counts as named ones do, whatever the argument's name.
+    for arg in &analysis.key_args {
+        let (ident, Some(callable)) = (&arg.ident, arg.impl_trait) else {
+            continue;
+        };
+        type_parts.push(match (is_reference(&arg.ty), side) {
+            (true, _) => quote!(#type_part_of_val(&*#ident, #callable)),
+            (false, Side::Call) => quote!(#type_part_of_val(&#ident, #callable)),
+            (false, Side::Remove) => quote!(#type_part_of_val(#ident, #callable)),
+        });
+    }
+    let mut parts = vec![quote!(#build)];
+    if !type_parts.is_empty() {
+        parts.push(quote!(#types));
     }
     for c in &analysis.const_params {
         parts.push(quote!(&#c));
@@ -40,16 +68,8 @@ pub fn key_expr(memo: &Ident, analysis: &Analysis, skip_self: bool, side: Side) 
         };
         parts.push(quote_spanned!(span=> (&::tiered::__memoize::self_part(#this)).key_part()));
     }
-    for arg in &analysis.key_args {
+    for arg in analysis.key_args.iter().filter(|a| a.by_value) {
         let ident = &arg.ident;
-        if mentions(arg.ty.to_token_stream(), &["impl"]) {
-            // An anonymous type parameter: its name, as for named ones.
-            parts.push(match (is_reference(&arg.ty), side) {
-                (true, _) => quote!(::std::any::type_name_of_val(&*#ident)),
-                (false, Side::Call) => quote!(::std::any::type_name_of_val(&#ident)),
-                (false, Side::Remove) => quote!(::std::any::type_name_of_val(#ident)),
-            });
-        }
         parts.push(match side {
             // Checked: a type that is not `Serialize` is a compile error at the argument.
             Side::Call => {
@@ -67,8 +87,68 @@ pub fn key_expr(memo: &Ident, analysis: &Analysis, skip_self: bool, side: Side) 
         {
             #[allow(unused_imports)]
             use ::tiered::__memoize::{SerializePart as _, UnserializablePart as _};
-            #memo.key(&#tuple)
+            // What the build decided, in the key: a debug and a release build, or builds with
+            // other features, keep their own entries (and share one version).
+            #[allow(unexpected_cfgs)]
+            let #build: &[bool] = &[
+                ::core::cfg!(debug_assertions),
+                ::core::cfg!(test)
+                #(, ::core::cfg!(#cfgs))*
+            ];
+            let #types: &[::tiered::__memoize::TypePart] = &[#(#type_parts),*];
+            ::tiered::__memoize::memo_key(&#memo, #types, &#tuple)
         }
+    }
+}
+
+/// The predicates of the `cfg!(…)` calls and `#[cfg(…)]` and `#[cfg_attr(…, …)]` attributes in
+/// `tokens` (anywhere, macro input included), each once, in order, without `debug_assertions`
+/// and `test`, which every key holds.
+pub fn cfg_predicates(tokens: TokenStream) -> Vec<TokenStream> {
+    let mut found: Vec<TokenStream> = Vec::new();
+    collect_cfgs(tokens, &mut found);
+    let mut seen = vec!["debug_assertions".to_string(), "test".to_string()];
+    found.retain(|p| {
+        let text = p.to_string();
+        let new = !seen.contains(&text);
+        seen.push(text);
+        new
+    });
+    found
+}
+
+fn collect_cfgs(tokens: TokenStream, found: &mut Vec<TokenStream>) {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, tree) in trees.iter().enumerate() {
+        let TokenTree::Group(g) = tree else { continue };
+        let before = |back: usize| i.checked_sub(back).map(|j| &trees[j]);
+        let is_punct = |t: Option<&TokenTree>, c: char| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c);
+        // `cfg!(pred)`, `core::cfg!(pred)`, `cfg![pred]`…
+        if is_punct(before(1), '!') && matches!(before(2), Some(TokenTree::Ident(i)) if i == "cfg")
+        {
+            found.push(g.stream());
+        }
+        // `#[cfg(pred)]`, `#![cfg(pred)]`, `#[cfg_attr(pred, attr)]`
+        if g.delimiter() == Delimiter::Bracket
+            && (is_punct(before(1), '#') || (is_punct(before(1), '!') && is_punct(before(2), '#')))
+        {
+            let mut inner = g.stream().into_iter();
+            if let (Some(TokenTree::Ident(name)), Some(TokenTree::Group(args))) =
+                (inner.next(), inner.next())
+            {
+                if name == "cfg" {
+                    found.push(args.stream());
+                } else if name == "cfg_attr" {
+                    let pred: TokenStream = args
+                        .stream()
+                        .into_iter()
+                        .take_while(|t| !matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+                        .collect();
+                    found.push(pred);
+                }
+            }
+        }
+        collect_cfgs(g.stream(), found);
     }
 }
 
@@ -103,4 +183,61 @@ fn tuple(parts: Vec<TokenStream>) -> TokenStream {
 /// A name for generated locals that the function's own code cannot see.
 pub fn hidden(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens;
+
+    fn predicates(source: &str) -> Vec<String> {
+        let f: syn::ItemFn = syn::parse_str(source).expect("test source parses");
+        cfg_predicates(f.block.to_token_stream())
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_cfg_the_body_names_is_found_once() {
+        let found = predicates(
+            r#"fn f(x: u32) -> u32 {
+                #[cfg(test)]
+                let y = 1;
+                #[cfg_attr(feature = "fast", inline)]
+                fn g() {}
+                let z = if cfg!(feature = "alt") { x * 1000 } else { x };
+                println!("{}", core::cfg!(target_os = "linux"));
+                if cfg!(debug_assertions) || cfg!(feature = "alt") { 0 } else {
+                    { #[cfg(any(unix, windows))] { 1 } }
+                }
+            }"#,
+        );
+        let expected = [
+            r#"feature = "fast""#,
+            r#"feature = "alt""#,
+            r#"target_os = "linux""#,
+            "any (unix , windows)",
+        ];
+        assert_eq!(found, expected);
+        assert_eq!(predicates("fn f() { cfg(x); cfg![y]; }"), ["y"]);
+    }
+
+    #[test]
+    fn the_key_holds_what_the_build_decided() {
+        let f: syn::ItemFn =
+            syn::parse_str(r#"fn f(x: u32) -> u32 { if cfg!(feature = "alt") { x } else { 0 } }"#)
+                .unwrap();
+        let analysis = crate::signature::analyze(&f.sig, &crate::args::Args::default()).unwrap();
+        let cfgs = cfg_predicates(f.block.to_token_stream());
+        let memo = hidden("memo");
+        let key = key_expr(&memo, &analysis, false, Side::Call, &cfgs).to_string();
+        for wanted in [
+            "cfg ! (debug_assertions)",
+            "cfg ! (test)",
+            r#"cfg ! (feature = "alt")"#,
+        ] {
+            assert!(key.contains(wanted), "{wanted} in {key}");
+        }
+    }
 }

@@ -7,10 +7,16 @@ use syn::{Error, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, 
 
 use crate::args::Args;
 
-/// An argument that takes part in the key.
+/// An argument that takes part in the key, by its value, its type or both.
 pub struct KeyArg {
+    /// Its name; a hidden one for an `impl Trait` argument named `_`.
     pub ident: Ident,
     pub ty: Type,
+    /// Its value is part of the key (its name does not start with `_`).
+    pub by_value: bool,
+    /// For an argument whose type holds `impl Trait`: whether a bound is `Fn`, `FnMut` or
+    /// `FnOnce`. Its type is part of the key, whatever its name.
+    pub impl_trait: Option<bool>,
 }
 
 /// How the return value is cached.
@@ -25,7 +31,11 @@ pub enum Returns {
 }
 
 pub struct Analysis {
+    /// The arguments that take part in the key, in order.
     pub key_args: Vec<KeyArg>,
+    /// The signature to emit: an `impl Trait` argument named `_` gets a hidden name, so that
+    /// its type can be read.
+    pub sig: Signature,
     /// The `self` argument, if any.
     pub receiver: Option<syn::Receiver>,
     /// Inside an impl block: a `self` argument, or `Self` named in the signature.
@@ -33,9 +43,13 @@ pub struct Analysis {
     pub returns: Returns,
     /// The return type; `()` when none is written.
     pub ret: Type,
-    pub type_params: Vec<Ident>,
+    /// Type parameters, each with whether it has an `Fn`, `FnMut` or `FnOnce` bound.
+    pub type_params: Vec<(Ident, bool)>,
     pub const_params: Vec<Ident>,
 }
+
+/// The traits whose implementors are functions: closures, function items and pointers.
+const CALLABLE: [&str; 3] = ["Fn", "FnMut", "FnOnce"];
 
 pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
     if let Some(c) = &sig.constness {
@@ -43,17 +57,30 @@ pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
     }
     let mut key_args = Vec::new();
     let mut receiver = None;
-    for input in &sig.inputs {
+    let mut emitted = sig.clone();
+    for (i, input) in emitted.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Receiver(r) => receiver = Some(r.clone()),
             FnArg::Typed(t) => {
-                if let Some(ident) = argument_name(&t.pat)? {
-                    if !ident.to_string().starts_with('_') {
-                        key_args.push(KeyArg {
-                            ident,
-                            ty: (*t.ty).clone(),
-                        });
+                let impl_trait = mentions(t.ty.to_token_stream(), &["impl"])
+                    .then(|| mentions(t.ty.to_token_stream(), &CALLABLE));
+                let ident = match argument_name(&t.pat)? {
+                    Some(ident) => ident,
+                    None if impl_trait.is_some() => {
+                        let ident = Ident::new(&format!("__tiered_arg{i}"), Span::mixed_site());
+                        *t.pat = syn::parse_quote!(#ident);
+                        ident
                     }
+                    None => continue,
+                };
+                let by_value = !ident.to_string().starts_with('_');
+                if by_value || impl_trait.is_some() {
+                    key_args.push(KeyArg {
+                        ident,
+                        ty: (*t.ty).clone(),
+                        by_value,
+                        impl_trait,
+                    });
                 }
             }
         }
@@ -74,7 +101,9 @@ pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
     let mut const_params = Vec::new();
     for param in &sig.generics.params {
         match param {
-            syn::GenericParam::Type(t) => type_params.push(t.ident.clone()),
+            syn::GenericParam::Type(t) => {
+                type_params.push((t.ident.clone(), callable_param(sig, t)));
+            }
             syn::GenericParam::Const(c) => const_params.push(c.ident.clone()),
             syn::GenericParam::Lifetime(_) => {}
         }
@@ -82,12 +111,31 @@ pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
     let in_impl = receiver.is_some() || mentions(sig.to_token_stream(), &["Self"]);
     Ok(Analysis {
         key_args,
+        sig: emitted,
         receiver,
         in_impl,
         returns,
         ret,
         type_params,
         const_params,
+    })
+}
+
+/// Whether a type parameter has an `Fn`, `FnMut` or `FnOnce` bound, in its declaration or in
+/// the where clause.
+fn callable_param(sig: &Signature, param: &syn::TypeParam) -> bool {
+    if mentions(param.bounds.to_token_stream(), &CALLABLE) {
+        return true;
+    }
+    let Some(clause) = &sig.generics.where_clause else {
+        return false;
+    };
+    clause.predicates.iter().any(|p| match p {
+        syn::WherePredicate::Type(t) => {
+            matches!(&t.bounded_ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(&param.ident))
+                && mentions(t.bounds.to_token_stream(), &CALLABLE)
+        }
+        _ => false,
     })
 }
 
@@ -187,6 +235,10 @@ mod tests {
         .unwrap();
         let names: Vec<String> = a.key_args.iter().map(|k| k.ident.to_string()).collect();
         assert_eq!(names, ["day", "name", "t"]);
+        assert!(a
+            .key_args
+            .iter()
+            .all(|k| k.by_value && k.impl_trait.is_none()));
         assert!(a.returns == Returns::Result && !a.in_impl);
         assert_eq!(a.type_params.len(), 1);
         assert_eq!(a.const_params.len(), 1);
@@ -195,6 +247,37 @@ mod tests {
         assert!(a.returns == Returns::Plain && a.in_impl && a.receiver.is_some());
         let a = analyze_str("fn new(id: u8) -> Self {}", &Args::default()).unwrap();
         assert!(a.in_impl && a.receiver.is_none());
+    }
+
+    #[test]
+    fn types_count_in_the_key_whatever_the_arguments_name() {
+        let a = analyze_str(
+            "fn f<F: Fn(u32) -> u32, G, T: Clone>(x: u32, _f: F, _: impl FnMut(), _s: &impl Serialize, _g: G) where G: Copy + FnOnce() {}",
+            &Args::default(),
+        )
+        .unwrap();
+        let callable: Vec<(String, bool)> = a
+            .type_params
+            .iter()
+            .map(|(t, c)| (t.to_string(), *c))
+            .collect();
+        let expected = [("F", true), ("G", true), ("T", false)];
+        assert_eq!(callable, expected.map(|(t, c)| (t.to_string(), c)));
+        // `x` by value; the two `impl Trait` arguments by type, `_` under a hidden name.
+        let parts: Vec<(bool, Option<bool>)> = a
+            .key_args
+            .iter()
+            .map(|k| (k.by_value, k.impl_trait))
+            .collect();
+        assert_eq!(
+            parts,
+            [(true, None), (false, Some(true)), (false, Some(false))]
+        );
+        assert!(a
+            .sig
+            .to_token_stream()
+            .to_string()
+            .contains("__tiered_arg2"));
     }
 
     #[test]

@@ -9,8 +9,10 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use quote::ToTokens;
 use xxhash_rust::xxh3::Xxh3;
 
-/// Bumped when the walk below changes, so that every function gets a new version then.
-const SCHEME: u8 = 2;
+/// Bumped when the walk below or the layout of the key changes, so that every function gets
+/// a new version then (and its entries of the old layout are reclaimed, not left unreachable).
+/// 3: the key holds what the build decided and the parts of types (`key.rs`).
+const SCHEME: u8 = 3;
 
 /// The version of a function with this signature and body (its attributes and visibility are
 /// not part of them).

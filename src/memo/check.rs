@@ -6,11 +6,15 @@
 //! gives `&x` when its type is `Serialize` and `()` otherwise (method lookup prefers the impl
 //! on `Part` to the one on `&Part`), so no second error follows the first.
 
-use std::sync::OnceLock;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
-use crate::memo::Memoized;
+use crate::disk::lock;
+use crate::memo::{Keep, MemoKey, Memoized};
 
 /// A type that can be part of a memoized function's key.
 #[diagnostic::on_unimplemented(
@@ -69,6 +73,82 @@ impl<T: ?Sized> UnserializablePart for &Part<'_, T> {
     fn key_part(&self) {}
 }
 
+/// What the type of a generic parameter, of an `impl Trait` argument or of `Self` gives the
+/// key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TypePart {
+    /// An ordinary type: its name, which means the same to every build that has the type.
+    Named(&'static str),
+    /// A type with no stable name (a closure), or one that stands for code the function's
+    /// version does not see (a function item passed as a callable): a number unique to the
+    /// type in this process, and one unique to the process. Such a call is kept in memory only.
+    Local {
+        /// Random, drawn once per process.
+        process: u64,
+        /// The type's number in this process.
+        id: u64,
+    },
+    /// A callable whose type does not say which function it is (a function pointer, a
+    /// `dyn Fn`): such a call is not cached.
+    Opaque,
+}
+
+/// The key part of type `T`. `callable`: the parameter has an `Fn`, `FnMut` or `FnOnce` bound
+/// in the signature, so that a function item passed there is code the version does not see.
+pub fn type_part<T: ?Sized>(callable: bool) -> TypePart {
+    let name = std::any::type_name::<T>();
+    // `{{closure}}`, `{{constant}}`…: rustc's names for types that have none.
+    let anonymous = name.contains("{{");
+    if callable && !anonymous && (name.contains("dyn ") || name.contains("fn(")) {
+        return TypePart::Opaque;
+    }
+    if !anonymous && !callable {
+        return TypePart::Named(name);
+    }
+    TypePart::Local {
+        process: process_nonce(),
+        id: local_type_id(typeid::of::<T>()),
+    }
+}
+
+/// [`type_part`] of the type of `value`.
+pub fn type_part_of_val<T: ?Sized>(_value: &T, callable: bool) -> TypePart {
+    type_part::<T>(callable)
+}
+
+/// The key of a call whose parts of types are `types` (and are among `args`): kept as its
+/// options say when every type is [`TypePart::Named`], in memory only when one is local, not
+/// at all when one is opaque.
+pub fn memo_key<A: Serialize + ?Sized>(memo: &Memoized, types: &[TypePart], args: &A) -> MemoKey {
+    let mut keep = Keep::AsOptions;
+    for t in types {
+        match t {
+            TypePart::Named(_) => {}
+            TypePart::Local { .. } => keep = Keep::MemoryOnly,
+            TypePart::Opaque => {
+                keep = Keep::Nowhere;
+                break;
+            }
+        }
+    }
+    memo.key_kept(args, keep)
+}
+
+/// A random number drawn once per process (std's hasher seeds come from the OS).
+fn process_nonce() -> u64 {
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    *NONCE
+        .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()))
+}
+
+/// A number for each type, unique in this process (`TypeId`s are 128 bits; these are small).
+fn local_type_id(id: TypeId) -> u64 {
+    static IDS: OnceLock<Mutex<HashMap<TypeId, u64>>> = OnceLock::new();
+    let mut ids = lock(IDS.get_or_init(Mutex::default));
+    let next = ids.len() as u64;
+    *ids.entry(id).or_insert(next)
+}
+
 /// The [`Memoized`] of a method: its path is the path of `Self` without generic arguments (so
 /// that every instantiation shares one version and one namespace; the key tells them apart)
 /// followed by the method's name, built once into `path`.
@@ -124,6 +204,41 @@ mod tests {
             method_memo(&Q, "app::Repo", "load", 7).path(),
             "app::Repo::load"
         );
+    }
+
+    fn plus1(x: u32) -> u32 {
+        x + 1
+    }
+
+    fn times10(x: u32) -> u32 {
+        x * 10
+    }
+
+    fn part_of<F: Fn(u32) -> u32>(_f: &F) -> TypePart {
+        type_part::<F>(true)
+    }
+
+    #[test]
+    fn closures_and_function_items_get_local_parts_and_pointers_opaque_ones() {
+        let (a, b) = (|x: u32| x + 1, |x: u32| x * 10);
+        let (pa, pb) = (part_of(&a), part_of(&b));
+        assert!(matches!(pa, TypePart::Local { .. }));
+        assert_ne!(pa, pb, "two closures of one body");
+        assert_eq!(pa, part_of(&a), "one closure, one part");
+        assert_ne!(part_of(&plus1), part_of(&times10));
+        assert!(matches!(part_of(&plus1), TypePart::Local { .. }));
+        assert_eq!(part_of(&(plus1 as fn(u32) -> u32)), TypePart::Opaque);
+        let boxed: Box<dyn Fn(u32) -> u32> = Box::new(a);
+        assert_eq!(part_of(&boxed), TypePart::Opaque);
+        // Not callable: a named type keeps its name; a closure inside one is still local.
+        assert_eq!(
+            type_part::<String>(false),
+            TypePart::Named("alloc::string::String")
+        );
+        assert!(matches!(
+            type_part_of_val(&Some(a), false),
+            TypePart::Local { .. }
+        ));
     }
 
     #[test]

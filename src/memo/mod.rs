@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::key::{encode_key_in, EncodedKey};
 use crate::options::Options;
 
-pub use global::global;
+pub use global::{global, global_status, GlobalStatus};
 
 /// The namespace where a cache keeps the code version of each memoized function it has seen.
 const VERSIONS: &str = "tiered/memoize-versions";
@@ -73,7 +73,23 @@ pub struct MemoStats {
 
 /// The key of one call, encoded before the call (see [`Memoized::key`]).
 #[derive(Debug)]
-pub struct MemoKey(Result<EncodedKey>);
+pub struct MemoKey {
+    key: Result<EncodedKey>,
+    keep: Keep,
+}
+
+/// Where a call's entry may be kept, whatever its options say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// As the options say.
+    AsOptions,
+    /// In memory only: the key holds something that means nothing to another process or
+    /// build (a closure's type).
+    MemoryOnly,
+    /// Nowhere: the key cannot tell this call from others that may give another result (a
+    /// function pointer's type). The function runs at each call.
+    Nowhere,
+}
 
 impl Memoized {
     /// A memoized function at `path` (the namespace of its entries: keep it unique, such as
@@ -99,7 +115,15 @@ impl Memoized {
     /// The key of a call with `args` (a tuple of the arguments that take part in the key).
     /// Encoded at once, so that the arguments can then move into the computation.
     pub fn key<A: Serialize + ?Sized>(&self, args: &A) -> MemoKey {
-        MemoKey(encode_key_in(Some(self.path), &(self.version, args)))
+        self.key_kept(args, Keep::AsOptions)
+    }
+
+    pub(crate) fn key_kept<A: Serialize + ?Sized>(&self, args: &A, keep: Keep) -> MemoKey {
+        let key = match keep {
+            Keep::Nowhere => Err(Error::Internal("a key that is never stored".into())),
+            _ => encode_key_in(Some(self.path), &(self.version, args)),
+        };
+        MemoKey { key, keep }
     }
 
     /// The value of the call with `key`: from the cache, else computed by `f` and stored.
@@ -155,9 +179,21 @@ impl Memoized {
     {
         let state = self.prepare::<R>(cache).await;
         state.keep_version_noted(&cache.inner, self.path);
+        let memory_only;
+        let options = match key.keep {
+            Keep::AsOptions => options,
+            Keep::MemoryOnly => {
+                memory_only = options.clone().memory_only();
+                &memory_only
+            }
+            Keep::Nowhere => {
+                state.count(true);
+                return f().await;
+            }
+        };
         let mut f = Some(f);
         let mut ran = false;
-        let outcome = match key.0 {
+        let outcome = match key.key {
             Ok(ek) => {
                 let (inner, scope) = (&cache.inner, &state.scope);
                 match inner.find::<R, V>(scope, &ek).await {
@@ -229,7 +265,10 @@ impl Memoized {
     /// # Errors
     /// As [`Cache::remove`].
     pub fn remove(&self, cache: &Cache, key: MemoKey) -> Result<bool> {
-        cache.inner.remove_encoded(key.0?)
+        match key.keep {
+            Keep::Nowhere => Ok(false),
+            _ => cache.inner.remove_encoded(key.key?),
+        }
     }
 
     /// This function's hits and misses in `cache` since it was opened.
