@@ -187,8 +187,32 @@ fn folder_bytes(dir: &Path) -> u64 {
     files(dir.to_path_buf()).saturating_add(files(dir.join("blobs")))
 }
 
+/// Creates (or truncates) an export file, readable by this user only (0600): it holds the
+/// cache's data. An existing regular file open to others is made 0600 too.
 fn create(file: &Path) -> Result<File, Failure> {
-    File::create(file).map_err(|e| io_failure(file, &e))
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let f = options.open(file).map_err(|e| io_failure(file, &e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = f.metadata().map_err(|e| io_failure(file, &e))?;
+        let mode = meta.permissions().mode();
+        // Only a regular file: never a device (`/dev/stdout`) or a pipe.
+        if meta.is_file() && mode & 0o077 != 0 {
+            let tight = std::fs::Permissions::from_mode(mode & 0o7700);
+            if let Err(e) = f.set_permissions(tight) {
+                eprintln!(
+                    "tiered: warning: {} is open to other users and its mode could not be \
+                     changed: {e}",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(f)
 }
 
 fn io_failure(path: &Path, e: &io::Error) -> Failure {

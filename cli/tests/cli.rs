@@ -295,3 +295,19 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&tiered(&["frobnicate"])), 2);
     assert_eq!(code(&tiered(&["--help"])), 0);
 }
+
+#[cfg(unix)]
+#[test]
+fn an_export_file_is_readable_by_its_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = filled();
+    let target = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let file = target.path().join("new.export");
+    json(&["export", path(dir.path()), path(&file)]);
+    assert_eq!(mode(&file), 0o600);
+    // One an earlier build left open to others is made private when written again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    json(&["export", path(dir.path()), path(&file)]);
+    assert_eq!(mode(&file), 0o600);
+}

@@ -68,7 +68,7 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<BlobRef> {
     let final_path = path(dir, id);
     let tmp = final_path.with_extension("tmp");
     let written = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = super::private::create_file(&tmp)?;
         file.write_all(payload)?;
         file.sync_all()?;
         fs::rename(&tmp, &final_path)?;
