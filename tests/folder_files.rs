@@ -1,5 +1,5 @@
 //! The files a cache keeps in its folder (`docs/format.md`): private to their user (files 0600,
-//! folders 0700) whatever the umask.
+//! folders 0700) whatever the umask, and none of a process's own left after it exits.
 //!
 //! Every test of this binary runs with a umask of 0, the most permissive there is: the umask
 //! is process-wide, so these tests have a binary of their own.
@@ -8,9 +8,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
+use std::time::Duration;
 
 use tiered::{Cache, Durability, Error};
 
@@ -132,4 +133,72 @@ fn a_folder_of_another_user_that_others_may_write_to_is_refused() {
     let cache = Cache::open(&dir).unwrap();
     assert_eq!(mode(&dir.join("tiered.redb")), 0o600);
     drop(cache);
+}
+
+/// Child: keeps a cache in a `static` (never dropped) and returns; with
+/// `TIERED_TAKEN_OVER`, first puts another owner's socket and owner file in the folder.
+#[test]
+#[ignore = "child process of the exit tests"]
+fn child_static_owner() {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let cache = CACHE.get_or_init(|| {
+        Cache::builder()
+            .path(&dir)
+            .durability(Durability::Batched(Duration::from_secs(30)))
+            .open()
+            .unwrap()
+    });
+    cache.insert("k", 1u32).unwrap();
+    assert!(dir.join("tiered.sock").exists() && dir.join("owner").exists());
+    if std::env::var_os("TIERED_TAKEN_OVER").is_some() {
+        // As a new owner would: its own socket, served, and its pid in the owner file.
+        std::fs::remove_file(dir.join("tiered.sock")).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("tiered.sock")).unwrap();
+        std::mem::forget(listener);
+        std::fs::write(dir.join("owner"), "4194000\n").unwrap();
+    }
+}
+
+fn run_static_owner(dir: &Path, env: &[(&str, String)]) {
+    let status = common::spawn_child("child_static_owner", dir, env)
+        .wait()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_static_cache_leaves_no_socket_or_owner_file_after_a_normal_exit() {
+    permissive_umask();
+    let dir = common::tempdir();
+    run_static_owner(dir.path(), &[]);
+    assert!(!dir.path().join("tiered.sock").exists(), "socket left");
+    assert!(!dir.path().join("owner").exists(), "owner file left");
+    // And its batched write was committed.
+    let cache = common::cold(dir.path());
+    assert_eq!(cache.get::<_, u32>("k").unwrap().as_deref(), Some(&1));
+}
+
+#[test]
+fn an_exiting_owner_leaves_the_socket_and_owner_file_of_one_that_took_over() {
+    permissive_umask();
+    let dir = common::tempdir();
+    run_static_owner(dir.path(), &[("TIERED_TAKEN_OVER", "1".into())]);
+    let socket = std::fs::symlink_metadata(dir.path().join("tiered.sock")).unwrap();
+    assert!(socket.mode() & libc::S_IFMT == libc::S_IFSOCK);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("owner")).unwrap(),
+        "4194000\n"
+    );
+}
+
+#[test]
+fn a_closed_cache_leaves_no_owner_file() {
+    permissive_umask();
+    let dir = common::tempdir();
+    drop(filled(dir.path()));
+    assert!(!dir.path().join("owner").exists());
+    assert!(!dir.path().join("tiered.sock").exists());
 }

@@ -231,6 +231,14 @@ fn write_owner(dir: &Path) {
     }
 }
 
+/// Removes the folder's owner file if it names this process (a closing or exiting owner; the
+/// file of an owner that took over since is left alone).
+pub(crate) fn remove_owner(dir: &Path) {
+    if read_owner(dir) == Some(std::process::id()) {
+        let _ = fs::remove_file(dir.join(OWNER_FILE));
+    }
+}
+
 /// The pid in the folder's owner file, if there is a readable one.
 pub(crate) fn read_owner(dir: &Path) -> Option<u32> {
     fs::read_to_string(dir.join(OWNER_FILE))
