@@ -312,7 +312,10 @@ fn listed_tags(dir: &Path, key: &str) -> Vec<String> {
 fn an_import_keeps_tag_names_for_ls_and_a_new_export() {
     let dir = filled();
     let target = tempfile::tempdir().unwrap();
-    let (first, second) = (target.path().join("1.export"), target.path().join("2.export"));
+    let (first, second) = (
+        target.path().join("1.export"),
+        target.path().join("2.export"),
+    );
     let (b, c) = (target.path().join("b"), target.path().join("c"));
     let key = r#"("prices", 3)"#;
     assert_eq!(listed_tags(dir.path(), key), ["prices"]);
@@ -336,7 +339,10 @@ fn an_import_of_a_garbage_file_leaves_no_new_folder_and_says_nothing_was_importe
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert!(!stderr.contains("before that point"), "{stderr}");
-    assert!(!new.exists(), "the folder the import created is left: {stderr}");
+    assert!(
+        !new.exists(),
+        "the folder the import created is left: {stderr}"
+    );
 
     // A missing input creates no folder either.
     let out = tiered(&["import", path(&into), path(&target.path().join("nope"))]);

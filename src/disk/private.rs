@@ -59,12 +59,17 @@ fn tighten_open(file: &File, path: &Path) {
         if !meta.is_file() || meta.mode() & OPEN_BITS == 0 || meta.uid() != my_uid() {
             return;
         }
+        let was = format!("{:o}", meta.mode() & 0o7777);
         let tight = std::fs::Permissions::from_mode(meta.mode() & 0o7700);
         match file.set_permissions(tight) {
-            Ok(()) => tracing::warn!(file = %path.display(), was = format!("{:o}", meta.mode() & 0o777),
-                "a cache file was open to other users; made it private (0600)"),
-            Err(e) => tracing::warn!(file = %path.display(), error = %e,
-                "a cache file is open to other users and its mode could not be changed"),
+            Ok(()) => {
+                tracing::warn!(file = %path.display(), was,
+                    "a cache file was open to other users; made it private");
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), was, error = %e,
+                    "a cache file is open to other users and its mode could not be changed");
+            }
         }
     }
     #[cfg(not(unix))]
@@ -147,7 +152,11 @@ pub(crate) fn secure_folder(dir: &Path) -> Result<()> {
 #[cfg(unix)]
 fn tighten_path(path: &Path, meta: &std::fs::Metadata, folder: bool) -> bool {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let regular = if folder { meta.is_dir() } else { meta.is_file() };
+    let regular = if folder {
+        meta.is_dir()
+    } else {
+        meta.is_file()
+    };
     if !regular || meta.uid() != my_uid() || meta.mode() & OPEN_BITS == 0 {
         return false;
     }
