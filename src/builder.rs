@@ -126,8 +126,9 @@ impl CacheBuilder {
         }
     }
 
-    /// The disk tier's folder, created (mode 0700) if missing. Default: none, which makes a
-    /// memory-only cache.
+    /// The disk tier's folder, created (mode 0700) if missing; an existing one open to other
+    /// users is made 0700 at open (see `docs/format.md`, "Permissions"). Default: none, which
+    /// makes a memory-only cache.
     pub fn path(mut self, path: impl AsRef<Path>) -> Self {
         self.path = Some(path.as_ref().to_path_buf());
         self
@@ -241,8 +242,8 @@ impl CacheBuilder {
     ///
     /// # Errors
     /// - [`Error::Config`] for a zero memory capacity, a disk capacity under 1 MiB, a
-    ///   `Batched` window of zero, an empty
-    ///   path, or a path that is a file.
+    ///   `Batched` window of zero, an empty path, a path that is a file, or a folder of another
+    ///   user that others may write to (see `docs/format.md`, "Permissions").
     /// - [`Error::Locked`] when another process holds the folder, cannot be reached (it serves
     ///   no socket) and does not let go within `open_timeout`; it names that process.
     /// - [`Error::Corrupt`] when the database file is damaged (unless

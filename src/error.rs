@@ -142,11 +142,7 @@ pub enum Error {
     /// [`Cache::import`](crate::Cache::import) met a stream it cannot read on: damaged, cut
     /// short, not an export, or written by a newer `tiered`. The entries before that point
     /// were imported and stay.
-    #[error(
-        "cache import stopped after {imported} entries: {detail}. The entries before that \
-         point were imported; export again from the source cache (or upgrade tiered if the \
-         export is newer) and import the new file"
-    )]
+    #[error("{}", import_message(*imported, detail))]
     Import {
         /// Entries imported before the stream stopped being readable.
         imported: u64,
@@ -182,6 +178,21 @@ fn io_hint(kind: std::io::ErrorKind) -> &'static str {
         K::IsADirectory => ". A folder is where the cache expects a file: move it away",
         _ => "",
     }
+}
+
+fn import_message(imported: u64, detail: &str) -> String {
+    let what = if imported == 0 {
+        format!("nothing was imported: {detail}")
+    } else {
+        format!(
+            "cache import stopped after {imported} entries: {detail}. The entries before that \
+             point were imported"
+        )
+    };
+    format!(
+        "{what}; export again from the source cache (or upgrade tiered if the export is newer) \
+         and import the new file"
+    )
 }
 
 fn locked_message(path: &Path, pid: Option<u32>, waited: Duration) -> String {

@@ -1,7 +1,8 @@
 //! The caches this process has open: one per folder, each flushed when the process exits.
 //!
 //! A cache kept in a `static` (the memoize default) is never dropped, so its last batched
-//! writes would be lost at exit without the `atexit` hook registered here.
+//! writes would be lost at exit without the `atexit` hook registered here, and an owner would
+//! leave its socket and `owner` file behind (the hook removes them).
 //!
 //! Each folder (by its canonical path) has a [`Slot`]. The process-wide map is locked only to
 //! find a folder's slot; the slot's own `opening` lock is held while that folder is opened,
@@ -125,17 +126,36 @@ pub(crate) fn slot(folder: &Path) -> Arc<Slot> {
 }
 
 extern "C" fn flush_at_exit() {
-    let _ = std::panic::catch_unwind(|| flush_all("at exit"));
+    let _ = std::panic::catch_unwind(|| {
+        flush_all("at exit");
+        leave_all();
+    });
+}
+
+/// The caches of this process still alive, whatever holds them.
+fn live() -> Vec<Arc<Inner>> {
+    let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
+    slots
+        .iter()
+        .filter_map(|slot| slot.live().map(|(inner, _)| inner))
+        .collect()
+}
+
+/// The process is ending with caches it never dropped: each owner stops serving and removes
+/// its socket and owner files, if they are still its own (not those of an owner that took
+/// over). Call after [`flush_all`].
+pub(crate) fn leave_all() {
+    for inner in live() {
+        if let Some(disk) = &inner.disk {
+            disk.leave_at_exit();
+        }
+    }
 }
 
 /// Flushes every cache this process has open; failures are printed (there may be no logger
 /// left at exit).
 pub(crate) fn flush_all(when: &str) {
-    let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
-    let live: Vec<Arc<Inner>> = slots
-        .iter()
-        .filter_map(|slot| slot.live().map(|(inner, _)| inner))
-        .collect();
+    let live = live();
     // One budget for every cache: an exit waits at most that long for sweeps.
     let until = std::time::Instant::now() + crate::disk::SETTLE_BUDGET;
     for inner in live {

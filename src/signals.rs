@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 /// Flushes every open cache when the process receives SIGINT (Ctrl-C), SIGTERM or SIGHUP,
-/// then lets the signal end the process as it would have.
+/// then lets the signal end the process as it would have. A cache folder this process serves
+/// is left as at a normal exit: its socket and `owner` files are removed.
 ///
 /// Without it, those signals end the process at once, like a crash: with
 /// `Durability::Batched(d)` the writes of about the last `2·d` are lost (nothing is ever
@@ -43,6 +44,7 @@ pub fn flush_on_exit_signals() -> Result<()> {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 crate::registry::flush_all("on a signal");
+                crate::registry::leave_all();
                 // End the process the way the signal would have (exit status included).
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
                 std::process::exit(128 + signal);

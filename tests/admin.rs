@@ -250,6 +250,39 @@ fn export_then_import_round_trips_values_and_tags() {
     assert!(target.contains_key("paris").unwrap());
 }
 
+/// An import keeps the names of its entries' tags: the folder lists them by name, after a
+/// restart too, and a new export from it carries them on.
+#[test]
+fn an_import_keeps_the_tag_names_for_listings_and_exports() {
+    let (a, b, c) = (common::tempdir(), common::tempdir(), common::tempdir());
+    let clock = common::clock();
+    let source = common::open(a.path(), &clock);
+    source
+        .insert_with("k", 1u8, &Options::new().tags(["t1", "t2"]))
+        .unwrap();
+    let mut stream = Vec::new();
+    source.export(&mut stream).unwrap();
+    drop(source);
+
+    let tags = |cache: &Cache| {
+        let mut tags = cache.entries(&EntryFilter::new()).unwrap()[0].tags.clone();
+        tags.sort();
+        tags
+    };
+    let copy = common::open(b.path(), &clock);
+    assert_eq!(copy.import(&stream[..]).unwrap(), 1);
+    assert_eq!(tags(&copy), ["t1", "t2"]);
+    drop(copy);
+    let copy = common::open(b.path(), &clock);
+    assert_eq!(tags(&copy), ["t1", "t2"], "after a restart");
+    let mut again = Vec::new();
+    copy.export(&mut again).unwrap();
+
+    let third = common::open(c.path(), &clock);
+    third.import(&again[..]).unwrap();
+    assert_eq!(tags(&third), ["t1", "t2"], "carried by a new export");
+}
+
 #[test]
 fn import_into_a_cache_in_memory() {
     let a = common::tempdir();
@@ -293,4 +326,15 @@ fn a_truncated_stream_errors_and_keeps_the_entries_before_the_cut() {
 
     let err = target.import(&b"not an export"[..]).unwrap_err();
     assert!(matches!(err, Error::Import { imported: 0, .. }), "{err}");
+}
+
+#[test]
+fn an_import_of_a_foreign_file_says_nothing_was_imported() {
+    let dir = common::tempdir();
+    let cache = common::open(dir.path(), &common::clock());
+    let err = cache.import(&b"PK\x03\x04 a zip file"[..]).unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("nothing was imported"), "{message}");
+    assert!(message.contains("not a tiered export"), "{message}");
+    assert!(!message.contains("before that point"), "{message}");
 }

@@ -123,26 +123,71 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Import { dir, file } => {
-            let cache = open(dir, wait, true)?;
-            let count = if file.as_os_str() == "-" {
-                let bar = Progress::bytes("importing", None);
-                let count = cache.import(Counting::new(io::stdin().lock(), &bar));
-                bar.finish();
-                count
+            // The input first: a missing file creates no folder.
+            let input = if file.as_os_str() == "-" {
+                None
             } else {
-                let f = File::open(file).map_err(|e| io_failure(file, &e))?;
-                let len = f.metadata().ok().map(|m| m.len());
-                let bar = Progress::bytes("importing", len);
-                let count = cache.import(Counting::new(BufReader::new(f), &bar));
-                bar.finish();
-                count
+                Some(File::open(file).map_err(|e| io_failure(file, &e))?)
             };
-            let count = count?;
-            cache.flush()?;
+            let created = first_missing(dir);
+            let cache = open(dir, wait, true)?;
+            let count = match input {
+                None => {
+                    let bar = Progress::bytes("importing", None);
+                    let count = cache.import(Counting::new(io::stdin().lock(), &bar));
+                    bar.finish();
+                    count
+                }
+                Some(f) => {
+                    let len = f.metadata().ok().map(|m| m.len());
+                    let bar = Progress::bytes("importing", len);
+                    let count = cache.import(Counting::new(BufReader::new(f), &bar));
+                    bar.finish();
+                    count
+                }
+            };
+            let count = match count.and_then(|n| cache.flush().map(|()| n)) {
+                Ok(count) => count,
+                Err(e) => {
+                    let mut failure = Failure::from(e);
+                    if let Some(created) = created {
+                        if remove_if_empty(cache, dir, &created) {
+                            failure.message.push_str(&format!(
+                                " ({}, created for this import, was removed)",
+                                created.display()
+                            ));
+                        }
+                    }
+                    return Err(failure);
+                }
+            };
             show::transferred(&out, "imported", count, false);
             Ok(exit::OK)
         }
     }
+}
+
+/// The outermost folder of `dir`'s path (`dir` itself or one of its parents) that does not
+/// exist yet: what opening `dir` creates.
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_err())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// After a failed import into `dir`, whose folders from `created` down this command made:
+/// closes the cache and removes them if it holds no entry (and no other process has opened it
+/// since: it serves no socket). Whether it removed them.
+fn remove_if_empty(cache: Cache, dir: &Path, created: &Path) -> bool {
+    let empty = cache
+        .entries(&EntryFilter::new())
+        .is_ok_and(|entries| entries.is_empty());
+    drop(cache);
+    if !empty || dir.join("tiered.sock").symlink_metadata().is_ok() {
+        return false;
+    }
+    std::fs::remove_dir_all(created).is_ok()
 }
 
 /// Opens the cache in `dir`; unless `create`, a folder without a cache is [`exit::NO_CACHE`].
@@ -154,6 +199,8 @@ fn open(dir: &Path, wait: Duration, create: bool) -> Result<Cache, Failure> {
     if !create && !dir.join(DB_FILE).is_file() {
         let why = if dir.is_dir() {
             "the folder holds no tiered.redb"
+        } else if dir.exists() {
+            "it is a file, not a folder: give the cache folder"
         } else {
             "no such folder"
         };
@@ -187,8 +234,32 @@ fn folder_bytes(dir: &Path) -> u64 {
     files(dir.to_path_buf()).saturating_add(files(dir.join("blobs")))
 }
 
+/// Creates (or truncates) an export file, readable by this user only (0600): it holds the
+/// cache's data. An existing regular file open to others is made 0600 too.
 fn create(file: &Path) -> Result<File, Failure> {
-    File::create(file).map_err(|e| io_failure(file, &e))
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let f = options.open(file).map_err(|e| io_failure(file, &e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = f.metadata().map_err(|e| io_failure(file, &e))?;
+        let mode = meta.permissions().mode();
+        // Only a regular file: never a device (`/dev/stdout`) or a pipe.
+        if meta.is_file() && mode & 0o077 != 0 {
+            let tight = std::fs::Permissions::from_mode(mode & 0o7700);
+            if let Err(e) = f.set_permissions(tight) {
+                eprintln!(
+                    "tiered: warning: {} is open to other users and its mode could not be \
+                     changed: {e}",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(f)
 }
 
 fn io_failure(path: &Path, e: &io::Error) -> Failure {

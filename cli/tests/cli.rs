@@ -295,3 +295,90 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&tiered(&["frobnicate"])), 2);
     assert_eq!(code(&tiered(&["--help"])), 0);
 }
+
+/// The tags of the live entry `key` as `tiered ls DIR --json` shows them.
+fn listed_tags(dir: &Path, key: &str) -> Vec<String> {
+    let ls = json(&["ls", path(dir)]);
+    let entry = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == key)
+        .unwrap_or_else(|| panic!("{key} not listed: {ls}"));
+    serde_json::from_value(entry["tags"].clone()).unwrap()
+}
+
+#[test]
+fn an_import_keeps_tag_names_for_ls_and_a_new_export() {
+    let dir = filled();
+    let target = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        target.path().join("1.export"),
+        target.path().join("2.export"),
+    );
+    let (b, c) = (target.path().join("b"), target.path().join("c"));
+    let key = r#"("prices", 3)"#;
+    assert_eq!(listed_tags(dir.path(), key), ["prices"]);
+    json(&["export", path(dir.path()), first.to_str().unwrap()]);
+    json(&["import", path(&b), first.to_str().unwrap()]);
+    assert_eq!(listed_tags(&b, key), ["prices"]);
+    json(&["export", path(&b), second.to_str().unwrap()]);
+    json(&["import", path(&c), second.to_str().unwrap()]);
+    assert_eq!(listed_tags(&c, key), ["prices"]);
+}
+
+#[test]
+fn an_import_of_a_garbage_file_leaves_no_new_folder_and_says_nothing_was_imported() {
+    let target = tempfile::tempdir().unwrap();
+    let garbage = target.path().join("garbage");
+    std::fs::write(&garbage, b"PK\x03\x04 not an export at all").unwrap();
+    let new = target.path().join("new");
+    let into = new.join("cache");
+    let out = tiered(&["import", path(&into), path(&garbage)]);
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert!(!stderr.contains("before that point"), "{stderr}");
+    assert!(
+        !new.exists(),
+        "the folder the import created is left: {stderr}"
+    );
+
+    // A missing input creates no folder either.
+    let out = tiered(&["import", path(&into), path(&target.path().join("nope"))]);
+    assert_eq!(code(&out), 1);
+    assert!(!new.exists());
+
+    // A folder that was there before stays.
+    let out = tiered(&["import", path(target.path()), path(&garbage)]);
+    assert_eq!(code(&out), 1);
+    assert!(garbage.exists() && target.path().is_dir());
+}
+
+#[test]
+fn stats_on_a_file_says_it_is_not_a_folder() {
+    let target = tempfile::tempdir().unwrap();
+    let file = target.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = tiered(&["stats", path(&file)]);
+    assert_eq!(code(&out), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a folder"), "{stderr}");
+    assert!(!stderr.contains("no such folder"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_export_file_is_readable_by_its_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = filled();
+    let target = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let file = target.path().join("new.export");
+    json(&["export", path(dir.path()), path(&file)]);
+    assert_eq!(mode(&file), 0o600);
+    // One an earlier build left open to others is made private when written again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    json(&["export", path(dir.path()), path(&file)]);
+    assert_eq!(mode(&file), 0o600);
+}

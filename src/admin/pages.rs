@@ -278,9 +278,13 @@ impl Inner {
         ];
         for tag in &e.tags {
             if let Some(name) = &tag.name {
-                if generations::id(&generations::tag_label(name)) != tag.id {
+                let label = generations::tag_label(name);
+                if generations::id(&label) != tag.id {
                     return Err(damaged(format!("tag {name:?} does not match its id")));
                 }
+                // Named, as an insert with the tag names it: the record writes its row, so
+                // that listings and exports of this folder name it too.
+                self.gens.know(&label, tag.id);
             }
             if !ids.contains(&tag.id) {
                 ids.push(tag.id);

@@ -115,7 +115,7 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<(BlobRef, Pin)> {
     let final_path = path(dir, id);
     let tmp = final_path.with_extension("tmp");
     let written = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = super::private::create_file(&tmp)?;
         // Pinned before it has its final name, so that it is never an unpinned orphan while
         // this process lives.
         #[cfg(unix)]

@@ -2,10 +2,8 @@
 //! switches that make writes, syncs or length changes fail as a full disk would, and counters
 //! of what redb asked for.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::ops::Bound;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -36,13 +34,7 @@ pub(crate) struct FaultyBackend {
 }
 
 impl FaultyBackend {
-    pub fn open(path: &Path, faults: Arc<Faults>) -> Result<Self, redb::DatabaseError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+    pub fn new(file: std::fs::File, faults: Arc<Faults>) -> Result<Self, redb::DatabaseError> {
         Ok(FaultyBackend {
             inner: FileBackend::new(file)?,
             faults,

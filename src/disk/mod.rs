@@ -15,6 +15,7 @@ mod guard;
 mod health;
 mod labels;
 mod open;
+mod private;
 pub(crate) mod scan;
 mod space;
 mod sweep;
@@ -700,9 +701,20 @@ impl LocalTier {
             let _ = handle.join();
         }
         if let Some(db) = self.shared.set_db(None) {
+            // While the file is still held, so no owner can have taken over.
+            open::remove_owner(&self.shared.dir);
             guard::drop_guarded(db);
         }
         result
+    }
+
+    /// At the exit of a process whose cache is never dropped (a `static`): removes the owner
+    /// file if it still names this process and the file is still held (the process lets go of
+    /// it as it ends).
+    pub fn leave_at_exit(&self) {
+        if self.shared.db().is_some() {
+            open::remove_owner(&self.shared.dir);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Opening the cache folder: create it (0700), take the database (waiting for another process
-//! to let go), set a damaged file aside when asked, and read the tables' state.
+//! Opening the cache folder: create it (0700, see `private.rs`), take the database (waiting
+//! for another process to let go), set a damaged file aside when asked, and read the tables'
+//! state.
 
 use std::fs;
 use std::io::Write;
@@ -31,8 +32,8 @@ pub(crate) struct Opened {
     pub set_aside: bool,
 }
 
-/// Creates the cache folder (and its parents) if missing; a path that is a file is refused
-/// with a message saying so.
+/// Creates the cache folder (and its parents) 0700 if missing, and makes an existing one
+/// private (see `private.rs`); a path that is a file is refused with a message saying so.
 pub(crate) fn create_folder(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -48,7 +49,8 @@ pub(crate) fn create_folder(dir: &Path) -> Result<()> {
         } else {
             Error::io(dir, e)
         }
-    })
+    })?;
+    super::private::secure_folder(dir)
 }
 
 /// How to open the database, whether at start or when the tier comes back into service.
@@ -65,12 +67,14 @@ impl OpenSettings {
     fn create(&self, path: &Path) -> Result<redb::Database, redb::Error> {
         let mut builder = redb::Database::builder();
         builder.set_cache_size(self.page_cache);
+        // Created here, 0600: redb would create it with the default mode.
+        let file = super::private::open_db_file(path)?;
         #[cfg(test)]
         if let Some(faults) = &self.faults {
-            let backend = super::faults::FaultyBackend::open(path, faults.clone())?;
+            let backend = super::faults::FaultyBackend::new(file, faults.clone())?;
             return Ok(builder.create_with_backend(backend)?);
         }
-        Ok(builder.create(path)?)
+        Ok(builder.create_with_backend(redb::backends::FileBackend::new(file)?)?)
     }
 }
 
@@ -218,12 +222,20 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
 
 fn write_owner(dir: &Path) {
     let tmp = dir.join(format!("{OWNER_FILE}.{}", std::process::id()));
-    let result = fs::File::create(&tmp)
+    let result = super::private::create_file(&tmp)
         .and_then(|mut f| writeln!(f, "{}", std::process::id()))
         .and_then(|()| fs::rename(&tmp, dir.join(OWNER_FILE)));
     if let Err(e) = result {
         // Only the message of a later `Locked` error depends on it.
         tracing::warn!(dir = %dir.display(), error = %e, "could not write the owner file");
+    }
+}
+
+/// Removes the folder's owner file if it names this process (a closing or exiting owner; the
+/// file of an owner that took over since is left alone).
+pub(crate) fn remove_owner(dir: &Path) {
+    if read_owner(dir) == Some(std::process::id()) {
+        let _ = fs::remove_file(dir.join(OWNER_FILE));
     }
 }
 

@@ -465,6 +465,15 @@ impl DiskTier {
         }
     }
 
+    /// The process ends without dropping the cache (a `static`): an owner stops serving and
+    /// removes its socket and owner files, if they are still its own.
+    pub fn leave_at_exit(&self) {
+        if let Some(Role::Owner(o)) = self.state.role() {
+            o.stop_serving();
+            o.local.leave_at_exit();
+        }
+    }
+
     /// Queues the removal of a dead record; never waits. A client leaves it to the owner's
     /// sweeper (which finds expired and invalidated records itself): a removal sent from here
     /// could land after another process rewrote the key.

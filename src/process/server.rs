@@ -55,8 +55,9 @@ impl Server {
     /// Stops accepting, removes the socket file and ends every connection.
     pub fn stop(mut self, peers: &peers::Peers) {
         self.stop.store(true, Ordering::Release);
-        // Wakes the accepting thread, which then sees `stop`.
-        let woke = socket::connect(&self.dir).is_ok();
+        // Wakes the accepting thread, which then sees `stop`; not through a socket file that
+        // another owner put in its place (that owner's thread would wake, never this one).
+        let woke = socket::is_ours(&self.dir, self.inode) && socket::connect(&self.dir).is_ok();
         if let (true, Some(accept)) = (woke, self.accept.take()) {
             let _ = accept.join();
         }

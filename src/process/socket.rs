@@ -79,13 +79,17 @@ pub(crate) fn connect(dir: &Path) -> io::Result<UnixStream> {
     UnixStream::connect(&addr.path)
 }
 
-/// Removes the socket file if it is still the one this owner bound (`inode`): a later owner
-/// may have replaced it.
-pub(crate) fn remove(dir: &Path, inode: u64) {
+/// Whether the socket file is still the one this owner bound (`inode`): a later owner may
+/// have replaced it. (The bound socket keeps its inode alive, so a new file cannot reuse it.)
+pub(crate) fn is_ours(dir: &Path, inode: u64) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let path = dir.join(SOCKET_FILE);
-    if std::fs::metadata(&path).is_ok_and(|meta| meta.ino() == inode) {
-        let _ = std::fs::remove_file(path);
+    std::fs::symlink_metadata(dir.join(SOCKET_FILE)).is_ok_and(|meta| meta.ino() == inode)
+}
+
+/// Removes the socket file if it is still the one this owner bound (`inode`).
+pub(crate) fn remove(dir: &Path, inode: u64) {
+    if is_ours(dir, inode) {
+        let _ = std::fs::remove_file(dir.join(SOCKET_FILE));
     }
 }
 
