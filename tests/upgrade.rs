@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -120,4 +121,66 @@ fn an_owner_of_another_version_neither_fails_nor_blocks_the_open_and_is_taken_ov
             .map(String::as_str),
         Some("v2")
     );
+}
+
+/// Copies a folder written by an older release (in `tests/fixtures/`) to a fresh place.
+fn fixture(name: &str) -> tempfile::TempDir {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let to = common::tempdir();
+    copy_folder(&from, to.path());
+    to
+}
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Issue 14, item 11: a folder written by the release before record format 3 (format 2:
+/// `tests/fixtures/format2`, made by that release with tags, a namespace, a side file and an
+/// invalidation) opens in this one: its records read as misses explained as written by
+/// another version, they are reclaimed with their side file, and the folder works.
+#[test]
+fn a_folder_of_the_previous_record_format_opens_and_its_records_are_reclaimed() {
+    let dir = fixture("format2");
+    let cache = Cache::open(dir.path()).expect("an older folder opens");
+    let key = ("price", 3u32);
+    assert_eq!(cache.get::<_, String>(&key).unwrap(), None);
+    assert!(
+        matches!(
+            cache.explain::<_, String>(&key).unwrap(),
+            tiered::Explanation::WrittenByAnotherVersion | tiered::Explanation::NeverWritten
+        ),
+        "{:?}",
+        cache.explain::<_, String>(&key).unwrap()
+    );
+    assert_eq!(cache.get::<_, Vec<u8>>("big").unwrap(), None);
+    cache.insert(&key, "new".to_string()).unwrap();
+    cache.invalidate_tag("prices").unwrap();
+    cache.insert("after", 1u32).unwrap();
+    cache.compact().unwrap();
+    assert_eq!(cache.get::<_, u32>("after").unwrap().as_deref(), Some(&1));
+    let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(blobs.is_empty(), "the old side file was reclaimed: {blobs:?}");
+    drop(cache);
+    let reopened = Cache::open(dir.path()).unwrap();
+    assert_eq!(reopened.get::<_, u32>("after").unwrap().as_deref(), Some(&1));
+    assert_eq!(
+        reopened.get::<_, String>(&key).unwrap().as_deref().map(String::as_str),
+        Some("new")
+    );
+    // The old release's 22 records are gone; this one's two remain.
+    assert_eq!(reopened.stats().entries, 2, "{:?}", reopened.stats());
 }
