@@ -5,8 +5,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,14 +173,61 @@ fn a_folder_of_the_previous_record_format_opens_and_its_records_are_reclaimed() 
     let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(blobs.is_empty(), "the old side file was reclaimed: {blobs:?}");
+    assert!(
+        blobs.is_empty(),
+        "the old side file was reclaimed: {blobs:?}"
+    );
     drop(cache);
     let reopened = Cache::open(dir.path()).unwrap();
-    assert_eq!(reopened.get::<_, u32>("after").unwrap().as_deref(), Some(&1));
     assert_eq!(
-        reopened.get::<_, String>(&key).unwrap().as_deref().map(String::as_str),
+        reopened.get::<_, u32>("after").unwrap().as_deref(),
+        Some(&1)
+    );
+    assert_eq!(
+        reopened
+            .get::<_, String>(&key)
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
         Some("new")
     );
     // The old release's 22 records are gone; this one's two remain.
     assert_eq!(reopened.stats().entries, 2, "{:?}", reopened.stats());
+}
+
+/// Issue 14, item 11: a folder written by the build before this one (record format 3,
+/// protocol 1, files 0644, a stale `owner` file left at exit) opens, and every entry reads
+/// back: plain, tagged, in a namespace, and a large value in its side file.
+#[test]
+fn a_folder_of_the_last_build_opens_and_every_entry_reads_back() {
+    let dir = fixture("release-0.1-pre");
+    let cache = Cache::open(dir.path()).expect("the last build's folder opens");
+    for i in 0..20u32 {
+        let expected = format!("old-{i}");
+        assert_eq!(
+            cache.get::<_, String>(&("price", i)).unwrap().as_deref(),
+            Some(&expected)
+        );
+    }
+    assert_eq!(
+        cache
+            .namespace("session/1")
+            .get::<_, u64>("user")
+            .unwrap()
+            .as_deref(),
+        Some(&42)
+    );
+    assert_eq!(
+        cache.get::<_, Vec<u8>>("big").unwrap().as_deref(),
+        Some(&vec![7u8; 100_000])
+    );
+    cache.invalidate_tag("prices").unwrap();
+    assert_eq!(cache.get::<_, String>(&("price", 0u32)).unwrap(), None);
+    drop(cache);
+    let reopened = Cache::open(dir.path()).unwrap();
+    assert_eq!(reopened.get::<_, String>(&("price", 0u32)).unwrap(), None);
+    assert_eq!(
+        reopened.get::<_, Vec<u8>>("big").unwrap().as_deref(),
+        Some(&vec![7u8; 100_000])
+    );
 }
