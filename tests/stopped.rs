@@ -23,6 +23,20 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// Stops a child with SIGSTOP and waits until it is stopped (a signal is delivered when the
+/// process next runs: its threads may answer a request or two before).
+fn stop(child: &std::process::Child) {
+    common::signal(child, libc::SIGSTOP);
+    let stat = format!("/proc/{}/stat", child.id());
+    let stopped = || {
+        std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(true) // no /proc: a moment is all it takes
+    };
+    assert!(common::eventually(10, stopped), "the child did not stop");
+}
+
 fn open(dir: &Path, request_timeout: Duration) -> Cache {
     Cache::builder()
         .path(dir)
@@ -101,7 +115,7 @@ fn a_stopped_client_never_serves_a_value_replaced_while_it_was_stopped() {
     assert_eq!(b.ask("get k"), "Some(\"1\")");
     assert_eq!(b.ask("spin k 1"), "spinning");
     std::thread::sleep(Duration::from_millis(200));
-    common::signal(&b.child, libc::SIGSTOP);
+    stop(&b.child);
     std::thread::sleep(Duration::from_millis(100));
     // Returns once the owner gave up on B's acknowledgement.
     owner.insert("k", "2".to_string()).unwrap();
@@ -152,7 +166,7 @@ fn every_call_of_a_client_returns_within_its_deadline_while_the_owner_is_stopped
     let cache = open(dir.path(), DEADLINE);
     assert!(cache.owner_pid().is_some(), "a client of the child");
     cache.insert("old", "v".to_string()).unwrap();
-    common::signal(&a.child, libc::SIGSTOP);
+    stop(&a.child);
 
     let got = within_deadline("get of a key not in memory", || {
         cache.get::<_, String>("never-read").unwrap()
@@ -257,7 +271,7 @@ fn a_lease_held_by_a_stopped_process_is_not_waited_for() {
     holder.send("compute k 60000");
     holder.wait_line("computing");
     std::thread::sleep(Duration::from_millis(300));
-    common::signal(&holder.child, libc::SIGSTOP);
+    stop(&holder.child);
     let started = Instant::now();
     let v = cache
         .get_or_insert_with("k", &Options::new(), || "waiter".to_string())
@@ -271,4 +285,56 @@ fn a_lease_held_by_a_stopped_process_is_not_waited_for() {
     );
     common::signal(&holder.child, libc::SIGCONT);
     holder.kill();
+}
+
+/// Found by the attack on issue 14: while the owner was stopped, a client's insert returned
+/// `OwnerNotAnswering` but its value stayed in that client's memory tier, served (and
+/// explained as a hit) after the owner resumed, while the folder and every other process had
+/// the owner's value: two processes out of step for good. A write the owner did not confirm
+/// is not served from the writer's memory; its next read asks the owner. An invalidation the
+/// owner applied after its caller gave up moves the caller's generation too.
+#[test]
+fn a_write_the_stopped_owner_did_not_confirm_is_not_served_by_its_writer() {
+    let dir = common::tempdir();
+    let mut a = App::start(dir.path());
+    let cache = open(dir.path(), Duration::from_secs(1));
+    cache.insert("k", "1".to_string()).unwrap();
+    cache
+        .insert_with("t", "tagged".to_string(), &Options::new().tags(["t"]))
+        .unwrap();
+    stop(&a.child);
+    // Sent, unanswered: the owner applies it when it resumes.
+    not_answering("invalidate sent", cache.invalidate_tag("t"));
+    // Not sent at all: the owner is known to be silent.
+    not_answering("insert unsent", cache.insert("k", "2".to_string()));
+    not_answering("insert unsent", cache.insert("fresh", "x".to_string()));
+    common::signal(&a.child, libc::SIGCONT);
+    assert!(
+        common::eventually(10, || cache.health().is_healthy()),
+        "{:?}",
+        cache.health()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let owner_k = a.ask("get k");
+    assert_eq!(
+        owner_k, "Some(\"1\")",
+        "the unsent insert never reached the owner"
+    );
+    assert_eq!(
+        format!("{:?}", cache.get::<_, String>("k").unwrap().as_deref()),
+        owner_k,
+        "the writer agrees with the folder"
+    );
+    assert_eq!(cache.get::<_, String>("fresh").unwrap(), None);
+    assert_eq!(
+        a.ask("get t"),
+        "None",
+        "the invalidation was applied on resume"
+    );
+    assert_eq!(
+        cache.get::<_, String>("t").unwrap(),
+        None,
+        "the writer's generation followed the late answer"
+    );
+    a.quit();
 }

@@ -406,10 +406,27 @@ impl Client {
             }
             match frame {
                 Ok(Down::Reply { id, reply }) => {
-                    if let Some(tx) = lock(&self.waiting).remove(&id) {
-                        let _ = tx.send(reply);
-                    } else if let Reply::Error(e) = reply {
-                        tracing::warn!(error = %e, "the cache folder's owner refused a message");
+                    let waiter = lock(&self.waiting).remove(&id);
+                    // A caller that gave up waiting has dropped its receiver: its answer is
+                    // handled here like one nobody waits for.
+                    let late = match waiter {
+                        Some(tx) => tx.send(reply).err().map(|e| e.0),
+                        None => Some(reply),
+                    };
+                    match late {
+                        None => {}
+                        // An invalidation whose caller gave up waiting (the owner was
+                        // stopped) and that the owner applied after all: this process's
+                        // generation follows, as the others' did with the notice.
+                        Some(Reply::Bumped { label, generation }) => {
+                            if let Some(state) = state.upgrade() {
+                                state.gens.raise(&label, generation);
+                            }
+                        }
+                        Some(Reply::Error(e)) => {
+                            tracing::warn!(error = %e, "the cache folder's owner refused a message");
+                        }
+                        Some(_) => {}
                     }
                 }
                 Ok(Down::Notice { seq, notice }) => {
@@ -615,9 +632,25 @@ impl Sent {
     /// Waits for the owner's answer, sending the write again if the owner went away.
     pub fn wait(mut self) -> Result<()> {
         let result = self.finish();
-        let mut writes = lock(&self.state.writes);
-        if writes.get(&self.digest) == Some(&self.number) {
-            writes.remove(&self.digest);
+        let latest = {
+            let mut writes = lock(&self.state.writes);
+            let latest = writes.get(&self.digest) == Some(&self.number);
+            if latest {
+                writes.remove(&self.digest);
+            }
+            latest
+        };
+        // Not confirmed by the owner (it did not answer, or refused): the folder and the other
+        // processes may not have this write, so this process must not keep serving it from
+        // memory either; its next read asks the owner. Unless a later write of this process
+        // to the key carries the key's newest state, or no process can hold the folder yet
+        // (another version's: then memory is all there is).
+        let detached =
+            matches!(self.state.role(), Some(Role::Client(ref c)) if c.detached.is_some());
+        if result.is_err() && latest && !detached {
+            if let Some(inner) = self.state.inner() {
+                inner.forget(self.digest);
+            }
         }
         result
     }
@@ -675,7 +708,7 @@ pub(super) fn bump(state: &Arc<State>, label: String, settle: bool) -> Result<()
                     durable: c.durable,
                 };
                 match c.ask(&request, false) {
-                    Answer::Reply(Reply::Bumped { generation }) => {
+                    Answer::Reply(Reply::Bumped { generation, .. }) => {
                         state.gens.raise(&label, generation);
                         return Ok(());
                     }

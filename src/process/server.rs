@@ -348,11 +348,11 @@ fn handle(
             durable,
         } => {
             let (generation, ticket) =
-                peers::on_behalf_of(client, || inner.bump_served(owner, label, settle));
+                peers::on_behalf_of(client, || inner.bump_served(owner, label.clone(), settle));
             let owner = owner.clone();
             wait(Box::new(move || {
                 match ticket.wait().and_then(|()| flush_if(durable, &owner)) {
-                    Ok(()) => Reply::Bumped { generation },
+                    Ok(()) => Reply::Bumped { label, generation },
                     Err(e) => Reply::Error(e.to_string()),
                 }
             }));

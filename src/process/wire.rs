@@ -122,6 +122,9 @@ pub(crate) enum Reply {
     Record(Option<StoredRecord>),
     Done,
     Bumped {
+        /// The label moved, so that an answer that comes after its caller gave up (the owner
+        /// was stopped) still moves this process's generation.
+        label: String,
         generation: u64,
     },
     /// The lease is this client's: compute, store, release.
