@@ -53,6 +53,10 @@ pub(crate) struct Client {
     silent: Mutex<Option<(Instant, std::time::SystemTime)>>,
     /// When this process last asked a silent owner whether it runs again.
     pinged: Mutex<Option<Instant>>,
+    /// Batched writes the owner acknowledged on this connection, and how many of them the
+    /// last successful flush covered (see `State::batched_lost`).
+    batched_acked: AtomicU64,
+    batched_flushed: AtomicU64,
     /// Not connected: the folder's holder runs another version of tiered (why, for
     /// messages). Calls fail as with a silent owner until this process takes the folder over.
     pub detached: Option<String>,
@@ -123,6 +127,8 @@ impl Client {
             born: Instant::now(),
             silent: Mutex::new(None),
             pinged: Mutex::new(None),
+            batched_acked: AtomicU64::new(0),
+            batched_flushed: AtomicU64::new(0),
             detached: None,
         });
         let (notices, applied) = mpsc::channel();
@@ -173,6 +179,8 @@ impl Client {
             born: Instant::now(),
             silent: Mutex::new(Some((Instant::now(), std::time::SystemTime::now()))),
             pinged: Mutex::new(None),
+            batched_acked: AtomicU64::new(0),
+            batched_flushed: AtomicU64::new(0),
             detached: Some(why),
         }))
     }
@@ -426,6 +434,11 @@ impl Client {
                         Some(Reply::Error(e)) => {
                             tracing::warn!(error = %e, "the cache folder's owner refused a message");
                         }
+                        // Its close commits what it acknowledged: nothing is lost.
+                        Some(Reply::Closing) => {
+                            let acked = self.batched_acked.load(Ordering::Acquire);
+                            self.batched_flushed.fetch_max(acked, Ordering::AcqRel);
+                        }
                         Some(_) => {}
                     }
                 }
@@ -443,6 +456,18 @@ impl Client {
             }
         }
         self.alive.store(false, Ordering::Release);
+        // Before any waiting caller learns of the end (a flush sent again must see this).
+        if self.batched_acked.load(Ordering::Acquire) > self.batched_flushed.load(Ordering::Acquire)
+            && !self.closing.load(Ordering::Acquire)
+        {
+            if let Some(state) = state.upgrade() {
+                state.batched_lost.fetch_add(
+                    self.batched_acked.load(Ordering::Acquire)
+                        - self.batched_flushed.load(Ordering::Acquire),
+                    Ordering::AcqRel,
+                );
+            }
+        }
         // Every request still waiting is sent again by its caller.
         lock(&self.waiting).clear();
         drop(notices);
@@ -659,7 +684,13 @@ impl Sent {
         loop {
             if let Some((client, answer)) = self.answer.take() {
                 match client.wait(&answer, false) {
-                    Answer::Reply(Reply::Done) => return Ok(()),
+                    Answer::Reply(Reply::Done) => {
+                        if !client.durable {
+                            // Queued by the owner, not committed: a flush must cover it.
+                            client.batched_acked.fetch_add(1, Ordering::AcqRel);
+                        }
+                        return Ok(());
+                    }
                     Answer::Reply(other) => return Err(unexpected(&self.state, other)),
                     Answer::Silent => return Err(client.silent_error(&self.state)),
                     Answer::Gone => {} // the owner went away: send it again
@@ -732,12 +763,20 @@ pub(super) fn simple(state: &Arc<State>, request: Request) -> Result<()> {
                 }
             }
             // A compaction may take long: waited for while the owner answers pings.
-            Role::Client(c) => match c.ask(&request, matches!(request, Request::Compact)) {
-                Answer::Reply(Reply::Done) => return Ok(()),
-                Answer::Reply(other) => return Err(unexpected(state, other)),
-                Answer::Silent => return Err(c.silent_error(state)),
-                Answer::Gone => continue,
-            },
+            Role::Client(c) => {
+                // The batched writes acknowledged before the request was sent are covered by
+                // its answer (the owner applies one connection's messages in order).
+                let covered = c.batched_acked.load(Ordering::Acquire);
+                match c.ask(&request, matches!(request, Request::Compact)) {
+                    Answer::Reply(Reply::Done) => {
+                        c.batched_flushed.fetch_max(covered, Ordering::AcqRel);
+                        return Ok(());
+                    }
+                    Answer::Reply(other) => return Err(unexpected(state, other)),
+                    Answer::Silent => return Err(c.silent_error(state)),
+                    Answer::Gone => continue,
+                }
+            }
         }
     }
 }

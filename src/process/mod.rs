@@ -94,6 +94,9 @@ pub(crate) struct State {
     pub leases_held: Mutex<std::collections::HashSet<u128>>,
     /// The pid of the last owner this process was a client of.
     pub last_owner: std::sync::atomic::AtomicU32,
+    /// Batched writes an owner acknowledged (queued) and that no flush covered when its
+    /// connection ended: they may be lost, and the next `flush()` says so.
+    pub batched_lost: std::sync::atomic::AtomicU64,
 }
 
 /// What this process is to the folder.
@@ -295,6 +298,7 @@ impl DiskTier {
             write_number: Default::default(),
             last_owner: Default::default(),
             leases_held: Mutex::default(),
+            batched_lost: Default::default(),
         });
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
@@ -525,7 +529,21 @@ impl DiskTier {
             Role::Owner(o) => o.local.flush(),
             #[cfg(unix)]
             Role::Client(_) => client::simple(&self.state, wire::Request::Flush),
+        }?;
+        // A flush promises every write made before it: those an owner acknowledged and lost
+        // (it ended before committing them) are reported here, once.
+        let lost = self.state.batched_lost.swap(0, Ordering::AcqRel);
+        if lost > 0 {
+            return Err(Error::Storage {
+                path: self.state.db_path.clone(),
+                detail: format!(
+                    "{lost} batched write(s) acknowledged by the process that held the cache \
+                     folder may be lost: it ended before committing them (use \
+                     Durability::Immediate for writes that must survive the holder's crash)"
+                ),
+            });
         }
+        Ok(())
     }
 
     /// Commits, sweeps, evicts and compacts the database file (see `disk/space.rs`).

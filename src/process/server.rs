@@ -63,6 +63,12 @@ impl Server {
         }
         socket::remove(&self.dir, self.inode);
         for peer in peers.all() {
+            // A clean end: the close that follows commits every write acknowledged so far,
+            // so the client's unflushed batched writes are not reported lost.
+            peer.write_now(&wire::frame(&Down::Reply {
+                id: 0,
+                reply: Reply::Closing,
+            }));
             peer.cut();
         }
     }

@@ -139,6 +139,9 @@ pub(crate) enum Reply {
     Count(u64),
     /// The request failed; the text says why.
     Error(String),
+    /// Unasked (id 0): the owner is closing cleanly; its close commits everything it
+    /// acknowledged.
+    Closing,
 }
 
 /// A record as the owner read it.
