@@ -78,10 +78,14 @@ fn main() -> ExitCode {
         .map_or(10, |s| s.parse().expect("SECONDS: a whole number"));
     let stall: u64 = std::env::var("TIERED_SOAK_STALL_SECS")
         .ok()
-        .map_or(30, |s| s.parse().expect("TIERED_SOAK_STALL_SECS: a whole number"));
+        .map_or(30, |s| {
+            s.parse().expect("TIERED_SOAK_STALL_SECS: a whole number")
+        });
     let seed: u64 = std::env::var("TIERED_SOAK_SEED")
         .ok()
-        .map_or_else(rand::random, |s| s.parse().expect("TIERED_SOAK_SEED: a number"));
+        .map_or_else(rand::random, |s| {
+            s.parse().expect("TIERED_SOAK_SEED: a number")
+        });
     let dir = tempfile::tempdir().expect("a temporary folder");
     let cache = Cache::builder()
         .path(dir.path())
@@ -137,7 +141,10 @@ fn main() -> ExitCode {
                             ns.get::<_, Vec<u8>>(&key).map(|got| {
                                 if let Some(v) = got {
                                     if !whole(key, &v) {
-                                        fail(format!("key {key} read a value of {} bytes not its own", v.len()));
+                                        fail(format!(
+                                            "key {key} read a value of {} bytes not its own",
+                                            v.len()
+                                        ));
                                     }
                                 }
                             })
@@ -222,7 +229,10 @@ fn main() -> ExitCode {
         ));
     }
     if s.misses < computed {
-        bad.push(format!("{} misses, fewer than the {computed} computations", s.misses));
+        bad.push(format!(
+            "{} misses, fewer than the {computed} computations",
+            s.misses
+        ));
     }
     if !(inserts..=inserts + computed).contains(&s.inserts) {
         bad.push(format!(
