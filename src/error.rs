@@ -125,6 +125,22 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// [`Cache::flush`](crate::Cache::flush) of a client: `Durability::Batched` writes that
+    /// the process holding the cache folder had acknowledged (queued) were lost when it ended
+    /// before committing them (it was killed). Reported by the first flush after the loss.
+    #[error(
+        "{writes} batched write(s) that the process holding the cache folder {path} had \
+         acknowledged may be lost: it ended (killed) before committing them. Write them again \
+         if they matter, or use Durability::Immediate for writes that must survive that \
+         process's crash"
+    )]
+    WritesLost {
+        /// The cache folder.
+        path: PathBuf,
+        /// How many acknowledged writes may be lost (some may have been committed).
+        writes: u64,
+    },
+
     /// [`Cache::export`](crate::Cache::export) could not write its stream.
     #[error(
         "could not write the cache export after {exported} entries: {source}. The export is \

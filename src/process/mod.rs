@@ -95,8 +95,10 @@ pub(crate) struct State {
     /// The pid of the last owner this process was a client of.
     pub last_owner: std::sync::atomic::AtomicU32,
     /// Batched writes an owner acknowledged (queued) and that no flush covered when its
-    /// connection ended: they may be lost, and the next `flush()` says so.
+    /// connection ended, in all: they may be lost, and the next `flush()` says so.
     pub batched_lost: std::sync::atomic::AtomicU64,
+    /// How many of those a `flush()` reported already.
+    pub lost_reported: std::sync::atomic::AtomicU64,
 }
 
 /// What this process is to the folder.
@@ -299,6 +301,7 @@ impl DiskTier {
             last_owner: Default::default(),
             leases_held: Mutex::default(),
             batched_lost: Default::default(),
+            lost_reported: Default::default(),
         });
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
@@ -532,15 +535,12 @@ impl DiskTier {
         }?;
         // A flush promises every write made before it: those an owner acknowledged and lost
         // (it ended before committing them) are reported here, once.
-        let lost = self.state.batched_lost.swap(0, Ordering::AcqRel);
-        if lost > 0 {
-            return Err(Error::Storage {
-                path: self.state.db_path.clone(),
-                detail: format!(
-                    "{lost} batched write(s) acknowledged by the process that held the cache \
-                     folder may be lost: it ended before committing them (use \
-                     Durability::Immediate for writes that must survive the holder's crash)"
-                ),
+        let lost = self.state.batched_lost.load(Ordering::Acquire);
+        let reported = self.state.lost_reported.fetch_max(lost, Ordering::AcqRel);
+        if lost > reported {
+            return Err(Error::WritesLost {
+                path: self.state.dir.clone(),
+                writes: lost - reported,
             });
         }
         Ok(())
