@@ -127,7 +127,8 @@ pub enum Error {
 
     /// [`Cache::flush`](crate::Cache::flush) of a client: `Durability::Batched` writes that
     /// the process holding the cache folder had acknowledged (queued) were lost when it ended
-    /// before committing them (it was killed). Reported by the first flush after the loss.
+    /// before committing them (it was killed). Reported by the first flush of each thread
+    /// after the loss.
     #[error(
         "{writes} batched write(s) that the process holding the cache folder {path} had \
          acknowledged may be lost: it ended (killed) before committing them. Write them again \

@@ -125,10 +125,14 @@ pub(crate) fn slot(folder: &Path) -> Arc<Slot> {
     slots.entry(folder.to_path_buf()).or_default().clone()
 }
 
+/// How long the exit waits for closes under way on other threads.
+pub(crate) const EXIT_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 extern "C" fn flush_at_exit() {
     let _ = std::panic::catch_unwind(|| {
         flush_all("at exit");
         leave_all();
+        crate::process::wait_for_closes(std::time::Instant::now() + EXIT_CLOSE_WAIT);
     });
 }
 

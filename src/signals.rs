@@ -45,6 +45,9 @@ pub fn flush_on_exit_signals() -> Result<()> {
             if let Some(signal) = signals.forever().next() {
                 crate::registry::flush_all("on a signal");
                 crate::registry::leave_all();
+                crate::process::wait_for_closes(
+                    std::time::Instant::now() + crate::registry::EXIT_CLOSE_WAIT,
+                );
                 // End the process the way the signal would have (exit status included).
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
                 std::process::exit(128 + signal);

@@ -207,3 +207,97 @@ fn large_values_acknowledged_across_owner_kills_and_closes_are_never_lost() {
         &lost[..lost.len().min(10)]
     );
 }
+
+/// Child (`App`): the folder's owner with `Batched` durability and `flush_on_exit_signals`; on stdin
+/// `exit` it ends with `std::process::exit(0)` (the cache is not dropped: the exit hook
+/// commits it), `drop` drops its cache and returns.
+#[test]
+#[ignore = "child process of the handover tests"]
+fn child_app() {
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let cache = Cache::builder()
+        .path(&dir)
+        .durability(Durability::Batched(Duration::from_millis(200)))
+        .open()
+        .unwrap();
+    tiered::flush_on_exit_signals().unwrap();
+    println!("ready");
+    for line in std::io::stdin().lock().lines() {
+        match line.unwrap().as_str() {
+            "exit" => std::process::exit(0),
+            "drop" => break,
+            _ => {}
+        }
+    }
+    drop(cache);
+}
+
+/// Found by the second attack on issue 14: an owner ending cleanly (SIGTERM with
+/// `flush_on_exit_signals`, or `exit` with its cache never dropped) committed, then went on
+/// acknowledging its clients' batched writes until it stopped serving, and told them the end
+/// was clean: the writes were lost and the client's `flush()` returned Ok (6 of 6 runs, 5 to
+/// 62 writes). A client's `flush()` after its owner ended returns Ok only if every write it
+/// acknowledged is there; otherwise `Error::WritesLost`.
+#[test]
+fn a_batched_clients_flush_after_its_owner_ends_is_ok_only_if_nothing_was_lost() {
+    for end in ["sigterm", "exit", "drop", "sigterm", "exit", "drop"] {
+        let dir = common::tempdir();
+        let mut owner = common::app::App::start(dir.path());
+        let cache = Cache::builder()
+            .path(dir.path())
+            .durability(Durability::Batched(Duration::from_millis(200)))
+            .open_timeout(Duration::from_secs(30))
+            .open()
+            .unwrap();
+        assert!(cache.owner_pid().is_some());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if cache.insert(&i, i).is_ok() {
+                        acked.push(i);
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        match end {
+            "sigterm" => common::signal(&owner.child, libc::SIGTERM),
+            other => owner.send(other),
+        }
+        owner.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acked = writer.join().unwrap();
+        let flushed = cache.flush();
+        drop(cache);
+        let reopened = open(dir.path());
+        let missing: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|k| reopened.get::<_, u64>(k).unwrap().as_deref() != Some(k))
+            .collect();
+        match flushed {
+            Ok(()) => assert!(
+                missing.is_empty(),
+                "{end}: flush() returned Ok, yet {} of {} acknowledged writes are missing: {:?}",
+                missing.len(),
+                acked.len(),
+                &missing[..missing.len().min(10)]
+            ),
+            Err(tiered::Error::WritesLost { writes, .. }) => assert!(
+                writes >= missing.len() as u64,
+                "{end}: {writes} reported lost, {} missing",
+                missing.len()
+            ),
+            Err(e) => panic!("{end}: flush failed otherwise: {e}"),
+        }
+    }
+}

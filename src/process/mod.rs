@@ -97,8 +97,8 @@ pub(crate) struct State {
     /// Batched writes an owner acknowledged (queued) and that no flush covered when its
     /// connection ended, in all: they may be lost, and the next `flush()` says so.
     pub batched_lost: std::sync::atomic::AtomicU64,
-    /// How many of those a `flush()` reported already.
-    pub lost_reported: std::sync::atomic::AtomicU64,
+    /// Tells this tier's state from any other (for the per-thread marks of `flush`).
+    pub id: u64,
 }
 
 /// What this process is to the folder.
@@ -120,6 +120,11 @@ pub(crate) struct Owner {
     /// The folder's epochs file (see `epochs.rs`); `None` if it could not be mapped.
     #[cfg(unix)]
     pub epochs: Option<Arc<Epochs>>,
+    /// Set when this owner stops serving: requests that arrive from then on are left
+    /// unanswered (their clients send them to the next owner).
+    pub quiet: AtomicBool,
+    /// Requests being applied now (see [`stop_serving`](Owner::stop_serving)).
+    pub busy: std::sync::atomic::AtomicUsize,
 }
 
 impl Owner {
@@ -153,6 +158,8 @@ impl Owner {
             server: Mutex::new(None),
             #[cfg(unix)]
             epochs,
+            quiet: AtomicBool::new(false),
+            busy: Default::default(),
         })
     }
 
@@ -180,11 +187,19 @@ impl Owner {
     }
 
     /// Stops serving: clients see their connection end and one of them takes over once this
-    /// process lets go of the file.
+    /// process lets go of the file. First no new request is applied, then everything
+    /// acknowledged so far is committed, and only then are the clients told that the end is
+    /// clean (their unflushed batched writes are safe: see `client.rs`).
     fn stop_serving(&self) {
         #[cfg(unix)]
         if let Some(server) = lock(&self.server).take() {
-            server.stop(&self.peers);
+            self.quiet.store(true, Ordering::SeqCst);
+            let until = Instant::now() + std::time::Duration::from_secs(2);
+            while self.busy.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let clean = self.local.flush().is_ok();
+            server.stop(&self.peers, clean);
         }
     }
 }
@@ -301,7 +316,10 @@ impl DiskTier {
             last_owner: Default::default(),
             leases_held: Mutex::default(),
             batched_lost: Default::default(),
-            lost_reported: Default::default(),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         });
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
@@ -476,6 +494,7 @@ impl DiskTier {
     /// removes its socket and owner files, if they are still its own.
     pub fn leave_at_exit(&self) {
         if let Some(Role::Owner(o)) = self.state.role() {
+            // Commits what it acknowledged before it tells its clients the end is clean.
             o.stop_serving();
             o.local.leave_at_exit();
         }
@@ -535,8 +554,18 @@ impl DiskTier {
         }?;
         // A flush promises every write made before it: those an owner acknowledged and lost
         // (it ended before committing them) are reported here, once.
+        // Once per thread: every thread that flushes after the loss learns of it (its own
+        // writes may be among those lost).
+        thread_local! {
+            static REPORTED: std::cell::RefCell<std::collections::HashMap<u64, u64>> =
+                std::cell::RefCell::default();
+        }
         let lost = self.state.batched_lost.load(Ordering::Acquire);
-        let reported = self.state.lost_reported.fetch_max(lost, Ordering::AcqRel);
+        let reported = REPORTED.with(|r| {
+            let mut r = r.borrow_mut();
+            let seen = r.entry(self.state.id).or_insert(0);
+            std::mem::replace(seen, lost.max(*seen))
+        });
         if lost > reported {
             return Err(Error::WritesLost {
                 path: self.state.dir.clone(),
@@ -641,6 +670,7 @@ impl DiskTier {
     /// As [`LocalTier::close`].
     pub fn close(&self) -> Result<()> {
         self.state.closed.store(true, Ordering::Release);
+        let _closing = Closing::begin();
         match self.state.role() {
             Some(Role::Owner(o)) => {
                 o.stop_serving();
@@ -653,6 +683,46 @@ impl DiskTier {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// Closes under way in this process, on whatever thread let go of a cache last: the exit
+/// hook waits for them (a user's drop may return while another thread of the cache still
+/// holds it and closes it a moment later).
+static CLOSES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+struct Closing;
+
+impl Closing {
+    fn begin() -> Closing {
+        *lock(&CLOSES.0) += 1;
+        Closing
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut n = lock(&CLOSES.0);
+        *n -= 1;
+        if *n == 0 {
+            CLOSES.1.notify_all();
+        }
+    }
+}
+
+/// Waits (up to `until`) for the closes under way to end; for the exit hook.
+pub(crate) fn wait_for_closes(until: Instant) {
+    let mut n = lock(&CLOSES.0);
+    while *n > 0 {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        n = CLOSES
+            .1
+            .wait_timeout(n, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
 }
 

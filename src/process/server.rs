@@ -52,8 +52,9 @@ impl Server {
         })
     }
 
-    /// Stops accepting, removes the socket file and ends every connection.
-    pub fn stop(mut self, peers: &peers::Peers) {
+    /// Stops accepting, removes the socket file and ends every connection; `clean`: every
+    /// write acknowledged to a client is committed (the clients are told so).
+    pub fn stop(mut self, peers: &peers::Peers, clean: bool) {
         self.stop.store(true, Ordering::Release);
         // Wakes the accepting thread, which then sees `stop`; not through a socket file that
         // another owner put in its place (that owner's thread would wake, never this one).
@@ -63,12 +64,14 @@ impl Server {
         }
         socket::remove(&self.dir, self.inode);
         for peer in peers.all() {
-            // A clean end: the close that follows commits every write acknowledged so far,
-            // so the client's unflushed batched writes are not reported lost.
-            peer.write_now(&wire::frame(&Down::Reply {
-                id: 0,
-                reply: Reply::Closing,
-            }));
+            // A clean end: every write acknowledged so far is committed, so the client's
+            // unflushed batched writes are not reported lost.
+            if clean {
+                peer.write_now(&wire::frame(&Down::Reply {
+                    id: 0,
+                    reply: Reply::Closing,
+                }));
+            }
             peer.cut();
         }
     }
@@ -164,6 +167,16 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
         if state.inner().is_none() {
             break;
         }
+        // Stopping: left unanswered, sent again by the client to the next owner.
+        if owner.quiet.load(Ordering::SeqCst) {
+            continue;
+        }
+        owner.busy.fetch_add(1, Ordering::SeqCst);
+        if owner.quiet.load(Ordering::SeqCst) {
+            owner.busy.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let _busy = Busy(&owner.busy);
         match (greeted, up.request) {
             (false, Request::Hello { .. }) => {
                 greeted = true;
@@ -208,6 +221,15 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     if let Some(owner) = owner.upgrade() {
         owner.peers.remove(id);
         owner.leases.release_all(Holder::Client(id));
+    }
+}
+
+/// A request being applied (see `Owner::stop_serving`).
+struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
