@@ -75,6 +75,8 @@ impl Drop for Inner {
     /// Stops the warm restart's loader before the tiers close, so that the folder is
     /// released when the last clone of the cache is dropped, as without it.
     fn drop(&mut self) {
+        // Counted from here: the exit waits for a close that another thread runs.
+        let _closing = crate::process::Closing::begin();
         // Other processes stop sending requests this cache can no longer answer: they go to
         // the process that takes the folder over.
         if let Some(disk) = &self.disk {
@@ -82,6 +84,13 @@ impl Drop for Inner {
         }
         if let Some(loader) = self.warm.get_mut() {
             loader.stop();
+        }
+        // Closed here, inside the count above (its own drop would close it a moment later,
+        // outside it).
+        if let Some(disk) = &self.disk {
+            if let Err(e) = disk.close() {
+                tracing::error!(error = %e, "closing the cache lost writes");
+            }
         }
     }
 }

@@ -669,7 +669,9 @@ impl DiskTier {
     /// # Errors
     /// As [`LocalTier::close`].
     pub fn close(&self) -> Result<()> {
-        self.state.closed.store(true, Ordering::Release);
+        if self.state.closed.swap(true, Ordering::AcqRel) {
+            return Ok(()); // closed already
+        }
         let _closing = Closing::begin();
         match self.state.role() {
             Some(Role::Owner(o)) => {
@@ -691,10 +693,11 @@ impl DiskTier {
 /// holds it and closes it a moment later).
 static CLOSES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
-struct Closing;
+/// A close under way (see [`CLOSES`]), from its start to the end of this value.
+pub(crate) struct Closing;
 
 impl Closing {
-    fn begin() -> Closing {
+    pub(crate) fn begin() -> Closing {
         *lock(&CLOSES.0) += 1;
         Closing
     }
