@@ -57,7 +57,7 @@ pub(crate) struct OpenSettings {
     pub page_cache: usize,
     pub on_damage: DamagedFile,
     /// Tests: a backend that fails on command.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing-faults"))]
     pub faults: Option<std::sync::Arc<super::faults::Faults>>,
 }
 
@@ -65,7 +65,7 @@ impl OpenSettings {
     fn create(&self, path: &Path) -> Result<redb::Database, redb::Error> {
         let mut builder = redb::Database::builder();
         builder.set_cache_size(self.page_cache);
-        #[cfg(test)]
+        #[cfg(any(test, feature = "testing-faults"))]
         if let Some(faults) = &self.faults {
             let backend = super::faults::FaultyBackend::open(path, faults.clone())?;
             return Ok(builder.create_with_backend(backend)?);
