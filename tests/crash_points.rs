@@ -10,7 +10,6 @@
 //!   is on disk);
 //! - after a sweep with the orphan age passed, no side file is left that no record references.
 
-#[allow(dead_code)]
 #[path = "common/model.rs"]
 mod common;
 
@@ -204,8 +203,8 @@ fn a_crash_after_any_sync_keeps_every_acknowledged_call() {
         }
         sweep_orphans(&cache, &image, &clock).unwrap_or_else(|e| panic!("{what}: sweep: {e}"));
         drop(cache);
-        let audit = audit_consistent(&image, &format!("{what}, swept"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let audit =
+            audit_consistent(&image, &format!("{what}, swept")).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             audit.unreferenced.is_empty(),
             "{what}: side files no record references survived a sweep past the orphan age: {:?}",

@@ -113,7 +113,11 @@ pub fn check_read(
     let absent_ok = states.iter().any(|s| s.is_none_or(|e| !e.live(now_ms)));
     match got {
         Some(v) if !v.intact() => Err(format!("{what}: {k:?} read a torn value (id {})", v.id)),
-        Some(v) if live.iter().any(|e| e.id == v.id && e.large == (v.pad.len() >= LARGE)) => {
+        Some(v)
+            if live
+                .iter()
+                .any(|e| e.id == v.id && e.large == (v.pad.len() >= LARGE)) =>
+        {
             Ok(())
         }
         Some(v) => Err(format!(
@@ -185,7 +189,9 @@ pub fn remove(cache: &Cache, k: K) -> tiered::Result<bool> {
 pub fn get_or_insert(cache: &Cache, k: K, v: Val, o: &Options) -> tiered::Result<Arc<Val>> {
     match k.scope {
         0 => cache.get_or_insert_with(&k.key, o, || v),
-        s => cache.namespace(ns_name(s)).get_or_insert_with(&k.key, o, || v),
+        s => cache
+            .namespace(ns_name(s))
+            .get_or_insert_with(&k.key, o, || v),
     }
 }
 
