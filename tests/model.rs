@@ -195,6 +195,23 @@ impl Model {
         }
     }
 
+    /// The disk starts failing: with `Batched`, writes not yet committed fail with the next
+    /// commit, are kept in memory only (the one flush that says so may be the recovery's), and
+    /// the records they overtook are deleted on recovery.
+    fn failing_disk(&mut self) {
+        if self.immediate {
+            return;
+        }
+        for slot in self.slots.values_mut() {
+            if slot.durable != slot.now {
+                let now = slot.now.clone();
+                union(&mut slot.durable, now);
+                union(&mut slot.durable, [None]);
+                slot.tainted = true;
+            }
+        }
+    }
+
     fn flushed(&mut self) {
         for slot in self.slots.values_mut() {
             if !slot.tainted {
@@ -501,6 +518,7 @@ fn step(run: &mut Run, model: &mut Model, op: &Op) -> Result<(), String> {
         Op::Fault(Fault::DiskFull) => {
             run.faults.disk_full(true);
             model.faulty = true;
+            model.failing_disk();
         }
         Op::Fault(Fault::SideFiles) => {
             run.faults.side_files_fail(true);
