@@ -87,7 +87,7 @@ pub struct CacheBuilder {
     on_damaged_file: DamagedFile,
     /// The warm restart's budget; `None`: the default for the memory capacity.
     warm_restart: Option<u64>,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing-faults"))]
     faults: Option<Arc<crate::disk::faults::Faults>>,
 }
 
@@ -105,7 +105,7 @@ impl Default for CacheBuilder {
             clock: Arc::new(SystemClock),
             on_damaged_file: DamagedFile::Fail,
             warm_restart: None,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing-faults"))]
             faults: None,
         }
     }
@@ -219,9 +219,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Tests: open the database on a backend that fails on command.
-    #[cfg(test)]
-    pub(crate) fn faults(mut self, faults: Arc<crate::disk::faults::Faults>) -> Self {
+    /// Tests: open the database on a backend that fails on command and records crash images
+    /// (feature `testing-faults`; not part of the documented API).
+    #[cfg(any(test, feature = "testing-faults"))]
+    #[doc(hidden)]
+    pub fn faults(mut self, faults: Arc<crate::disk::faults::Faults>) -> Self {
         self.faults = Some(faults);
         self
     }
@@ -318,7 +320,7 @@ impl CacheBuilder {
             open: OpenSettings {
                 page_cache: self.page_cache,
                 on_damage: self.on_damaged_file,
-                #[cfg(test)]
+                #[cfg(any(test, feature = "testing-faults"))]
                 faults: self.faults.clone(),
             },
         };

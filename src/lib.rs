@@ -86,6 +86,9 @@ pub use admin::{EntryFilter, EntryInfo};
 pub use async_cache::AsyncCache;
 pub use builder::{CacheBuilder, DamagedFile, Durability};
 pub use cache::Cache;
+#[cfg(feature = "testing-faults")]
+#[doc(hidden)]
+pub use disk::faults::{Audit, Faults};
 pub use error::{Error, Result};
 pub use expiry::{next_local_time, Clock, ManualClock, SystemClock};
 pub use explain::{Explanation, Invalidation};

@@ -123,6 +123,8 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<(BlobRef, Pin)> {
             return Err(io::Error::other("could not lock a new side file"));
         }
         file.write_all(payload)?;
+        #[cfg(any(test, feature = "testing-faults"))]
+        super::faults::side_file_write(dir)?;
         file.sync_all()?;
         fs::rename(&tmp, &final_path)?;
         fs::File::open(&folder)?.sync_all()?;

@@ -9,7 +9,7 @@ mod backlog;
 pub(crate) mod blobs;
 #[cfg(test)]
 mod fault_tests;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing-faults"))]
 pub(crate) mod faults;
 mod guard;
 mod health;

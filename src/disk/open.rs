@@ -59,7 +59,7 @@ pub(crate) struct OpenSettings {
     pub page_cache: usize,
     pub on_damage: DamagedFile,
     /// Tests: a backend that fails on command.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing-faults"))]
     pub faults: Option<std::sync::Arc<super::faults::Faults>>,
 }
 
@@ -69,9 +69,9 @@ impl OpenSettings {
         builder.set_cache_size(self.page_cache);
         // Created here, 0600: redb would create it with the default mode.
         let file = super::private::open_db_file(path)?;
-        #[cfg(test)]
+        #[cfg(any(test, feature = "testing-faults"))]
         if let Some(faults) = &self.faults {
-            let backend = super::faults::FaultyBackend::new(file, faults.clone())?;
+            let backend = super::faults::FaultyBackend::new(path, file, faults.clone())?;
             return Ok(builder.create_with_backend(backend)?);
         }
         Ok(builder.create_with_backend(redb::backends::FileBackend::new(file)?)?)
