@@ -114,6 +114,16 @@ pub(crate) fn open_database(
                 }
                 std::thread::sleep((timeout - waited).min(Duration::from_millis(25)));
             }
+            // A crash during the folder's very first open, before redb wrote its magic number
+            // (it writes it last): the file never held an entry, so it is set aside whatever
+            // `on_damage` says, and the open starts afresh.
+            Some(Err(Error::Corrupt { detail, .. }))
+                if !set_aside_done && unfinished_creation(&path) =>
+            {
+                tracing::warn!(file = %path.display(), %detail, "cache database was never finished (a crash while it was created): starting afresh");
+                set_aside(&path).map_err(|e| Error::io(&path, e))?;
+                set_aside_done = true;
+            }
             Some(Err(Error::Corrupt { detail, .. }))
                 if on_damage == DamagedFile::SetAside && !set_aside_done =>
             {
@@ -124,6 +134,25 @@ pub(crate) fn open_database(
             Some(Err(e)) => return Err(e),
         }
     }
+}
+
+/// Whether the database file was cut short while redb created it: its magic number, which
+/// redb writes last, is all zeros (or the file ends before it).
+fn unfinished_creation(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    let mut magic = [0u8; 9];
+    let mut read = 0;
+    while read < magic.len() {
+        match file.read(&mut magic[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(_) => return false,
+        }
+    }
+    read > 0 && magic[..read].iter().all(|b| *b == 0)
 }
 
 /// `tiered.redb.damaged-<unix ms>`, with `-2`, `-3`... if that name is taken: a rename would
