@@ -194,8 +194,10 @@ impl Owner {
         #[cfg(unix)]
         if let Some(server) = lock(&self.server).take() {
             self.quiet.store(true, Ordering::SeqCst);
+            // A connection's thread closing the cache from inside a request counts itself.
+            let own = server::own_busy();
             let until = Instant::now() + std::time::Duration::from_secs(2);
-            while self.busy.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            while self.busy.load(Ordering::SeqCst) > own && Instant::now() < until {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             let clean = self.local.flush().is_ok();

@@ -111,6 +111,7 @@ fn accept(listener: &UnixListener, stop: &AtomicBool, state: &Weak<State>, owner
 type Job = Box<dyn FnOnce() -> Reply + Send>;
 
 fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
+    CONNECTION_THREAD.with(|c| c.set(true));
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let Ok(reader) = stream.try_clone() else {
@@ -222,6 +223,17 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
         owner.peers.remove(id);
         owner.leases.release_all(Holder::Client(id));
     }
+}
+
+thread_local! {
+    /// Set on a connection's reading thread, which counts itself in `Owner::busy` while it
+    /// applies a request (and may, holding the cache's last handle, close it from there).
+    static CONNECTION_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How many of `Owner::busy` the calling thread accounts for itself (0 or 1).
+pub(crate) fn own_busy() -> usize {
+    usize::from(CONNECTION_THREAD.with(std::cell::Cell::get))
 }
 
 /// A request being applied (see `Owner::stop_serving`).
