@@ -749,6 +749,10 @@ pub(crate) fn refresh_view(state: &State) {
     let view = &inner.memory.view;
     match state.role() {
         Some(Role::Owner(_)) => view.uncheck(),
+        // Waiting for another version's process to let go: no owner of ours to follow, and
+        // what this process holds is all it serves.
+        #[cfg(unix)]
+        Some(Role::Client(c)) if c.detached.is_some() => view.uncheck(),
         #[cfg(unix)]
         Some(Role::Client(c)) => {
             if view.epochs().is_none() {
