@@ -151,7 +151,8 @@ fn live() -> Vec<Arc<Inner>> {
 pub(crate) fn leave_all() {
     for inner in live() {
         if let Some(disk) = &inner.disk {
-            disk.leave_at_exit();
+            // One cache's panic must not keep the others from leaving.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| disk.leave_at_exit()));
         }
     }
 }
@@ -163,8 +164,12 @@ pub(crate) fn flush_all(when: &str) {
     // One budget for every cache: an exit waits at most that long for sweeps.
     let until = std::time::Instant::now() + crate::disk::SETTLE_BUDGET;
     for inner in live {
-        if let Err(e) = inner.flush() {
-            eprintln!("tiered: flushing the cache {when} failed: {e}");
+        // One cache's panic must not keep the others from being flushed.
+        let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.flush()));
+        match flushed {
+            Ok(Err(e)) => eprintln!("tiered: flushing the cache {when} failed: {e}"),
+            Err(_) => eprintln!("tiered: flushing the cache {when} failed: an internal error"),
+            Ok(Ok(())) => {}
         }
         // As a close would: the sweep passes this process's invalidations asked for, briefly.
         if let Some(disk) = &inner.disk {

@@ -304,3 +304,49 @@ fn a_batched_clients_flush_after_its_owner_ends_is_ok_only_if_nothing_was_lost()
         }
     }
 }
+
+/// Child: two caches (`Batched(5 s)`) in `a/` and `b/`; a flush of `a`, then a write to each,
+/// then `std::process::exit(0)` on the same thread, without dropping either cache.
+#[test]
+#[ignore = "child process of the handover tests"]
+fn child_flush_then_exit() {
+    let Some(dir) = common::child_dir() else {
+        return;
+    };
+    let open = |name: &str| {
+        Cache::builder()
+            .path(dir.join(name))
+            .durability(Durability::Batched(Duration::from_secs(5)))
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (open("a"), open("b"));
+    a.insert("x", 1u32).unwrap();
+    a.flush().unwrap();
+    a.insert("y", 2u32).unwrap();
+    b.insert("z", 3u32).unwrap();
+    println!("ready");
+    std::process::exit(0);
+}
+
+/// Found by the third attack on issue 14: a thread that had called `flush()` and then
+/// `exit(0)` made the exit hook panic (`exit` destroys the thread's locals before the hook
+/// runs, and `flush` used one): the hook stopped after the first cache, so the other's batched
+/// write was lost and both left their socket and `owner` files. Every cache is committed and
+/// left cleanly at exit, whatever the exiting thread did before.
+#[test]
+fn an_exit_after_a_flush_on_the_same_thread_commits_every_cache_and_leaves_no_files() {
+    for _ in 0..2 {
+        let dir = common::tempdir();
+        let mut child = common::spawn_child("child_flush_then_exit", dir.path(), &[]);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        for name in ["a/owner", "a/tiered.sock", "b/owner", "b/tiered.sock"] {
+            assert!(!dir.path().join(name).exists(), "{name} left behind");
+        }
+        let a = open(&dir.path().join("a"));
+        let b = open(&dir.path().join("b"));
+        assert_eq!(a.get::<_, u32>("y").unwrap().as_deref(), Some(&2));
+        assert_eq!(b.get::<_, u32>("z").unwrap().as_deref(), Some(&3));
+    }
+}

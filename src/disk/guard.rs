@@ -66,9 +66,9 @@ fn install_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if GUARDED.with(Cell::get) > 0 {
+            if GUARDED.try_with(Cell::get).unwrap_or(0) > 0 {
                 let file = info.location().map(|l| l.file().to_string());
-                LAST_PANIC_FILE.with(|f| *f.borrow_mut() = file);
+                let _ = LAST_PANIC_FILE.try_with(|f| *f.borrow_mut() = file);
             } else {
                 previous(info);
             }
@@ -85,14 +85,18 @@ fn in_redb(file: &str) -> bool {
 /// Runs `f`, catching a panic, silently.
 pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, Caught> {
     install_hook();
-    GUARDED.with(|g| g.set(g.get() + 1));
+    // `try_with`: at exit (the exit hook's reads) this thread's locals may be gone already.
+    let _ = GUARDED.try_with(|g| g.set(g.get() + 1));
     let result = catch_unwind(AssertUnwindSafe(f));
-    GUARDED.with(|g| g.set(g.get() - 1));
+    let _ = GUARDED.try_with(|g| g.set(g.get() - 1));
     match result {
         Ok(result) => result.map_err(Caught::Redb),
         Err(panic) => {
             let message = panic_message(&*panic);
-            let file = LAST_PANIC_FILE.with(|f| f.borrow_mut().take());
+            let file = LAST_PANIC_FILE
+                .try_with(|f| f.borrow_mut().take())
+                .ok()
+                .flatten();
             match file {
                 Some(file) if !in_redb(&file) => Err(Caught::Bug(format!("{message} at {file}"))),
                 _ => Err(Caught::Panic(message)),

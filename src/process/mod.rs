@@ -563,11 +563,15 @@ impl DiskTier {
                 std::cell::RefCell::default();
         }
         let lost = self.state.batched_lost.load(Ordering::Acquire);
-        let reported = REPORTED.with(|r| {
-            let mut r = r.borrow_mut();
-            let seen = r.entry(self.state.id).or_insert(0);
-            std::mem::replace(seen, lost.max(*seen))
-        });
+        // At exit the thread's locals may be gone already (exit() runs their destructors
+        // before the exit hook): then nothing counts as reported.
+        let reported = REPORTED
+            .try_with(|r| {
+                let mut r = r.borrow_mut();
+                let seen = r.entry(self.state.id).or_insert(0);
+                std::mem::replace(seen, lost.max(*seen))
+            })
+            .unwrap_or(0);
         if lost > reported {
             return Err(Error::WritesLost {
                 path: self.state.dir.clone(),

@@ -209,7 +209,8 @@ impl Peers {
     /// Sends `notice` to every client but the origin of the current request; wait on the
     /// result (outside any lock) for them to apply it.
     pub fn broadcast(&self, notice: Notice) -> Acks {
-        let origin = ORIGIN.with(|o| o.get());
+        // `try_with`: at exit this thread's locals may be gone already.
+        let origin = ORIGIN.try_with(|o| o.get()).unwrap_or(None);
         let peers = lock(&self.peers);
         if peers.is_empty() {
             return Acks(Vec::new());

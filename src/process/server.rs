@@ -233,7 +233,12 @@ thread_local! {
 
 /// How many of `Owner::busy` the calling thread accounts for itself (0 or 1).
 pub(crate) fn own_busy() -> usize {
-    usize::from(CONNECTION_THREAD.with(std::cell::Cell::get))
+    // `try_with`: at exit this thread's locals may be gone already.
+    usize::from(
+        CONNECTION_THREAD
+            .try_with(std::cell::Cell::get)
+            .unwrap_or(false),
+    )
 }
 
 /// A request being applied (see `Owner::stop_serving`).
