@@ -43,6 +43,9 @@ pub(crate) const FOLDER: &str = "blobs";
 /// A blob no record references is deleted once it is this old: far longer than any insert
 /// takes between writing its blob and queueing its record.
 pub(crate) const ORPHAN_AGE: Duration = Duration::from_secs(600);
+/// How old a temporary side file found at open must be before the first pass deletes it (it
+/// is pinned only once created).
+const TMP_GRACE: Duration = Duration::from_secs(60);
 
 fn folder(dir: &Path) -> PathBuf {
     dir.join(FOLDER)
@@ -224,11 +227,15 @@ pub(crate) fn delete_orphans(
         let Ok(id) = u64::from_str_radix(stem, 16) else {
             continue; // not ours
         };
-        let old = preexisting.contains(&id)
-            || entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= ORPHAN_AGE);
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_or(Duration::ZERO, |t| {
+                now.duration_since(t).unwrap_or_default()
+            });
+        // A temporary file is pinned a moment after it is created: one that was there at
+        // open may be a live writer's in that moment, so it must also be a little old.
+        let old = age >= ORPHAN_AGE || (preexisting.contains(&id) && (!tmp || age >= TMP_GRACE));
         if old
             && (tmp || !referenced(id))
             && !pinned(&entry.path())

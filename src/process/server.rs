@@ -165,8 +165,11 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
         let (Some(state), Some(owner)) = (state.upgrade(), owner.upgrade()) else {
             break;
         };
+        // The cache is being dropped (its close stops serving, then tells the clients whether
+        // the end is clean): left unanswered, like what follows, but the connection stays
+        // up for that word.
         if state.inner().is_none() {
-            break;
+            continue;
         }
         // Stopping: left unanswered, sent again by the client to the next owner.
         if owner.quiet.load(Ordering::SeqCst) {
@@ -341,8 +344,8 @@ fn handle(
     jobs: &mpsc::Sender<(u64, Job)>,
 ) {
     // Checked by the caller; a cache that closed since is left to the next owner.
+    // Dropped since the check: left unanswered (see `serve`).
     let Some(inner) = state.inner() else {
-        peer.cut();
         return;
     };
     let Some(disk) = inner.disk.as_ref() else {
