@@ -88,12 +88,8 @@ pub(crate) fn open_database(
     let path = dir.join(DB_FILE);
     let started = Instant::now();
     let mut set_aside_done = false;
-    let mut retried = false;
-    // The folder's lock while an unfinished file is set aside and the next attempt runs.
-    let mut _repairing: Option<fs::File> = None;
     loop {
         let attempt = catch(|| settings.create(&path));
-        _repairing = None;
         let attempt = match attempt {
             Err(Caught::Redb(redb::Error::DatabaseAlreadyOpen)) => None,
             Err(caught) => Some(Err(caught.into_error(&path))),
@@ -118,22 +114,6 @@ pub(crate) fn open_database(
                 }
                 std::thread::sleep((timeout - waited).min(Duration::from_millis(25)));
             }
-            // A crash during the folder's very first open, before redb wrote its magic number
-            // (it writes it last), leaves a file that never held an entry: it is set aside
-            // whatever `on_damage` says, and the open starts afresh. Under a lock on the
-            // folder, held until the next attempt is over, so that two processes opening it
-            // together never set aside each other's fresh file; one that finds the file
-            // repaired meanwhile (or not unfinished at all) tries once more.
-            Some(Err(Error::Corrupt { detail, .. })) if !set_aside_done && !retried => {
-                _repairing = folder_lock(dir, started + timeout);
-                if unfinished_creation(&path) {
-                    tracing::warn!(file = %path.display(), %detail, "cache database was never finished (a crash while it was created): starting afresh");
-                    set_aside(&path).map_err(|e| Error::io(&path, e))?;
-                    set_aside_done = true;
-                } else {
-                    retried = true;
-                }
-            }
             Some(Err(Error::Corrupt { detail, .. }))
                 if on_damage == DamagedFile::SetAside && !set_aside_done =>
             {
@@ -144,50 +124,6 @@ pub(crate) fn open_database(
             Some(Err(e)) => return Err(e),
         }
     }
-}
-
-/// An exclusive `flock` on the folder itself, waited for until `until` (then `None`: the
-/// repair goes on unserialized, as it would on a platform without it).
-fn folder_lock(dir: &Path, until: Instant) -> Option<fs::File> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let folder = fs::File::open(dir).ok()?;
-        loop {
-            // SAFETY: flock on a valid open descriptor has no other precondition.
-            if unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Some(folder);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (dir, until);
-        None
-    }
-}
-
-/// Whether the database file was cut short while redb created it: its magic number, which
-/// redb writes last, is all zeros (or the file ends before it).
-fn unfinished_creation(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut file) = fs::File::open(path) else {
-        return false;
-    };
-    let mut magic = [0u8; 9];
-    let mut read = 0;
-    while read < magic.len() {
-        match file.read(&mut magic[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(_) => return false,
-        }
-    }
-    read > 0 && magic[..read].iter().all(|b| *b == 0)
 }
 
 /// `tiered.redb.damaged-<unix ms>`, with `-2`, `-3`... if that name is taken: a rename would
