@@ -50,7 +50,7 @@ pub(crate) struct Client {
     heard: AtomicU64,
     born: Instant,
     /// Since when the owner has not answered (a request timed out), until it sends anything.
-    silent: Mutex<Option<(Instant, std::time::SystemTime)>>,
+    silent: Mutex<Option<std::time::SystemTime>>,
     /// When this process last asked a silent owner whether it runs again.
     pinged: Mutex<Option<Instant>>,
     /// Batched writes the owner acknowledged on this connection, and how many of them the
@@ -110,27 +110,13 @@ impl Client {
         stream.set_write_timeout(Some(state.cfg.request_timeout))?;
         state.gens.assign(generations);
         state.last_owner.store(pid, Ordering::Relaxed);
-        let client = Arc::new(Client {
-            owner_pid: pid,
-            writer: Mutex::new(stream.try_clone()?),
-            stream: stream.try_clone()?,
-            waiting: Mutex::default(),
-            next_id: AtomicU64::new(2),
-            alive: AtomicBool::new(true),
-            closing: AtomicBool::new(false),
-            durable: state.cfg.durability == Durability::Immediate,
-            touches: Mutex::new((Vec::new(), std::time::Instant::now())),
-            slot: slot as usize,
-            epoch,
-            timeout: state.cfg.request_timeout,
-            heard: AtomicU64::new(0),
-            born: Instant::now(),
-            silent: Mutex::new(None),
-            pinged: Mutex::new(None),
-            batched_acked: AtomicU64::new(0),
-            batched_flushed: AtomicU64::new(0),
-            detached: None,
-        });
+        let client = Arc::new(Client::new(
+            state,
+            &stream,
+            pid,
+            (slot as usize, epoch),
+            None,
+        )?);
         let (notices, applied) = mpsc::channel();
         let weak = Arc::downgrade(state);
         {
@@ -162,27 +148,46 @@ impl Client {
             "{why}: this process keeps entries in memory only, and takes the folder over once \
              that process exits"
         );
-        Ok(Arc::new(Client {
-            owner_pid: crate::disk::read_owner(&state.dir).unwrap_or(0),
+        let pid = crate::disk::read_owner(&state.dir).unwrap_or(0);
+        Ok(Arc::new(Client::new(
+            state,
+            &stream,
+            pid,
+            (0, 0),
+            Some(why),
+        )?))
+    }
+
+    /// A client over `stream`, of owner `pid`, with its epochs slot and value; `detached`:
+    /// see [`detached`](Client::detached) (silent from the start).
+    fn new(
+        state: &State,
+        stream: &UnixStream,
+        pid: u32,
+        (slot, epoch): (usize, u64),
+        detached: Option<String>,
+    ) -> std::io::Result<Client> {
+        Ok(Client {
+            owner_pid: pid,
             writer: Mutex::new(stream.try_clone()?),
-            stream,
+            stream: stream.try_clone()?,
             waiting: Mutex::default(),
             next_id: AtomicU64::new(2),
             alive: AtomicBool::new(true),
             closing: AtomicBool::new(false),
-            durable: false,
-            touches: Mutex::new((Vec::new(), std::time::Instant::now())),
-            slot: 0,
-            epoch: 0,
+            durable: detached.is_none() && state.cfg.durability == Durability::Immediate,
+            touches: Mutex::new((Vec::new(), Instant::now())),
+            slot,
+            epoch,
             timeout: state.cfg.request_timeout,
             heard: AtomicU64::new(0),
             born: Instant::now(),
-            silent: Mutex::new(Some((Instant::now(), std::time::SystemTime::now()))),
+            silent: Mutex::new(detached.is_some().then(std::time::SystemTime::now)),
             pinged: Mutex::new(None),
             batched_acked: AtomicU64::new(0),
             batched_flushed: AtomicU64::new(0),
-            detached: Some(why),
-        }))
+            detached,
+        })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -295,7 +300,7 @@ impl Client {
 
     /// Since when the owner has not answered, if it has not.
     pub fn silent_since(&self) -> Option<std::time::SystemTime> {
-        lock(&self.silent).map(|(_, at)| at)
+        *lock(&self.silent)
     }
 
     fn fall_silent(&self) {
@@ -304,7 +309,7 @@ impl Client {
         }
         let mut silent = lock(&self.silent);
         if silent.is_none() {
-            *silent = Some((Instant::now(), std::time::SystemTime::now()));
+            *silent = Some(std::time::SystemTime::now());
             tracing::warn!(
                 owner = self.owner_pid,
                 timeout = ?self.timeout,
@@ -457,15 +462,13 @@ impl Client {
         }
         self.alive.store(false, Ordering::Release);
         // Before any waiting caller learns of the end (a flush sent again must see this).
-        if self.batched_acked.load(Ordering::Acquire) > self.batched_flushed.load(Ordering::Acquire)
-            && !self.closing.load(Ordering::Acquire)
-        {
+        let acked = self.batched_acked.load(Ordering::Acquire);
+        let flushed = self.batched_flushed.load(Ordering::Acquire);
+        if acked > flushed && !self.closing.load(Ordering::Acquire) {
             if let Some(state) = state.upgrade() {
-                state.batched_lost.fetch_add(
-                    self.batched_acked.load(Ordering::Acquire)
-                        - self.batched_flushed.load(Ordering::Acquire),
-                    Ordering::AcqRel,
-                );
+                state
+                    .batched_lost
+                    .fetch_add(acked - flushed, Ordering::AcqRel);
             }
         }
         // Every request still waiting is sent again by its caller.

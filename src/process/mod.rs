@@ -678,7 +678,6 @@ impl DiskTier {
         if self.state.closed.swap(true, Ordering::AcqRel) {
             return Ok(()); // closed already
         }
-        let _closing = Closing::begin();
         match self.state.role() {
             Some(Role::Owner(o)) => {
                 o.stop_serving();
