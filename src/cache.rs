@@ -91,6 +91,33 @@ impl Cache {
         self.inner.get(&self.inner.root, key)
     }
 
+    /// The value stored for `key` if the memory tier holds a live one of type `V`: never reads
+    /// the disk, never asks another process, never blocks on I/O. `None` says nothing about
+    /// the disk: follow it with [`get`](Cache::get) for the full answer. A hit counts as a
+    /// memory hit in [`stats`](Cache::stats); a `None` counts nothing.
+    ///
+    /// For callers that must not wait (an event loop, a binding that holds a global lock):
+    ///
+    /// ```
+    /// use tiered::Cache;
+    ///
+    /// let cache = Cache::in_memory();
+    /// cache.insert("k", 7u32)?;
+    /// assert_eq!(cache.get_from_memory::<_, u32>("k")?.as_deref(), Some(&7));
+    /// assert_eq!(cache.get_from_memory::<_, u32>("other")?, None);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key cannot be encoded.
+    pub fn get_from_memory<K, V>(&self, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.get_from_memory(&self.inner.root, key)
+    }
+
     /// Stores `value` under `key` with the cache's default options.
     ///
     /// With `Durability::Batched`, the insert may wait while the writer's queue is full

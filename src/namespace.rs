@@ -53,6 +53,18 @@ impl Namespace {
         self.cache.inner.get(&self.scope, key)
     }
 
+    /// See [`Cache::get_from_memory`].
+    ///
+    /// # Errors
+    /// As [`Cache::get_from_memory`].
+    pub fn get_from_memory<K, V>(&self, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache.inner.get_from_memory(&self.scope, key)
+    }
+
     /// See [`Cache::insert`].
     ///
     /// # Errors

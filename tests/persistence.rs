@@ -159,3 +159,27 @@ fn the_folder_is_created_private() {
     let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// `get_from_memory` answers from this process's memory tier alone: after a reopen the value
+/// is on disk only, so it says `None` (counting nothing) until a full `get` has promoted it.
+#[test]
+fn get_from_memory_never_reads_the_disk_and_counts_only_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.insert("k", 7u64).unwrap();
+        assert_eq!(cache.get_from_memory::<_, u64>("k").unwrap().as_deref(), Some(&7));
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    // The warm restart may load entries into memory undecoded; those are left to `get` too.
+    assert_eq!(cache.get_from_memory::<_, u64>("k").unwrap(), None);
+    let s = cache.stats();
+    assert_eq!((s.memory_hits, s.disk_hits, s.misses), (0, 0, 0));
+    assert_eq!(cache.get::<_, u64>("k").unwrap().as_deref(), Some(&7));
+    assert_eq!(cache.get_from_memory::<_, u64>("k").unwrap().as_deref(), Some(&7));
+    let ns = cache.namespace("n");
+    assert_eq!(ns.get_from_memory::<_, u64>("k").unwrap(), None);
+    let s = cache.stats();
+    assert_eq!(s.misses, 0, "a memory probe that finds nothing is not a miss");
+    assert!(s.memory_hits + s.disk_hits >= 2);
+}

@@ -55,6 +55,28 @@ impl Inner {
         Ok(found)
     }
 
+    /// The memory tier's answer alone, counting a hit and never a miss: no disk read, no
+    /// message to another process, no decode of an entry the warm restart loaded undecoded.
+    pub fn get_from_memory<K, V>(&self, scope: &Scope, key: &K) -> Result<Option<Arc<V>>>
+    where
+        K: serde::Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        Ok(self.memory_hit(&scope.name, &ek))
+    }
+
+    /// [`get_from_memory`](Inner::get_from_memory) for a key encoded beforehand.
+    pub(crate) fn memory_hit<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        match self.lookup_memory::<V>(scope, ek, false) {
+            InMemory::Hit(v) => Some(v),
+            InMemory::Miss | InMemory::Absent => None,
+        }
+    }
+
     /// A plain read (not a read-through) that found nothing, blocking or async.
     pub(crate) fn count_miss(&self, scope: &Scope) {
         Counters::bump(&self.counters.misses);

@@ -144,6 +144,35 @@ impl Memoized {
         }
     }
 
+    /// The value of the call with `key` if the memory tier holds it, counted as a hit; `None`
+    /// (counting nothing) otherwise, and then [`call`](Memoized::call) gives the full answer.
+    /// Never reads the disk or waits: for callers that must not block (an event loop, a
+    /// binding holding a global lock).
+    ///
+    /// ```
+    /// use tiered::{Cache, Memoized, Options};
+    ///
+    /// static DOUBLE: Memoized = Memoized::new("docs::double", 1);
+    /// let cache = Cache::in_memory();
+    /// assert_eq!(DOUBLE.get_from_memory::<u64>(&cache, &DOUBLE.key(&(4u64,))), None);
+    /// DOUBLE.call(&cache, &Options::new(), DOUBLE.key(&(4u64,)), || 8u64);
+    /// assert_eq!(DOUBLE.get_from_memory::<u64>(&cache, &DOUBLE.key(&(4u64,))), Some(8));
+    /// ```
+    pub fn get_from_memory<V>(&self, cache: &Cache, key: &MemoKey) -> Option<V>
+    where
+        V: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if key.keep == Keep::Nowhere {
+            return None;
+        }
+        let ek = key.key.as_ref().ok()?;
+        let state = cache.inner.memo.state(self.path);
+        let v = cache.inner.memory_hit::<V>(&state.scope.name, ek)?;
+        state.keep_version_noted(&cache.inner, self.path);
+        state.count(false);
+        Some(Arc::unwrap_or_clone(v))
+    }
+
     /// Like [`call`](Memoized::call) for a function returning `Result`: only `Ok` is cached;
     /// an `Err` is returned and the next call runs the function again.
     ///
