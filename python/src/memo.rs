@@ -1,0 +1,451 @@
+//! `tiered._tiered.Memoized`: a memoized Python function, called from Python directly.
+//!
+//! A call binds its arguments to the function's parameters (defaults applied; the ones
+//! `tiered.memoize` marked as left out of the key skipped), builds the key in Rust, answers a
+//! memory hit holding the GIL, and otherwise releases it for the core's read-through (disk,
+//! other processes, one computation per key), taking it back only to run the function.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use tiered::Options;
+
+use crate::key::{unhashable, Part};
+use crate::opts;
+use crate::store::{Shared, Store};
+use crate::value::PyValue;
+
+/// A parameter's kind, as `inspect.Parameter.kind` numbers them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    PositionalOnly,
+    PositionalOrKeyword,
+    VarPositional,
+    KeywordOnly,
+    VarKeyword,
+}
+
+impl Kind {
+    fn from_inspect(n: u8) -> PyResult<Kind> {
+        Ok(match n {
+            0 => Kind::PositionalOnly,
+            1 => Kind::PositionalOrKeyword,
+            2 => Kind::VarPositional,
+            3 => Kind::KeywordOnly,
+            4 => Kind::VarKeyword,
+            _ => return Err(PyTypeError::new_err(format!("unknown parameter kind {n}"))),
+        })
+    }
+}
+
+/// A parameter as `tiered._memoize.parameters` describes it: name, kind, whether it has a
+/// default, the default, whether it is part of the key.
+type ParamSpec = (Py<PyString>, u8, bool, Py<PyAny>, bool);
+
+struct Param {
+    name: Py<PyString>,
+    kind: Kind,
+    default: Option<Py<PyAny>>,
+    /// Part of the key (not `_name`, not in `ignore=`).
+    keyed: bool,
+}
+
+/// A memoized function.
+#[pyclass(frozen, dict, module = "tiered._tiered")]
+pub struct Memoized {
+    shared: Arc<Shared>,
+    memo: tiered::Memoized,
+    func: Py<PyAny>,
+    params: Vec<Param>,
+    /// Options fixed at decoration; `at` is resolved at each store (its next occurrence).
+    options: Options,
+    at: Option<Py<PyAny>>,
+    memory_only: bool,
+    copy: bool,
+    hash_funcs: Option<Py<PyDict>>,
+    /// Called at each call: its result is part of the key (a session's id).
+    scope: Option<Py<PyAny>>,
+    disabled: bool,
+    label: String,
+}
+
+/// Function identities live as long as the process (the core names namespaces by
+/// `&'static str`); there is one per memoized function, however often its module is
+/// executed again.
+fn intern(path: String) -> &'static str {
+    static PATHS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = PATHS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = set.get(path.as_str()) {
+        return p;
+    }
+    let leaked: &'static str = Box::leak(path.into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+impl Memoized {
+    /// The key parts of a call, or `None` if the arguments do not fit the signature (the
+    /// function then runs, to raise its own `TypeError`).
+    fn bind(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<Vec<Part>>> {
+        let Some(mut parts) = self.bind_arguments(py, args, kwargs)? else {
+            return Ok(None);
+        };
+        if let Some(scope) = &self.scope {
+            let id = scope.bind(py).call0()?.str()?.to_string();
+            parts.push(Part::Tagged("scope".into(), Box::new(Part::Str(id))));
+        }
+        Ok(Some(parts))
+    }
+
+    /// The tag of the scope this call runs in (a session's entries carry it, so that the end
+    /// of the session drops them all at once).
+    fn scope_tag(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        match &self.scope {
+            None => Ok(None),
+            Some(scope) => Ok(Some(format!(
+                "tiered/scope/{}",
+                scope.bind(py).call0()?.str()?.to_str()?
+            ))),
+        }
+    }
+
+    fn bind_arguments(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<Vec<Part>>> {
+        let n = self.params.len();
+        let mut values: Vec<Option<Bound<'_, PyAny>>> = vec![None; n];
+        let mut extra_pos: Vec<Bound<'_, PyAny>> = Vec::new();
+        let mut extra_kw: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+        let mut slot = 0;
+        for arg in args.iter() {
+            while slot < n
+                && !matches!(
+                    self.params[slot].kind,
+                    Kind::PositionalOnly | Kind::PositionalOrKeyword
+                )
+            {
+                if self.params[slot].kind == Kind::VarPositional {
+                    break;
+                }
+                slot += 1;
+            }
+            if slot < n
+                && matches!(
+                    self.params[slot].kind,
+                    Kind::PositionalOnly | Kind::PositionalOrKeyword
+                )
+            {
+                values[slot] = Some(arg);
+                slot += 1;
+            } else if self.params.iter().any(|p| p.kind == Kind::VarPositional) {
+                extra_pos.push(arg);
+            } else {
+                return Ok(None);
+            }
+        }
+        if let Some(kwargs) = kwargs {
+            for (k, v) in kwargs.iter() {
+                let name = k.cast::<PyString>()?.to_str()?;
+                let found = self.params.iter().position(|p| {
+                    matches!(p.kind, Kind::PositionalOrKeyword | Kind::KeywordOnly)
+                        && p.name.bind(py).to_str().is_ok_and(|s| s == name)
+                });
+                match found {
+                    Some(i) if values[i].is_some() => return Ok(None),
+                    Some(i) => values[i] = Some(v),
+                    None if self.params.iter().any(|p| p.kind == Kind::VarKeyword) => {
+                        extra_kw.push((k, v))
+                    }
+                    None => return Ok(None),
+                }
+            }
+        }
+        let keyer = self
+            .shared
+            .keyer(py, self.hash_funcs.as_ref().map(|h| h.bind(py).clone()));
+        let mut parts = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            let part = match p.kind {
+                Kind::VarPositional => {
+                    if !p.keyed {
+                        continue;
+                    }
+                    let items: PyResult<Vec<Part>> =
+                        extra_pos.iter().map(|a| keyer.part(a)).collect();
+                    items.map(Part::Tuple)
+                }
+                Kind::VarKeyword => {
+                    if !p.keyed {
+                        continue;
+                    }
+                    let mut entries = Vec::with_capacity(extra_kw.len());
+                    let mut failed = None;
+                    for (k, v) in &extra_kw {
+                        match (keyer.part(k), keyer.part(v)) {
+                            (Ok(k), Ok(v)) => entries.push((k, v)),
+                            (Err(e), _) | (_, Err(e)) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(Part::Dict(entries)),
+                    }
+                }
+                _ => {
+                    let value = match values[i].take() {
+                        Some(v) => v,
+                        None => match &p.default {
+                            Some(d) => d.bind(py).clone(),
+                            None => return Ok(None),
+                        },
+                    };
+                    if !p.keyed {
+                        continue;
+                    }
+                    keyer.part(&value)
+                }
+            };
+            match part {
+                Ok(part) => parts.push(part),
+                Err(e) => {
+                    let name = p.name.bind(py).to_string();
+                    return Err(unhashable(&self.label, &name, &e, py));
+                }
+            }
+        }
+        Ok(Some(parts))
+    }
+
+    fn deliver<'py>(&self, py: Python<'py>, v: &PyValue) -> PyResult<Bound<'py, PyAny>> {
+        let decode = self.shared.decode.bind(py);
+        if self.copy {
+            if let Some(fresh) = v.fresh(py, decode)? {
+                return Ok(fresh);
+            }
+            let obj = v.object(py, decode)?;
+            return py.import("copy")?.getattr("deepcopy")?.call1((obj,));
+        }
+        v.object(py, decode)
+    }
+
+    fn options(&self, py: Python<'_>) -> PyResult<Options> {
+        let mut o = self.options.clone();
+        if let Some(at) = &self.at {
+            o = o.expires_at(opts::instant(at.bind(py))?);
+        }
+        if let Some(tag) = self.scope_tag(py)? {
+            o = o.tags([tag]);
+        }
+        Ok(o)
+    }
+
+    /// Runs the function and makes the value to store.
+    fn compute(
+        &self,
+        py: Python<'_>,
+        args: &Py<PyTuple>,
+        kwargs: Option<&Py<PyDict>>,
+    ) -> PyResult<PyValue> {
+        let obj = self
+            .func
+            .bind(py)
+            .call(args.bind(py), kwargs.map(|k| k.bind(py)))?;
+        self.shared.value(py, &obj, self.memory_only)
+    }
+
+    fn key(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<tiered::MemoKey>> {
+        Ok(self
+            .bind(py, args, kwargs)?
+            .map(|parts| self.memo.key(&parts)))
+    }
+}
+
+#[pymethods]
+impl Memoized {
+    #[new]
+    #[pyo3(signature = (store, func, path, version, params, ttl=None, at=None, idle=None, tags=None, memory_only=false, copy=false, hash_funcs=None, scope=None, disabled=false, label=String::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        store: &Bound<'_, Store>,
+        func: Py<PyAny>,
+        path: String,
+        version: u64,
+        params: Vec<ParamSpec>,
+        ttl: Option<Bound<'_, PyAny>>,
+        at: Option<Py<PyAny>>,
+        idle: Option<Bound<'_, PyAny>>,
+        tags: Option<Vec<String>>,
+        memory_only: bool,
+        copy: bool,
+        hash_funcs: Option<Py<PyDict>>,
+        scope: Option<Py<PyAny>>,
+        disabled: bool,
+        label: String,
+    ) -> PyResult<Self> {
+        let given = opts::Given {
+            ttl,
+            at: None,
+            idle,
+            tags,
+            memory_only,
+        };
+        let options = given.options()?;
+        if let Some(at) = &at {
+            // Checked now, so that a typo fails at decoration, not at the first miss.
+            opts::instant(at.bind(py))?;
+        }
+        let params = params
+            .into_iter()
+            .map(|(name, kind, has_default, default, keyed)| {
+                Ok(Param {
+                    name,
+                    kind: Kind::from_inspect(kind)?,
+                    default: has_default.then_some(default),
+                    keyed,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Memoized {
+            shared: store.get().shared.clone(),
+            memo: tiered::Memoized::new(intern(path), version),
+            func,
+            params,
+            options,
+            at,
+            memory_only,
+            copy,
+            hash_funcs,
+            scope,
+            disabled,
+            label,
+        })
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if self.disabled {
+            return self.func.bind(py).call(args, kwargs);
+        }
+        let Some(key) = self.key(py, args, kwargs)? else {
+            return self.func.bind(py).call(args, kwargs);
+        };
+        let cache = self.shared.cache(py)?;
+        if let Some(v) = self.memo.get_from_memory::<PyValue>(cache, &key) {
+            return self.deliver(py, &v);
+        }
+        let options = self.options(py)?;
+        let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
+        let got = py.detach(|| {
+            self.memo.call_result(cache, &options, key, || {
+                Python::attach(|py| self.compute(py, &a, k.as_ref()))
+            })
+        });
+        self.deliver(py, &got?)
+    }
+
+    /// Binds `obj` as the first argument (a method).
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        obj: Option<Bound<'py, PyAny>>,
+        _owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match obj {
+            None => Ok(slf.into_any()),
+            Some(obj) if obj.is_none() => Ok(slf.into_any()),
+            Some(obj) => {
+                let py = slf.py();
+                py.import("types")?.getattr("MethodType")?.call1((slf, obj))
+            }
+        }
+    }
+
+    /// Drops every entry of this function, or with arguments the entry of that one call.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn clear(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<bool> {
+        let cache = self.shared.cache(py)?;
+        if args.is_empty() && kwargs.is_none_or(|k| k.is_empty()) {
+            py.detach(|| self.memo.clear(cache))
+                .map_err(|e| crate::errors::cache_error(&e))?;
+            return Ok(true);
+        }
+        let Some(key) = self.key(py, args, kwargs)? else {
+            return Err(PyTypeError::new_err(format!(
+                "these arguments do not fit the signature of `{}`",
+                self.label
+            )));
+        };
+        py.detach(|| self.memo.remove(cache, key))
+            .map_err(|e| crate::errors::cache_error(&e))
+    }
+
+    /// Runs the call again and stores its value, whatever the cache held.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn refresh<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(key) = self.key(py, args, kwargs)? {
+            let cache = self.shared.cache(py)?;
+            py.detach(|| self.memo.remove(cache, key))
+                .map_err(|e| crate::errors::cache_error(&e))?;
+        }
+        self.__call__(py, args, kwargs)
+    }
+
+    /// This function's hits and misses in its cache since the cache was opened.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let cache = self.shared.cache(py)?;
+        let s = self.memo.stats(cache);
+        let d = PyDict::new(py);
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        Ok(d)
+    }
+
+    /// The function's identity: the namespace of its entries.
+    #[getter]
+    fn identity(&self) -> &'static str {
+        self.memo.path()
+    }
+
+    /// The function's code version (a fingerprint of its bytecode and what it calls).
+    #[getter]
+    fn version(&self) -> u64 {
+        self.memo.version()
+    }
+}

@@ -1,0 +1,330 @@
+"""@cache.memoize: keys from bound arguments, code-aware versions, identity by file and name."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+
+import tiered
+from conftest import run_python
+
+
+def test_a_call_computes_once_and_hits_after(cache: tiered.Cache) -> None:
+    calls = []
+
+    @cache.memoize
+    def f(x, y=2):
+        calls.append((x, y))
+        return x + y
+
+    assert f(1) == 3
+    assert f(1) == 3
+    assert f(1, 2) == 3  # the default, given explicitly: the same call
+    assert f(x=1, y=2) == 3
+    assert calls == [(1, 2)]
+    assert f.stats() == {"hits": 3, "misses": 1}
+
+
+def test_one_int_float_and_bool_arguments_are_three_calls(cache: tiered.Cache) -> None:
+    @cache.memoize
+    def kind(x):
+        return type(x).__name__
+
+    assert [kind(1), kind(1.0), kind(True)] == ["int", "float", "bool"]
+
+
+def test_underscore_and_ignored_parameters_are_left_out_of_the_key(cache: tiered.Cache) -> None:
+    calls = []
+
+    @cache.memoize(ignore=["verbose"])
+    def load(day, _conn=None, verbose=False):
+        calls.append(day)
+        return day
+
+    load("mon", _conn=threading.Lock(), verbose=True)
+    load("mon", _conn=object(), verbose=False)
+    assert calls == ["mon"]
+
+
+def test_ignore_with_a_name_that_is_no_parameter_is_an_error(cache: tiered.Cache) -> None:
+    with pytest.raises(ValueError, match="names no parameter"):
+
+        @cache.memoize(ignore=["nope"])
+        def f(x):
+            return x
+
+
+def test_an_unhashable_argument_names_itself_and_says_what_to_do(cache: tiered.Cache) -> None:
+    @cache.memoize
+    def query(sql, conn):
+        return sql
+
+    with pytest.raises(TypeError, match=r"argument `conn` of .*query.*rename it `_conn`.*hash_funcs"):
+        query("select 1", threading.Lock())
+
+
+def test_hash_funcs_say_what_identifies_a_type(cache: tiered.Cache) -> None:
+    class Conn:
+        def __init__(self, dsn: str) -> None:
+            self.dsn = dsn
+
+    calls = []
+
+    @cache.memoize(hash_funcs={Conn: lambda c: c.dsn})
+    def query(conn):
+        calls.append(conn.dsn)
+        return conn.dsn
+
+    query(Conn("a"))
+    query(Conn("a"))
+    query(Conn("b"))
+    assert calls == ["a", "b"]
+
+
+def test_values_hashed_by_content(cache: tiered.Cache) -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    calls = []
+
+    @cache.memoize
+    def f(v):
+        calls.append(v)
+        return 1
+
+    u = uuid.uuid4()
+    for v in (Point(1, 2), Point(1, 2), Point(2, 1), Path("/a"), Path("/a"), u, uuid.UUID(str(u))):
+        f(v)
+    assert len(calls) == 4
+
+
+def test_mutating_a_hit_changes_the_cache_unless_copy(cache: tiered.Cache) -> None:
+    @cache.memoize
+    def shared():
+        return [1]
+
+    @cache.memoize(copy=True)
+    def copied():
+        return [1]
+
+    shared().append(2)
+    assert shared() == [1, 2]
+    copied().append(2)
+    assert copied() == [1]
+
+
+def test_clear_one_call_all_calls_and_refresh(cache: tiered.Cache) -> None:
+    calls = []
+
+    @cache.memoize
+    def f(x):
+        calls.append(x)
+        return x
+
+    f(1), f(2)
+    assert f.clear(1) is True
+    f(1), f(2)
+    assert calls == [1, 2, 1]
+    f.clear()
+    f(1), f(2)
+    assert calls == [1, 2, 1, 1, 2]
+    f.refresh(2)
+    assert calls == [1, 2, 1, 1, 2, 2]
+
+
+def test_an_exception_is_not_cached(cache: tiered.Cache) -> None:
+    calls = []
+
+    @cache.memoize
+    def flaky(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise RuntimeError("first")
+        return x
+
+    with pytest.raises(RuntimeError):
+        flaky(1)
+    assert flaky(1) == 1
+    assert flaky(1) == 1
+    assert len(calls) == 2
+
+
+def test_wrong_arguments_raise_the_functions_own_type_error(cache: tiered.Cache) -> None:
+    @cache.memoize
+    def f(x):
+        return x
+
+    with pytest.raises(TypeError, match="positional argument"):
+        f(1, 2)
+
+
+def test_methods_bind_self(cache: tiered.Cache) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Model:
+        scale: int
+
+        @cache.memoize
+        def times(self, x):
+            return self.scale * x
+
+    assert Model(2).times(3) == 6
+    assert Model(3).times(3) == 9
+
+
+def test_a_scope_callable_keys_entries_by_its_result(cache: tiered.Cache) -> None:
+    user = {"id": "ann"}
+    calls = []
+
+    @cache.memoize(scope=lambda: user["id"])
+    def dashboard(x):
+        calls.append((user["id"], x))
+        return x
+
+    dashboard(1)
+    user["id"] = "bob"
+    dashboard(1)
+    dashboard(1)
+    assert calls == [("ann", 1), ("bob", 1)]
+
+
+def test_session_scope_keeps_entries_in_memory_only(folder: Path, tmp_path: Path) -> None:
+    code = f"""
+        import tiered
+        c = tiered.Cache({str(folder)!r})
+        calls = []
+        @c.memoize(scope="session")
+        def plot(x):
+            calls.append(x)
+            return x
+        plot(1); plot(1)
+        print(len(calls))
+    """
+    assert run_python(code, tmp_path).strip() == "1"
+    assert run_python(code, tmp_path).strip() == "1"
+
+
+def test_tiered_disable_makes_every_call_compute(tmp_path: Path, folder: Path) -> None:
+    code = f"""
+        import tiered
+        c = tiered.Cache({str(folder)!r})
+        calls = []
+        @c.memoize
+        def f(x):
+            calls.append(x)
+            return x
+        f(1); f(1)
+        print(len(calls))
+    """
+    assert run_python(code, tmp_path, env={"TIERED_DISABLE": "1"}).strip() == "2"
+    assert run_python(code, tmp_path, env={"TIERED_DISABLE": "0"}).strip() == "1"
+
+
+def test_async_functions_are_refused_with_a_clear_error(cache: tiered.Cache) -> None:
+    with pytest.raises(TypeError, match="async"):
+
+        @cache.memoize
+        async def f(x):
+            return x
+
+
+APP = """
+import tiered
+cache = tiered.Cache({folder!r})
+{helper}
+@cache.memoize
+def load(region):
+    # a comment
+    with open({log!r}, "a") as f:
+        f.write("ran\\n")
+    return scale(region)
+"""
+
+CALL = """
+import runpy, sys
+ns = runpy.run_path({app!r}, run_name="bokeh_app_{n}")
+print(ns["load"]("eu"))
+"""
+
+
+def _runs(log: Path) -> int:
+    return log.read_text().count("ran") if log.exists() else 0
+
+
+def _write_app(path: Path, folder: Path, log: Path, helper: str, extra: str = "") -> None:
+    path.write_text(APP.format(folder=str(folder), log=str(log), helper=helper) + extra)
+
+
+def test_code_changes_recompute_and_comments_do_not(tmp_path: Path, folder: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    app, log = tmp_path / "app.py", tmp_path / "runs.log"
+    helper = "def scale(r):\n    return r * 2\n"
+    _write_app(app, folder, log, helper)
+    run = lambda n: run_python(CALL.format(app=str(app), n=n), tmp_path).strip()  # noqa: E731
+    assert run(1) == "eueu"
+    assert run(2) == "eueu"  # a restart, as a new module: a disk hit
+    assert _runs(log) == 1
+    # A comment, a blank line and a docstring change nothing.
+    app.write_text("\n\n# edited\n" + app.read_text().replace("# a comment", "# another comment"))
+    assert run(3) == "eueu"
+    assert _runs(log) == 1
+    # An edited helper recomputes, once.
+    _write_app(app, folder, log, "def scale(r):\n    return r * 3\n")
+    assert run(4) == "eueueu"
+    assert run(5) == "eueueu"
+    assert _runs(log) == 2
+    # So does a changed constant in the body.
+    _write_app(app, folder, log, "def scale(r):\n    return r * 3 + '!'\n")
+    assert run(6) == "eueueu!"
+    assert _runs(log) == 3
+
+
+def test_a_panel_style_session_loop_leaves_one_entry_per_argument(tmp_path: Path, folder: Path) -> None:
+    # `panel serve` runs the app file as a fresh module `bokeh_app_<uuid>` in every session.
+    (tmp_path / "pyproject.toml").write_text("")
+    app, log = tmp_path / "app.py", tmp_path / "runs.log"
+    _write_app(app, folder, log, "def scale(r):\n    return r\n")
+    code = f"""
+        import runpy, uuid, tiered
+        for i in range(20):
+            ns = runpy.run_path({str(app)!r}, run_name="bokeh_app_" + uuid.uuid4().hex)
+            ns["load"]("eu")
+            ns["load"]("us")
+        c = tiered.Cache({str(folder)!r})
+        c.flush()
+        print(c.stats()["entries"])
+    """
+    out = run_python(code, tmp_path).strip()
+    assert _runs(log) == 2
+    # Two entries of `load`, and the note of its code version.
+    assert int(out) == 3
+
+
+def test_identity_is_the_path_in_the_project_and_the_qualified_name(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    sub = tmp_path / "pkg"
+    sub.mkdir()
+    mod = sub / "views.py"
+    mod.write_text("def f():\n    return 1\n")
+    ns: dict = {}
+    exec(compile(mod.read_text(), str(mod), "exec"), ns)
+    from tiered import _memoize
+
+    assert _memoize.identity(ns["f"]) == "pkg/views.py:f"
+
+
+def test_version_and_deps_are_escape_hatches(cache: tiered.Cache) -> None:
+    def f(x):
+        return x
+
+    a = cache.memoize(f, version=1).version
+    b = cache.memoize(f, version=2).version
+    c = cache.memoize(f, deps=["data-v1"]).version
+    assert len({a, b, c}) == 3

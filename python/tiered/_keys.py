@@ -1,0 +1,127 @@
+"""Keys of values that are not built-in: a type tag and a reduced value, by content and in full.
+
+The Rust side handles ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, ``tuple``,
+``list``, ``dict``, ``set`` and ``frozenset`` itself and calls :func:`reduce` for anything else.
+Frames and arrays are hashed in full (every row, every column), never sampled: two frames that
+differ anywhere get two keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import hashlib
+import pathlib
+import sys
+import uuid
+from typing import Any
+
+
+def _qualified(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _digest(*parts: Any) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        if isinstance(p, str):
+            p = p.encode()
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.digest()
+
+
+def _numpy_key(a: Any) -> tuple[str, Any]:
+    import numpy as np
+
+    if a.dtype.hasobject:
+        return "numpy.ndarray[object]", (a.shape, [x for x in a.ravel().tolist()])
+    c = np.ascontiguousarray(a)
+    return "numpy.ndarray", (a.dtype.str, tuple(a.shape), _digest(memoryview(c).cast("B")))
+
+
+def _pandas_key(obj: Any) -> tuple[str, Any]:
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(obj, index=True, categorize=False).to_numpy()
+    digest = _digest(memoryview(hashed).cast("B"))
+    if isinstance(obj, pd.DataFrame):
+        cols = tuple((repr(c), str(t)) for c, t in obj.dtypes.items())
+        index = (str(obj.index.dtype), tuple(repr(n) for n in obj.index.names))
+        return "pandas.DataFrame", (cols, index, digest)
+    if isinstance(obj, pd.Series):
+        return "pandas.Series", (repr(obj.name), str(obj.dtype), str(obj.index.dtype), digest)
+    return f"pandas.{type(obj).__name__}", (str(obj.dtype), tuple(repr(n) for n in obj.names), digest)
+
+
+def _arrow_ipc_digest(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return _digest(memoryview(sink.getvalue()))
+
+
+def reduce(obj: Any) -> tuple[str, Any]:
+    """``(tag, reduced)`` for ``obj``: ``reduced`` is built of values the Rust side keys itself.
+
+    Raises ``TypeError`` for an object with no content to key it by.
+    """
+    tp = type(obj)
+    if isinstance(obj, enum.Enum):
+        return f"enum:{_qualified(tp)}", obj.name
+    if isinstance(obj, _dt.datetime):
+        return "datetime", (obj.isoformat(), str(obj.tzinfo) if obj.tzinfo else None)
+    if isinstance(obj, _dt.date):
+        return "date", obj.isoformat()
+    if isinstance(obj, _dt.time):
+        return "time", obj.isoformat()
+    if isinstance(obj, _dt.timedelta):
+        return "timedelta", (obj.days, obj.seconds, obj.microseconds)
+    if isinstance(obj, decimal.Decimal):
+        return "decimal", str(obj)
+    if isinstance(obj, uuid.UUID):
+        return "uuid", obj.bytes
+    if isinstance(obj, pathlib.PurePath):
+        return f"path:{tp.__name__}", str(obj)
+    if isinstance(obj, (int, float, str, bytes, tuple)):
+        # A subclass of a built-in (a NamedTuple, a str subclass): its type and its value.
+        base = next(b for b in (bool, int, float, str, bytes, tuple) if isinstance(obj, b))
+        return f"{_qualified(tp)}", base(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = tuple((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+        return f"dataclass:{_qualified(tp)}", fields
+    module = tp.__module__.split(".")[0]
+    if module == "numpy" and "numpy" in sys.modules:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return _numpy_key(obj)
+        if isinstance(obj, np.generic):
+            return f"numpy.{obj.dtype.str}", obj.tobytes()
+    if module == "pandas" and "pandas" in sys.modules:
+        import pandas as pd
+
+        if isinstance(obj, (pd.DataFrame, pd.Series, pd.Index)):
+            return _pandas_key(obj)
+        if isinstance(obj, pd.Timestamp):
+            return "pandas.Timestamp", (obj.isoformat(), str(obj.tz) if obj.tz else None)
+    if module == "polars" and "polars" in sys.modules:
+        import polars as pl
+
+        if isinstance(obj, pl.Series):
+            obj = obj.to_frame()
+            return "polars.Series", _arrow_ipc_digest(obj.to_arrow())
+        if isinstance(obj, pl.DataFrame):
+            return "polars.DataFrame", _arrow_ipc_digest(obj.to_arrow())
+    if module == "pyarrow" and "pyarrow" in sys.modules:
+        import pyarrow as pa
+
+        if isinstance(obj, pa.Table):
+            return "pyarrow.Table", _arrow_ipc_digest(obj)
+        if isinstance(obj, pa.RecordBatch):
+            return "pyarrow.RecordBatch", _arrow_ipc_digest(pa.Table.from_batches([obj]))
+    raise TypeError(f"no content to key a {_qualified(tp)} by")
