@@ -66,6 +66,9 @@ pub enum Explanation {
     Damaged,
     /// Written by another version of tiered's record format; reclaimed.
     WrittenByAnotherVersion,
+    /// A memoized call: the cache held it under another version of the function's code, whose
+    /// entries are dropped (at the function's next call, if not yet).
+    CodeChanged,
     /// The disk tier is out of service and the memory tier does not hold it.
     DiskOutOfService {
         /// Why the disk tier is out of service.
@@ -116,6 +119,10 @@ impl fmt::Display for Explanation {
             Explanation::WrittenByAnotherVersion => {
                 f.write_str("written by another version of tiered")
             }
+            Explanation::CodeChanged => f.write_str(
+                "the function's code changed since this call was stored: the older version's \
+                 entries are dropped",
+            ),
             Explanation::DiskOutOfService { reason } => {
                 write!(
                     f,

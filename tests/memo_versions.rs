@@ -246,3 +246,36 @@ fn a_call_whose_key_cannot_be_encoded_runs_uncached_and_counts_as_a_miss() {
     let s = m.stats(&cache);
     assert_eq!((s.hits, s.misses), (0, 2));
 }
+
+/// `explain` of a memoized call tells a code change apart from a call never made: before the
+/// new version's first call (the older entries are still there) and after it dropped them,
+/// in a new process each time, and changing nothing itself.
+#[test]
+fn explain_says_the_code_changed_only_for_calls_the_older_version_stored() {
+    use tiered::Explanation;
+    let dir = common::tempdir();
+    const V1: Memoized = Memoized::new("app::price", 1);
+    const V2: Memoized = Memoized::new("app::price", 2);
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        V1.call(&cache, &Options::new(), V1.key(&("eu",)), || 1u32);
+        V1.call(&cache, &Options::new(), V1.key(&("us",)), || 2u32);
+        assert_eq!(V1.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::Hit);
+    }
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let before = cache.stats();
+        assert_eq!(V2.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::CodeChanged);
+        assert_eq!(V2.explain::<u32, _>(&cache, &("fr",)).unwrap(), Explanation::NeverWritten);
+        let after = cache.stats();
+        assert_eq!(
+            (before.memory_hits, before.disk_hits, before.misses, before.invalidations),
+            (after.memory_hits, after.disk_hits, after.misses, after.invalidations),
+            "explain counts nothing and drops nothing"
+        );
+        // The first call of the new version drops the older entries; explain still says why.
+        V2.call(&cache, &Options::new(), V2.key(&("us",)), || 20u32);
+        assert_eq!(V2.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::CodeChanged);
+        assert_eq!(V2.explain::<u32, _>(&cache, &("us",)).unwrap(), Explanation::Hit);
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 
 use super::{Inner, Scope};
+use crate::codec;
 use crate::error::Result;
 use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
@@ -20,22 +21,70 @@ impl Inner {
         V: DeserializeOwned + Send + Sync + 'static,
     {
         let ek = encode_key(&scope.name, key)?;
+        Ok(self.explain_encoded::<V>(&ek))
+    }
+
+    /// [`explain`](Inner::explain) for a key encoded beforehand.
+    pub(crate) fn explain_encoded<V>(&self, ek: &EncodedKey) -> Explanation
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
         let now = self.clock.now_ms();
-        if let Some(found) = self.explain_memory::<V>(&ek, now) {
-            return Ok(found);
+        if let Some(found) = self.explain_memory::<V>(ek, now) {
+            return found;
         }
-        if let Some(found) = self.explain_disk::<V>(&ek, now) {
-            return Ok(found);
+        if let Some(found) = self.explain_disk::<V>(ek, now) {
+            return found;
         }
         if let Some(fate) = self.counters.graveyard.fate(ek.digest) {
-            return Ok(fate);
+            return fate;
         }
         if let Some(outage) = self.outage() {
-            return Ok(Explanation::DiskOutOfService {
+            return Explanation::DiskOutOfService {
                 reason: outage.failure.detail,
-            });
+            };
         }
-        Ok(Explanation::NeverWritten)
+        Explanation::NeverWritten
+    }
+
+    /// The live value of `key`, read as `explain` reads: no promotion, no drop, no read time,
+    /// nothing counted. For the cache's own notes (a memoized function's version).
+    pub(crate) fn read_quietly<V>(&self, ek: &EncodedKey) -> Option<V>
+    where
+        V: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let now = self.clock.now_ms();
+        if let Some(entry) = self.memory.get(ek.digest) {
+            let last = entry.last_access_ms.load(Ordering::Relaxed);
+            if *entry.key == ek.bytes[..]
+                && !entry.expiry.is_expired(now, last)
+                && self.gens.is_current(entry.gens.iter().copied())
+            {
+                match &entry.value {
+                    Value::Decoded { value, .. } => {
+                        if let Some(v) = value.downcast_ref::<V>() {
+                            return Some(v.clone());
+                        }
+                    }
+                    Value::Raw(raw) => {
+                        if matches!(TypeCheck::of::<V>(&raw.meta), TypeCheck::Same) {
+                            return codec::decode::<V>(&raw.payload, raw.meta.self_describing);
+                        }
+                    }
+                }
+            }
+        }
+        let stored = self.disk.as_ref()?.read(ek.digest)?;
+        let rec = record::decode(&stored.bytes).ok()?;
+        let live = rec.key == &ek.bytes[..]
+            && rec
+                .judge(ek.digest, now, stored.last_access_ms, &self.gens)
+                .is_none()
+            && matches!(TypeCheck::of::<V>(&rec.meta), TypeCheck::Same);
+        // The cache's notes are small: never in a side file.
+        (live && rec.blob().is_none())
+            .then(|| codec::decode::<V>(rec.payload, rec.meta.self_describing))
+            .flatten()
     }
 
     fn explain_memory<V: DeserializeOwned + 'static>(

@@ -300,6 +300,66 @@ impl Memoized {
         }
     }
 
+    /// Why the call with `args` (as given to [`key`](Memoized::key)) would not be answered
+    /// from `cache`, or that it would ([`Explanation::Hit`]): what [`Cache::explain`] says of
+    /// its key, or [`Explanation::CodeChanged`] when the cache held this call under another
+    /// version of the function's code (its entries are dropped at the next call, or were at
+    /// this process's first). Changes nothing: no drop, no promotion, no read time, nothing
+    /// counted.
+    ///
+    /// ```
+    /// use tiered::{Cache, Explanation, Memoized, Options};
+    ///
+    /// static V1: Memoized = Memoized::new("docs::price", 1);
+    /// static V2: Memoized = Memoized::new("docs::price", 2); // the code changed
+    /// let cache = Cache::in_memory();
+    /// assert_eq!(V1.explain::<u32, _>(&cache, &("eu",))?, Explanation::NeverWritten);
+    /// V1.call(&cache, &Options::new(), V1.key(&("eu",)), || 7u32);
+    /// assert_eq!(V1.explain::<u32, _>(&cache, &("eu",))?, Explanation::Hit);
+    /// assert_eq!(V2.explain::<u32, _>(&cache, &("eu",))?, Explanation::CodeChanged);
+    /// assert_eq!(V2.explain::<u32, _>(&cache, &("us",))?, Explanation::NeverWritten);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the arguments cannot be encoded.
+    pub fn explain<V, A>(&self, cache: &Cache, args: &A) -> Result<crate::Explanation>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+        A: Serialize + ?Sized,
+    {
+        use crate::explain::{Explanation, Invalidation};
+        let inner = &cache.inner;
+        let ek = encode_key_in(Some(self.path), &(self.version, args))?;
+        let found = inner.explain_encoded::<V>(&ek);
+        if found == Explanation::Hit {
+            return Ok(found);
+        }
+        // The version the cache held before this one: still noted (the next call drops its
+        // entries), or dropped by this process's first call.
+        let noted = encode_key_in(Some(VERSIONS), self.path)
+            .ok()
+            .and_then(|nk| inner.read_quietly::<u64>(&nk))
+            .filter(|v| *v != self.version);
+        let older = noted.or(*lock(&inner.memo.state(self.path).replaced));
+        let Some(older) = older else {
+            return Ok(found);
+        };
+        let old_key = encode_key_in(Some(self.path), &(older, args))?;
+        let held_before = match inner.explain_encoded::<V>(&old_key) {
+            Explanation::Hit => true,
+            Explanation::Invalidated {
+                by: Invalidation::Namespace(ns),
+            } => ns == self.path,
+            _ => false,
+        };
+        Ok(if held_before && matches!(found, Explanation::NeverWritten) {
+            Explanation::CodeChanged
+        } else {
+            found
+        })
+    }
+
     /// This function's hits and misses in `cache` since it was opened.
     pub fn stats(&self, cache: &Cache) -> MemoStats {
         let state = cache.inner.memo.state(self.path);
@@ -343,6 +403,9 @@ impl Memoized {
             function = self.path,
             "code version changed: older entries reclaimed"
         );
+        if let Some(older) = &seen {
+            *lock(&inner.memo.state(self.path).replaced) = Some(**older);
+        }
         let scope = self.scope();
         let cleared = match seen {
             Some(_) => inner.clear_scope(&scope),
@@ -422,6 +485,8 @@ struct FnState {
     warned: AtomicBool,
     /// When the note of the function's version was last marked as read.
     noted_ms: AtomicU64,
+    /// The older version whose entries this process dropped at its first call, for `explain`.
+    replaced: Mutex<Option<u64>>,
 }
 
 /// How often a used function marks its version note as read.
@@ -436,6 +501,7 @@ impl FnState {
             checked: OnceLock::new(),
             warned: AtomicBool::new(false),
             noted_ms: AtomicU64::new(0),
+            replaced: Mutex::new(None),
         }
     }
 
