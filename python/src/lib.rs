@@ -29,6 +29,7 @@ fn key_repr(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
 fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
     m.add_class::<memo::Memoized>()?;
+    m.add_class::<memo::Pending>()?;
     m.add("CacheError", m.py().get_type::<errors::CacheError>())?;
     m.add_function(wrap_pyfunction!(key_repr, m)?)?;
     Ok(())

@@ -53,6 +53,13 @@ struct Param {
     keyed: bool,
 }
 
+/// A call on its way from [`Memoized::lookup_memory`] to [`Memoized::through`].
+#[pyclass(frozen, module = "tiered._tiered")]
+pub struct Pending {
+    key: Mutex<Option<tiered::MemoKey>>,
+    options: Options,
+}
+
 /// A memoized function.
 #[pyclass(frozen, dict, module = "tiered._tiered")]
 pub struct Memoized {
@@ -371,6 +378,66 @@ impl Memoized {
         self.deliver(py, &got?)
     }
 
+    /// For an async caller, on the event loop's thread: the call's value if this process's
+    /// memory holds it (`(True, value)`), else `(False, pending)` where `pending` is what
+    /// [`through`](Memoized::through) needs, or `(False, None)` when the call cannot be cached
+    /// (caching disabled, arguments that do not fit the signature): then just run it.
+    /// The key, options and scope are taken here, on the caller's thread, where a framework's
+    /// session is known.
+    #[pyo3(signature = (args, kwargs=None))]
+    fn lookup_memory<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let none = py.None().into_bound(py);
+        if self.disabled {
+            return Ok((false, none));
+        }
+        let Some(key) = self.key(py, args, kwargs)? else {
+            return Ok((false, none));
+        };
+        let cache = self.shared.cache(py)?;
+        if let Some(v) = self.memo.get_from_memory::<PyValue>(cache, &key) {
+            return Ok((true, self.deliver(py, &v)?));
+        }
+        let pending = Pending {
+            key: Mutex::new(Some(key)),
+            options: self.options(py)?,
+        };
+        Ok((false, Bound::new(py, pending)?.into_any()))
+    }
+
+    /// The rest of a call that [`lookup_memory`](Memoized::lookup_memory) did not answer:
+    /// the disk, other processes, and `compute()` (a callable returning the value) at most
+    /// once per key. Blocks: an async caller runs it on a worker thread.
+    fn through<'py>(
+        &self,
+        py: Python<'py>,
+        pending: &Bound<'py, Pending>,
+        compute: Py<PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = pending
+            .get()
+            .key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| PyTypeError::new_err("this pending call was already run"))?;
+        let cache = self.shared.cache(py)?;
+        let options = &pending.get().options;
+        let got = py.detach(|| {
+            self.memo.call_result(cache, options, key, || {
+                Python::attach(|py| {
+                    let obj = compute.bind(py).call0()?;
+                    self.shared.value(py, &obj, self.memory_only)
+                })
+            })
+        });
+        self.deliver(py, &got?)
+    }
+
     /// Binds `obj` as the first argument (a method).
     fn __get__<'py>(
         slf: Bound<'py, Self>,
@@ -425,6 +492,31 @@ impl Memoized {
                 .map_err(|e| crate::errors::cache_error(&e))?;
         }
         self.__call__(py, args, kwargs)
+    }
+
+    /// Why this call would run the function, or that it would not (`"a live value: a read
+    /// hits"`); changes nothing.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        if self.disabled {
+            return Ok("never cached: TIERED_DISABLE is set".into());
+        }
+        let Some(parts) = self.bind(py, args, kwargs)? else {
+            return Err(PyTypeError::new_err(format!(
+                "these arguments do not fit the signature of `{}`",
+                self.label
+            )));
+        };
+        let cache = self.shared.cache(py)?;
+        let why = py
+            .detach(|| self.memo.explain::<PyValue, _>(cache, &parts))
+            .map_err(|e| crate::errors::cache_error(&e))?;
+        Ok(why.to_string())
     }
 
     /// This function's hits and misses in its cache since the cache was opened.

@@ -305,6 +305,12 @@ impl Store {
         self.shared.settings.path.clone()
     }
 
+    /// Opens the cache now, if no use has yet (blocking: an async caller runs it on a worker
+    /// thread).
+    fn open(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.cache(py).map(|_| ())
+    }
+
     /// Whether the cache has been opened (by a first use).
     #[getter]
     fn is_open(&self) -> bool {
@@ -321,6 +327,21 @@ impl Store {
         match self.lookup(py, key)? {
             Some(v) => Ok(v),
             None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    /// `(True, value)` if this process's memory holds `key`, else `(False, None)`: no I/O,
+    /// for an async caller on its event loop.
+    fn get_from_memory<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let part = self.key(key)?;
+        let scoped = self.scoped(py)?;
+        match scoped.get_from_memory(&part).map_err(|e| cache_error(&e))? {
+            Some(v) => Ok((true, self.deliver(py, &v)?)),
+            None => Ok((false, py.None().into_bound(py))),
         }
     }
 

@@ -227,14 +227,6 @@ def test_tiered_disable_makes_every_call_compute(tmp_path: Path, folder: Path) -
     assert run_python(code, tmp_path, env={"TIERED_DISABLE": "0"}).strip() == "1"
 
 
-def test_async_functions_are_refused_with_a_clear_error(cache: tiered.Cache) -> None:
-    with pytest.raises(TypeError, match="async"):
-
-        @cache.memoize
-        async def f(x):
-            return x
-
-
 APP = """
 import tiered
 cache = tiered.Cache({folder!r})
@@ -328,3 +320,39 @@ def test_version_and_deps_are_escape_hatches(cache: tiered.Cache) -> None:
     b = cache.memoize(f, version=2).version
     c = cache.memoize(f, deps=["data-v1"]).version
     assert len({a, b, c}) == 3
+
+
+def test_explain_says_why_a_call_would_recompute(tmp_path: Path, folder: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    app = tmp_path / "app.py"
+    body = "import tiered\ncache = tiered.Cache({f!r})\n@cache.memoize(tags=['t'])\ndef f(x):\n    return x * {k}\n"
+    app.write_text(body.format(f=str(folder), k=2))
+
+    def run(first: int, calls: bool) -> list[str]:
+        code = f"""
+            import runpy
+            ns = runpy.run_path({str(app)!r})
+            f, cache = ns["f"], ns["cache"]
+            print(f.explain({first}))
+            if {calls}:
+                f(1); f(2)
+                print(f.explain(1))
+                cache.invalidate_tag("t")
+                print(f.explain(2))
+                f(2)
+        """
+        return run_python(code, tmp_path).splitlines()
+
+    out = run(1, True)
+    assert out[0].startswith("never written")
+    assert out[1].startswith("a live value")
+    assert out[2] == 'invalidated by invalidate_tag("t")'
+    app.write_text(body.format(f=str(folder), k=3))
+    # The code changed: f(2) was stored by the older version (f(1) was invalidated since).
+    assert run(2, False)[0].startswith("the function's code changed")
+    assert run(1, False)[0].startswith("invalidated") or run(1, False)[0].startswith("never")
+    assert run(99, False)[0].startswith("never written")
+    # After the first call of the new version dropped the older entries: still said.
+    out = run(2, True)
+    assert out[0].startswith("the function's code changed"), out
+    assert out[1].startswith("a live value")

@@ -26,7 +26,7 @@ import os
 import threading
 from typing import Any, Callable, Iterable, Mapping, TypeVar, overload
 
-from . import _keys, _memoize, _sessions, _values
+from . import _async, _keys, _memoize, _sessions, _values
 from ._tiered import CacheError, Memoized, Store
 from ._values import UnpicklableError, UnsafeValueError
 
@@ -179,6 +179,51 @@ class Cache:
             key, compute, ttl, at, idle, list(tags) if tags is not None else None, memory_only
         )
 
+    # ---- async ----
+
+    async def aget(self, key: Any, default: Any = None) -> Any:
+        """:meth:`get` for async code: a memory hit answers on the event loop, a disk read runs
+        on a worker thread."""
+        return await _async.get(self._store, key, default)
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        ttl: Any = None,
+        at: Any = None,
+        idle: Any = None,
+        tags: Iterable[str] | None = None,
+        memory_only: bool = False,
+    ) -> None:
+        """:meth:`set` for async code, on a worker thread."""
+        await _async.call(
+            self._store, "set", key, value, ttl, at, idle,
+            list(tags) if tags is not None else None, memory_only,
+        )
+
+    async def adelete(self, key: Any) -> bool:
+        """:meth:`delete` for async code, on a worker thread."""
+        return await _async.call(self._store, "delete", key)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        compute: Callable[[], Any],
+        ttl: Any = None,
+        at: Any = None,
+        idle: Any = None,
+        tags: Iterable[str] | None = None,
+        memory_only: bool = False,
+    ) -> Any:
+        """:meth:`get_or_set` for async code. ``compute`` may be a plain function or an ``async
+        def`` one (its coroutine runs on the caller's event loop). One computation per missing
+        key across tasks, threads and processes."""
+        return await _async.get_or_set(
+            self._store, key, compute, ttl, at, idle,
+            list(tags) if tags is not None else None, memory_only,
+        )
+
     def __getitem__(self, key: Any) -> Any:
         return self._store.getitem(key)
 
@@ -290,15 +335,15 @@ class Cache:
             name: the function's identity, instead of its file and qualified name.
 
         The decorated function gets ``.clear()`` (all its entries), ``.clear(*args)`` (one
-        call's), ``.refresh(*args)`` (recompute one call) and ``.stats()``.
+        call's), ``.refresh(*args)`` (recompute one call), ``.explain(*args)`` (why that call
+        would recompute, or that it would hit) and ``.stats()``.
+
+        An ``async def`` function stays one: a memory hit answers on the event loop, anything
+        else runs on a worker thread while the function's coroutine runs on the caller's loop
+        (its ``.refresh`` is async too; ``.clear`` blocks briefly).
         """
 
         def decorate(fn: Callable[..., Any]) -> Any:
-            if inspect.iscoroutinefunction(fn):
-                raise TypeError(
-                    f"{fn.__qualname__} is an async function; memoizing async functions is "
-                    "not supported yet"
-                )
             scope_fn: Callable[[], Any] | None
             keep_in_memory = memory_only
             if scope == "global":
@@ -327,6 +372,8 @@ class Cache:
                 disabled=_disabled(),
                 label=getattr(fn, "__qualname__", repr(fn)),
             )
+            if inspect.iscoroutinefunction(fn):
+                return _async.memoize_async(m, self._store, fn)
             functools.update_wrapper(m, fn)
             return m
 
