@@ -97,9 +97,12 @@ impl Drop for Watch {
 fn identity(fd: i32) -> Option<(u64, u64)> {
     // SAFETY: `st` is valid for writes; fstat checks the descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
     // SAFETY: as above; fstat is async-signal-safe.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then(|| (st.st_dev as u64, st.st_ino as u64))
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// In the child: puts `/dev/null` over each watched descriptor that still holds its file.

@@ -150,6 +150,7 @@ fn helper(dir: &Path, scenario: &str) -> std::process::Child {
     ])
     .env(common::CHILD_DIR, dir)
     .env(SCENARIO, scenario)
+    .env("TIERED_DIR", dir.join("global"))
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
@@ -289,6 +290,11 @@ fn a_forked_child_does_not_keep_the_folder_locked_after_the_parent_exits() {
 fn child_reads(dir: &Path) {
     let cache = open(dir);
     cache.insert("k", 1u64).unwrap();
+    // Made before the fork, like the cache: they follow it in the child.
+    let namespace = cache.namespace("ns");
+    namespace.insert("k", 1u64).unwrap();
+    let global = tiered::global(); // in TIERED_DIR, another folder
+    global.insert("k", 1u64).unwrap();
     let (mut to_child, mut to_parent) = (Pipe::new(), Pipe::new());
     let child = fork(|| {
         let first = get(&cache, "k");
@@ -298,6 +304,14 @@ fn child_reads(dir: &Path) {
         let then = get(&cache, "k");
         check(then == Some(2), || {
             format!("k read {then:?} after the parent wrote 2")
+        })?;
+        let then = namespace.get::<_, u64>("k").map_err(|e| e.to_string())?;
+        check(then.as_deref() == Some(&2), || {
+            format!("the namespace's k read {then:?} after the parent wrote 2")
+        })?;
+        let then = get(global, "k");
+        check(then == Some(2), || {
+            format!("the global cache's k read {then:?} after the parent wrote 2")
         })?;
         cache
             .insert("from-child", 3u64)
@@ -309,6 +323,8 @@ fn child_reads(dir: &Path) {
     });
     to_parent.wait().unwrap();
     cache.insert("k", 2u64).unwrap();
+    namespace.insert("k", 2u64).unwrap();
+    global.insert("k", 2u64).unwrap();
     to_child.signal();
     assert_eq!(wait_child(child), 0, "the child failed");
 
