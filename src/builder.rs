@@ -252,6 +252,13 @@ impl CacheBuilder {
     ///   [`DamagedFile::SetAside`]).
     /// - [`Error::Io`] when the folder cannot be created or read.
     pub fn open(self) -> Result<Cache> {
+        self.open_inner(None).map(Cache::from_inner)
+    }
+
+    /// [`open`](CacheBuilder::open)'s work; `waiting`: for a child of a fork that could not
+    /// reach the folder, why (the disk tier then waits for the folder, as for a holder of
+    /// another version: see `process::DiskTier::waiting`).
+    fn open_inner(self, waiting: Option<String>) -> Result<Arc<Inner>> {
         if self.memory_capacity == 0 {
             return Err(Error::Config(
                 "memory_capacity is 0: give the memory tier some bytes".into(),
@@ -275,7 +282,7 @@ impl CacheBuilder {
                 self.defaults,
                 Arc::default(),
             );
-            return Ok(Cache::from_inner(Arc::new(inner)));
+            return Ok(Arc::new(inner));
         };
         if self.disk_capacity < MIN_DISK_CAPACITY {
             return Err(Error::Config(format!(
@@ -307,8 +314,14 @@ impl CacheBuilder {
                      returning the open cache, whose settings win"
                 );
             }
-            return Ok(Cache::from_inner(inner));
+            return Ok(inner);
         }
+        crate::fork::install();
+        // What a child of a fork opens again (see `fork.rs`): this folder, these settings.
+        let recipe = CacheBuilder {
+            path: Some(folder.clone()),
+            ..self.clone()
+        };
         let counters = Arc::new(Counters::default());
         let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
         let cfg = DiskConfig {
@@ -326,17 +339,27 @@ impl CacheBuilder {
         };
         let gens = Arc::new(Generations::default());
         let stripes = Arc::new(Stripes::default());
-        let disk = DiskTier::open(
-            cfg,
-            self.clock.clone(),
-            counters.clone(),
-            gens.clone(),
-            stripes.clone(),
-        )?;
+        let disk = match waiting {
+            None => DiskTier::open(
+                cfg,
+                self.clock.clone(),
+                counters.clone(),
+                gens.clone(),
+                stripes.clone(),
+            )?,
+            Some(why) => DiskTier::waiting(
+                cfg,
+                self.clock.clone(),
+                counters.clone(),
+                gens.clone(),
+                stripes.clone(),
+                why,
+            )?,
+        };
         let warm_budget = self
             .warm_restart
             .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity));
-        let inner = Arc::new(Inner::new(
+        let mut inner = Inner::new(
             memory,
             Some(disk),
             gens,
@@ -344,7 +367,9 @@ impl CacheBuilder {
             self.clock,
             self.defaults,
             stripes,
-        ));
+        );
+        inner.recipe = Some(recipe);
+        let inner = Arc::new(inner);
         if let Some(disk) = &inner.disk {
             disk.attach(&inner);
         }
@@ -357,6 +382,40 @@ impl CacheBuilder {
             "cache opened"
         );
         inner.start_warm_restart(warm_budget);
-        Ok(Cache::from_inner(inner))
+        Ok(inner)
+    }
+}
+
+/// For the first use of a cache in the child of a fork (see `fork.rs`): the folder of
+/// `parents` (the cache inherited from the parent, left untouched) opened again in this
+/// process with the same settings, or the cache this process opened there since. If the
+/// folder cannot be reached now, the cache waits for it (calls that need the folder fail
+/// meanwhile, [`Cache::health`] says why), and if even that fails it keeps entries in memory
+/// only; both are logged.
+pub(crate) fn reopen(parents: &Inner) -> Arc<Inner> {
+    let Some(recipe) = parents.recipe.clone() else {
+        unreachable!("a cache in memory only is never opened again after a fork");
+    };
+    let error = match recipe.clone().open_inner(None) {
+        Ok(inner) => return inner,
+        Err(e) => e,
+    };
+    tracing::error!(error = %error, "after fork(), the cache folder could not be opened again");
+    let why = format!("after fork(), this process could not reach the cache folder: {error}");
+    match recipe.clone().open_inner(Some(why)) {
+        Ok(inner) => inner,
+        Err(e) => {
+            tracing::error!(error = %e, "after fork(), the cache keeps entries in memory only");
+            let memory_only = CacheBuilder {
+                path: None,
+                ..recipe
+            };
+            match memory_only.open_inner(None) {
+                Ok(inner) => inner,
+                // The settings were valid for the parent's open, and a memory-only open does
+                // no I/O.
+                Err(e) => unreachable!("in-memory cache with the parent's settings: {e}"),
+            }
+        }
     }
 }

@@ -32,7 +32,9 @@ use crate::stats::Stats;
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    pub(crate) inner: Arc<Inner>,
+    /// Dereferences to the cache of this process (a new one in the child of a fork: see
+    /// `fork.rs`).
+    pub(crate) inner: crate::fork::Handle,
 }
 
 impl std::fmt::Debug for Cache {
@@ -48,7 +50,9 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Cache { inner }
+        Cache {
+            inner: crate::fork::Handle::new(inner),
+        }
     }
 
     /// Opens (or creates) a cache in `path` with default settings.

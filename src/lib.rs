@@ -67,6 +67,7 @@ mod expiry;
 mod explain;
 mod fingerprint;
 mod flight;
+mod fork;
 mod generations;
 mod health;
 mod key;

@@ -64,8 +64,10 @@ impl Settings {
 }
 
 /// One folder's place in the registry.
-#[derive(Default)]
 pub(crate) struct Slot {
+    /// The fork generation the slot was made in: the child of a fork ignores (and never
+    /// locks) the slots it inherited, whose caches are its parent's (see `fork.rs`).
+    generation: u64,
     /// Held across an open of the folder.
     opening: Mutex<()>,
     /// The cache open in the folder (possibly dropped since) and its settings. Locked only
@@ -74,6 +76,19 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    fn new() -> Self {
+        Slot {
+            generation: crate::fork::generation(),
+            opening: Mutex::default(),
+            open: Mutex::default(),
+        }
+    }
+
+    /// Whether the slot was made in this process (not inherited through a fork).
+    fn is_current(&self) -> bool {
+        self.generation == crate::fork::generation()
+    }
+
     /// Locks the folder for opening: hold the guard until the cache is [`set`](Slot::set) or
     /// the open failed.
     pub fn lock_opening(&self) -> MutexGuard<'_, ()> {
@@ -112,17 +127,29 @@ impl Slot {
     }
 }
 
-fn slots() -> &'static Mutex<HashMap<PathBuf, Arc<Slot>>> {
-    static SLOTS: OnceLock<Mutex<HashMap<PathBuf, Arc<Slot>>>> = OnceLock::new();
+/// Every folder's slot, by canonical path.
+pub(crate) type Slots = HashMap<PathBuf, Arc<Slot>>;
+
+fn slots() -> &'static Mutex<Slots> {
+    static SLOTS: OnceLock<Mutex<Slots>> = OnceLock::new();
     SLOTS.get_or_init(Default::default)
+}
+
+/// Locks the registry; for the fork handlers, which hold it across a fork.
+pub(crate) fn lock_slots() -> MutexGuard<'static, Slots> {
+    lock(slots())
 }
 
 /// The slot of `folder` (a canonical path), made if missing. The process-wide lock is held
 /// only while looking it up.
 pub(crate) fn slot(folder: &Path) -> Arc<Slot> {
     let mut slots = lock(slots());
-    slots.retain(|_, slot| !slot.is_unused());
-    slots.entry(folder.to_path_buf()).or_default().clone()
+    // Inherited slots first, unlocked: a thread of the parent may have held their locks.
+    slots.retain(|_, slot| slot.is_current() && !slot.is_unused());
+    slots
+        .entry(folder.to_path_buf())
+        .or_insert_with(|| Arc::new(Slot::new()))
+        .clone()
 }
 
 /// How long the exit waits for closes under way on other threads.
@@ -136,9 +163,14 @@ extern "C" fn flush_at_exit() {
     });
 }
 
-/// The caches of this process still alive, whatever holds them.
+/// The caches of this process still alive, whatever holds them; not those its parent had
+/// open when it forked this process (they are the parent's to flush and close).
 fn live() -> Vec<Arc<Inner>> {
-    let slots: Vec<Arc<Slot>> = lock(slots()).values().cloned().collect();
+    let slots: Vec<Arc<Slot>> = lock(slots())
+        .values()
+        .filter(|slot| slot.is_current())
+        .cloned()
+        .collect();
     slots
         .iter()
         .filter_map(|slot| slot.live().map(|(inner, _)| inner))

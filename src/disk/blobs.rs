@@ -76,6 +76,8 @@ fn fresh_id() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Pin {
     _file: fs::File,
+    /// Dropped after the file is closed: a child of a fork lets go of the pin (`fork.rs`).
+    _watch: crate::fork::Watch,
 }
 
 /// Takes a shared lock on `file` (`exclusive`: an exclusive one), without waiting; `false` if
@@ -146,7 +148,14 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<(BlobRef, Pin)> {
         len: payload.len() as u64,
         sum: xxh3_64(payload),
     };
-    Ok((blob, Pin { _file: file }))
+    let watch = crate::fork::watch(&file);
+    Ok((
+        blob,
+        Pin {
+            _file: file,
+            _watch: watch,
+        },
+    ))
 }
 
 /// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged

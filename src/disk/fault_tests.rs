@@ -178,6 +178,7 @@ fn a_reader_failure_on_a_database_already_replaced_is_ignored() {
         redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .unwrap(),
+        None,
     ));
     let file_db = shared.set_db(Some(stand_in.clone())).unwrap();
 

@@ -116,11 +116,18 @@ pub(crate) fn guarded<T>(
 /// A database whose drop is guarded, wherever it happens: the last holder of a damaged file's
 /// database may be any reader's thread (a user's `get`), and redb's close (a commit, an fsync)
 /// may panic on the damage.
-pub(crate) struct Db(Option<redb::Database>);
+pub(crate) struct Db {
+    db: Option<redb::Database>,
+    /// The database file's descriptor, watched for a fork (`fork.rs`) until it is closed.
+    _watch: Option<crate::fork::Watch>,
+}
 
 impl Db {
-    pub fn new(db: redb::Database) -> Self {
-        Db(Some(db))
+    pub fn new(db: redb::Database, watch: Option<crate::fork::Watch>) -> Self {
+        Db {
+            db: Some(db),
+            _watch: watch,
+        }
     }
 }
 
@@ -129,19 +136,19 @@ impl std::ops::Deref for Db {
 
     fn deref(&self) -> &redb::Database {
         // Taken only by `drop`.
-        self.0.as_ref().expect("a database until dropped")
+        self.db.as_ref().expect("a database until dropped")
     }
 }
 
 impl std::ops::DerefMut for Db {
     fn deref_mut(&mut self) -> &mut redb::Database {
-        self.0.as_mut().expect("a database until dropped")
+        self.db.as_mut().expect("a database until dropped")
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Some(db) = self.0.take() {
+        if let Some(db) = self.db.take() {
             drop_guarded(db);
         }
     }

@@ -409,7 +409,7 @@ impl LocalTier {
         let shared = Arc::new(Shared {
             path: cfg.dir.join(DB_FILE),
             dir: cfg.dir.clone(),
-            db: RwLock::new(opened.map(|o| Arc::new(guard::Db::new(o.db)))),
+            db: RwLock::new(opened.map(|o| Arc::new(guard::Db::new(o.db, Some(o.watch))))),
             snapshot: RwLock::new(None),
             pending: Mutex::default(),
             pending_len: AtomicUsize::new(0),

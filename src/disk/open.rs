@@ -30,6 +30,8 @@ pub(crate) struct Opened {
     pub entries: u64,
     /// A damaged file was moved aside to open this one.
     pub set_aside: bool,
+    /// The database file's descriptor, which the child of a fork lets go of (see `fork.rs`).
+    pub watch: crate::fork::Watch,
 }
 
 /// Creates the cache folder (and its parents) 0700 if missing, and makes an existing one
@@ -64,17 +66,22 @@ pub(crate) struct OpenSettings {
 }
 
 impl OpenSettings {
-    fn create(&self, path: &Path) -> Result<redb::Database, redb::Error> {
+    fn create(&self, path: &Path) -> Result<(redb::Database, crate::fork::Watch), redb::Error> {
         let mut builder = redb::Database::builder();
         builder.set_cache_size(self.page_cache);
         // Created here, 0600: redb would create it with the default mode.
         let file = super::private::open_db_file(path)?;
+        // The file's locks (redb's) belong to the open file: a child of a fork must let go.
+        let watch = crate::fork::watch(&file);
         #[cfg(any(test, feature = "testing-faults"))]
         if let Some(faults) = &self.faults {
             let backend = super::faults::FaultyBackend::new(path, file, faults.clone())?;
-            return Ok(builder.create_with_backend(backend)?);
+            return Ok((builder.create_with_backend(backend)?, watch));
         }
-        Ok(builder.create_with_backend(redb::backends::FileBackend::new(file)?)?)
+        Ok((
+            builder.create_with_backend(redb::backends::FileBackend::new(file)?)?,
+            watch,
+        ))
     }
 }
 
@@ -93,7 +100,7 @@ pub(crate) fn open_database(
         let attempt = match attempt {
             Err(Caught::Redb(redb::Error::DatabaseAlreadyOpen)) => None,
             Err(caught) => Some(Err(caught.into_error(&path))),
-            Ok(db) => Some(read_state(&path, db)),
+            Ok((db, watch)) => Some(read_state(&path, db, watch)),
         };
         match attempt {
             Some(Ok(opened)) => {
@@ -141,7 +148,7 @@ fn set_aside_path(path: &Path) -> PathBuf {
 }
 
 /// Creates the tables if missing and reads the generations and counters.
-fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
+fn read_state(path: &Path, db: redb::Database, watch: crate::fork::Watch) -> Result<Opened> {
     let state = guarded(path, || {
         let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
@@ -211,6 +218,7 @@ fn read_state(path: &Path, db: redb::Database) -> Result<Opened> {
             learned,
             entries,
             set_aside: false,
+            watch,
         }),
         Err(e) => {
             // redb may panic while dropping a damaged database too.

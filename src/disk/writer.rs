@@ -549,7 +549,10 @@ impl Writer<'_> {
         };
         shared.set_totals(opened.totals, opened.entries);
         *lock(&shared.learned) = opened.learned;
-        shared.set_db(Some(Arc::new(super::guard::Db::new(opened.db))));
+        shared.set_db(Some(Arc::new(super::guard::Db::new(
+            opened.db,
+            Some(opened.watch),
+        ))));
         let shadows = shared.health.shadowed();
         let gens = shared.gens.snapshot();
         let restored = shared.transact(|t| {

@@ -69,6 +69,11 @@ pub(crate) struct Inner {
     /// The warm restart's loader, if one was started: see `warm.rs`.
     warm: OnceLock<warm::Loader>,
     all_id: u64,
+    /// The fork generation this cache was opened in (see `fork.rs`).
+    pub generation: u64,
+    /// How to open this cache again in the child of a fork: its builder, with the folder's
+    /// canonical path; `None` for a cache in memory only, which the child keeps.
+    pub recipe: Option<crate::builder::CacheBuilder>,
 }
 
 impl Drop for Inner {
@@ -119,6 +124,8 @@ impl Inner {
             memo: Default::default(),
             warm: OnceLock::new(),
             all_id: generations::id(generations::ALL),
+            generation: crate::fork::generation(),
+            recipe: None,
         }
     }
 

@@ -60,6 +60,9 @@ pub(crate) struct Client {
     /// Not connected: the folder's holder runs another version of tiered (why, for
     /// messages). Calls fail as with a silent owner until this process takes the folder over.
     pub detached: Option<String>,
+    /// The connection's descriptors, which a child of a fork lets go of (`fork.rs`); last,
+    /// so dropped after them.
+    _watch: [crate::fork::Watch; 2],
 }
 
 /// What waiting for an answer gave.
@@ -121,9 +124,13 @@ impl Client {
         let weak = Arc::downgrade(state);
         {
             let client = client.clone();
+            let watch = crate::fork::watch(&stream);
             std::thread::Builder::new()
                 .name("tiered-client".into())
-                .spawn(move || client.read_messages(stream, notices, weak))?;
+                .spawn(move || {
+                    client.read_messages(stream, notices, weak);
+                    drop(watch);
+                })?;
         }
         {
             let (client, weak) = (client.clone(), Arc::downgrade(state));
@@ -167,10 +174,12 @@ impl Client {
         (slot, epoch): (usize, u64),
         detached: Option<String>,
     ) -> std::io::Result<Client> {
+        let (writer, stream) = (stream.try_clone()?, stream.try_clone()?);
         Ok(Client {
+            _watch: [crate::fork::watch(&writer), crate::fork::watch(&stream)],
             owner_pid: pid,
-            writer: Mutex::new(stream.try_clone()?),
-            stream: stream.try_clone()?,
+            writer: Mutex::new(writer),
+            stream,
             waiting: Mutex::default(),
             next_id: AtomicU64::new(2),
             alive: AtomicBool::new(true),

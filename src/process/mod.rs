@@ -207,6 +207,37 @@ impl Owner {
 }
 
 impl State {
+    fn new(
+        cfg: DiskConfig,
+        clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
+        gens: Arc<Generations>,
+        stripes: Arc<Stripes>,
+    ) -> Arc<State> {
+        Arc::new(State {
+            dir: cfg.dir.clone(),
+            db_path: cfg.dir.join(disk::DB_FILE),
+            cfg: cfg.clone(),
+            clock,
+            counters,
+            gens,
+            stripes,
+            inner: OnceLock::new(),
+            role: RwLock::new(None),
+            changed: (Mutex::new(0), Condvar::new()),
+            closed: AtomicBool::new(false),
+            writes: Mutex::default(),
+            write_number: Default::default(),
+            last_owner: Default::default(),
+            leases_held: Mutex::default(),
+            batched_lost: Default::default(),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
+        })
+    }
+
     pub fn role(&self) -> Option<Role> {
         self.role.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -301,30 +332,48 @@ impl DiskTier {
         stripes: Arc<Stripes>,
     ) -> Result<Self> {
         let started = Instant::now();
-        let state = Arc::new(State {
-            dir: cfg.dir.clone(),
-            db_path: cfg.dir.join(disk::DB_FILE),
-            cfg: cfg.clone(),
-            clock,
-            counters,
-            gens,
-            stripes,
-            inner: OnceLock::new(),
-            role: RwLock::new(None),
-            changed: (Mutex::new(0), Condvar::new()),
-            closed: AtomicBool::new(false),
-            writes: Mutex::default(),
-            write_number: Default::default(),
-            last_owner: Default::default(),
-            leases_held: Mutex::default(),
-            batched_lost: Default::default(),
-            id: {
-                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            },
-        });
+        let state = State::new(cfg, clock, counters, gens, stripes);
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
+    }
+
+    /// A disk tier that waits for the folder in the background (the child of a fork that
+    /// could not reach it, `why`): it serves from memory, its calls that need the folder fail
+    /// at once, and it takes the folder over, or connects to its owner, as soon as it can.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the stand-in connection cannot be made.
+    #[cfg(unix)]
+    pub fn waiting(
+        cfg: DiskConfig,
+        clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
+        gens: Arc<Generations>,
+        stripes: Arc<Stripes>,
+        why: String,
+    ) -> Result<Self> {
+        let state = State::new(cfg, clock, counters, gens, stripes);
+        let detached =
+            client::Client::detached(&state, why).map_err(|e| Error::io(&state.dir, e))?;
+        state.set_first_role(Role::Client(detached));
+        takeover::owner_gone(Arc::downgrade(&state));
+        Ok(DiskTier { state })
+    }
+
+    /// Without Unix sockets no other process can hold the folder for a child to reach.
+    ///
+    /// # Errors
+    /// As [`DiskTier::open`].
+    #[cfg(not(unix))]
+    pub fn waiting(
+        cfg: DiskConfig,
+        clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
+        gens: Arc<Generations>,
+        stripes: Arc<Stripes>,
+        _why: String,
+    ) -> Result<Self> {
+        Self::open(cfg, clock, counters, gens, stripes)
     }
 
     /// Ties the tier to its cache: the owner starts serving its socket, a client starts
@@ -716,6 +765,12 @@ impl Drop for Closing {
             CLOSES.1.notify_all();
         }
     }
+}
+
+/// Locks the count of closes under way; for the fork handlers, which hold it across a fork
+/// and set it to 0 in the child (the closes were its parent's threads').
+pub(crate) fn lock_closes() -> std::sync::MutexGuard<'static, usize> {
+    lock(&CLOSES.0)
 }
 
 /// Waits (up to `until`) for the closes under way to end; for the exit hook.

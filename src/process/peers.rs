@@ -37,6 +37,9 @@ pub(crate) struct Peer {
     writer: Mutex<std::os::unix::net::UnixStream>,
     /// The folder's epochs file, whose slot `id` this client checks (see `epochs.rs`).
     epochs: Option<Arc<super::Epochs>>,
+    /// The connection's descriptors, which a child of a fork lets go of (`fork.rs`); last,
+    /// so dropped after them.
+    _watch: [crate::fork::Watch; 2],
 }
 
 impl Peer {
@@ -53,6 +56,7 @@ impl Peer {
             acked: Mutex::new(0),
             acked_changed: Condvar::new(),
             alive: AtomicBool::new(true),
+            _watch: [crate::fork::watch(&stream), crate::fork::watch(&writer)],
             stream,
             writer: Mutex::new(writer),
             epochs,

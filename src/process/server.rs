@@ -36,12 +36,18 @@ impl Server {
     /// Serves the folder's socket.
     pub fn start(state: &Arc<State>, owner: &Arc<Owner>) -> std::io::Result<Server> {
         let (listener, inode) = socket::listen(&state.dir)?;
+        // A child of a fork lets go of the listener: see `fork.rs`.
+        let watch = crate::fork::watch(&listener);
         let stop = Arc::new(AtomicBool::new(false));
         let accept = {
             let (stop, state, owner) = (stop.clone(), Arc::downgrade(state), Arc::downgrade(owner));
             std::thread::Builder::new()
                 .name("tiered-server".into())
-                .spawn(move || accept(&listener, &stop, &state, &owner))?
+                .spawn(move || {
+                    accept(&listener, &stop, &state, &owner);
+                    drop(listener);
+                    drop(watch);
+                })?
         };
         tracing::debug!(socket = %state.dir.join(socket::SOCKET_FILE).display(), "serving the cache folder");
         Ok(Server {
@@ -117,6 +123,9 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
     let Ok(reader) = stream.try_clone() else {
         return;
     };
+    // A child of a fork lets go of the connection (see `fork.rs`); declared before the
+    // buffered reader that owns the descriptor, so dropped after it.
+    let _watch = crate::fork::watch(&reader);
     // Buffered: a frame's header and body in one read.
     let mut reader = std::io::BufReader::with_capacity(64 << 10, reader);
     let Ok(writer) = stream.try_clone() else {
