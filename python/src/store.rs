@@ -156,7 +156,7 @@ impl Scoped<'_> {
 }
 
 /// A cache, or one namespace of it (see `tiered.Cache` for the documented API).
-#[pyclass(frozen, module = "tiered._tiered")]
+#[pyclass(frozen, weakref, module = "tiered._tiered")]
 pub struct Store {
     pub shared: Arc<Shared>,
     namespace: Option<String>,

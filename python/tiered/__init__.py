@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import multiprocessing.util
 import os
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Mapping, TypeVar, overload
 
 from . import _async, _keys, _memoize, _sessions, _values
@@ -108,6 +110,7 @@ class Cache:
         self._store = Store(
             folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout
         )
+        _stores.add(self._store)
         self._resources: dict[str, tuple[int, Any]] = {}
         self._resource_lock = threading.Lock()
 
@@ -400,6 +403,11 @@ class Cache:
         does not answer)."""
         return self._store.health()
 
+    def owner_pid(self) -> int | None:
+        """The process that holds the folder, when it is another one (this process is then its
+        client); ``None`` when this process holds it or the cache is in memory."""
+        return self._store.owner_pid()
+
     def close(self) -> None:
         """Commits pending writes. The cache stays usable; the folder is released when the last
         handle on it is gone."""
@@ -430,6 +438,33 @@ class Namespace(Cache):
 
     def __repr__(self) -> str:
         return f"{self._parent!r}.namespace({self.name!r})"
+
+
+#: Every cache made in this process, for the flush at a multiprocessing child's exit.
+_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    """Commits the pending writes of every open cache of this process."""
+    for store in list(_stores):
+        if store.is_open:
+            try:
+                store.flush()
+            except Exception:  # noqa: BLE001 - an exit must go on; the engine logged why
+                pass
+
+
+class _ExitFlush:
+    """multiprocessing ends a child with ``os._exit``, which skips the engine's exit hook (and
+    so a child that holds a folder would lose its last batched writes): after a fork or spawn,
+    multiprocessing's own finalizers flush every cache at the child's exit."""
+
+    def after_fork(self) -> None:
+        multiprocessing.util.Finalize(None, _flush_all, exitpriority=10)
+
+
+_exit_flush = _ExitFlush()
+multiprocessing.util.register_after_fork(_exit_flush, _ExitFlush.after_fork)
 
 
 _default: Cache | None = None

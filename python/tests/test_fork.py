@@ -1,0 +1,148 @@
+"""A cache used on both sides of os.fork(): the child becomes a client of the parent's folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tiered
+from conftest import run_python
+
+
+def _wait_gone(pid: int, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} (pid {pid}) still running after {limit} s")
+
+
+def test_writes_from_both_sides_of_a_fork_survive_the_parent_exiting_first(
+    folder: Path, tmp_path: Path
+) -> None:
+    done = tmp_path / "child-done"
+    code = f"""
+        import os, sys, time, tiered
+        c = tiered.Cache({str(folder)!r}, durability="immediate")
+        c.set("before", -1)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            for i in range(500):
+                c.set(("child", i), i)
+            # The rest once the parent has exited, with its cache still open.
+            while os.getppid() == parent:
+                time.sleep(0.01)
+            for i in range(500, 1000):
+                c.set(("child", i), i)
+            assert c.get("before") == -1
+            open({str(done)!r}, "w").write("ok")
+            os._exit(0)
+        for i in range(1000):
+            c.set(("parent", i), i)
+        print(pid)
+        sys.exit(0)
+    """
+    child = int(run_python(code, tmp_path).strip())
+    deadline = time.monotonic() + 60
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done.exists(), "the child did not finish its writes"
+    _wait_gone(child, "the forked child")
+    out = run_python(
+        f"""
+        import tiered
+        c = tiered.Cache({str(folder)!r})
+        found = sum(c.get((side, i)) == i for side in ("parent", "child") for i in range(1000))
+        c.set("third", 1)
+        print(found, c.owner_pid(), c.health())
+        """,
+        tmp_path,
+    )
+    assert out.split() == ["2000", "None", "healthy"]
+
+
+@pytest.mark.parametrize("parent_uses_it", [True, False])
+def test_batched_writes_of_a_multiprocessing_child_are_kept(
+    folder: Path, tmp_path: Path, parent_uses_it: bool
+) -> None:
+    # multiprocessing ends its children with os._exit, which skips the engine's exit hook: a
+    # child that holds the folder (the parent never used the cache) would lose its last
+    # batched writes. The package flushes at the child's exit through multiprocessing's own
+    # finalizers.
+    code = f"""
+        import multiprocessing as mp, tiered
+        c = tiered.Cache({str(folder)!r})
+        if {parent_uses_it}:
+            c.set("parent", 1)
+
+        def work(n):
+            for i in range(n):
+                c.set(("mp", i), i)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            p = ctx.Process(target=work, args=(200,))
+            p.start(); p.join()
+            assert p.exitcode == 0, p.exitcode
+    """
+    script = tmp_path / "mp_app.py"
+    script.write_text(textwrap.dedent(code))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = run_python(
+        f"import tiered; c = tiered.Cache({str(folder)!r}); "
+        "print(sum(c.get(('mp', i)) == i for i in range(200)), c.get('parent'))",
+        tmp_path,
+    )
+    assert out.split() == ["200", "1" if parent_uses_it else "None"]
+
+
+def test_a_resource_is_built_again_in_a_forked_child(cache: tiered.Cache) -> None:
+    parent = cache.resource("conn", lambda: os.getpid())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(r)
+        os.write(w, str(cache.resource("conn", lambda: os.getpid())).encode())
+        os._exit(0)
+    os.close(w)
+    got = int(os.read(r, 64).decode())
+    os.waitpid(pid, 0)
+    assert parent == os.getpid()
+    assert got == pid
+
+
+def test_no_thread_starts_before_the_first_use(folder: Path, tmp_path: Path) -> None:
+    # Python 3.12+ warns at os.fork() in a process with more than one thread (it counts the
+    # OS's threads). An app that makes its cache and decorates at import, then forks (gunicorn
+    # --preload), must have none of ours yet.
+    out = run_python(
+        f"""
+        import tiered
+        c = tiered.Cache({str(folder)!r})
+        @c.memoize
+        def f(x):
+            return x
+        ns = c.namespace("n")
+        def threads():
+            for line in open("/proc/self/status"):
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        before = threads()
+        f(1)
+        print(before, threads() > 1)
+        """,
+        tmp_path,
+    )
+    assert out.split() == ["1", "True"]
