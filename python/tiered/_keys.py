@@ -38,7 +38,7 @@ def _numpy_key(a: Any) -> tuple[str, Any]:
 
     if a.dtype.hasobject:
         return "numpy.ndarray[object]", (a.shape, [x for x in a.ravel().tolist()])
-    c = np.ascontiguousarray(a)
+    c: Any = np.ascontiguousarray(a)
     return "numpy.ndarray", (a.dtype.str, tuple(a.shape), _digest(memoryview(c).cast("B")))
 
 
@@ -89,7 +89,7 @@ def reduce(obj: Any) -> tuple[str, Any]:
         return f"path:{tp.__name__}", str(obj)
     if isinstance(obj, (int, float, str, bytes, tuple)):
         # A subclass of a built-in (a NamedTuple, a str subclass): its type and its value.
-        base = next(b for b in (bool, int, float, str, bytes, tuple) if isinstance(obj, b))
+        base: Any = next(b for b in (bool, int, float, str, bytes, tuple) if isinstance(obj, b))
         return f"{_qualified(tp)}", base(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = tuple((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
