@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyBytes;
+use pyo3::types::PyByteArray;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The format of an entry kept in memory only: it has no bytes.
@@ -91,15 +91,19 @@ impl PyValue {
         self.0.format
     }
 
-    /// The Python object, decoded by `decode(format, bytes)` the first time this process
+    /// The Python object, decoded by `decode(format, bytearray)` the first time this process
     /// needs it.
+    ///
+    /// The decoder gets a `bytearray` of its own (a copy of the stored bytes, as a `bytes`
+    /// would be): arrays it decodes may be views into it, writable like the arrays that were
+    /// stored, and nothing else shares it.
     pub fn object<'py>(
         &self,
         py: Python<'py>,
         decode: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let obj = self.0.object.get_or_try_init(py, || {
-            let data = PyBytes::new(py, &self.0.data);
+            let data = PyByteArray::new(py, &self.0.data);
             decode.call1((self.0.format, data)).map(Bound::unbind)
         })?;
         Ok(obj.bind(py).clone())
@@ -115,7 +119,7 @@ impl PyValue {
         if self.0.format == MEMORY_ONLY {
             return Ok(None);
         }
-        let data = PyBytes::new(py, &self.0.data);
+        let data = PyByteArray::new(py, &self.0.data);
         decode.call1((self.0.format, data)).map(Some)
     }
 }

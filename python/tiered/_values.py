@@ -1,110 +1,146 @@
-"""How values are stored: a format byte and bytes.
+"""How values are stored: a format byte and bytes (the formats: :mod:`tiered._formats`).
 
-- ``PICKLE``: pickle protocol 5, for anything picklable.
-- ``SAFE``: pickle protocol 5 of data only (built-in containers and scalars, NumPy arrays), loaded
-  by an unpickler that refuses every other global, so loading runs no code. Used when the cache
-  is opened with ``pickle=False``.
+NumPy arrays, pandas and polars frames and series, and pyarrow tables go in formats that load
+without pickle; everything else is pickled (protocol 5, buffers out-of-band). A frame that Arrow
+would not give back exactly is pickled too (see :func:`tiered._formats.arrow.pandas_unfit`).
 
-Pickle runs code when it loads: ``decode`` refuses pickles from a folder that another user can
-write (see :func:`folder_is_private`).
+Pickle runs code when it loads: a pickle is loaded only from a folder that no other user can
+write (see :func:`folder_is_private`), and never by a cache opened with ``pickle=False``, which
+stores the other formats and pickles of plain data only.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import sys
 from typing import Any, Callable
 
-PICKLE = 0
-SAFE = 1
+from ._formats import (
+    ARROW_BATCH,
+    ARROW_TABLE,
+    NDARRAY,
+    PANDAS_FRAME,
+    PANDAS_SERIES,
+    PICKLED,
+    POLARS_FRAME,
+    POLARS_SERIES,
+    SAFE,
+    UnpicklableError,
+    UnsafeValueError,
+    arrays,
+    arrow,
+    pickled,
+)
 
-#: Globals a data-only value may name: NumPy's array reconstruction, nothing that runs user code.
-_SAFE_GLOBALS = {
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("builtins", "complex"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "bytearray"),
-    ("builtins", "slice"),
-    ("builtins", "range"),
-    ("collections", "OrderedDict"),
-    ("datetime", "datetime"),
-    ("datetime", "date"),
-    ("datetime", "time"),
-    ("datetime", "timedelta"),
-    ("datetime", "timezone"),
-    ("decimal", "Decimal"),
-    ("uuid", "UUID"),
-}
+Encoded = tuple[int, "bytes | bytearray"]
 
 
-class UnpicklableError(TypeError):
-    """A value given to a persisted entry cannot be pickled."""
+def _typed(obj: Any) -> Encoded | str | None:
+    """``obj`` in a format without pickle; or why not, if it is an array or frame that such
+    a format cannot hold exactly; or None for any other object."""
+    kind = type(obj)
+    module = kind.__module__.split(".", 1)[0]
+    if module == "numpy":
+        np = sys.modules["numpy"]
+        if kind is not np.ndarray:
+            return None
+        if not arrays.fits(obj):
+            return f"an array of dtype {obj.dtype}"
+        return NDARRAY, arrays.dumps(obj)
+    if module == "pandas":
+        pd = sys.modules["pandas"]
+        if kind is not pd.DataFrame and kind is not pd.Series:
+            return None
+        return arrow.pandas_dumps(obj)
+    if module == "polars":
+        pl = sys.modules["polars"]
+        if kind is not pl.DataFrame and kind is not pl.Series:
+            return None
+        return arrow.polars_dumps(obj)
+    if module == "pyarrow":
+        pa = sys.modules["pyarrow"]
+        if kind is not pa.Table and kind is not pa.RecordBatch:
+            return None
+        try:
+            return arrow.arrow_dumps(obj)
+        except UnsafeValueError as e:
+            return str(e)
+    return None
 
 
-class UnsafeValueError(ValueError):
-    """A stored value would run code when loaded, and this cache does not load such values."""
+def _unpicklable(obj: Any, e: Exception) -> UnpicklableError:
+    err = UnpicklableError(
+        f"a {type(obj).__qualname__} cannot be saved to disk ({e}); keep it in memory "
+        "only: memoize(memory_only=True), set(..., memory_only=True), or "
+        "cache.resource(name, factory) for a connection or a model"
+    )
+    err.__cause__ = e
+    return err
 
 
-class _DataOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise UnsafeValueError(
-            f"the stored value names {module}.{name}; this cache loads data only "
-            "(pickle=False, or a folder that is not yours alone), so it was not loaded"
-        )
-
-
-def encode(obj: Any) -> tuple[int, bytes]:
+def encode(obj: Any) -> Encoded:
     """The format and bytes of ``obj`` for a persisted entry."""
+    typed = _typed(obj)
+    if typed is not None and not isinstance(typed, str):
+        return typed
     try:
-        return PICKLE, pickle.dumps(obj, protocol=5)
+        return pickled.dumps(obj)
     except Exception as e:  # noqa: BLE001 - pickle raises many types for one cause
-        raise UnpicklableError(
-            f"a {type(obj).__qualname__} cannot be saved to disk ({e}); keep it in memory "
-            "only: memoize(memory_only=True), set(..., memory_only=True), or "
-            "cache.resource(name, factory) for a connection or a model"
-        ) from e
+        raise _unpicklable(obj, e) from e
 
 
-def encode_safe(obj: Any) -> tuple[int, bytes]:
+def encode_safe(obj: Any) -> Encoded:
     """Like :func:`encode`, for a data-only cache: refuses what would run code when loaded."""
-    fmt, data = encode(obj)
+    typed = _typed(obj)
+    if isinstance(typed, str):
+        raise UnpicklableError(
+            f"a {type(obj).__qualname__} with {typed} would need pickle, and this cache was "
+            "opened with pickle=False: convert it, or keep it in memory only (memory_only=True)"
+        )
+    if typed is not None:
+        return typed
     try:
-        _DataOnly(io.BytesIO(data)).load()
+        data = pickle.dumps(obj, protocol=5)
+    except Exception as e:  # noqa: BLE001 - pickle raises many types for one cause
+        raise _unpicklable(obj, e) from e
+    try:
+        pickled.loads_data_only(SAFE, data)
     except UnsafeValueError as e:
         raise UnpicklableError(
             f"a {type(obj).__qualname__} is not plain data, and this cache was opened with "
-            "pickle=False: store built-in values and NumPy arrays, or keep it in memory only "
-            "(memory_only=True)"
+            "pickle=False: store built-in values, NumPy arrays, frames and Arrow tables, or "
+            "keep it in memory only (memory_only=True)"
         ) from e
     return SAFE, data
 
 
-def decode(fmt: int, data: bytes) -> Any:
+def _decode_typed(fmt: int, data: bytes | bytearray) -> Any:
+    if fmt == NDARRAY:
+        return arrays.loads(data)
+    if fmt in (PANDAS_FRAME, PANDAS_SERIES):
+        return arrow.pandas_loads(fmt, data)
+    if fmt in (ARROW_TABLE, ARROW_BATCH):
+        return arrow.arrow_loads(fmt, data)
+    if fmt in (POLARS_FRAME, POLARS_SERIES):
+        return arrow.polars_loads(fmt, data)
+    raise ValueError(f"unknown value format {fmt}: written by a newer tiered?")
+
+
+def decode(fmt: int, data: bytes | bytearray) -> Any:
     """The object stored as ``(fmt, data)``."""
-    if fmt == PICKLE:
-        return pickle.loads(data)
+    if fmt in PICKLED:
+        return pickled.loads(fmt, data)
     if fmt == SAFE:
-        return _DataOnly(io.BytesIO(data)).load()
-    raise ValueError(f"unknown value format {fmt}: written by a newer tiered?")
+        return pickled.loads_data_only(fmt, data)
+    return _decode_typed(fmt, data)
 
 
-def decode_safe(fmt: int, data: bytes) -> Any:
-    """Like :func:`decode`, running no code: every value loads as data only."""
-    if fmt in (PICKLE, SAFE):
-        return _DataOnly(io.BytesIO(data)).load()
-    raise ValueError(f"unknown value format {fmt}: written by a newer tiered?")
+def decode_safe(fmt: int, data: bytes | bytearray) -> Any:
+    """Like :func:`decode`, running no code: pickles load as data only."""
+    if fmt in PICKLED or fmt == SAFE:
+        return pickled.loads_data_only(fmt, data)
+    return _decode_typed(fmt, data)
 
 
 def folder_is_private(path: str) -> tuple[bool, str]:
@@ -124,7 +160,9 @@ def folder_is_private(path: str) -> tuple[bool, str]:
     return True, ""
 
 
-def decoder_for(path: str | None, allow_pickle: bool) -> Callable[[int, bytes], Any]:
+def decoder_for(
+    path: str | None, allow_pickle: bool
+) -> Callable[[int, bytes | bytearray], Any]:
     """The decoder a cache in ``path`` uses: full pickle only if allowed and the folder is
     private, checked at the first decode (the folder may not exist before)."""
     if not allow_pickle:
@@ -133,13 +171,13 @@ def decoder_for(path: str | None, allow_pickle: bool) -> Callable[[int, bytes], 
         return decode
     state: dict[str, Any] = {}
 
-    def checked(fmt: int, data: bytes) -> Any:
+    def checked(fmt: int, data: bytes | bytearray) -> Any:
         verdict = state.get("private")
         if verdict is None:
             ok, why = folder_is_private(path)
             verdict = state["private"] = (ok, why)
         ok, why = verdict
-        if fmt == PICKLE and not ok:
+        if fmt in PICKLED and not ok:
             raise UnsafeValueError(
                 f"not loading a pickled value: {why}, and a pickle runs code when loaded. "
                 "Make the folder yours alone (chmod 700), or open the cache with pickle=False"
