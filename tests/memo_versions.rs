@@ -260,22 +260,47 @@ fn explain_says_the_code_changed_only_for_calls_the_older_version_stored() {
         let cache = Cache::open(dir.path()).unwrap();
         V1.call(&cache, &Options::new(), V1.key(&("eu",)), || 1u32);
         V1.call(&cache, &Options::new(), V1.key(&("us",)), || 2u32);
-        assert_eq!(V1.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::Hit);
+        assert_eq!(
+            V1.explain::<u32>(&cache, &V1.key(&("eu",))).unwrap(),
+            Explanation::Hit
+        );
     }
     {
         let cache = Cache::open(dir.path()).unwrap();
         let before = cache.stats();
-        assert_eq!(V2.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::CodeChanged);
-        assert_eq!(V2.explain::<u32, _>(&cache, &("fr",)).unwrap(), Explanation::NeverWritten);
+        assert_eq!(
+            V2.explain::<u32>(&cache, &V2.key(&("eu",))).unwrap(),
+            Explanation::CodeChanged
+        );
+        assert_eq!(
+            V2.explain::<u32>(&cache, &V2.key(&("fr",))).unwrap(),
+            Explanation::NeverWritten
+        );
         let after = cache.stats();
         assert_eq!(
-            (before.memory_hits, before.disk_hits, before.misses, before.invalidations),
-            (after.memory_hits, after.disk_hits, after.misses, after.invalidations),
+            (
+                before.memory_hits,
+                before.disk_hits,
+                before.misses,
+                before.invalidations
+            ),
+            (
+                after.memory_hits,
+                after.disk_hits,
+                after.misses,
+                after.invalidations
+            ),
             "explain counts nothing and drops nothing"
         );
         // The first call of the new version drops the older entries; explain still says why.
         V2.call(&cache, &Options::new(), V2.key(&("us",)), || 20u32);
-        assert_eq!(V2.explain::<u32, _>(&cache, &("eu",)).unwrap(), Explanation::CodeChanged);
-        assert_eq!(V2.explain::<u32, _>(&cache, &("us",)).unwrap(), Explanation::Hit);
+        assert_eq!(
+            V2.explain::<u32>(&cache, &V2.key(&("eu",))).unwrap(),
+            Explanation::CodeChanged
+        );
+        assert_eq!(
+            V2.explain::<u32>(&cache, &V2.key(&("us",))).unwrap(),
+            Explanation::Hit
+        );
     }
 }

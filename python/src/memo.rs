@@ -506,7 +506,7 @@ impl Memoized {
         if self.disabled {
             return Ok("never cached: TIERED_DISABLE is set".into());
         }
-        let Some(parts) = self.bind(py, args, kwargs)? else {
+        let Some(key) = self.key(py, args, kwargs)? else {
             return Err(PyTypeError::new_err(format!(
                 "these arguments do not fit the signature of `{}`",
                 self.label
@@ -514,7 +514,7 @@ impl Memoized {
         };
         let cache = self.shared.cache(py)?;
         let why = py
-            .detach(|| self.memo.explain::<PyValue, _>(cache, &parts))
+            .detach(|| self.memo.explain::<PyValue>(cache, &key))
             .map_err(|e| crate::errors::cache_error(&e))?;
         Ok(why.to_string())
     }

@@ -158,6 +158,16 @@ pub(crate) fn encode_key_in<K: Serialize + ?Sized>(
     Ok(EncodedKey { bytes, digest })
 }
 
+impl EncodedKey {
+    /// The key whose full encoding is `bytes`.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
+        let mut out = KeyBytes::empty();
+        out.put(bytes);
+        let digest = xxh3_128(&out);
+        EncodedKey { bytes: out, digest }
+    }
+}
+
 /// The message of the error `value`'s `Serialize` impl returns, if it fails; for formats such
 /// as postcard that drop it. Writes nothing anywhere.
 #[cfg_attr(not(test), allow(dead_code))] // For the value path, which recovers lost messages.

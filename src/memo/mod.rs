@@ -300,12 +300,11 @@ impl Memoized {
         }
     }
 
-    /// Why the call with `args` (as given to [`key`](Memoized::key)) would not be answered
-    /// from `cache`, or that it would ([`Explanation::Hit`]): what [`Cache::explain`] says of
-    /// its key, or [`Explanation::CodeChanged`] when the cache held this call under another
-    /// version of the function's code (its entries are dropped at the next call, or were at
-    /// this process's first). Changes nothing: no drop, no promotion, no read time, nothing
-    /// counted.
+    /// Why the call with `key` would not be answered from `cache`, or that it would
+    /// ([`Explanation::Hit`]): what [`Cache::explain`] says of the key, or
+    /// [`Explanation::CodeChanged`] when the cache held this same call under another version
+    /// of the function's code (its entries are dropped at the next call, or were at this
+    /// process's first). Changes nothing: no drop, no promotion, no read time, nothing counted.
     ///
     /// ```
     /// use tiered::{Cache, Explanation, Memoized, Options};
@@ -313,26 +312,35 @@ impl Memoized {
     /// static V1: Memoized = Memoized::new("docs::price", 1);
     /// static V2: Memoized = Memoized::new("docs::price", 2); // the code changed
     /// let cache = Cache::in_memory();
-    /// assert_eq!(V1.explain::<u32, _>(&cache, &("eu",))?, Explanation::NeverWritten);
+    /// assert_eq!(V1.explain::<u32>(&cache, &V1.key(&("eu",)))?, Explanation::NeverWritten);
     /// V1.call(&cache, &Options::new(), V1.key(&("eu",)), || 7u32);
-    /// assert_eq!(V1.explain::<u32, _>(&cache, &("eu",))?, Explanation::Hit);
-    /// assert_eq!(V2.explain::<u32, _>(&cache, &("eu",))?, Explanation::CodeChanged);
-    /// assert_eq!(V2.explain::<u32, _>(&cache, &("us",))?, Explanation::NeverWritten);
+    /// assert_eq!(V1.explain::<u32>(&cache, &V1.key(&("eu",)))?, Explanation::Hit);
+    /// assert_eq!(V2.explain::<u32>(&cache, &V2.key(&("eu",)))?, Explanation::CodeChanged);
+    /// assert_eq!(V2.explain::<u32>(&cache, &V2.key(&("us",)))?, Explanation::NeverWritten);
     /// # Ok::<(), tiered::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::Encode`] if the arguments cannot be encoded.
-    pub fn explain<V, A>(&self, cache: &Cache, args: &A) -> Result<crate::Explanation>
+    /// [`Error::Encode`] if the key could not be encoded.
+    pub fn explain<V>(&self, cache: &Cache, key: &MemoKey) -> Result<crate::Explanation>
     where
         V: DeserializeOwned + Send + Sync + 'static,
-        A: Serialize + ?Sized,
     {
         use crate::explain::{Explanation, Invalidation};
+        let ek = match (key.keep, &key.key) {
+            // Never stored: nothing to explain but that it is not cached.
+            (Keep::Nowhere, _) => return Ok(Explanation::NeverWritten),
+            (_, Ok(ek)) => ek,
+            (_, Err(e)) => {
+                return Err(Error::Encode {
+                    what: "key".into(),
+                    detail: e.to_string(),
+                })
+            }
+        };
         let inner = &cache.inner;
-        let ek = encode_key_in(Some(self.path), &(self.version, args))?;
-        let found = inner.explain_encoded::<V>(&ek);
-        if found == Explanation::Hit {
+        let found = inner.explain_encoded::<V>(ek);
+        if found != Explanation::NeverWritten {
             return Ok(found);
         }
         // The version the cache held before this one: still noted (the next call drops its
@@ -342,10 +350,9 @@ impl Memoized {
             .and_then(|nk| inner.read_quietly::<u64>(&nk))
             .filter(|v| *v != self.version);
         let older = noted.or(*lock(&inner.memo.state(self.path).replaced));
-        let Some(older) = older else {
+        let Some(old_key) = older.and_then(|older| self.at_version(ek, older)) else {
             return Ok(found);
         };
-        let old_key = encode_key_in(Some(self.path), &(older, args))?;
         let held_before = match inner.explain_encoded::<V>(&old_key) {
             Explanation::Hit => true,
             Explanation::Invalidated {
@@ -353,11 +360,26 @@ impl Memoized {
             } => ns == self.path,
             _ => false,
         };
-        Ok(if held_before && matches!(found, Explanation::NeverWritten) {
+        Ok(if held_before {
             Explanation::CodeChanged
         } else {
             found
         })
+    }
+
+    /// The key of the same call at another code version: a key is `(version, args)` in the
+    /// function's namespace, and a tuple is encoded as a sequence, so the two differ only in
+    /// the version's bytes after a common head.
+    fn at_version(&self, ek: &EncodedKey, version: u64) -> Option<EncodedKey> {
+        let head = |v: u64| -> Option<Vec<u8>> {
+            let mut b = encode_key_in(Some(self.path), &(v,)).ok()?.bytes.to_vec();
+            b.pop(); // the sequence's end
+            Some(b)
+        };
+        let rest = ek.bytes.strip_prefix(&head(self.version)?[..])?;
+        let mut bytes = head(version)?;
+        bytes.extend_from_slice(rest);
+        Some(EncodedKey::from_bytes(&bytes))
     }
 
     /// This function's hits and misses in `cache` since it was opened.
