@@ -58,6 +58,7 @@ mod admin;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
+mod bytes;
 mod cache;
 mod codec;
 mod disk;
@@ -86,6 +87,7 @@ pub use admin::{EntryFilter, EntryInfo};
 #[cfg(feature = "tokio")]
 pub use async_cache::AsyncCache;
 pub use builder::{CacheBuilder, DamagedFile, Durability};
+pub use bytes::Bytes;
 pub use cache::Cache;
 #[cfg(feature = "testing-faults")]
 #[doc(hidden)]

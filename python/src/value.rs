@@ -10,15 +10,21 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyByteArray;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tiered::Bytes;
 
 /// The format of an entry kept in memory only: it has no bytes.
 pub const MEMORY_ONLY: u8 = 0xFF;
 
+/// A value as stored: its format, padding, and its bytes. `data` has the shape of serde bytes:
+/// a large value read from its side file shares the file's mapping instead of a copy (see
+/// `tiered::Bytes`). The padding puts `data` at a multiple of [`ALIGN`] bytes from the start of
+/// the payload (postcard writes `format` as one byte, each length as a varint), so that arrays
+/// decoded in place from a mapped file are aligned.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     format: u8,
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
+    pad: Bytes,
+    data: Bytes,
 }
 
 /// [`Stored`] borrowed, to serialize without a copy.
@@ -26,13 +32,32 @@ struct Stored {
 #[serde(rename = "Stored")]
 struct StoredRef<'a> {
     format: u8,
-    #[serde(with = "serde_bytes")]
-    data: &'a [u8],
+    pad: Pad,
+    data: &'a Bytes,
+}
+
+/// Where `data` starts in a payload, at the latest (a side file is mapped at a page boundary).
+const ALIGN: usize = 64;
+
+/// `n` zero bytes, serialized as serde bytes.
+struct Pad(usize);
+
+impl Serialize for Pad {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&[0u8; ALIGN][..self.0])
+    }
+}
+
+/// The padding that puts `len` bytes of data at a multiple of [`ALIGN`]: after the format byte,
+/// the padding's length (one byte: it is under 128) and the data's length as a varint.
+fn padding_for(len: usize) -> usize {
+    let varint = (usize::BITS - len.leading_zeros()).max(1).div_ceil(7) as usize;
+    (ALIGN - (2 + varint) % ALIGN) % ALIGN
 }
 
 struct Inner {
     format: u8,
-    data: Vec<u8>,
+    data: Bytes,
     /// For a memory-only value: the bytes its object holds, as far as `tiered._values.size_of`
     /// can tell.
     weight: u64,
@@ -81,7 +106,7 @@ impl PyValue {
         let _ = cell.set(py, object);
         PyValue(Arc::new(Inner {
             format,
-            data,
+            data: Bytes::from(data),
             weight,
             object: cell,
         }))
@@ -94,19 +119,37 @@ impl PyValue {
     /// The Python object, decoded by `decode(format, bytearray)` the first time this process
     /// needs it.
     ///
-    /// The decoder gets a `bytearray` of its own (a copy of the stored bytes, as a `bytes`
-    /// would be): arrays it decodes may be views into it, writable like the arrays that were
-    /// stored, and nothing else shares it.
+    /// A value read from its side file (a large one) is decoded from a read-only memory
+    /// mapping of the file that Python holds (`tiered._values.map_file`): no copy of its bytes,
+    /// and arrays decoded in place are read-only views of the file. Otherwise, or if the file
+    /// is gone already (replaced meanwhile), the decoder gets a `bytearray` of its own (a copy
+    /// of the stored bytes): arrays it decodes may be views into it, writable like the arrays
+    /// that were stored, and nothing else shares it.
     pub fn object<'py>(
         &self,
         py: Python<'py>,
         decode: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let obj = self.0.object.get_or_try_init(py, || {
+            if let Some(view) = self.mapped(py)? {
+                return decode.call1((self.0.format, view)).map(Bound::unbind);
+            }
             let data = PyByteArray::new(py, &self.0.data);
             decode.call1((self.0.format, data)).map(Bound::unbind)
         })?;
         Ok(obj.bind(py).clone())
+    }
+
+    /// A memoryview of the bytes in Python's own mapping of the side file they were read
+    /// from, if they were and the file is still there.
+    fn mapped<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        static MAP_FILE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let Some((path, offset)) = self.0.data.side_file() else {
+            return Ok(None);
+        };
+        let map_file = MAP_FILE.import(py, "tiered._values", "map_file")?;
+        let view = map_file.call1((path, offset, self.0.data.len()))?;
+        Ok((!view.is_none()).then_some(view))
     }
 
     /// A fresh object decoded from the bytes (a copy per hit), or `None` for a value kept in
@@ -139,6 +182,7 @@ impl Serialize for PyValue {
         }
         StoredRef {
             format: self.0.format,
+            pad: Pad(padding_for(self.0.data.len())),
             data: &self.0.data,
         }
         .serialize(s)
@@ -147,12 +191,36 @@ impl Serialize for PyValue {
 
 impl<'de> Deserialize<'de> for PyValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Stored { format, data } = Stored::deserialize(d)?;
+        let Stored { format, data, .. } = Stored::deserialize(d)?;
         Ok(PyValue(Arc::new(Inner {
             format,
             data,
             weight: 0,
             object: PyOnceLock::new(),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_starts_at_a_multiple_of_align_in_the_payload() {
+        for len in [
+            0usize, 1, 63, 127, 128, 16_383, 16_384, 70_000, 2_097_151, 2_097_152,
+        ] {
+            let pad = padding_for(len);
+            let payload = postcard::to_allocvec(&StoredRef {
+                format: 3,
+                pad: Pad(pad),
+                data: &Bytes::from(vec![9u8; len]),
+            })
+            .unwrap();
+            let start = payload.len() - len;
+            assert_eq!(start % ALIGN, 0, "len {len}: data at {start}");
+            let back: Stored = postcard::from_bytes(&payload).unwrap();
+            assert_eq!((back.format, back.data.len()), (3, len));
+        }
     }
 }

@@ -115,7 +115,7 @@ def encode_safe(obj: Any) -> Encoded:
     return SAFE, data
 
 
-def _decode_typed(fmt: int, data: bytes | bytearray) -> Any:
+def _decode_typed(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     if fmt == NDARRAY:
         return arrays.loads(data)
     if fmt in (PANDAS_FRAME, PANDAS_SERIES):
@@ -127,7 +127,7 @@ def _decode_typed(fmt: int, data: bytes | bytearray) -> Any:
     raise ValueError(f"unknown value format {fmt}: written by a newer tiered?")
 
 
-def decode(fmt: int, data: bytes | bytearray) -> Any:
+def decode(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """The object stored as ``(fmt, data)``."""
     if fmt in PICKLED:
         return pickled.loads(fmt, data)
@@ -136,7 +136,7 @@ def decode(fmt: int, data: bytes | bytearray) -> Any:
     return _decode_typed(fmt, data)
 
 
-def decode_safe(fmt: int, data: bytes | bytearray) -> Any:
+def decode_safe(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """Like :func:`decode`, running no code: pickles load as data only."""
     if fmt in PICKLED or fmt == SAFE:
         return pickled.loads_data_only(fmt, data)
@@ -171,7 +171,7 @@ def decoder_for(
         return decode
     state: dict[str, Any] = {}
 
-    def checked(fmt: int, data: bytes | bytearray) -> Any:
+    def checked(fmt: int, data: bytes | bytearray | memoryview) -> Any:
         verdict = state.get("private")
         if verdict is None:
             ok, why = folder_is_private(path)
@@ -211,3 +211,22 @@ def size_of(obj: Any) -> int:
         return max(sys.getsizeof(obj), 64)
     except TypeError:
         return 64
+
+
+def map_file(path: str, offset: int, length: int) -> memoryview | None:
+    """A read-only view of ``length`` bytes at ``offset`` in the file at ``path``, memory-mapped
+    (the cache's side file of a large value: never modified while it has its name); ``None`` if
+    the file is gone (the entry was replaced meanwhile) or shorter than that."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    if len(mapped) < offset + length:
+        mapped.close()
+        return None
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+        mapped.madvise(mmap.MADV_WILLNEED)
+    return memoryview(mapped)[offset : offset + length]

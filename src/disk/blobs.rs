@@ -24,6 +24,7 @@
 //!   gets an error.
 //! - A missing or damaged blob reads as a miss (with a warning); its record is dropped.
 
+use crate::bytes::Source;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
@@ -158,13 +159,23 @@ pub(crate) fn write(dir: &Path, payload: &[u8]) -> io::Result<(BlobRef, Pin)> {
     ))
 }
 
-/// Reads a blob in one pass into its final buffer; `None` if it is missing or damaged
-/// (with a warning).
-pub(crate) fn read(dir: &Path, blob: &BlobRef) -> Option<Vec<u8>> {
-    match try_read(dir, blob) {
-        Ok(bytes) => Some(bytes),
+/// A blob's bytes, mapped read-only rather than copied (see `bytes.rs`), checked: `None` if
+/// it is missing or damaged (logged).
+pub(crate) fn read_shared(dir: &Path, blob: &BlobRef) -> Option<std::sync::Arc<Source>> {
+    let path = path(dir, blob.id);
+    let checked = fs::File::open(&path)
+        .and_then(|f| Source::open(&f, &path))
+        .map_err(|e| e.to_string())
+        .and_then(|source| {
+            if source.len() as u64 == blob.len && xxh3_64(&source) == blob.sum {
+                Ok(source)
+            } else {
+                Err("damaged (length or checksum)".to_string())
+            }
+        });
+    match checked {
+        Ok(source) => Some(std::sync::Arc::new(source)),
         Err(why) => {
-            let path = path(dir, blob.id);
             tracing::warn!(file = %path.display(), why, "cache side file unreadable: a miss");
             None
         }
@@ -265,13 +276,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let payload = vec![7u8; 100_000];
         let (blob, _pin) = write(dir.path(), &payload).unwrap();
-        assert_eq!(read(dir.path(), &blob).as_deref(), Some(&payload[..]));
+        assert_eq!(
+            read_shared(dir.path(), &blob).as_deref().map(|s| &s[..]),
+            Some(&payload[..])
+        );
         let mut bad = payload.clone();
         bad[500] ^= 1;
         fs::write(path(dir.path(), blob.id), &bad).unwrap();
-        assert_eq!(read(dir.path(), &blob), None);
+        assert!(read_shared(dir.path(), &blob).is_none());
         delete(dir.path(), &[blob.id]);
-        assert_eq!(read(dir.path(), &blob), None, "missing");
+        assert!(read_shared(dir.path(), &blob).is_none(), "missing");
         assert_ne!(
             write(dir.path(), &payload).unwrap().0.id,
             blob.id,

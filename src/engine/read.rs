@@ -345,16 +345,12 @@ impl Inner {
                 return None;
             }
         }
-        // A large payload is in a side file: read in one pass, checked; missing or damaged, the
-        // record is dropped as damaged (the read logged why).
-        let side_file;
-        let payload = match rec.blob() {
-            None => rec.payload,
+        // A large payload is in a side file: mapped, checked; missing or damaged, the record is
+        // dropped as damaged (the read logged why). `Bytes` in the value share the mapping.
+        let side_file = match rec.blob() {
+            None => None,
             Some(blob) => match disk.read_blob(&blob) {
-                Some(bytes) => {
-                    side_file = bytes;
-                    &side_file[..]
-                }
+                Some(source) => Some(source),
                 None => {
                     self.drop_dead(ek.digest, version, Dead::Damaged, Some(&rec), None);
                     return None;
@@ -362,7 +358,13 @@ impl Inner {
             },
         };
         // User code (a slow Deserialize) runs here, holding no lock.
-        let Some(v) = codec::decode::<V>(payload, rec.meta.self_describing) else {
+        let decoded = match &side_file {
+            None => codec::decode::<V>(rec.payload, rec.meta.self_describing),
+            Some(source) => crate::bytes::decoding_from(source, || {
+                codec::decode::<V>(source, rec.meta.self_describing)
+            }),
+        };
+        let Some(v) = decoded else {
             self.outdated_shape::<V>(scope, ek.digest, || self.drop_record(ek.digest, version));
             return None;
         };
@@ -370,7 +372,8 @@ impl Inner {
         Counters::bump(&self.counters.disk_hits);
         let v = Arc::new(v);
         let gens: Box<[(u64, u64)]> = rec.generations().collect();
-        let weight = memory::weight::<V>(ek.bytes.len(), payload.len(), gens.len());
+        let payload_len = side_file.as_ref().map_or(rec.payload.len(), |s| s.len());
+        let weight = memory::weight::<V>(ek.bytes.len(), payload_len, gens.len());
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
             self.memory.too_large(weight, true, "disk hit");

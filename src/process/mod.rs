@@ -439,9 +439,13 @@ impl DiskTier {
         blobs::present(&self.state.dir, blob)
     }
 
-    /// A side file's bytes, or `None` if it is missing or damaged (logged).
-    pub fn read_blob(&self, blob: &crate::record::BlobRef) -> Option<Vec<u8>> {
-        blobs::read(&self.state.dir, blob)
+    /// A side file's bytes (mapped, not copied), or `None` if it is missing or damaged
+    /// (logged).
+    pub fn read_blob(
+        &self,
+        blob: &crate::record::BlobRef,
+    ) -> Option<std::sync::Arc<crate::bytes::Source>> {
+        blobs::read_shared(&self.state.dir, blob)
     }
 
     /// What keeps this process from the folder, if anything: its owner not answering.

@@ -43,7 +43,7 @@ def dumps(arr: Any) -> bytearray:
     return out
 
 
-def loads(data: bytes | bytearray) -> Any:
+def loads(data: bytes | bytearray | memoryview) -> Any:
     """The array in ``data``, a view into it (writable when ``data`` is a ``bytearray``)."""
     import numpy
     from numpy.lib import format as npy

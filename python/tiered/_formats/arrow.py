@@ -58,7 +58,7 @@ def _write(pa: Any, data: Any) -> bytearray:
     return out
 
 
-def _reader(pa: Any, data: bytes | bytearray) -> Any:
+def _reader(pa: Any, data: bytes | bytearray | memoryview) -> Any:
     return pa.ipc.open_stream(pa.py_buffer(data))
 
 
@@ -71,7 +71,7 @@ def arrow_dumps(obj: Any) -> tuple[int, bytearray]:
     return (ARROW_TABLE if isinstance(obj, pa.Table) else ARROW_BATCH), _write(pa, obj)
 
 
-def arrow_loads(fmt: int, data: bytes | bytearray) -> Any:
+def arrow_loads(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """The Table or RecordBatch in ``data``; its buffers are views into ``data``."""
     reader = _reader(_pyarrow(), data)
     return reader.read_all() if fmt == ARROW_TABLE else reader.read_next_batch()
@@ -242,7 +242,7 @@ def _check_pandas_metadata(pa: Any, pd: Any, table: Any) -> None:
             )
 
 
-def pandas_loads(fmt: int, data: bytes | bytearray) -> Any:
+def pandas_loads(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """The DataFrame or Series in ``data`` (its own memory: ``to_pandas`` copies)."""
     import pandas as pd
 
@@ -300,7 +300,7 @@ def polars_dumps(obj: Any) -> tuple[int, bytes] | str:
     return (POLARS_SERIES if is_series else POLARS_FRAME), buf.getvalue()
 
 
-def polars_loads(fmt: int, data: bytes | bytearray) -> Any:
+def polars_loads(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """The polars DataFrame or Series in ``data``."""
     import polars as pl
 

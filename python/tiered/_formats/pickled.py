@@ -87,7 +87,7 @@ def dumps(obj: Any) -> tuple[int, bytes | bytearray]:
     return PICKLE_OOB, out
 
 
-def _frame(data: bytes | bytearray) -> tuple[memoryview, list[memoryview]]:
+def _frame(data: bytes | bytearray | memoryview) -> tuple[memoryview, list[memoryview]]:
     """The pickle and buffers of a format-2 value, as views into ``data`` (no copies)."""
     view = memoryview(data)
     try:
@@ -107,7 +107,7 @@ def _frame(data: bytes | bytearray) -> tuple[memoryview, list[memoryview]]:
     return pieces[0], pieces[1:]
 
 
-def loads(fmt: int, data: bytes | bytearray) -> Any:
+def loads(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """The object pickled in ``data`` (format 0 or 2); runs whatever code the pickle names."""
     if fmt == PICKLE:
         return pickle.loads(data)
@@ -115,7 +115,7 @@ def loads(fmt: int, data: bytes | bytearray) -> Any:
     return pickle.loads(stream, buffers=buffers)
 
 
-def loads_data_only(fmt: int, data: bytes | bytearray) -> Any:
+def loads_data_only(fmt: int, data: bytes | bytearray | memoryview) -> Any:
     """Like :func:`loads` (formats 0, 1 and 2), refusing any global but plain data."""
     if fmt == PICKLE_OOB:
         stream, buffers = _frame(data)
