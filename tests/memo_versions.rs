@@ -236,13 +236,23 @@ fn a_version_first_used_after_another_in_one_process_keeps_its_entries_after_a_r
         let v1 = Memoized::new("memo_versions::edited", 1);
         let _ = v1.call(&cache, &Options::new(), v1.key(&(7u64,)), || 7u64 * 2);
         let v2 = Memoized::new("memo_versions::edited", 2);
-        assert_eq!(v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)), 21);
+        assert_eq!(
+            v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)),
+            21
+        );
         cache.flush().unwrap();
     }
     let cache = Cache::open(dir.path()).unwrap();
     let v2 = Memoized::new("memo_versions::edited", 2);
-    assert_eq!(v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)), 21);
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the restart computed the call again");
+    assert_eq!(
+        v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)),
+        21
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the restart computed the call again"
+    );
 }
 
 /// A key argument whose `Serialize` fails.

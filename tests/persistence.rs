@@ -168,7 +168,10 @@ fn get_from_memory_never_reads_the_disk_and_counts_only_hits() {
     {
         let cache = Cache::open(dir.path()).unwrap();
         cache.insert("k", 7u64).unwrap();
-        assert_eq!(cache.get_from_memory::<_, u64>("k").unwrap().as_deref(), Some(&7));
+        assert_eq!(
+            cache.get_from_memory::<_, u64>("k").unwrap().as_deref(),
+            Some(&7)
+        );
     }
     let cache = Cache::open(dir.path()).unwrap();
     // The warm restart may load entries into memory undecoded; those are left to `get` too.
@@ -176,10 +179,16 @@ fn get_from_memory_never_reads_the_disk_and_counts_only_hits() {
     let s = cache.stats();
     assert_eq!((s.memory_hits, s.disk_hits, s.misses), (0, 0, 0));
     assert_eq!(cache.get::<_, u64>("k").unwrap().as_deref(), Some(&7));
-    assert_eq!(cache.get_from_memory::<_, u64>("k").unwrap().as_deref(), Some(&7));
+    assert_eq!(
+        cache.get_from_memory::<_, u64>("k").unwrap().as_deref(),
+        Some(&7)
+    );
     let ns = cache.namespace("n");
     assert_eq!(ns.get_from_memory::<_, u64>("k").unwrap(), None);
     let s = cache.stats();
-    assert_eq!(s.misses, 0, "a memory probe that finds nothing is not a miss");
+    assert_eq!(
+        s.misses, 0,
+        "a memory probe that finds nothing is not a miss"
+    );
     assert!(s.memory_hits + s.disk_hits >= 2);
 }
