@@ -221,6 +221,40 @@ fn a_short_lived_program_reclaims_the_older_versions_entries_before_it_closes() 
     assert_eq!(blobs(dir.path()), 1);
 }
 
+// A process that runs two versions of a function (an app file edited under a reloading server,
+// as Python's `panel serve --dev` does): the newer version's entries must outlive a restart.
+#[test]
+fn a_version_first_used_after_another_in_one_process_keeps_its_entries_after_a_restart() {
+    let dir = common::tempdir();
+    let runs = AtomicUsize::new(0);
+    let compute = |i: u64| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        i * 3
+    };
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        let v1 = Memoized::new("memo_versions::edited", 1);
+        let _ = v1.call(&cache, &Options::new(), v1.key(&(7u64,)), || 7u64 * 2);
+        let v2 = Memoized::new("memo_versions::edited", 2);
+        assert_eq!(
+            v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)),
+            21
+        );
+        cache.flush().unwrap();
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    let v2 = Memoized::new("memo_versions::edited", 2);
+    assert_eq!(
+        v2.call(&cache, &Options::new(), v2.key(&(7u64,)), || compute(7)),
+        21
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the restart computed the call again"
+    );
+}
+
 /// A key argument whose `Serialize` fails.
 struct Unencodable;
 

@@ -329,8 +329,8 @@ class Cache:
 
         Args:
             ttl, at, idle, tags, memory_only: as for :meth:`set`.
-            scope: ``"global"`` (one entry per arguments), ``"session"`` (one per Panel or
-                Streamlit session, kept in memory and dropped when the session ends), or a
+            scope: ``"global"`` (one entry per arguments), ``"session"`` (one per Panel,
+                Streamlit or Dash session, kept in memory and dropped when the session ends), or a
                 callable whose result (say a user id) is part of the key.
             version, deps: escape hatches: anything whose change must recompute.
             hash_funcs: ``{type: function}`` giving what identifies an argument of that type.

@@ -1,8 +1,10 @@
 //! Memoized functions: what `#[tiered::memoize]` expands to, usable by hand.
 //!
 //! A memoized function's entries live in a namespace named by the function's path; their key
-//! is (code version, arguments). The first call of a process on a cache compares the version
-//! with the one the cache last saw for that function and, if it changed, clears the namespace
+//! is (code version, arguments). The first call of each version in a process on a cache
+//! compares the version with the one the cache last saw for that function (a binding such as
+//! Python's may run several versions in one process: an app file edited under a reloading
+//! server) and, if it changed, clears the namespace
 //! (one generation bump: the sweeper reclaims the old entries in both tiers, side files
 //! included, and a close waits briefly for it), so that a dev loop's edits never pile up
 //! entries of dead versions.
@@ -15,7 +17,7 @@ mod global;
 use std::collections::HashMap;
 use std::future::{ready, Future};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -391,16 +393,18 @@ impl Memoized {
         }
     }
 
-    /// The function's state in `cache`, after making sure, once per process and cache, that
-    /// the entries of its other versions are gone (disk work: where `R` puts it).
+    /// The function's state in `cache`, after making sure, once per version, process and
+    /// cache, that the entries of its other versions are gone (disk work: where `R` puts it).
     async fn prepare<R: Runner>(&self, cache: &Cache) -> Arc<FnState> {
         let state = cache.inner.memo.state(self.path);
-        if state.checked.get().is_none() {
+        if !lock(&state.checked).contains(&self.version) {
             let (memo, inner, state) = (*self, cache.inner.clone(), state.clone());
             let checked = R::blocking(move || {
-                state
-                    .checked
-                    .get_or_init(|| memo.reclaim_other_versions(&inner));
+                let _one_at_a_time = lock(&state.checking);
+                if !lock(&state.checked).contains(&memo.version) {
+                    memo.reclaim_other_versions(&inner);
+                    lock(&state.checked).push(memo.version);
+                }
             });
             if let Err(e) = checked.await {
                 tracing::warn!(function = self.path, error = %e, "could not check the code version");
@@ -503,7 +507,11 @@ struct FnState {
     scope: Scope,
     hits: AtomicU64,
     misses: AtomicU64,
-    checked: OnceLock<()>,
+    /// The versions whose first call in this process checked the cache's note of the
+    /// function's version (one, unless a binding runs edited code without a restart).
+    checked: Mutex<Vec<u64>>,
+    /// Held while a version is checked, so that concurrent first calls check once.
+    checking: Mutex<()>,
     warned: AtomicBool,
     /// When the note of the function's version was last marked as read.
     noted_ms: AtomicU64,
@@ -520,7 +528,8 @@ impl FnState {
             scope: Scope::new(path),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            checked: OnceLock::new(),
+            checked: Mutex::new(Vec::new()),
+            checking: Mutex::new(()),
             warned: AtomicBool::new(false),
             noted_ms: AtomicU64::new(0),
             replaced: Mutex::new(None),
