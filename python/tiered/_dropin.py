@@ -105,7 +105,7 @@ def memoize(
 ) -> Any:
     """``cache.memoize(fn, **options)``, bounded to ``max_items`` entries if given."""
     if max_items is None:
-        m = cache.memoize(fn, scope=scope, **options)
+        m = cache.memoize(fn, scope=scope, **options)  # type: ignore[call-overload]
     else:
         from . import _sessions
 
@@ -121,7 +121,7 @@ def memoize(
                 _sessions.on_end(_session_ended)
             bound.max_items = max_items
             bound.scope = scope_fn
-        m = cache.memoize(bound.wrap(fn), scope=scope, **options)
+        m = cache.memoize(bound.wrap(fn), scope=scope, **options)  # type: ignore[call-overload]
         bound.memoized = m
     registry.add(m)
     return m

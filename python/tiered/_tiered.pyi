@@ -13,7 +13,7 @@ class Store:
         disk: int | str,
         durability: str,
         ttl: Any,
-        encode: Callable[[Any], tuple[int, bytes]],
+        encode: Callable[[Any], tuple[int, bytes | bytearray]],
         decode: Callable[[int, bytes], Any],
         reduce: Callable[[Any], tuple[str, Any]],
         request_timeout: float | None = None,

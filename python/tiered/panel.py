@@ -118,7 +118,7 @@ def cache(
     """
     if not isinstance(policy, str) or policy.lower() not in ("fifo", "lru", "lfu"):
         raise ValueError(f"Cache policy must be one of 'FIFO', 'LRU' or 'LFU', not {policy}.")
-    options = dict(
+    options: dict[str, Any] = dict(
         hash_funcs=hash_funcs,
         max_items=max_items,
         policy=policy,

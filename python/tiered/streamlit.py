@@ -59,7 +59,7 @@ def _spinner(text: str, show_time: bool) -> Iterator[None]:
             ctx = get_script_run_ctx(suppress_warning=True)
         except Exception:  # noqa: BLE001 - not under Streamlit's runtime
             ctx = None
-    if ctx is None:
+    if ctx is None or st is None:
         yield
         return
     try:

@@ -38,7 +38,7 @@ def dumps(arr: Any) -> bytearray:
     out[:start] = head.getbuffer()
     order = "F" if meta["fortran_order"] else "C"
     view = numpy.frombuffer(out, dtype=arr.dtype, count=arr.size, offset=start)
-    view.reshape(arr.shape, order=order)[...] = arr
+    view.reshape(tuple(arr.shape), order=order)[...] = arr  # type: ignore[call-overload]
     del view
     return out
 
