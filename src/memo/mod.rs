@@ -303,8 +303,8 @@ impl Memoized {
     }
 
     /// Why the call with `key` would not be answered from `cache`, or that it would
-    /// ([`Explanation::Hit`]): what [`Cache::explain`] says of the key, or
-    /// [`Explanation::CodeChanged`] when the cache held this same call under another version
+    /// ([`Explanation::Hit`](crate::Explanation::Hit)): what [`Cache::explain`] says of the key, or
+    /// [`Explanation::CodeChanged`](crate::Explanation::CodeChanged) when the cache held this same call under another version
     /// of the function's code (its entries are dropped at the next call, or were at this
     /// process's first). Changes nothing: no drop, no promotion, no read time, nothing counted.
     ///
