@@ -267,9 +267,15 @@ def test_objects_holding_arrays_are_pickled_with_their_buffers_out_of_band(
         tmp_path,
     )
     got = tiered.Cache(folder).get("v")
-    # 800 KB: read from its side file's mapping, without a copy: aligned, read-only.
+    # 800 KB: read from its side file's private mapping, without a copy: aligned, writable,
+    # and a write changes neither the file nor what the next process reads.
     a = got["a"]
-    assert numpy.array_equal(a, value["a"]) and a.flags.aligned and not a.flags.writeable
+    assert numpy.array_equal(a, value["a"]) and a.flags.aligned and a.flags.writeable
+    a[0] = -1.0
+    again = run_python(
+        f"import tiered; print(tiered.Cache({str(folder)!r}).get('v')['a'][0])", tmp_path
+    )
+    assert float(again) == 0.0
     assert numpy.array_equal(got["f"], value["f"]) and got["f"].flags.f_contiguous
     assert got["frame"].equals(value["frame"])
     assert list(got["objects"]) == [1, "a", None]
@@ -424,3 +430,75 @@ def test_a_damaged_framed_value_raises_a_clear_error() -> None:
         _values.decode(fmt, bytes(data)[:200])
     with pytest.raises(ValueError, match="newer tiered"):
         _values.decode(200, b"")
+
+
+LARGE_FRAMES = """
+    import numpy, pandas as pd
+    n = 200_000
+    frames = {
+        "numeric": pd.DataFrame(
+            {"f": numpy.arange(n) / 7, "i": numpy.arange(n), "b": numpy.arange(n) % 2 == 0}
+        ),
+        "mixed": pd.DataFrame({
+            "f": numpy.arange(n) / 7,
+            "t": pd.date_range("2026-01-01", periods=n, freq="s", tz="Europe/Paris"),
+            "s": ["x" + str(i % 10) for i in range(n)],
+        }),
+    }
+"""
+
+
+@needs_frames
+def test_a_large_frame_is_read_in_place_writable_and_the_file_never_changes(
+    folder: Path, tmp_path: Path
+) -> None:
+    import pandas.testing as pdt
+
+    run_python(
+        LARGE_FRAMES
+        + f"""
+    import tiered
+    c = tiered.Cache({str(folder)!r})
+    for k, v in frames.items():
+        c.set(k, v)
+    c.close()
+    """,
+        tmp_path,
+    )
+    scope: dict = {}
+    exec(textwrap.dedent(LARGE_FRAMES), scope)
+    cache = tiered.Cache(folder)
+    for name, expected in scope["frames"].items():
+        got = cache.get(name)
+        pdt.assert_frame_equal(got, expected, check_exact=True)
+        got.iloc[0, 0] = -1.0  # writable, whether read in place or copied
+        got.loc[1, "f"] = -2.0
+    check = run_python(
+        f"""
+        import tiered
+        c = tiered.Cache({str(folder)!r})
+        print(c.get("numeric").iloc[0, 0], c.get("mixed").loc[1, "f"])
+        """,
+        tmp_path,
+    )
+    assert [float(x) for x in check.split()] == [0.0, 1 / 7]
+
+
+@needs_frames
+def test_a_frame_decoded_from_a_writable_buffer_is_a_view_into_it() -> None:
+    # What a large frame's read does with its side file's private mapping: its numeric
+    # columns point into the buffer, with no copy.
+    import numpy
+    import pandas as pd
+    import pandas.testing as pdt
+
+    frame = pd.DataFrame({"f": numpy.arange(100_000) / 7, "i": numpy.arange(100_000)})
+    fmt, data = _values.encode(frame)
+    buf = bytearray(data)
+    got = _values.decode(fmt, memoryview(buf))
+    pdt.assert_frame_equal(got, frame, check_exact=True)
+    start = numpy.frombuffer(buf, numpy.uint8).__array_interface__["data"][0]
+    for column in ("f", "i"):
+        at = got[column].to_numpy().__array_interface__["data"][0]
+        assert start <= at < start + len(buf), column
+    got.loc[0, "f"] = 5.0  # writable: the buffer is

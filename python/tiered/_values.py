@@ -214,14 +214,15 @@ def size_of(obj: Any) -> int:
 
 
 def map_file(path: str, offset: int, length: int) -> memoryview | None:
-    """A read-only view of ``length`` bytes at ``offset`` in the file at ``path``, memory-mapped
-    (the cache's side file of a large value: never modified while it has its name); ``None`` if
-    the file is gone (the entry was replaced meanwhile) or shorter than that."""
+    """A view of ``length`` bytes at ``offset`` in the file at ``path``, memory-mapped (the
+    cache's side file of a large value: never modified while it has its name), private and
+    copy-on-write: writable, and a write never reaches the file. ``None`` if the file is gone
+    (the entry was replaced meanwhile) or shorter than that."""
     import mmap
 
     try:
         with open(path, "rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     except (OSError, ValueError):
         return None
     if len(mapped) < offset + length:

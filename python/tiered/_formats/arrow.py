@@ -242,15 +242,51 @@ def _check_pandas_metadata(pa: Any, pd: Any, table: Any) -> None:
             )
 
 
+def _in_place(pd: Any, table: Any, data: memoryview) -> Any:
+    """``table`` as a frame whose columns are views into ``data`` (a private, copy-on-write
+    mapping of a side file: writable, and a write never reaches the file), or ``None`` when a
+    column would not be a plain NumPy array in it (then ``to_pandas`` copies, as usual)."""
+    try:
+        import numpy as np
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pandas < 3: no public way to build a frame from its blocks
+        return None
+    whole = np.frombuffer(data, dtype=np.uint8)
+    start = whole.__array_interface__["data"][0]
+    split = table.to_pandas(split_blocks=True)  # zero-copy, read-only views where it can
+    blocks = []
+    for block in split._mgr.blocks:
+        values = block.values
+        if not isinstance(values, np.ndarray) or values.dtype.hasobject:
+            return None
+        at = values.__array_interface__["data"][0]
+        if values.flags.writeable:
+            pass  # made by the conversion: its own memory
+        elif start <= at and at + values.nbytes <= start + len(whole) and values.flags.c_contiguous:
+            values = np.frombuffer(
+                data, dtype=values.dtype, count=values.size, offset=at - start
+            ).reshape(values.shape)
+        else:
+            return None
+        blocks.append((values, block.mgr_locs.as_array))
+    return create_dataframe_from_blocks(blocks, index=split.index, columns=split.columns)
+
+
 def pandas_loads(fmt: int, data: bytes | bytearray | memoryview) -> Any:
-    """The DataFrame or Series in ``data`` (its own memory: ``to_pandas`` copies)."""
+    """The DataFrame or Series in ``data``: its own memory (``to_pandas`` copies), or, when
+    ``data`` is a writable mapping of a side file and every column is a plain NumPy array,
+    views into it (no copy)."""
     import pandas as pd
 
     pa = _pyarrow()
     table = _reader(pa, data).read_all()
     _check_pandas_metadata(pa, pd, table)
     meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
-    frame = table.to_pandas()
+    frame = None
+    if isinstance(data, memoryview) and not data.readonly:
+        frame = _in_place(pd, table, data)
+    if frame is None:
+        frame = table.to_pandas()
     for i in meta.get("object_columns", []):
         col = frame.iloc[:, i]
         if col.dtype != object:
