@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use tiered::Options;
 
@@ -64,7 +65,12 @@ pub struct Pending {
 #[pyclass(frozen, dict, module = "tiered._tiered")]
 pub struct Memoized {
     shared: Arc<Shared>,
-    memo: tiered::Memoized,
+    /// The function's identity and, from its first use, its code version: fingerprinted then,
+    /// when the module that defines it has run to its end (so that helpers and constants
+    /// defined below it, and its class, exist).
+    path: &'static str,
+    version_of: Py<PyAny>,
+    memo: PyOnceLock<tiered::Memoized>,
     func: Py<PyAny>,
     params: Vec<Param>,
     /// Options fixed at decoration; `at` is resolved at each store (its next occurrence).
@@ -97,6 +103,16 @@ fn intern(path: String) -> &'static str {
 }
 
 impl Memoized {
+    /// The function's `tiered::Memoized`, its version computed at the first call.
+    fn memo(&self, py: Python<'_>) -> PyResult<tiered::Memoized> {
+        self.memo
+            .get_or_try_init(py, || {
+                let version: u64 = self.version_of.bind(py).call0()?.extract()?;
+                Ok::<_, PyErr>(tiered::Memoized::new(self.path, version))
+            })
+            .copied()
+    }
+
     /// The key parts of a call, or `None` if the arguments do not fit the signature (the
     /// function then runs, to raise its own `TypeError`).
     fn bind(
@@ -285,7 +301,8 @@ impl Memoized {
     ) -> PyResult<Option<tiered::MemoKey>> {
         Ok(self
             .bind(py, args, kwargs)?
-            .map(|parts| self.memo.key(&parts)))
+            .map(|parts| self.memo(py).map(|m| m.key(&parts)))
+            .transpose()?)
     }
 }
 
@@ -299,7 +316,7 @@ impl Memoized {
         store: &Bound<'_, Store>,
         func: Py<PyAny>,
         path: String,
-        version: u64,
+        version: Py<PyAny>,
         params: Vec<ParamSpec>,
         ttl: Option<Bound<'_, PyAny>>,
         at: Option<Py<PyAny>>,
@@ -337,7 +354,9 @@ impl Memoized {
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Memoized {
             shared: store.get().shared.clone(),
-            memo: tiered::Memoized::new(intern(path), version),
+            path: intern(path),
+            version_of: version,
+            memo: PyOnceLock::new(),
             func,
             params,
             options,
@@ -365,13 +384,14 @@ impl Memoized {
             return self.func.bind(py).call(args, kwargs);
         };
         let cache = self.shared.cache(py)?;
-        if let Some(v) = self.memo.get_from_memory::<PyValue>(cache, &key) {
+        let memo = self.memo(py)?;
+        if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
             return self.deliver(py, &v);
         }
         let options = self.options(py)?;
         let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
         let got = py.detach(|| {
-            self.memo.call_result(cache, &options, key, || {
+            memo.call_result(cache, &options, key, || {
                 Python::attach(|py| self.compute(py, &a, k.as_ref()))
             })
         });
@@ -399,7 +419,7 @@ impl Memoized {
             return Ok((false, none));
         };
         let cache = self.shared.cache(py)?;
-        if let Some(v) = self.memo.get_from_memory::<PyValue>(cache, &key) {
+        if let Some(v) = self.memo(py)?.get_from_memory::<PyValue>(cache, &key) {
             return Ok((true, self.deliver(py, &v)?));
         }
         let pending = Pending {
@@ -426,9 +446,10 @@ impl Memoized {
             .take()
             .ok_or_else(|| PyTypeError::new_err("this pending call was already run"))?;
         let cache = self.shared.cache(py)?;
+        let memo = self.memo(py)?;
         let options = &pending.get().options;
         let got = py.detach(|| {
-            self.memo.call_result(cache, options, key, || {
+            memo.call_result(cache, options, key, || {
                 Python::attach(|py| {
                     let obj = compute.bind(py).call0()?;
                     self.shared.value(py, &obj, self.memory_only)
@@ -464,7 +485,8 @@ impl Memoized {
     ) -> PyResult<bool> {
         let cache = self.shared.cache(py)?;
         if args.is_empty() && kwargs.is_none_or(|k| k.is_empty()) {
-            py.detach(|| self.memo.clear(cache))
+            let memo = self.memo(py)?;
+            py.detach(|| memo.clear(cache))
                 .map_err(|e| crate::errors::cache_error(&e))?;
             return Ok(true);
         }
@@ -474,7 +496,8 @@ impl Memoized {
                 self.label
             )));
         };
-        py.detach(|| self.memo.remove(cache, key))
+        let memo = self.memo(py)?;
+        py.detach(|| memo.remove(cache, key))
             .map_err(|e| crate::errors::cache_error(&e))
     }
 
@@ -488,7 +511,8 @@ impl Memoized {
     ) -> PyResult<Bound<'py, PyAny>> {
         if let Some(key) = self.key(py, args, kwargs)? {
             let cache = self.shared.cache(py)?;
-            py.detach(|| self.memo.remove(cache, key))
+            let memo = self.memo(py)?;
+            py.detach(|| memo.remove(cache, key))
                 .map_err(|e| crate::errors::cache_error(&e))?;
         }
         self.__call__(py, args, kwargs)
@@ -513,8 +537,9 @@ impl Memoized {
             )));
         };
         let cache = self.shared.cache(py)?;
+        let memo = self.memo(py)?;
         let why = py
-            .detach(|| self.memo.explain::<PyValue>(cache, &key))
+            .detach(|| memo.explain::<PyValue>(cache, &key))
             .map_err(|e| crate::errors::cache_error(&e))?;
         Ok(why.to_string())
     }
@@ -522,7 +547,7 @@ impl Memoized {
     /// This function's hits and misses in its cache since the cache was opened.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let cache = self.shared.cache(py)?;
-        let s = self.memo.stats(cache);
+        let s = self.memo(py)?.stats(cache);
         let d = PyDict::new(py);
         d.set_item("hits", s.hits)?;
         d.set_item("misses", s.misses)?;
@@ -532,12 +557,12 @@ impl Memoized {
     /// The function's identity: the namespace of its entries.
     #[getter]
     fn identity(&self) -> &'static str {
-        self.memo.path()
+        self.path
     }
 
     /// The function's code version (a fingerprint of its bytecode and what it calls).
     #[getter]
-    fn version(&self) -> u64 {
-        self.memo.version()
+    fn version(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.memo(py)?.version())
     }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 import threading
 import types
 import uuid
@@ -356,3 +357,96 @@ def test_explain_says_why_a_call_would_recompute(tmp_path: Path, folder: Path) -
     out = run(2, True)
     assert out[0].startswith("the function's code changed"), out
     assert out[1].startswith("a live value")
+
+
+def _project(tmp_path: Path, files: dict[str, str]) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def _version(tmp_path: Path, folder: Path, module: str, func: str, env: dict | None = None) -> int:
+    out = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import {module} as m
+        print(m.{func}.version)
+        """,
+        tmp_path,
+        env=env,
+    )
+    return int(out.strip())
+
+
+def test_a_version_is_the_same_under_every_hash_seed(tmp_path: Path, folder: Path) -> None:
+    # A set literal's repr order depends on the hash seed: versions must not.
+    _project(tmp_path, {"app.py": f"""
+        import tiered
+        cache = tiered.Cache({str(folder)!r})
+        KINDS = frozenset({{"alpha", "beta", "gamma", "delta"}})
+        @cache.memoize
+        def known(x, tags=frozenset({{"a", "b", "c", "d", "e"}})):
+            return x in {{"alpha", "beta", "gamma", "delta"}} or x in KINDS
+    """})
+    versions = {_version(tmp_path, folder, "app", "known", {"PYTHONHASHSEED": str(s)}) for s in (1, 2, 3, 4)}
+    assert len(versions) == 1
+
+
+def test_helpers_and_constants_defined_below_the_function_count_in_its_version(
+    tmp_path: Path, folder: Path
+) -> None:
+    body = """
+        import tiered
+        cache = tiered.Cache({folder!r})
+        @cache.memoize
+        def load(x):
+            return scale(x) + OFFSET
+        def scale(x):
+            return x * {factor}
+        OFFSET = {offset}
+    """
+    _project(tmp_path, {"app.py": body.format(folder=str(folder), factor=2, offset=0)})
+    v1 = _version(tmp_path, folder, "app", "load")
+    _project(tmp_path, {"app.py": body.format(folder=str(folder), factor=3, offset=0)})
+    v2 = _version(tmp_path, folder, "app", "load")
+    _project(tmp_path, {"app.py": body.format(folder=str(folder), factor=3, offset=5)})
+    v3 = _version(tmp_path, folder, "app", "load")
+    assert len({v1, v2, v3}) == 3
+
+
+def test_dotted_module_helpers_and_sibling_methods_count_in_the_version(
+    tmp_path: Path, folder: Path
+) -> None:
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/deep.py": "def f(x):\n    return x * {k}\n",
+        "app.py": f"""
+            import tiered, pkg.sub.deep
+            cache = tiered.Cache({str(folder)!r})
+            @cache.memoize
+            def c(x):
+                return pkg.sub.deep.f(x)
+            class Svc:
+                def helper(self, x):
+                    return x + {{h}}
+                @cache.memoize(hash_funcs={{object: lambda s: 1}})
+                def run(self, x):
+                    return self.helper(x)
+        """,
+    }
+    def write(k: int, h: int) -> None:
+        _project(tmp_path, {n: t.replace("{k}", str(k)).replace("{h}", str(h))
+                            for n, t in files.items()})
+
+    write(2, 1)
+    base = (_version(tmp_path, folder, "app", "c"), _version(tmp_path, folder, "app", "Svc.run"))
+    write(3, 1)
+    deep = (_version(tmp_path, folder, "app", "c"), _version(tmp_path, folder, "app", "Svc.run"))
+    write(3, 7)
+    method = (_version(tmp_path, folder, "app", "c"), _version(tmp_path, folder, "app", "Svc.run"))
+    assert deep[0] != base[0] and deep[1] == base[1]
+    assert method[0] == deep[0] and method[1] != deep[1]

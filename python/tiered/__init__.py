@@ -362,7 +362,8 @@ class Cache:
                 self._store,
                 fn,
                 name or _memoize.identity(fn),
-                _memoize.fingerprint(fn, deps, version),
+                # At the first call: the module has run to its end by then.
+                functools.partial(_memoize.fingerprint, fn, tuple(deps), version),
                 _memoize.parameters(fn, ignore),
                 ttl=ttl,
                 at=at,

@@ -91,6 +91,17 @@ def _in_project(code: types.CodeType, root: str) -> bool:
 _PLAIN = (int, float, str, bytes, bool, type(None), complex)
 
 
+def _canonical(value: Any) -> str:
+    """``repr`` of a plain value, the same in every process: a set's elements sorted (the order
+    ``repr`` gives depends on the interpreter's hash seed)."""
+    if isinstance(value, (frozenset, set)):
+        inner = ", ".join(sorted(_canonical(v) for v in value))
+        return f"{type(value).__name__}({{{inner}}})"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_canonical(v) for v in value) + ",)"
+    return repr(value)
+
+
 def _plain(value: Any) -> bool:
     if isinstance(value, _PLAIN):
         return True
@@ -126,7 +137,7 @@ class _Fingerprint:
 
     def _value(self, v: Any) -> str:
         if _plain(v):
-            return f"{type(v).__name__}:{v!r}"
+            return f"{type(v).__name__}:{_canonical(v)}"
         return f"<{type(v).__module__}.{type(v).__qualname__}>"
 
     def code(self, code: types.CodeType, globals_: dict[str, Any]) -> None:
@@ -151,7 +162,7 @@ class _Fingerprint:
                 previous_global = None
                 continue
             if ins.opname == "LOAD_CONST" or ins.opname == "RETURN_CONST":
-                self.feed(ins.opname, type(arg).__name__, repr(arg))
+                self.feed(ins.opname, type(arg).__name__, _canonical(arg))
                 continue
             self.feed(ins.opname, repr(arg) if not isinstance(arg, int) else arg)
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
@@ -164,8 +175,10 @@ class _Fingerprint:
                 previous_global, types.ModuleType
             ):
                 name = str(arg).removeprefix("NULL|self + ").removesuffix(" + NULL|self")
-                self.referenced(getattr(previous_global, name, None))
-                previous_global = None
+                target = getattr(previous_global, name, None)
+                self.referenced(target)
+                # `pkg.sub.f`: follow the chain of modules.
+                previous_global = target if isinstance(target, types.ModuleType) else None
             else:
                 previous_global = None
 
@@ -174,7 +187,7 @@ class _Fingerprint:
         if target is None:
             return
         if _plain(target):
-            self.feed("global", type(target).__name__, repr(target))
+            self.feed("global", type(target).__name__, _canonical(target))
             return
         wrapped = getattr(target, "__wrapped__", None)
         if wrapped is not None and callable(wrapped):
@@ -183,16 +196,20 @@ class _Fingerprint:
         if isinstance(code, types.CodeType) and _in_project(code, self.root):
             self.function(target)
             return
-        if isinstance(target, type) and getattr(target, "__module__", None) in sys.modules:
-            module = sys.modules[target.__module__]
-            mfile = getattr(module, "__file__", None)
-            if mfile and os.path.abspath(mfile).startswith(self.root + os.sep) and id(target) not in self.seen:
+        if isinstance(target, type) and id(target) not in self.seen:
+            # A class of the project (one of its methods is): its methods, by name.
+            methods = []
+            for name, member in sorted(vars(target).items()):
+                inner = getattr(member, "__func__", member)
+                inner = getattr(inner, "__wrapped__", inner)
+                code = getattr(inner, "__code__", None)
+                if isinstance(code, types.CodeType):
+                    methods.append((name, inner, _in_project(code, self.root)))
+            if any(in_project for _, _, in_project in methods):
                 self.seen.add(id(target))
-                for name, member in sorted(vars(target).items()):
-                    inner = getattr(member, "__func__", member)
-                    if isinstance(getattr(inner, "__code__", None), types.CodeType):
-                        self.feed("method", name)
-                        self.function(inner)
+                for name, inner, _ in methods:
+                    self.feed("method", name)
+                    self.function(inner)
 
     def value(self) -> int:
         return int.from_bytes(self.h.digest(), "little")
@@ -201,20 +218,46 @@ class _Fingerprint:
 def fingerprint(
     func: Callable[..., Any], deps: Iterable[Any] = (), version: Any = None
 ) -> int:
-    """The code version of ``func`` (a 64-bit int): see the module's docs."""
-    code = getattr(func, "__code__", None)
-    root = project_root(code.co_filename) if code is not None and code.co_filename else os.getcwd()
-    fp = _Fingerprint(root)
+    """The code version of ``func`` (a 64-bit int): see the module's docs. Computed at the
+    function's first call, when its module has run to its end."""
+    fp = _Fingerprint(_root_of(func))
     fp.feed("python", sys.version_info[:2])
     fp.function(func)
+    owner = _owning_class(func)
+    if owner is not None:
+        # A method: `self.helper()` reaches the class's other methods.
+        fp.referenced(owner)
     for dep in deps:
         if callable(dep) and hasattr(inspect.unwrap(dep), "__code__"):
             fp.function(dep)
         else:
-            fp.feed("dep", repr(dep))
+            fp.feed("dep", _canonical(dep))
     if version is not None:
-        fp.feed("version", repr(version))
+        fp.feed("version", _canonical(version))
     return fp.value()
+
+
+def _root_of(func: Callable[..., Any]) -> str:
+    """The project a function belongs to: its notebook's, for a function defined in one (a
+    cell's file is in a temporary folder); else its file's."""
+    notebook = _notebook_path(func)
+    if notebook is not None:
+        return project_root(notebook)
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_filename and not code.co_filename.startswith("<"):
+        return project_root(code.co_filename)
+    return os.getcwd()
+
+
+def _owning_class(func: Callable[..., Any]) -> type | None:
+    """The class a method is defined in, found by its qualified name in its module."""
+    parts = getattr(func, "__qualname__", "").split(".")
+    if len(parts) < 2 or "<locals>" in parts:
+        return None
+    owner: Any = getattr(func, "__globals__", {}).get(parts[0])
+    for name in parts[1:-1]:
+        owner = getattr(owner, name, None)
+    return owner if isinstance(owner, type) else None
 
 
 def parameters(
