@@ -51,12 +51,21 @@ pub fn duration(what: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
         v.extract()?
     } else if let Ok(text) = v.cast::<PyString>() {
         let text = text.to_str()?;
-        let parsed: jiff::SignedDuration = text.trim().parse().map_err(|e| {
-            PyValueError::new_err(format!(
-                "{what}={text:?} is not a duration ({e}); write seconds or text such as \
-                 \"5m\", \"90s\", \"1h30m\" or \"2 hours\""
-            ))
-        })?;
+        // A span ("1d", "2 hours", "1h30m", "PT5M"), days counted as 24 hours.
+        let parsed = text
+            .trim()
+            .parse::<jiff::Span>()
+            .map_err(|e| e.to_string())
+            .and_then(|span| {
+                span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                PyValueError::new_err(format!(
+                    "{what}={text:?} is not a duration ({e}); write seconds or text such as \
+                     \"5m\", \"90s\", \"1h30m\", \"2 hours\" or \"1d\""
+                ))
+            })?;
         parsed.as_secs_f64()
     } else if v.hasattr("total_seconds")? {
         v.call_method0("total_seconds")?.extract()?
@@ -90,11 +99,14 @@ pub fn instant(v: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
         return epoch_secs(v.call_method0("timestamp")?.extract()?);
     }
     if v.hasattr("hour")? && v.hasattr("minute")? {
-        let (h, m): (u8, u8) = (
+        let (h, m, s): (i8, i8, i8) = (
             v.getattr("hour")?.extract()?,
             v.getattr("minute")?.extract()?,
+            v.getattr("second").and_then(|s| s.extract()).unwrap_or(0),
         );
-        return Ok(tiered::next_local_time(h, m));
+        let t = jiff::civil::Time::new(h, m, s, 0)
+            .map_err(|e| PyValueError::new_err(format!("at: not a time of day ({e})")))?;
+        return Ok(next_occurrence(t));
     }
     Err(PyTypeError::new_err(format!(
         "at must be text such as \"16:00\", a datetime, a time or seconds since the epoch, not {}",
@@ -113,16 +125,42 @@ fn epoch_secs(secs: f64) -> PyResult<SystemTime> {
     })
 }
 
-fn parse_instant(text: &str) -> PyResult<SystemTime> {
-    if let Ok(t) = text.parse::<jiff::civil::Time>() {
-        return Ok(tiered::next_local_time(t.hour() as u8, t.minute() as u8));
+/// The next time the local clock shows `t` (today's if still ahead, else tomorrow's); in a
+/// daylight-saving gap or fold, the later reading.
+fn next_occurrence(t: jiff::civil::Time) -> SystemTime {
+    let now = jiff::Zoned::now();
+    let tz = now.time_zone().clone();
+    let mut date = now.date();
+    for _ in 0..3 {
+        if let Ok(at) = tz.to_ambiguous_zoned(date.to_datetime(t)).later() {
+            if at.timestamp() > now.timestamp() {
+                return SystemTime::from(at.timestamp());
+            }
+        }
+        match date.tomorrow() {
+            Ok(next) => date = next,
+            Err(_) => break,
+        }
     }
+    // The clock is at the end of the representable range: no later occurrence.
+    SystemTime::from(now.timestamp())
+}
+
+fn parse_instant(text: &str) -> PyResult<SystemTime> {
+    // A full instant first: a date with a time (jiff's time parser would take the time of a
+    // date-time and drop the date).
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Ok(SystemTime::from(ts));
     }
     if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system()) {
+        if let Ok(z) = jiff::tz::TimeZone::system().to_ambiguous_zoned(dt).later() {
             return Ok(SystemTime::from(z.timestamp()));
+        }
+    }
+    let bare_time = !text.contains('-') && !text.contains('/') && text.contains(':');
+    if bare_time {
+        if let Ok(t) = text.parse::<jiff::civil::Time>() {
+            return Ok(next_occurrence(t));
         }
     }
     Err(PyValueError::new_err(format!(

@@ -38,6 +38,10 @@ pub struct Shared {
     pub encode: Py<PyAny>,
     pub decode: Py<PyAny>,
     pub reduce: Py<PyAny>,
+    /// Called (holding the GIL) just before the folder is opened: raises to refuse it (a
+    /// folder others can write, for a cache that loads pickles). The engine makes a folder
+    /// private as it opens it, so this is the last moment the folder's mode says anything.
+    before_open: Option<Py<PyAny>>,
 }
 
 impl Shared {
@@ -45,6 +49,9 @@ impl Shared {
     pub fn cache(&self, py: Python<'_>) -> PyResult<&Cache> {
         if let Some(c) = self.cache.get() {
             return Ok(c);
+        }
+        if let Some(check) = &self.before_open {
+            check.bind(py).call0()?;
         }
         py.detach(|| {
             let _held = self.opening.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,7 +236,7 @@ impl Store {
 #[pymethods]
 impl Store {
     #[new]
-    #[pyo3(signature = (path, memory, disk, durability, ttl, encode, decode, reduce, request_timeout=None))]
+    #[pyo3(signature = (path, memory, disk, durability, ttl, encode, decode, reduce, request_timeout=None, before_open=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         path: Option<String>,
@@ -241,6 +248,7 @@ impl Store {
         decode: Py<PyAny>,
         reduce: Py<PyAny>,
         request_timeout: Option<f64>,
+        before_open: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let durability = match durability {
             "batched" => Durability::default(),
@@ -273,6 +281,7 @@ impl Store {
                 encode,
                 decode,
                 reduce,
+                before_open,
             }),
             namespace: None,
         })

@@ -245,3 +245,26 @@ def test_stats_count_hits_by_tier_and_misses(cache: tiered.Cache) -> None:
     assert s["misses"] == 1
     assert s["hit_ratio"] == 0.5
     assert cache.health() == "healthy"
+
+
+def test_at_keeps_the_date_and_the_seconds(cache: tiered.Cache) -> None:
+    cache.set("future", 1, at="2099-01-01 00:00")
+    cache.set("future-iso", 1, at="2099-01-01T00:00:00+00:00")
+    cache.set("past", 1, at="2020-01-01 00:00")
+    cache.set("past-iso", 1, at="2020-01-01T00:00:00+00:00")
+    assert (cache.get("future"), cache.get("future-iso")) == (1, 1)
+    assert (cache.get("past"), cache.get("past-iso")) == (None, None)
+    soon = dt.datetime.now() + dt.timedelta(seconds=2)
+    if soon.date() != dt.date.today():
+        pytest.skip("too close to midnight for a time of day two seconds ahead")
+    cache.set("soon", 1, at=soon.strftime("%H:%M:%S"))
+    cache.set("soon-time", 1, at=soon.time())
+    assert cache.get("soon") == 1
+    time.sleep(3)
+    assert (cache.get("soon"), cache.get("soon-time")) == (None, None)
+
+
+def test_durations_in_days(cache: tiered.Cache) -> None:
+    cache.set("a", 1, ttl="1d")
+    cache.set("b", 1, ttl="2 days")
+    assert (cache.get("a"), cache.get("b")) == (1, 1)

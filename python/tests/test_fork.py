@@ -146,3 +146,39 @@ def test_no_thread_starts_before_the_first_use(folder: Path, tmp_path: Path) -> 
         tmp_path,
     )
     assert out.split() == ["1", "True"]
+
+
+def test_memory_only_entries_of_two_processes_on_one_folder_do_not_evict_each_other(
+    folder: Path, tmp_path: Path
+) -> None:
+    # Each process keeps its own memory-only value (a plot, a connection): a write of the key
+    # in another process, memory-only or persisted, must not drop it.
+    go = tmp_path / "go"
+    code = f"""
+        import os, sys, time, tiered
+        c = tiered.Cache({str(folder)!r})
+        runs = []
+        @c.memoize(memory_only=True, name="conn")
+        def conn(x):
+            runs.append(x)
+            return object()
+        c.set("warm", 1)  # both processes are on the folder before the calls start
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        for i in range(5):
+            conn(1)
+            c.set("mine", os.getpid(), memory_only=True)
+            time.sleep(0.2)
+            assert c.get("mine") == os.getpid(), "another process's write dropped mine"
+        print(len(runs))
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    time.sleep(1.0)
+    go.write_text("")
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    assert [o.strip() for o, _ in outs] == ["1", "1"]

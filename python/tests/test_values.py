@@ -502,3 +502,31 @@ def test_a_frame_decoded_from_a_writable_buffer_is_a_view_into_it() -> None:
         at = got[column].to_numpy().__array_interface__["data"][0]
         assert start <= at < start + len(buf), column
     got.loc[0, "f"] = 5.0  # writable: the buffer is
+
+
+def test_a_folder_others_could_write_is_refused_before_the_engine_makes_it_private(
+    folder: Path, tmp_path: Path
+) -> None:
+    # Someone plants a pickle that runs code while the folder is 0777; the engine would make
+    # the folder 0700 as it opens it, and a check made after that would trust the plant.
+    marker = tmp_path / "PWNED"
+    run_python(
+        f"""
+        import os, tiered
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+        tiered.Cache({str(folder)!r}).set("report", Evil())
+        """,
+        tmp_path,
+    )
+    os.chmod(folder, 0o777)
+    victim = tiered.Cache(folder)
+    with pytest.raises(tiered.UnsafeValueError, match="chmod 700"):
+        victim.get("report")
+    assert not marker.exists()
+    assert folder.stat().st_mode & 0o777 == 0o777, "the refused folder was left as it was"
+    # A data-only cache may open it: nothing it loads runs code.
+    with pytest.raises(tiered.UnsafeValueError):
+        tiered.Cache(folder, pickle=False).get("report")
+    assert not marker.exists()

@@ -107,8 +107,14 @@ class Cache:
     ) -> None:
         encode = _values.encode if allow_pickle else _values.encode_safe
         decode = _values.decoder_for(folder, allow_pickle)
+        check = (
+            functools.partial(_values.refuse_shared_folder, folder)
+            if folder is not None and allow_pickle
+            else None
+        )
         self._store = Store(
-            folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout
+            folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout,
+            check,
         )
         _stores.add(self._store)
         self._resources: dict[str, tuple[int, Any]] = {}

@@ -17,6 +17,7 @@ class Store:
         decode: Callable[[int, bytes], Any],
         reduce: Callable[[Any], tuple[str, Any]],
         request_timeout: float | None = None,
+        before_open: Callable[[], None] | None = None,
     ) -> None: ...
     def namespace(self, name: str) -> "Store": ...
     @property

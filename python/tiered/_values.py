@@ -160,6 +160,22 @@ def folder_is_private(path: str) -> tuple[bool, str]:
     return True, ""
 
 
+def refuse_shared_folder(path: str) -> None:
+    """Raises :class:`UnsafeValueError` if the folder ``path`` exists and is not the user's
+    alone: anyone who could write it could have planted a pickle that runs code when loaded.
+    Called just before the engine opens the folder (which then makes it private, hiding that it
+    was not)."""
+    if not os.path.exists(path):
+        return
+    ok, why = folder_is_private(path)
+    if not ok:
+        raise UnsafeValueError(
+            f"not opening the cache folder: {why}, so anyone who could write it could have "
+            "planted a value that runs code when loaded. Check its contents and make it yours "
+            "alone (chmod 700), or delete it, or open the cache with pickle=False"
+        )
+
+
 def decoder_for(
     path: str | None, allow_pickle: bool
 ) -> Callable[[int, bytes | bytearray], Any]:

@@ -48,10 +48,15 @@ impl Inner {
     }
 
     /// A write to `digest` made elsewhere: reads running now do not promote what they read,
-    /// a read-through running now is not joined, and the memory tier lets its value go.
+    /// a read-through running now is not joined, and the memory tier lets its copy of the
+    /// record go. A value kept in memory only is this process's own (`docs/processes.md`:
+    /// it never leaves its process) and stays: another process's write of the key, persisted
+    /// or kept in its own memory, does not replace it.
     fn drop_key(&self, held: &mut crate::ordering::Held<'_>, digest: u128) {
         held.bump();
         self.flights.detach(digest);
-        self.memory.remove(digest);
+        if self.memory.get(digest).is_none_or(|entry| entry.on_disk) {
+            self.memory.remove(digest);
+        }
     }
 }
