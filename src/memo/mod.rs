@@ -415,7 +415,39 @@ impl Memoized {
 
     /// Clears the function's namespace if the cache last saw another version of it, and
     /// notes this one. No user code runs here.
-    fn reclaim_other_versions(&self, inner: &Inner) {
+    ///
+    /// Across processes, one does it and the others wait for it: the check is a read-through
+    /// of a note of its own (one computation per key across processes, by the folder's
+    /// leases). Two first calls of a new version in two processes each clearing the namespace
+    /// would make the second clear discard the first's value, computed meanwhile.
+    fn reclaim_other_versions(&self, inner: &Arc<Inner>) {
+        let versions = Scope::new(VERSIONS);
+        let marker = ("checking", self.path, self.version);
+        let mut checked_here = false;
+        let check = inner.get_or_try_insert::<_, bool, Error, _>(
+            &versions,
+            &marker,
+            &Options::new(),
+            || {
+                self.check_version(inner);
+                checked_here = true;
+                Ok(true)
+            },
+        );
+        if let Err(e) = check {
+            tracing::warn!(function = self.path, error = %e, "could not check the code version");
+        }
+        // The marker only makes concurrent first calls wait: once the version is noted, a
+        // later check finds it and clears nothing. Gone, it leaves a later return of this
+        // version (after another one) to clear that one's entries.
+        if checked_here {
+            let _ = inner.remove(&versions, &marker);
+        }
+    }
+
+    /// [`reclaim_other_versions`](Memoized::reclaim_other_versions)'s work, in the process
+    /// that does it.
+    fn check_version(&self, inner: &Inner) {
         let versions = Scope::new(VERSIONS);
         let seen = inner.get::<_, u64>(&versions, self.path).ok().flatten();
         if seen.as_deref() == Some(&self.version) {
