@@ -93,8 +93,29 @@ pub(crate) struct Counters {
     pub graveyard: crate::explain::Graveyard,
 }
 
+thread_local! {
+    /// Set while this thread does the cache's own bookkeeping (a memoized function's version
+    /// check and note): its reads, writes and invalidations are not the user's.
+    static BOOKKEEPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's counting off (see [`BOOKKEEPING`]), restoring it afterwards.
+pub(crate) fn uncounted<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = BOOKKEEPING.try_with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(BOOKKEEPING.with(|b| b.replace(true)));
+    f()
+}
+
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
+        if BOOKKEEPING.try_with(|b| b.get()) == Ok(true) {
+            return;
+        }
         counter.fetch_add(1, Relaxed);
     }
 

@@ -207,7 +207,9 @@ fn user_hash_func<'py>(
     Ok(None)
 }
 
-/// `module.QualName` of a type.
+/// `module.QualName` of a type; `script:QualName` for one defined in a script (`__main__`,
+/// or the module `bokeh_app_<uuid>` Panel makes anew in every session), whose module name
+/// means nothing to another session or process (as `tiered._keys._qualified`).
 pub fn qualified_name(ty: &Bound<'_, PyType>) -> String {
     let module = ty
         .module()
@@ -217,7 +219,17 @@ pub fn qualified_name(ty: &Bound<'_, PyType>) -> String {
         .qualname()
         .map(|m| m.to_string())
         .unwrap_or_else(|_| "?".into());
-    format!("{module}.{name}")
+    let imported = ty
+        .py()
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|modules| modules.contains(&module))
+        .unwrap_or(false);
+    if module == "__main__" || module.starts_with("bokeh_app_") || !imported {
+        format!("script:{name}")
+    } else {
+        format!("{module}.{name}")
+    }
 }
 
 /// The error for an argument that cannot be part of a key: names it and says what to do.

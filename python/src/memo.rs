@@ -279,6 +279,58 @@ impl Memoized {
         Ok(o)
     }
 
+    /// A call through the cache; a stored value that cannot be loaded is told apart.
+    fn call_cached<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        if self.disabled {
+            return Ok(self.func.bind(py).call(args, kwargs)?);
+        }
+        let Some(key) = self.key(py, args, kwargs)? else {
+            return Ok(self.func.bind(py).call(args, kwargs)?);
+        };
+        let cache = self.shared.cache(py)?;
+        let memo = self.memo(py)?;
+        if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
+            return self.deliver(py, &v).map_err(|e| Failure::of_decode(py, e));
+        }
+        let options = self.options(py)?;
+        let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
+        let got = py.detach(|| {
+            memo.call_result(cache, &options, key, || {
+                Python::attach(|py| self.compute(py, &a, k.as_ref()))
+            })
+        })?;
+        self.deliver(py, &got)
+            .map_err(|e| Failure::of_decode(py, e))
+    }
+
+    /// Drops the entry of a call whose stored value could not be loaded, with a warning.
+    fn forget_undecodable(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        e: &PyErr,
+    ) -> PyResult<()> {
+        warn(
+            py,
+            &format!(
+                "tiered: a stored result of `{}` could not be loaded ({e}); computing it again",
+                self.label
+            ),
+        )?;
+        if let Some(key) = self.key(py, args, kwargs)? {
+            let (cache, memo) = (self.shared.cache(py)?, self.memo(py)?);
+            py.detach(|| memo.remove(cache, key))
+                .map_err(|e| crate::errors::cache_error(&e))?;
+        }
+        Ok(())
+    }
+
     /// Runs the function and makes the value to store.
     fn compute(
         &self,
@@ -299,10 +351,9 @@ impl Memoized {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Option<tiered::MemoKey>> {
-        Ok(self
-            .bind(py, args, kwargs)?
+        self.bind(py, args, kwargs)?
             .map(|parts| self.memo(py).map(|m| m.key(&parts)))
-            .transpose()?)
+            .transpose()
     }
 }
 
@@ -377,25 +428,16 @@ impl Memoized {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if self.disabled {
-            return self.func.bind(py).call(args, kwargs);
+        match self.call_cached(py, args, kwargs) {
+            Err(Failure::Undecodable(e)) => {
+                // Stored by another build or script (a class that no longer exists, a module
+                // of another session): a miss. Dropped, then computed once more.
+                self.forget_undecodable(py, args, kwargs, &e)?;
+                self.call_cached(py, args, kwargs)
+                    .map_err(Failure::into_err)
+            }
+            other => other.map_err(Failure::into_err),
         }
-        let Some(key) = self.key(py, args, kwargs)? else {
-            return self.func.bind(py).call(args, kwargs);
-        };
-        let cache = self.shared.cache(py)?;
-        let memo = self.memo(py)?;
-        if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
-            return self.deliver(py, &v);
-        }
-        let options = self.options(py)?;
-        let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
-        let got = py.detach(|| {
-            memo.call_result(cache, &options, key, || {
-                Python::attach(|py| self.compute(py, &a, k.as_ref()))
-            })
-        });
-        self.deliver(py, &got?)
     }
 
     /// For an async caller, on the event loop's thread: the call's value if this process's
@@ -565,4 +607,49 @@ impl Memoized {
     fn version(&self, py: Python<'_>) -> PyResult<u64> {
         Ok(self.memo(py)?.version())
     }
+}
+
+/// Why a cached call gave no value.
+pub enum Failure {
+    /// An exception: the function's own, the cache's, or a refusal to load (unsafe).
+    Py(PyErr),
+    /// The stored value could not be loaded: it is a miss.
+    Undecodable(PyErr),
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Self {
+        Failure::Py(e)
+    }
+}
+
+impl Failure {
+    /// A failure to load a stored value: a refusal (`UnsafeValueError`) stays an error; any
+    /// other is a value this build cannot read, a miss.
+    pub fn of_decode(py: Python<'_>, e: PyErr) -> Failure {
+        static UNSAFE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+        match UNSAFE.import(py, "tiered._values", "UnsafeValueError") {
+            Ok(unsafe_error) if e.is_instance(py, unsafe_error) => Failure::Py(e),
+            _ => Failure::Undecodable(e),
+        }
+    }
+
+    pub fn into_err(self) -> PyErr {
+        match self {
+            Failure::Py(e) | Failure::Undecodable(e) => e,
+        }
+    }
+}
+
+/// A Python `warnings.warn`.
+pub fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
+    py.import("warnings")?.call_method1(
+        "warn",
+        (
+            message,
+            py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+            2,
+        ),
+    )?;
+    Ok(())
 }

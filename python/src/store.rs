@@ -15,6 +15,7 @@ use tiered::{Cache, Durability, Namespace, Options};
 
 use crate::errors::{cache_error, Fail};
 use crate::key::{Keyer, Part};
+use crate::memo::{warn, Failure};
 use crate::opts::Given;
 use crate::value::PyValue;
 
@@ -430,23 +431,38 @@ impl Store {
         }
         .options()?;
         let scoped = self.scoped(py)?;
-        if let Some(v) = scoped.get_from_memory(&part).map_err(|e| cache_error(&e))? {
-            return self.deliver(py, &v);
-        }
         let shared = &self.shared;
-        let got = py.detach(|| {
-            scoped.get_or_compute(&part, &options, || {
-                Python::attach(|py| {
-                    let obj = compute.bind(py).call0()?;
-                    let v = shared.value(py, &obj, memory_only)?;
-                    Ok(v)
-                })
-                .map_err(Fail::Py)
-            })
-        });
-        match got {
-            Ok(v) => self.deliver(py, &v),
-            Err(f) => Err(f.into_py_err()),
+        // A stored value this build cannot load is a miss: dropped, then computed (once).
+        let mut retried = false;
+        loop {
+            let got = match scoped.get_from_memory(&part).map_err(|e| cache_error(&e))? {
+                Some(v) => Ok(v),
+                None => py.detach(|| {
+                    scoped.get_or_compute(&part, &options, || {
+                        Python::attach(|py| {
+                            let obj = compute.bind(py).call0()?;
+                            shared.value(py, &obj, memory_only)
+                        })
+                        .map_err(Fail::Py)
+                    })
+                }),
+            };
+            let v = got.map_err(|f| f.into_py_err())?;
+            match self.deliver(py, &v).map_err(|e| Failure::of_decode(py, e)) {
+                Ok(obj) => return Ok(obj),
+                Err(Failure::Undecodable(e)) if !retried => {
+                    retried = true;
+                    warn(
+                        py,
+                        &format!(
+                            "tiered: a stored value could not be loaded ({e}); computing it again"
+                        ),
+                    )?;
+                    py.detach(|| scoped.remove(&part))
+                        .map_err(|e| cache_error(&e))?;
+                }
+                Err(f) => return Err(f.into_err()),
+            }
         }
     }
 
@@ -501,6 +517,7 @@ impl Store {
         d.set_item("disk_file_bytes", s.disk_file_bytes)?;
         d.set_item("entries", s.entries)?;
         d.set_item("disk_failures", s.disk_failures)?;
+        d.set_item("warm_loaded", s.warm_loaded)?;
         Ok(d)
     }
 
@@ -544,6 +561,23 @@ impl Store {
                 .detach(|| scoped.get(&part))
                 .map_err(|e| cache_error(&e))?,
         };
-        found.map(|v| self.deliver(py, &v)).transpose()
+        let Some(v) = found else {
+            return Ok(None);
+        };
+        match self.deliver(py, &v).map_err(|e| Failure::of_decode(py, e)) {
+            Ok(obj) => Ok(Some(obj)),
+            Err(Failure::Undecodable(e)) => {
+                // Stored by another build or script (a class gone, a module of another
+                // session): a miss, dropped.
+                warn(
+                    py,
+                    &format!("tiered: a stored value could not be loaded ({e}); dropped, a miss"),
+                )?;
+                py.detach(|| scoped.remove(&part))
+                    .map_err(|e| cache_error(&e))?;
+                Ok(None)
+            }
+            Err(f) => Err(f.into_err()),
+        }
     }
 }

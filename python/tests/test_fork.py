@@ -208,6 +208,10 @@ def test_first_calls_of_a_new_version_in_many_processes_compute_once(
             load("2026-12-05")
 
         if __name__ == "__main__":
+            # This process holds the folder throughout: the trials' processes are its clients
+            # (an owner that exits mid-trial takes its leases with it, which is another story).
+            holder = tiered.Cache({str(folder)!r})
+            holder.set("hold", 1)
             ctx = mp.get_context("fork")
             counts = []
             for version in range(12):

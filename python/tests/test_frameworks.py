@@ -292,11 +292,13 @@ def test_streamlit_cache_data_hits_from_disk_after_a_restart(tmp_path: Path) -> 
     first = json.loads(run_python(APPTEST_RUN, tmp_path, env).splitlines()[-1])
     assert _lines(runs) == ["computed"]
     assert first["stats"]["memory_hits"] >= 1  # the second run of the script
-    # A restart: a new process, whose memory tier is empty, reads the entry from disk.
+    # A restart: a new process, whose memory tier starts empty, reads the entry from disk:
+    # itself, or through the warm restart, which loads recent entries into memory at open.
     second = json.loads(run_python(APPTEST_RUN, tmp_path, env).splitlines()[-1])
     assert _lines(runs) == ["computed"]
-    assert second["stats"]["disk_hits"] >= 1
-    assert second["stats"]["misses"] == 0
+    stats = second["stats"]
+    assert stats["disk_hits"] >= 1 or (stats["warm_loaded"] >= 1 and stats["memory_hits"] >= 1)
+    assert stats["misses"] == 0
     assert second["markdown"] == first["markdown"] == ["`5`"]
 
 

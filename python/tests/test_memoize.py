@@ -450,3 +450,48 @@ def test_dotted_module_helpers_and_sibling_methods_count_in_the_version(
     method = (_version(tmp_path, folder, "app", "c"), _version(tmp_path, folder, "app", "Svc.run"))
     assert deep[0] != base[0] and deep[1] == base[1]
     assert method[0] == deep[0] and method[1] != deep[1]
+
+
+SCRIPT_APP = """
+import dataclasses, enum, tiered
+cache = tiered.Cache({folder!r})
+
+class Region(enum.Enum):
+    EU = 1
+    US = 2
+
+@dataclasses.dataclass
+class Result:
+    total: int
+
+@cache.memoize
+def load(region):
+    with open({log!r}, "a") as f:
+        f.write("ran\\n")
+    return Result(len(region.name))
+
+# Called as the app runs (as a Panel app's layout code does), while its module is importable.
+VALUE = load(Region.EU)
+"""
+
+
+def test_a_panel_apps_own_types_key_alike_in_every_session_and_their_values_load_or_recompute(
+    tmp_path: Path, folder: Path
+) -> None:
+    # Panel runs the app file as a fresh module `bokeh_app_<uuid>` per session: a type defined
+    # there must key the same in every session, and a value pickled by another session's
+    # module (gone after a restart) is a miss that computes again, not an error.
+    (tmp_path / "pyproject.toml").write_text("")
+    app, log = tmp_path / "app.py", tmp_path / "runs.log"
+    app.write_text(SCRIPT_APP.format(folder=str(folder), log=str(log)))
+    code = f"""
+        import runpy, uuid, warnings
+        warnings.simplefilter("ignore")
+        for _ in range(5):
+            ns = runpy.run_path({str(app)!r}, run_name="bokeh_app_" + uuid.uuid4().hex)
+            assert ns["VALUE"].total == 2
+    """
+    run_python(code, tmp_path)
+    assert _runs(log) == 1, "one computation across sessions of one process"
+    run_python(code, tmp_path)
+    assert _runs(log) == 2, "after a restart: the stored value's module is gone, computed once more"

@@ -20,7 +20,14 @@ from typing import Any
 
 
 def _qualified(tp: type) -> str:
-    return f"{tp.__module__}.{tp.__qualname__}"
+    """A type's name that means the same in every process: ``module.QualName``; for a type
+    defined in a script (``__main__``, or the fresh module ``bokeh_app_<uuid>`` that Panel runs
+    an app file as, in every session), ``script:QualName`` (the module's name would make every
+    session's keys new)."""
+    module = tp.__module__
+    if module == "__main__" or module.startswith("bokeh_app_") or module not in sys.modules:
+        return f"script:{tp.__qualname__}"
+    return f"{module}.{tp.__qualname__}"
 
 
 def _digest(*parts: Any) -> bytes:

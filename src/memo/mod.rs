@@ -402,7 +402,8 @@ impl Memoized {
             let checked = R::blocking(move || {
                 let _one_at_a_time = lock(&state.checking);
                 if !lock(&state.checked).contains(&memo.version) {
-                    memo.reclaim_other_versions(&inner);
+                    // The cache's own bookkeeping: not counted in its figures.
+                    crate::stats::uncounted(|| memo.reclaim_other_versions(&inner));
                     lock(&state.checked).push(memo.version);
                 }
             });
