@@ -268,3 +268,45 @@ def test_durations_in_days(cache: tiered.Cache) -> None:
     cache.set("a", 1, ttl="1d")
     cache.set("b", 1, ttl="2 days")
     assert (cache.get("a"), cache.get("b")) == (1, 1)
+
+
+class _Figure:
+    """A plot-like object: not picklable (it holds a callback), big in memory."""
+
+    def __init__(self) -> None:
+        self.data = [bytes(1024) for _ in range(5 * 1024)]  # 5 MB in 5,120 objects
+        self.on_click = lambda: None
+
+
+def test_memory_only_objects_are_weighed_by_what_they_hold() -> None:
+    import gc
+    import weakref
+
+    c = tiered.Cache.in_memory(memory="32MB")
+    alive = []
+    for i in range(40):
+        fig = _Figure()
+        alive.append(weakref.ref(fig))
+        c.set(("fig", i), fig, memory_only=True)
+        del fig
+    for _ in range(2):  # the memory tier evicts at its housekeeping (stats runs it)
+        c.stats()
+    gc.collect()
+    kept = sum(r() is not None for r in alive)
+    assert 1 <= kept <= 8, f"{kept} figures of 5 MB kept by a 32 MB memory tier"
+
+
+def test_an_invalidation_frees_the_memory_only_objects_it_covers_at_once() -> None:
+    import gc
+    import weakref
+
+    c = tiered.Cache.in_memory()
+    fig = _Figure()
+    ref = weakref.ref(fig)
+    c.set("plot", fig, memory_only=True, tags=["tiered/scope/session-1"])
+    del fig
+    gc.collect()
+    assert ref() is not None
+    c.invalidate_tag("tiered/scope/session-1")  # what the end of a session does
+    gc.collect()
+    assert ref() is None, "the ended session's plot is still held"

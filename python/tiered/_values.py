@@ -203,30 +203,56 @@ def decoder_for(
     return checked
 
 
-def size_of(obj: Any) -> int:
-    """About how many bytes ``obj`` holds: what a memory-only entry weighs."""
-    for attr in ("nbytes",):
-        n = getattr(obj, attr, None)
-        if isinstance(n, int):
-            return n + sys.getsizeof(obj)
+def _own_size(obj: Any) -> int | None:
+    """What a frame-like or array-like object says it holds, if it says."""
+    n = getattr(obj, "nbytes", None)
+    if isinstance(n, int) and not isinstance(obj, type):
+        return n + sys.getsizeof(obj, 64)
     usage = getattr(obj, "memory_usage", None)
-    if callable(usage):
+    if callable(usage) and not isinstance(obj, type):
         try:
             total = usage(deep=True)
-            total = total.sum() if hasattr(total, "sum") else total
-            return int(total)
-        except Exception:  # noqa: BLE001 - any frame-like object; fall back to getsizeof
+            return int(total.sum() if hasattr(total, "sum") else total)
+        except Exception:  # noqa: BLE001 - any frame-like object: walk it instead
             pass
     estimated = getattr(obj, "estimated_size", None)
-    if callable(estimated):
+    if callable(estimated) and not isinstance(obj, type):
         try:
             return int(estimated())
         except Exception:  # noqa: BLE001
             pass
-    try:
-        return max(sys.getsizeof(obj), 64)
-    except TypeError:
-        return 64
+    return None
+
+
+#: How many objects a size estimate visits at most (a figure or a model can reach the whole
+#: interpreter through its references).
+_SIZE_WALK = 20_000
+
+
+def size_of(obj: Any) -> int:
+    """About how many bytes ``obj`` holds, what a memory-only entry weighs: what a frame or an
+    array says, else the sizes of the objects it refers to, walked (up to 20,000 of them;
+    modules, classes and functions are shared, not counted)."""
+    import gc
+    import types
+
+    shared = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+    total, seen, stack = 0, set(), [obj]
+    while stack and len(seen) < _SIZE_WALK:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, shared):
+            continue
+        seen.add(id(o))
+        own = _own_size(o)
+        if own is not None:
+            total += own
+            continue
+        try:
+            total += sys.getsizeof(o, 64)
+        except TypeError:
+            total += 64
+        stack.extend(gc.get_referents(o))
+    return max(total, 64)
 
 
 def map_file(path: str, offset: int, length: int) -> memoryview | None:

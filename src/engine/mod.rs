@@ -151,6 +151,12 @@ impl Inner {
     pub fn bump(&self, label: String, settle: bool) -> Result<()> {
         Counters::bump(&self.counters.invalidations);
         tracing::debug!(%label, "invalidated");
+        let bumped = self.bump_generation(label, settle);
+        self.memory.drop_invalidated(&self.gens);
+        bumped
+    }
+
+    fn bump_generation(&self, label: String, settle: bool) -> Result<()> {
         match &self.disk {
             // A client's generations follow the owner's answer: a bump made here first would
             // stay ahead of the owner's if the request failed, and every record this process

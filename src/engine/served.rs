@@ -33,6 +33,7 @@ impl Inner {
         settle: bool,
     ) -> (u64, Ticket) {
         let generation = self.gens.bump(&label);
+        self.memory.drop_invalidated(&self.gens);
         Counters::bump(&self.counters.invalidations);
         tracing::debug!(%label, generation, "invalidated by a client");
         (

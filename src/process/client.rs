@@ -522,7 +522,12 @@ fn apply(state: &State, notice: Notice) {
             Some(inner) => inner.forget(digest),
             None => state.stripes.lock(digest).bump(),
         },
-        Notice::Generation { label, generation } => state.gens.raise(&label, generation),
+        Notice::Generation { label, generation } => {
+            state.gens.raise(&label, generation);
+            if let Some(inner) = state.inner() {
+                inner.memory.drop_invalidated(&inner.gens);
+            }
+        }
         Notice::Ping => {}
     }
 }
