@@ -104,7 +104,7 @@ pub use memo::{
 pub use namespace::Namespace;
 pub use options::Options;
 #[cfg(unix)]
-pub use signals::flush_on_exit_signals;
+pub use signals::{flush_on_exit_signals, flush_on_terminate};
 pub use stats::Stats;
 #[cfg(feature = "macros")]
 /// Gives a free function a code version, `name::VERSION`, for the `deps` of memoized

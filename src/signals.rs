@@ -57,3 +57,48 @@ pub fn flush_on_exit_signals() -> Result<()> {
     let _ = INSTALLED.set(());
     Ok(())
 }
+
+/// Like [`flush_on_exit_signals`], for SIGTERM alone, and once per process rather than once per
+/// program: a forked child (whose parent's signal thread did not survive the fork) can install
+/// its own. For hosts that keep SIGINT for themselves (Python's `KeyboardInterrupt`) and
+/// end their workers with SIGTERM (`multiprocessing.Pool.terminate`, `docker stop`).
+///
+/// # Errors
+/// [`Error::Io`] if the handler cannot be installed.
+#[cfg(unix)]
+pub fn flush_on_terminate() -> Result<()> {
+    use signal_hook::consts::SIGTERM;
+    use signal_hook::iterator::Signals;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static INSTALLED_IN: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    if INSTALLED_IN.swap(pid, Ordering::AcqRel) == pid {
+        return Ok(());
+    }
+    let mut signals = Signals::new([SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    std::thread::Builder::new()
+        .name("tiered-sigterm".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                crate::registry::flush_all("on SIGTERM");
+                crate::registry::leave_all();
+                crate::process::wait_for_closes(
+                    std::time::Instant::now() + crate::registry::EXIT_CLOSE_WAIT,
+                );
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        })
+        .map_err(|e| Error::io("signal handlers", e))?;
+    Ok(())
+}
+
+/// Without Unix signals there is nothing to install.
+///
+/// # Errors
+/// None.
+#[cfg(not(unix))]
+pub fn flush_on_terminate() -> Result<()> {
+    Ok(())
+}

@@ -13,11 +13,19 @@ mod value;
 
 use pyo3::prelude::*;
 
+/// Commits every open cache's pending writes when SIGTERM comes, then lets it end the
+/// process: see `tiered::flush_on_terminate` (installed in `multiprocessing` children).
+#[pyfunction]
+fn flush_on_terminate() -> PyResult<()> {
+    tiered::flush_on_terminate().map_err(|e| errors::cache_error(&e))
+}
+
 #[pymodule]
 fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
     m.add_class::<memo::Memoized>()?;
     m.add_class::<memo::Pending>()?;
     m.add("CacheError", m.py().get_type::<errors::CacheError>())?;
+    m.add_function(wrap_pyfunction!(flush_on_terminate, m)?)?;
     Ok(())
 }

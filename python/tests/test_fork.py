@@ -233,3 +233,33 @@ def test_first_calls_of_a_new_version_in_many_processes_compute_once(
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([1] * 12)
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_pool_left_by_its_with_block_keeps_its_workers_writes(
+    folder: Path, tmp_path: Path, start: str
+) -> None:
+    # `with Pool() as p:` ends its workers with terminate(): SIGTERM. The worker that holds
+    # the folder (the parent never used the cache) must commit what it acknowledged first.
+    script = tmp_path / "pool_app.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing as mp, time, tiered
+        cache = tiered.Cache({str(folder)!r})
+
+        def work(i):
+            cache.set(("result", i), i * i)
+            return i
+
+        if __name__ == "__main__":
+            with mp.get_context({start!r}).Pool(4) as p:
+                p.map(work, range(200))
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = run_python(
+        f"import tiered; c = tiered.Cache({str(folder)!r}); "
+        "print(sum(c.get(('result', i)) == i * i for i in range(200)))",
+        tmp_path,
+    )
+    assert out.strip() == "200"

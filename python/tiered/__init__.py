@@ -24,11 +24,13 @@ import functools
 import inspect
 import multiprocessing.util
 import os
+import signal
 import threading
 import weakref
 from typing import Any, Callable, Iterable, Mapping, TypeVar, overload
 
 from . import _async, _keys, _memoize, _sessions, _values
+from . import _tiered
 from ._tiered import CacheError, Memoized, Store
 from ._values import UnpicklableError, UnsafeValueError
 
@@ -107,11 +109,7 @@ class Cache:
     ) -> None:
         encode = _values.encode if allow_pickle else _values.encode_safe
         decode = _values.decoder_for(folder, allow_pickle)
-        check = (
-            functools.partial(_values.refuse_shared_folder, folder)
-            if folder is not None and allow_pickle
-            else None
-        )
+        check = functools.partial(_before_open, folder if allow_pickle else None)
         self._store = Store(
             folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout,
             check,
@@ -461,13 +459,36 @@ def _flush_all() -> None:
                 pass
 
 
+def _before_open(private_folder: str | None) -> None:
+    """Just before a cache's first use opens its folder: refuses a folder others could write
+    (for a cache that loads pickles), and in a multiprocessing child whose SIGTERM still ends
+    it at once, has the engine flush on SIGTERM (a spawned child runs no after-fork hooks)."""
+    if private_folder is not None:
+        _values.refuse_shared_folder(private_folder)
+    if (
+        multiprocessing.parent_process() is not None
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        try:
+            _tiered.flush_on_terminate()
+        except CacheError:  # no handler: the child's writes are as safe as without it
+            pass
+
+
 class _ExitFlush:
     """multiprocessing ends a child with ``os._exit``, which skips the engine's exit hook (and
     so a child that holds a folder would lose its last batched writes): after a fork or spawn,
-    multiprocessing's own finalizers flush every cache at the child's exit."""
+    multiprocessing's own finalizers flush every cache at the child's exit. A ``Pool`` left by
+    its ``with`` block (``terminate()``) ends its workers with SIGTERM instead: unless the
+    child handles SIGTERM itself, the engine flushes on it, then lets it end the child."""
 
     def after_fork(self) -> None:
         multiprocessing.util.Finalize(None, _flush_all, exitpriority=10)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            try:
+                _tiered.flush_on_terminate()
+            except CacheError:  # no handler: the child's writes are as safe as without it
+                pass
 
 
 _exit_flush = _ExitFlush()
