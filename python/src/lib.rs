@@ -20,6 +20,18 @@ fn flush_on_terminate() -> PyResult<()> {
     tiered::flush_on_terminate().map_err(|e| errors::cache_error(&e))
 }
 
+/// The canonical text of `obj` as a key part (the same in every process), or the error that
+/// keying it raises: how a closure's captured values become part of its identity.
+#[pyfunction]
+fn key_text(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let reduce = py.import("tiered._keys")?.getattr("reduce")?;
+    let keyer = key::Keyer {
+        hash_funcs: None,
+        reduce,
+    };
+    Ok(format!("{:?}", keyer.part(obj)?))
+}
+
 #[pymodule]
 fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
@@ -27,5 +39,6 @@ fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<memo::Pending>()?;
     m.add("CacheError", m.py().get_type::<errors::CacheError>())?;
     m.add_function(wrap_pyfunction!(flush_on_terminate, m)?)?;
+    m.add_function(wrap_pyfunction!(key_text, m)?)?;
     Ok(())
 }

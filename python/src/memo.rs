@@ -124,6 +124,7 @@ impl Memoized {
         let Some(mut parts) = self.bind_arguments(py, args, kwargs)? else {
             return Ok(None);
         };
+
         if let Some(scope) = &self.scope {
             let id = scope.bind(py).call0()?.str()?.to_string();
             parts.push(Part::Tagged("scope".into(), Box::new(Part::Str(id))));

@@ -495,3 +495,45 @@ def test_a_panel_apps_own_types_key_alike_in_every_session_and_their_values_load
     assert _runs(log) == 1, "one computation across sessions of one process"
     run_python(code, tmp_path)
     assert _runs(log) == 2, "after a restart: the stored value's module is gone, computed once more"
+
+
+def test_closures_made_by_one_factory_are_keyed_by_what_they_captured(cache: tiered.Cache) -> None:
+    def make_loader(table):
+        @cache.memoize
+        def load(day):
+            return f"{table}:{day}"
+
+        return load
+
+    users, orders = make_loader("users"), make_loader("orders")
+    assert (users("mon"), orders("mon"), users("mon")) == ("users:mon", "orders:mon", "users:mon")
+
+
+def test_what_memoize_cannot_tell_apart_is_refused(cache: tiered.Cache) -> None:
+    import functools
+
+    def add(a, b):
+        return a + b
+
+    class Scaler:
+        def __call__(self, x):
+            return x
+
+        def method(self, x):
+            return x
+
+    for bad, hint in [
+        (functools.partial(add, 10), "partial"),
+        (Scaler(), "__call__"),
+        (Scaler().method, "class body"),
+        (staticmethod(add), "below"),
+    ]:
+        with pytest.raises(TypeError, match=hint):
+            cache.memoize(bad)
+
+
+def test_two_lambdas_of_one_file_are_two_functions(cache: tiered.Cache) -> None:
+    square = cache.memoize(lambda x: x * x)
+    cube = cache.memoize(lambda x: x * x * x)
+    assert square.identity != cube.identity
+    assert (square(3), cube(3)) == (9, 27)

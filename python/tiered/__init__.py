@@ -26,6 +26,7 @@ import multiprocessing.util
 import os
 import signal
 import threading
+import types
 import weakref
 from typing import Any, Callable, Iterable, Mapping, TypeVar, overload
 
@@ -351,6 +352,7 @@ class Cache:
         """
 
         def decorate(fn: Callable[..., Any]) -> Any:
+            _check_function(fn)
             scope_fn: Callable[[], Any] | None
             keep_in_memory = memory_only
             if scope == "global":
@@ -365,7 +367,7 @@ class Cache:
             m = Memoized(
                 self._store,
                 fn,
-                name or _memoize.identity(fn),
+                name or _memoize.identity(fn) + _memoize.captured(fn),
                 # At the first call: the module has run to its end by then.
                 functools.partial(_memoize.fingerprint, fn, tuple(deps), version),
                 _memoize.parameters(fn, ignore),
@@ -457,6 +459,31 @@ def _flush_all() -> None:
                 store.flush()
             except Exception:  # noqa: BLE001 - an exit must go on; the engine logged why
                 pass
+
+
+def _check_function(fn: Any) -> None:
+    """Refuses what memoize cannot tell apart by its identity and arguments."""
+    if isinstance(fn, types.FunctionType):
+        return
+    if isinstance(fn, (staticmethod, classmethod)):
+        raise TypeError(
+            f"memoize goes below @{type(fn).__name__}, on the function itself: "
+            f"@{type(fn).__name__} then @cache.memoize"
+        )
+    if isinstance(fn, functools.partial):
+        raise TypeError(
+            "memoize a function defined with def, not a functools.partial: memoize the function "
+            "it wraps and pass the bound arguments at each call (they are then part of the key)"
+        )
+    if isinstance(fn, types.MethodType):
+        raise TypeError(
+            "memoize the method in its class body, not a bound method: its object is then an "
+            "argument of the key"
+        )
+    raise TypeError(
+        f"memoize needs a function defined with def or lambda, not a {type(fn).__qualname__}: "
+        "for a callable object, memoize its __call__ method in its class body"
+    )
 
 
 def _before_open(private_folder: str | None) -> None:

@@ -15,6 +15,7 @@ import enum
 import hashlib
 import pathlib
 import sys
+import types
 import uuid
 from typing import Any
 
@@ -78,6 +79,20 @@ def reduce(obj: Any) -> tuple[str, Any]:
     Raises ``TypeError`` for an object with no content to key it by.
     """
     tp = type(obj)
+    if isinstance(obj, types.FunctionType):
+        # A function (an argument, or what a closure captured): by its identity.
+        from ._memoize import identity
+
+        return "function", identity(obj)
+    if isinstance(obj, type):
+        return "type", _qualified(obj)
+    if isinstance(obj, types.ModuleType):
+        return "module", obj.__name__
+    identity_of = getattr(obj, "identity", None)
+    if tp.__name__ == "Memoized" and tp.__module__ == "tiered._tiered" and identity_of:
+        return "function", identity_of
+    if tp.__module__ == "tiered" and tp.__name__ in ("Cache", "Namespace"):
+        return "tiered.Cache", (obj.path, getattr(obj, "name", None))
     if isinstance(obj, enum.Enum):
         return f"enum:{_qualified(tp)}", obj.name
     if isinstance(obj, _dt.datetime):

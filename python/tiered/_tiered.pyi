@@ -70,7 +70,7 @@ class Memoized:
         store: Store,
         func: Callable[..., Any],
         path: str,
-        version: int,
+        version: Callable[[], int],
         params: list[tuple[str, int, bool, Any, bool]],
         ttl: Any = None,
         at: Any = None,
@@ -100,3 +100,6 @@ class Memoized:
 
 def flush_on_terminate() -> None:
     """Commits every open cache's pending writes on SIGTERM, then lets it end the process."""
+
+def key_text(obj: Any) -> str:
+    """The canonical text of ``obj`` as a key part, the same in every process."""

@@ -237,7 +237,8 @@ def size_of(obj: Any) -> int:
     import types
 
     shared = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
-    total, seen, stack = 0, set(), [obj]
+    total, stack = 0, [obj]
+    seen: set[int] = set()
     while stack and len(seen) < _SIZE_WALK:
         o = stack.pop()
         if id(o) in seen or isinstance(o, shared):
