@@ -83,6 +83,8 @@ pub struct Memoized {
     scope: Option<Py<PyAny>>,
     disabled: bool,
     label: String,
+    /// Whether the warning that the function runs without its cache was given.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// Function identities live as long as the process (the core names namespaces by
@@ -293,7 +295,20 @@ impl Memoized {
         let Some(key) = self.key(py, args, kwargs)? else {
             return Ok(self.func.bind(py).call(args, kwargs)?);
         };
-        let cache = self.shared.cache(py)?;
+        let cache = match self.shared.cache(py) {
+            Ok(cache) => cache,
+            Err(e) => {
+                // A memoized function works without its cache (a damaged file, a folder that
+                // is refused): it computes, and says so once.
+                if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    warn(
+                        py,
+                        &format!("tiered: `{}` runs without its cache: {e}", self.label),
+                    )?;
+                }
+                return Ok(self.func.bind(py).call(args, kwargs)?);
+            }
+        };
         let memo = self.memo(py)?;
         if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
             return self.deliver(py, &v).map_err(|e| Failure::of_decode(py, e));
@@ -419,6 +434,7 @@ impl Memoized {
             scope,
             disabled,
             label,
+            warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tiered::{Cache, Durability, Namespace, Options};
+use tiered::{Cache, DamagedFile, Durability, Namespace, Options};
 
 use crate::errors::{cache_error, Fail};
 use crate::key::{Keyer, Part};
@@ -27,6 +27,7 @@ struct Settings {
     durability: Durability,
     defaults: Options,
     request_timeout: Option<Duration>,
+    on_damaged_file: DamagedFile,
 }
 
 /// What every handle on one cache shares.
@@ -68,6 +69,7 @@ impl Shared {
             if let Some(t) = s.request_timeout {
                 b = b.request_timeout(t);
             }
+            b = b.on_damaged_file(s.on_damaged_file);
             if let Some(p) = &s.path {
                 b = b.path(p);
             }
@@ -237,7 +239,7 @@ impl Store {
 #[pymethods]
 impl Store {
     #[new]
-    #[pyo3(signature = (path, memory, disk, durability, ttl, encode, decode, reduce, request_timeout=None, before_open=None))]
+    #[pyo3(signature = (path, memory, disk, durability, ttl, encode, decode, reduce, request_timeout=None, before_open=None, on_damaged_file="set_aside"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         path: Option<String>,
@@ -250,7 +252,18 @@ impl Store {
         reduce: Py<PyAny>,
         request_timeout: Option<f64>,
         before_open: Option<Py<PyAny>>,
+        on_damaged_file: &str,
     ) -> PyResult<Self> {
+        let on_damaged_file = match on_damaged_file {
+            "set_aside" => DamagedFile::SetAside,
+            "fail" => DamagedFile::Fail,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "on_damaged_file={other:?}: use \"set_aside\" (rename a damaged file beside \
+                     it and start empty) or \"fail\" (raise CacheError, delete nothing)"
+                )))
+            }
+        };
         let durability = match durability {
             "batched" => Durability::default(),
             "immediate" => Durability::Immediate,
@@ -273,6 +286,7 @@ impl Store {
             durability,
             defaults,
             request_timeout: request_timeout.map(Duration::from_secs_f64),
+            on_damaged_file,
         };
         Ok(Store {
             shared: Arc::new(Shared {
@@ -523,7 +537,11 @@ impl Store {
 
     /// The cache's health in one line: `"healthy"` or what is wrong.
     fn health(&self, py: Python<'_>) -> PyResult<String> {
-        let cache = self.shared.cache(py)?;
+        let cache = match self.shared.cache(py) {
+            Ok(cache) => cache,
+            // What keeps the cache from opening is its health.
+            Err(e) => return Ok(format!("cannot open: {e}")),
+        };
         let h = py.detach(|| cache.health());
         Ok(if h.is_healthy() {
             "healthy".to_string()

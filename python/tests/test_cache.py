@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from pathlib import Path
@@ -310,3 +311,32 @@ def test_an_invalidation_frees_the_memory_only_objects_it_covers_at_once() -> No
     c.invalidate_tag("tiered/scope/session-1")  # what the end of a session does
     gc.collect()
     assert ref() is None, "the ended session's plot is still held"
+
+
+def test_a_damaged_database_is_set_aside_and_memoize_never_fails(folder: Path, tmp_path: Path) -> None:
+    run_python(f"import tiered; tiered.Cache({str(folder)!r}).set('k', 1)", tmp_path)
+    db = folder / "tiered.redb"
+    db.write_bytes(os.urandom(4096))  # damaged beyond repair
+    # The default sets the file aside and starts empty.
+    c = tiered.Cache(folder)
+    assert c.get("k") is None
+    c.set("k", 2)
+    assert c.get("k") == 2
+    assert any(p.name.startswith("tiered.redb.damaged-") for p in folder.iterdir())
+    db2 = tmp_path / "strict"
+    run_python(f"import tiered; tiered.Cache({str(db2)!r}).set('k', 1)", tmp_path)
+    (db2 / "tiered.redb").write_bytes(os.urandom(4096))
+    strict = tiered.Cache(db2, on_damaged_file="fail")
+    with pytest.raises(tiered.CacheError, match="damaged"):
+        strict.get("k")
+    assert strict.health().startswith("cannot open")
+    calls = []
+
+    @strict.memoize
+    def f(x):
+        calls.append(x)
+        return x * 2
+
+    with pytest.warns(RuntimeWarning, match="runs without its cache"):
+        assert f(21) == 42
+    assert f(21) == 42 and calls == [21, 21]

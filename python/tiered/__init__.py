@@ -77,6 +77,10 @@ class Cache:
         pickle: ``False`` for a data-only cache: values are built-in data and NumPy arrays, and
             loading one never runs code.
         request_timeout: seconds a call waits for the process that holds the folder (default 5).
+        on_damaged_file: ``"set_aside"`` (a database file damaged beyond repair is renamed
+            beside it, ``tiered.redb.damaged-<ms>``, and the cache starts empty) or ``"fail"``
+            (every use raises :class:`CacheError` naming the file; nothing is deleted). A
+            memoized function runs without its cache meanwhile, with one warning.
 
     Raises:
         ValueError, TypeError: for a setting that cannot be understood (the message says which).
@@ -94,9 +98,10 @@ class Cache:
         *,
         pickle: bool = True,
         request_timeout: float | None = None,
+        on_damaged_file: str = "set_aside",
     ) -> None:
         folder = os.path.abspath(os.fspath(path)) if path is not None else os.path.abspath(default_path())
-        self._init(folder, memory, disk, ttl, durability, pickle, request_timeout)
+        self._init(folder, memory, disk, ttl, durability, pickle, request_timeout, on_damaged_file)
 
     def _init(
         self,
@@ -107,13 +112,14 @@ class Cache:
         durability: str,
         allow_pickle: bool,
         request_timeout: float | None,
+        on_damaged_file: str = "set_aside",
     ) -> None:
         encode = _values.encode if allow_pickle else _values.encode_safe
         decode = _values.decoder_for(folder, allow_pickle)
         check = functools.partial(_before_open, folder if allow_pickle else None)
         self._store = Store(
             folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout,
-            check,
+            check, on_damaged_file,
         )
         _stores.add(self._store)
         self._resources: dict[str, tuple[int, Any]] = {}

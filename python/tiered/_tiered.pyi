@@ -18,6 +18,7 @@ class Store:
         reduce: Callable[[Any], tuple[str, Any]],
         request_timeout: float | None = None,
         before_open: Callable[[], None] | None = None,
+        on_damaged_file: str = "set_aside",
     ) -> None: ...
     def namespace(self, name: str) -> "Store": ...
     @property
