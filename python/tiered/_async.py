@@ -84,6 +84,7 @@ def memoize_async(m: Memoized, store: Store, fn: Callable[..., Awaitable[Any]]) 
         compute = _on_loop(functools.partial(fn, *args, **kwargs), loop)
         return await loop.run_in_executor(EXECUTOR, m.through, pending, compute)
 
+    wrapper.identity = m.identity  # type: ignore[attr-defined]
     wrapper.clear = m.clear  # type: ignore[attr-defined]
     wrapper.stats = m.stats  # type: ignore[attr-defined]
     wrapper.explain = m.explain  # type: ignore[attr-defined]

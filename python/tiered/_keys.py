@@ -47,7 +47,9 @@ def _numpy_key(a: Any) -> tuple[str, Any]:
     if a.dtype.hasobject:
         return "numpy.ndarray[object]", (a.shape, [x for x in a.ravel().tolist()])
     c: Any = np.ascontiguousarray(a)
-    return "numpy.ndarray", (a.dtype.str, tuple(a.shape), _digest(memoryview(c).cast("B")))
+    # `descr` names a structured dtype's fields and their types (`dtype.str` is `|V8`).
+    dtype = repr(a.dtype.descr) if a.dtype.names else a.dtype.str
+    return "numpy.ndarray", (dtype, tuple(a.shape), _digest(memoryview(c).cast("B")))
 
 
 def _pandas_key(obj: Any) -> tuple[str, Any]:
@@ -55,13 +57,15 @@ def _pandas_key(obj: Any) -> tuple[str, Any]:
 
     hashed = pd.util.hash_pandas_object(obj, index=True, categorize=False).to_numpy()
     digest = _digest(memoryview(hashed).cast("B"))
+    # `repr` of a dtype names a categorical's categories and order (`str` says "category").
+    attrs = repr(sorted(obj.attrs.items(), key=repr)) if getattr(obj, "attrs", None) else ""
     if isinstance(obj, pd.DataFrame):
-        cols = tuple((repr(c), str(t)) for c, t in obj.dtypes.items())
-        index = (str(obj.index.dtype), tuple(repr(n) for n in obj.index.names))
-        return "pandas.DataFrame", (cols, index, digest)
+        cols = tuple((repr(c), repr(t)) for c, t in obj.dtypes.items())
+        index = (repr(obj.index.dtype), tuple(repr(n) for n in obj.index.names))
+        return "pandas.DataFrame", (cols, repr(obj.columns.names), index, attrs, digest)
     if isinstance(obj, pd.Series):
-        return "pandas.Series", (repr(obj.name), str(obj.dtype), str(obj.index.dtype), digest)
-    return f"pandas.{type(obj).__name__}", (str(obj.dtype), tuple(repr(n) for n in obj.names), digest)
+        return "pandas.Series", (repr(obj.name), repr(obj.dtype), repr(obj.index.dtype), attrs, digest)
+    return f"pandas.{type(obj).__name__}", (repr(obj.dtype), tuple(repr(n) for n in obj.names), digest)
 
 
 def _arrow_ipc_digest(table: Any) -> bytes:
@@ -96,7 +100,10 @@ def reduce(obj: Any) -> tuple[str, Any]:
     if isinstance(obj, enum.Enum):
         return f"enum:{_qualified(tp)}", obj.name
     if isinstance(obj, _dt.datetime):
-        return "datetime", (obj.isoformat(), str(obj.tzinfo) if obj.tzinfo else None)
+        # A subclass (pandas' Timestamp) keys apart; `fold` tells the two readings of a clock
+        # that goes back apart.
+        tag = "datetime" if tp is _dt.datetime else f"datetime:{_qualified(tp)}"
+        return tag, (obj.isoformat(), str(obj.tzinfo) if obj.tzinfo else None, obj.fold)
     if isinstance(obj, _dt.date):
         return "date", obj.isoformat()
     if isinstance(obj, _dt.time):
@@ -129,8 +136,6 @@ def reduce(obj: Any) -> tuple[str, Any]:
 
         if isinstance(obj, (pd.DataFrame, pd.Series, pd.Index)):
             return _pandas_key(obj)
-        if isinstance(obj, pd.Timestamp):
-            return "pandas.Timestamp", (obj.isoformat(), str(obj.tz) if obj.tz else None)
     if module == "polars" and "polars" in sys.modules:
         import polars as pl
 
