@@ -122,6 +122,26 @@ impl Cache {
         self.inner.get_from_memory(&self.inner.root, key)
     }
 
+    /// Drops from the memory tier, at once, the entries kept in memory only (`memory_only`)
+    /// that invalidations have made stale: a read would not return them, but they hold their
+    /// values until read again or evicted, which for an object of the application's (a
+    /// session's plots) may be long. One pass over the memory tier; entries also on disk are
+    /// left alone. Another process's invalidations do this here by themselves.
+    ///
+    /// ```
+    /// use tiered::{Cache, Options};
+    ///
+    /// let cache = Cache::in_memory();
+    /// cache.insert_with("plot", vec![0u8; 1 << 20], &Options::new().memory_only().tags(["session-7"]))?;
+    /// cache.invalidate_tag("session-7")?; // the session ended
+    /// cache.free_invalidated();            // its plot's memory goes now
+    /// assert_eq!(cache.stats().memory_bytes, 0);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    pub fn free_invalidated(&self) {
+        self.inner.free_invalidated();
+    }
+
     /// Stores `value` under `key` with the cache's default options.
     ///
     /// With `Durability::Batched`, the insert may wait while the writer's queue is full

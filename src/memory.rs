@@ -334,22 +334,14 @@ impl MemoryTier {
         }
     }
 
-    /// Drops at once the entries kept in memory only whose generations are no longer current
-    /// (a tag or namespace invalidated): such an entry holds what no other tier would free (an
-    /// object of the application's), and nothing else reads it again. Entries also on disk are
-    /// left to their next read or to eviction, as before. One pass over the memory tier.
-    pub fn drop_invalidated(&self, gens: &crate::generations::Generations) {
-        let mut dropped = false;
-        for (digest, entry) in self.moka.iter() {
-            if !entry.on_disk && !gens.is_current(entry.gens.iter().copied()) {
-                self.moka.invalidate(&*digest);
-                dropped = true;
-            }
-        }
-        if dropped {
-            // moka lets go of an invalidated value at its next housekeeping: now.
-            self.moka.run_pending_tasks();
-        }
+    /// The digests of the entries kept in memory only whose generations are no longer current
+    /// (a tag or namespace invalidated): see `Inner::free_invalidated`.
+    pub fn invalidated_memory_only(&self, gens: &crate::generations::Generations) -> Vec<u128> {
+        self.moka
+            .iter()
+            .filter(|(_, entry)| !entry.on_disk && !gens.is_current(entry.gens.iter().copied()))
+            .map(|(digest, _)| *digest)
+            .collect()
     }
 
     /// Lets moka finish the work it has queued (evictions, their listeners).

@@ -545,8 +545,12 @@ impl Memoized {
         let cache = self.shared.cache(py)?;
         if args.is_empty() && kwargs.is_none_or(|k| k.is_empty()) {
             let memo = self.memo(py)?;
-            py.detach(|| memo.clear(cache))
-                .map_err(|e| crate::errors::cache_error(&e))?;
+            py.detach(|| {
+                memo.clear(cache)?;
+                cache.free_invalidated();
+                Ok(())
+            })
+            .map_err(|e| crate::errors::cache_error(&e))?;
             return Ok(true);
         }
         let Some(key) = self.key(py, args, kwargs)? else {

@@ -482,14 +482,25 @@ impl Store {
 
     fn invalidate_tag(&self, py: Python<'_>, tag: &str) -> PyResult<()> {
         let cache = self.shared.cache(py)?;
-        py.detach(|| cache.invalidate_tag(tag))
-            .map_err(|e| cache_error(&e))
+        py.detach(|| {
+            cache.invalidate_tag(tag)?;
+            // The invalidated memory-only objects (a session's plots) go now, not when evicted.
+            cache.free_invalidated();
+            Ok(())
+        })
+        .map_err(|e: tiered::Error| cache_error(&e))
     }
 
     /// Drops every entry of this cache (or namespace).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let scoped = self.scoped(py)?;
-        py.detach(|| scoped.clear()).map_err(|e| cache_error(&e))
+        let cache = self.shared.cache(py)?;
+        py.detach(|| {
+            scoped.clear()?;
+            cache.free_invalidated();
+            Ok(())
+        })
+        .map_err(|e: tiered::Error| cache_error(&e))
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {

@@ -151,9 +151,7 @@ impl Inner {
     pub fn bump(&self, label: String, settle: bool) -> Result<()> {
         Counters::bump(&self.counters.invalidations);
         tracing::debug!(%label, "invalidated");
-        let bumped = self.bump_generation(label, settle);
-        self.memory.drop_invalidated(&self.gens);
-        bumped
+        self.bump_generation(label, settle)
     }
 
     fn bump_generation(&self, label: String, settle: bool) -> Result<()> {

@@ -525,7 +525,7 @@ fn apply(state: &State, notice: Notice) {
         Notice::Generation { label, generation } => {
             state.gens.raise(&label, generation);
             if let Some(inner) = state.inner() {
-                inner.memory.drop_invalidated(&inner.gens);
+                inner.free_invalidated();
             }
         }
         Notice::Ping => {}
