@@ -104,6 +104,7 @@ pub use memo::{
 pub use namespace::Namespace;
 pub use options::Options;
 #[cfg(unix)]
+pub use registry::leave_before_exit;
 pub use signals::{flush_on_exit_signals, flush_on_terminate};
 pub use stats::Stats;
 #[cfg(feature = "macros")]

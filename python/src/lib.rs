@@ -32,6 +32,13 @@ fn key_text(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(format!("{:?}", keyer.part(obj)?))
 }
 
+/// What a normal exit does to every open cache (commit, stop serving, let go of folders):
+/// for `multiprocessing` children, which end with `os._exit`.
+#[pyfunction]
+fn leave_before_exit(py: Python<'_>) {
+    py.detach(tiered::leave_before_exit);
+}
+
 #[pymodule]
 fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
@@ -40,5 +47,6 @@ fn _tiered(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CacheError", m.py().get_type::<errors::CacheError>())?;
     m.add_function(wrap_pyfunction!(flush_on_terminate, m)?)?;
     m.add_function(wrap_pyfunction!(key_text, m)?)?;
+    m.add_function(wrap_pyfunction!(leave_before_exit, m)?)?;
     Ok(())
 }

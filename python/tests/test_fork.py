@@ -263,3 +263,41 @@ def test_a_pool_left_by_its_with_block_keeps_its_workers_writes(
         tmp_path,
     )
     assert out.strip() == "200"
+
+
+def test_forked_children_that_hold_the_folder_in_turn_keep_every_acknowledged_write(
+    folder: Path, tmp_path: Path
+) -> None:
+    # multiprocessing children end with os._exit: one that holds the folder must stop
+    # serving it only after committing what it acknowledged to the others, as an exit would.
+    script = tmp_path / "turns.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing as mp, os, time, tiered
+        cache = tiered.Cache({str(folder)!r})
+
+        def work(n):
+            for j in range(7):
+                cache.set((n, j), os.getpid())
+                time.sleep(0.005)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            running = []
+            for n in range(40):
+                p = ctx.Process(target=work, args=(n,))
+                p.start()
+                running.append(p)
+                if len(running) == 4:
+                    running.pop(0).join()
+            for p in running:
+                p.join()
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    out = run_python(
+        f"import tiered; c = tiered.Cache({str(folder)!r}); "
+        "print(sum(c.get((n, j)) is not None for n in range(40) for j in range(7)))",
+        tmp_path,
+    )
+    assert out.strip() == "280"

@@ -537,3 +537,52 @@ def test_two_lambdas_of_one_file_are_two_functions(cache: tiered.Cache) -> None:
     cube = cache.memoize(lambda x: x * x * x)
     assert square.identity != cube.identity
     assert (square(3), cube(3)) == (9, 27)
+
+
+def test_functions_as_arguments_and_captured_values_are_keyed_by_what_they_captured(
+    cache: tiered.Cache,
+) -> None:
+    import functools
+
+    def adder(n):
+        return lambda x: x + n
+
+    @cache.memoize
+    def apply(fn, x):
+        return fn(x)
+
+    assert (apply(adder(1), 1), apply(adder(2), 1)) == (2, 3)
+    assert (apply(functools.partial(pow, 2), 3), apply(functools.partial(pow, 3), 3)) == (8, 27)
+
+    def make(fn):
+        @cache.memoize
+        def run(x):
+            return fn(x)
+
+        return run
+
+    assert (make(adder(1))(1), make(adder(2))(1)) == (2, 3)
+
+
+def test_an_inherited_method_and_a_property_count_in_a_methods_version(
+    tmp_path: Path, folder: Path
+) -> None:
+    body = f"""
+        import tiered
+        cache = tiered.Cache({str(folder)!r})
+        class Base:
+            def inherited(self, x):
+                return x + {{a}}
+            @property
+            def prop(self):
+                return {{b}}
+        class Svc(Base):
+            @cache.memoize(hash_funcs={{object: lambda s: 1}})
+            def run(self, x):
+                return self.inherited(x) + self.prop
+    """
+    versions = []
+    for a, b in [(1, 1), (2, 1), (2, 2)]:
+        _project(tmp_path, {"svc.py": body.replace("{a}", str(a)).replace("{b}", str(b))})
+        versions.append(_version(tmp_path, folder, "svc", "Svc.run"))
+    assert len(set(versions)) == 3, versions

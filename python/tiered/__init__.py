@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import types
-import weakref
+
 from typing import Any, Callable, Iterable, Mapping, TypeVar, overload
 
 from . import _async, _keys, _memoize, _sessions, _values
@@ -121,7 +121,6 @@ class Cache:
             folder, memory, disk, durability, ttl, encode, decode, _keys.reduce, request_timeout,
             check, on_damaged_file,
         )
-        _stores.add(self._store)
         self._resources: dict[str, tuple[int, Any]] = {}
         self._resource_lock = threading.Lock()
 
@@ -422,9 +421,10 @@ class Cache:
         return self._store.owner_pid()
 
     def close(self) -> None:
-        """Commits pending writes. The cache stays usable; the folder is released when the last
-        handle on it is gone."""
-        self._store.flush()
+        """Commits pending writes (nothing to do for a cache never used). The cache stays
+        usable; the folder is released when the last handle on it is gone."""
+        if self._store.is_open:
+            self._store.flush()
 
     def __enter__(self) -> "Cache":
         return self
@@ -451,20 +451,6 @@ class Namespace(Cache):
 
     def __repr__(self) -> str:
         return f"{self._parent!r}.namespace({self.name!r})"
-
-
-#: Every cache made in this process, for the flush at a multiprocessing child's exit.
-_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
-
-
-def _flush_all() -> None:
-    """Commits the pending writes of every open cache of this process."""
-    for store in list(_stores):
-        if store.is_open:
-            try:
-                store.flush()
-            except Exception:  # noqa: BLE001 - an exit must go on; the engine logged why
-                pass
 
 
 def _check_function(fn: Any) -> None:
@@ -516,7 +502,10 @@ class _ExitFlush:
     child handles SIGTERM itself, the engine flushes on it, then lets it end the child."""
 
     def after_fork(self) -> None:
-        multiprocessing.util.Finalize(None, _flush_all, exitpriority=10)
+        # As a normal exit would: commit, and stop serving the folder this child may hold
+        # only once its clients' acknowledged writes are committed (a flush alone would let
+        # a client's write acknowledged after it be lost at os._exit).
+        multiprocessing.util.Finalize(None, _tiered.leave_before_exit, exitpriority=10)
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             try:
                 _tiered.flush_on_terminate()

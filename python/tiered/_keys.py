@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import functools
 import hashlib
 import pathlib
 import sys
@@ -84,10 +85,17 @@ def reduce(obj: Any) -> tuple[str, Any]:
     """
     tp = type(obj)
     if isinstance(obj, types.FunctionType):
-        # A function (an argument, or what a closure captured): by its identity.
-        from ._memoize import identity
+        # A function (an argument, or what a closure captured): by its identity and what it
+        # captured (two closures of one factory are two functions).
+        from ._memoize import captured, identity
 
-        return "function", identity(obj)
+        return "function", identity(obj) + captured(obj)
+    if isinstance(obj, functools.partial):
+        return "partial", (obj.func, obj.args, obj.keywords)
+    if isinstance(obj, types.MethodType):
+        return "method", (obj.__func__, obj.__self__)
+    if isinstance(obj, types.BuiltinFunctionType):
+        return "builtin", f"{getattr(obj, '__module__', None)}.{obj.__qualname__}"
     if isinstance(obj, type):
         return "type", _qualified(obj)
     if isinstance(obj, types.ModuleType):

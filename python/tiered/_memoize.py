@@ -25,6 +25,7 @@ import inspect
 import os
 import sys
 import types
+import warnings
 from typing import Any, Callable, Iterable
 
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", ".git")
@@ -96,8 +97,18 @@ def captured(func: Callable[..., Any]) -> str:
         if name == "__class__":  # a method's super(): its class is in its name already
             continue
         try:
-            text = key_text(cell.cell_contents)
-        except (ValueError, TypeError, RecursionError):  # empty, or cannot be keyed
+            value = cell.cell_contents
+        except ValueError:  # an empty cell: a variable assigned later
+            continue
+        try:
+            text = key_text(value)
+        except (TypeError, RecursionError) as e:
+            warnings.warn(
+                f"tiered: `{func.__qualname__}` captured `{name}`, which cannot be keyed ({e}); "
+                "closures that differ only in it share their entries: give each a name=",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             continue
         h.update(f"{name}={text};".encode())
     return f"[{h.hexdigest()}]"
@@ -222,14 +233,23 @@ class _Fingerprint:
             self.function(target)
             return
         if isinstance(target, type) and id(target) not in self.seen:
-            # A class of the project (one of its methods is): its methods, by name.
+            # A class of the project (one of its methods is): its methods, by name, its
+            # bases' included (`self.inherited()`), and its properties' functions.
             methods = []
-            for name, member in sorted(vars(target).items()):
-                inner = getattr(member, "__func__", member)
-                inner = getattr(inner, "__wrapped__", inner)
-                code = getattr(inner, "__code__", None)
-                if isinstance(code, types.CodeType):
-                    methods.append((name, inner, _in_project(code, self.root)))
+            for cls in target.__mro__:
+                if cls is object:
+                    continue
+                for name, member in sorted(vars(cls).items()):
+                    parts = (
+                        [member.fget, member.fset, member.fdel]
+                        if isinstance(member, property)
+                        else [getattr(member, "__func__", member)]
+                    )
+                    for inner in parts:
+                        inner = getattr(inner, "__wrapped__", inner)
+                        code = getattr(inner, "__code__", None)
+                        if isinstance(code, types.CodeType):
+                            methods.append((f"{cls.__qualname__}.{name}", inner, _in_project(code, self.root)))
             if any(in_project for _, _, in_project in methods):
                 self.seen.add(id(target))
                 for name, inner, _ in methods:

@@ -104,3 +104,6 @@ def flush_on_terminate() -> None:
 
 def key_text(obj: Any) -> str:
     """The canonical text of ``obj`` as a key part, the same in every process."""
+
+def leave_before_exit() -> None:
+    """What a normal exit does to every open cache: commit, stop serving, let go."""
