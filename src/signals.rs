@@ -37,25 +37,29 @@ pub fn flush_on_exit_signals() -> Result<()> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
-    let mut signals =
+    let signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| Error::io("signal handlers", e))?;
+    flush_on(signals, "tiered-signals")?;
+    let _ = INSTALLED.set(());
+    Ok(())
+}
+
+/// A thread that waits for one of `signals`, then does what an exit does to this process's
+/// caches (`registry::leave_before_exit`) and ends the process the way the signal would have
+/// (exit status included).
+#[cfg(unix)]
+fn flush_on(mut signals: signal_hook::iterator::Signals, name: &str) -> Result<()> {
     std::thread::Builder::new()
-        .name("tiered-signals".into())
+        .name(name.into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                crate::registry::flush_all("on a signal");
-                crate::registry::leave_all();
-                crate::process::wait_for_closes(
-                    std::time::Instant::now() + crate::registry::EXIT_CLOSE_WAIT,
-                );
-                // End the process the way the signal would have (exit status included).
+                crate::registry::leave_before_exit();
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
                 std::process::exit(128 + signal);
             }
         })
-        .map_err(|e| Error::io("signal handlers", e))?;
-    let _ = INSTALLED.set(());
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| Error::io("signal handlers", e))
 }
 
 /// Like [`flush_on_exit_signals`], for SIGTERM alone, and once per process rather than once per
@@ -76,22 +80,8 @@ pub fn flush_on_terminate() -> Result<()> {
     if INSTALLED_IN.swap(pid, Ordering::AcqRel) == pid {
         return Ok(());
     }
-    let mut signals = Signals::new([SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
-    std::thread::Builder::new()
-        .name("tiered-sigterm".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                crate::registry::flush_all("on SIGTERM");
-                crate::registry::leave_all();
-                crate::process::wait_for_closes(
-                    std::time::Instant::now() + crate::registry::EXIT_CLOSE_WAIT,
-                );
-                let _ = signal_hook::low_level::emulate_default_handler(signal);
-                std::process::exit(128 + signal);
-            }
-        })
-        .map_err(|e| Error::io("signal handlers", e))?;
-    Ok(())
+    let signals = Signals::new([SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    flush_on(signals, "tiered-sigterm")
 }
 
 /// Without Unix signals there is nothing to install.
