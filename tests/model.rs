@@ -20,7 +20,8 @@
 //! those before the last `flush` that returned `Ok`.
 //!
 //! `TIERED_FUZZ_CASES` (default 24) sets the number of cases and `TIERED_FUZZ_OPS` (default
-//! 60) the most operations in one; `PROPTEST_RNG_SEED` makes a run repeatable. For a long
+//! 60) the most operations in one; `PROPTEST_RNG_SEED` makes a run repeatable (every run prints
+//! the seed it used, shown with a failure). For a long
 //! run: `TIERED_FUZZ_CASES=2000 cargo test --release --features testing-faults --test model`.
 
 #[path = "common/model.rs"]
@@ -545,8 +546,19 @@ fn env(name: &str, default: u32) -> u32 {
 fn random_operations_keep_what_each_acknowledged_call_promised() {
     let cases = env("TIERED_FUZZ_CASES", 24);
     let max_ops = env("TIERED_FUZZ_OPS", 60) as usize;
+    // A seed of our own unless one is given, printed, so that a failure in CI can be replayed
+    // with `PROPTEST_RNG_SEED=<seed>`.
+    use std::hash::BuildHasher;
+    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        });
+    println!("model: PROPTEST_RNG_SEED={seed}");
     let config = Config {
         cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         failure_persistence: None,
         // Shrinking replays whole cases; a few hundred are enough to find a short one.
         max_shrink_iters: 400,
