@@ -59,6 +59,20 @@ struct Param {
 pub struct Pending {
     key: Mutex<Option<tiered::MemoKey>>,
     options: Options,
+    /// The call's arguments, to key it again if its stored value must be dropped.
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+}
+
+/// How a call begins: see [`Memoized::start`].
+enum Start<'py, 'c> {
+    Uncached,
+    Hit(Bound<'py, PyAny>),
+    Miss {
+        key: tiered::MemoKey,
+        cache: &'c tiered::Cache,
+        memo: tiered::Memoized,
+    },
 }
 
 /// A memoized function.
@@ -282,18 +296,21 @@ impl Memoized {
         Ok(o)
     }
 
-    /// A call through the cache; a stored value that cannot be loaded is told apart.
-    fn call_cached<'py>(
-        &self,
+    /// How a call begins, for blocking and async callers alike: not through the cache (caching
+    /// disabled, arguments that do not fit the signature, a cache that cannot be opened: the
+    /// function just runs, the last said once), answered from this process's memory, or on its
+    /// way to the rest (the disk, other processes, one computation per key).
+    fn start<'py, 's>(
+        &'s self,
         py: Python<'py>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> Result<Bound<'py, PyAny>, Failure> {
+    ) -> Result<Start<'py, 's>, Failure> {
         if self.disabled {
-            return Ok(self.func.bind(py).call(args, kwargs)?);
+            return Ok(Start::Uncached);
         }
         let Some(key) = self.key(py, args, kwargs)? else {
-            return Ok(self.func.bind(py).call(args, kwargs)?);
+            return Ok(Start::Uncached);
         };
         let cache = match self.shared.cache(py) {
             Ok(cache) => cache,
@@ -306,13 +323,48 @@ impl Memoized {
                         &format!("tiered: `{}` runs without its cache: {e}", self.label),
                     )?;
                 }
-                return Ok(self.func.bind(py).call(args, kwargs)?);
+                return Ok(Start::Uncached);
             }
         };
         let memo = self.memo(py)?;
         if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
-            return self.deliver(py, &v).map_err(|e| Failure::of_decode(py, e));
+            return self
+                .deliver(py, &v)
+                .map(Start::Hit)
+                .map_err(|e| Failure::of_decode(py, e));
         }
+        Ok(Start::Miss { key, cache, memo })
+    }
+
+    /// [`start`](Memoized::start), and once more after dropping a stored value that cannot be
+    /// loaded (a miss).
+    fn start_or_forget<'py, 's>(
+        &'s self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Start<'py, 's>> {
+        match self.start(py, args, kwargs) {
+            Err(Failure::Undecodable(e)) => {
+                self.forget_undecodable(py, args, kwargs, &e)?;
+                self.start(py, args, kwargs).map_err(Failure::into_err)
+            }
+            other => other.map_err(Failure::into_err),
+        }
+    }
+
+    /// A call through the cache; a stored value that cannot be loaded is told apart.
+    fn call_cached<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let (key, cache, memo) = match self.start(py, args, kwargs)? {
+            Start::Uncached => return Ok(self.func.bind(py).call(args, kwargs)?),
+            Start::Hit(obj) => return Ok(obj),
+            Start::Miss { key, cache, memo } => (key, cache, memo),
+        };
         let options = self.options(py)?;
         let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
         let got = py.detach(|| {
@@ -471,19 +523,16 @@ impl Memoized {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
         let none = py.None().into_bound(py);
-        if self.disabled {
-            return Ok((false, none));
-        }
-        let Some(key) = self.key(py, args, kwargs)? else {
-            return Ok((false, none));
+        let key = match self.start_or_forget(py, args, kwargs)? {
+            Start::Uncached => return Ok((false, none)),
+            Start::Hit(obj) => return Ok((true, obj)),
+            Start::Miss { key, .. } => key,
         };
-        let cache = self.shared.cache(py)?;
-        if let Some(v) = self.memo(py)?.get_from_memory::<PyValue>(cache, &key) {
-            return Ok((true, self.deliver(py, &v)?));
-        }
         let pending = Pending {
             key: Mutex::new(Some(key)),
             options: self.options(py)?,
+            args: args.clone().unbind(),
+            kwargs: kwargs.map(|k| k.clone().unbind()),
         };
         Ok((false, Bound::new(py, pending)?.into_any()))
     }
@@ -504,18 +553,34 @@ impl Memoized {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| PyTypeError::new_err("this pending call was already run"))?;
-        let cache = self.shared.cache(py)?;
-        let memo = self.memo(py)?;
-        let options = &pending.get().options;
-        let got = py.detach(|| {
-            memo.call_result(cache, options, key, || {
-                Python::attach(|py| {
-                    let obj = compute.bind(py).call0()?;
-                    self.shared.value(py, &obj, self.memory_only)
+        let p = pending.get();
+        let (args, kwargs) = (p.args.bind(py), p.kwargs.as_ref().map(|k| k.bind(py)));
+        let (cache, memo) = (self.shared.cache(py)?, self.memo(py)?);
+        let run = |key| {
+            py.detach(|| {
+                memo.call_result(cache, &p.options, key, || {
+                    Python::attach(|py| {
+                        let obj = compute.bind(py).call0()?;
+                        self.shared.value(py, &obj, self.memory_only)
+                    })
                 })
             })
-        });
-        self.deliver(py, &got?)
+        };
+        let got = run(key)?;
+        match self
+            .deliver(py, &got)
+            .map_err(|e| Failure::of_decode(py, e))
+        {
+            Err(Failure::Undecodable(e)) => {
+                // As for a blocking call: a miss, dropped, then computed once more.
+                self.forget_undecodable(py, args, kwargs, &e)?;
+                match self.key(py, args, kwargs)? {
+                    Some(key) => self.deliver(py, &run(key)?),
+                    None => compute.bind(py).call0(),
+                }
+            }
+            other => other.map_err(Failure::into_err),
+        }
     }
 
     /// Binds `obj` as the first argument (a method).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use tiered::{Cache, DamagedFile, Durability, Namespace, Options};
 
@@ -98,9 +99,9 @@ impl Shared {
         memory_only: bool,
     ) -> PyResult<PyValue> {
         if memory_only {
-            let weight: u64 = py
-                .import("tiered._values")?
-                .getattr("size_of")?
+            static SIZE_OF: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let weight: u64 = SIZE_OF
+                .import(py, "tiered._values", "size_of")?
                 .call1((obj,))?
                 .extract()?;
             return Ok(PyValue::memory_only(py, obj.clone().unbind(), weight));

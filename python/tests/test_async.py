@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,17 @@ def test_async_memoized_values_survive_a_restart(folder: Path, tmp_path: Path) -
     """
     assert run_python(code, tmp_path).split("}")[1].strip() == "1"
     assert run_python(code, tmp_path).split("}")[1].strip() == "0"
+
+
+def test_an_async_function_runs_without_a_cache_that_cannot_open(tmp_path: Path) -> None:
+    folder = tmp_path / "strict"
+    run_python(f"import tiered; tiered.Cache({str(folder)!r}).set('k', 1)", tmp_path)
+    (folder / "tiered.redb").write_bytes(os.urandom(4096))  # damaged beyond repair
+    cache = tiered.Cache(folder, on_damaged_file="fail")
+
+    @cache.memoize
+    async def double(x):
+        return x * 2
+
+    with pytest.warns(RuntimeWarning, match="runs without its cache"):
+        assert asyncio.run(double(21)) == 42

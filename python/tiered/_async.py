@@ -21,8 +21,13 @@ EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="tiered")
 
 
 async def _ensure_open(store: Store) -> None:
+    """Opens the cache on a worker thread, so that the event loop never waits for it. A cache
+    that cannot open says so in the call that follows (a memoized function then computes)."""
     if not store.is_open:
-        await asyncio.get_running_loop().run_in_executor(EXECUTOR, store.open)
+        try:
+            await asyncio.get_running_loop().run_in_executor(EXECUTOR, store.open)
+        except Exception:  # noqa: BLE001 - reported by the call that follows
+            pass
 
 
 def _on_loop(fn: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
