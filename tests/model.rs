@@ -152,6 +152,18 @@ struct Model {
 }
 
 impl Model {
+    /// The next value written, with its options as of `now`.
+    fn new_entry(&mut self, large: bool, tags: u8, ttl: u8, now: u64) -> Entry {
+        let entry = Entry {
+            id: self.next_id,
+            large,
+            tags,
+            deadline: ttl_ms(ttl).map(|t| now + t),
+        };
+        self.next_id += 1;
+        entry
+    }
+
     fn new(immediate: bool) -> Self {
         Model {
             slots: K::all().map(|k| (k, Slot::default())).collect(),
@@ -387,13 +399,7 @@ fn step(run: &mut Run, model: &mut Model, op: &Op) -> Result<(), String> {
             tags,
             ttl,
         } => {
-            let entry = Entry {
-                id: model.next_id,
-                large,
-                tags,
-                deadline: ttl_ms(ttl).map(|t| now + t),
-            };
-            model.next_id += 1;
+            let entry = model.new_entry(large, tags, ttl, now);
             let r = insert(
                 run.cache(),
                 k,
@@ -409,13 +415,7 @@ fn step(run: &mut Run, model: &mut Model, op: &Op) -> Result<(), String> {
             tags,
             ttl,
         } => {
-            let entry = Entry {
-                id: model.next_id,
-                large,
-                tags,
-                deadline: ttl_ms(ttl).map(|t| now + t),
-            };
-            model.next_id += 1;
+            let entry = model.new_entry(large, tags, ttl, now);
             let r = get_or_insert(
                 run.cache(),
                 k,
