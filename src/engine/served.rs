@@ -47,33 +47,6 @@ impl Inner {
         self.drop_key(&mut held, digest);
     }
 
-    /// Drops at once the entries kept in memory only that invalidations made stale: such an
-    /// entry holds what no other tier would free (an application's object), and nothing reads
-    /// it again. Each goes as a write of its key would (in the key's order: a read-through
-    /// running now is not joined by later callers). Entries also on disk are left to their
-    /// next read or to eviction. One pass over the memory tier: run after an invalidation has
-    /// returned (`Cache::free_invalidated`), and when another process's invalidation is heard
-    /// of, never inside one (it would widen the moment where a computation starting during the
-    /// invalidation is stamped after it).
-    pub(crate) fn free_invalidated(&self) {
-        let stale = self.memory.invalidated_memory_only(&self.gens);
-        for &digest in &stale {
-            let mut held = self.stripes.lock(digest);
-            let still = self.memory.get(digest).is_some_and(|entry| {
-                !entry.on_disk && !self.gens.is_current(entry.gens.iter().copied())
-            });
-            if still {
-                held.bump();
-                self.flights.detach(digest);
-                self.memory.remove(digest);
-            }
-        }
-        if !stale.is_empty() {
-            // moka lets go of a removed value at its next housekeeping: now.
-            self.memory.run_pending_tasks();
-        }
-    }
-
     /// A write to `digest` made elsewhere: reads running now do not promote what they read,
     /// a read-through running now is not joined, and the memory tier lets its copy of the
     /// record go. A value kept in memory only is this process's own (`docs/processes.md`:
