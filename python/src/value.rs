@@ -6,11 +6,15 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyByteArray;
+use pyo3::types::{PyByteArray, PyBytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tiered::Bytes;
+
+/// A plain pickle: `tiered._formats.PICKLE`.
+const PICKLE: u8 = 0;
 
 /// The format of an entry kept in memory only: it has no bytes.
 pub const MEMORY_ONLY: u8 = 0xFF;
@@ -131,7 +135,8 @@ impl PyValue {
     /// and arrays decoded in place are read-only views of the file. Otherwise, or if the file
     /// is gone already (replaced meanwhile), the decoder gets a `bytearray` of its own (a copy
     /// of the stored bytes): arrays it decodes may be views into it, writable like the arrays
-    /// that were stored, and nothing else shares it.
+    /// that were stored, and nothing else shares it (a plain pickle, which has no out-of-band
+    /// buffers, loads from a `bytes` copy: see [`decode_bytes`]).
     pub fn object<'py>(
         &self,
         py: Python<'py>,
@@ -141,8 +146,7 @@ impl PyValue {
             if let Some(view) = self.mapped(py)? {
                 return decode.call1((self.0.format, view)).map(Bound::unbind);
             }
-            let data = PyByteArray::new(py, &self.0.data);
-            decode.call1((self.0.format, data)).map(Bound::unbind)
+            decode_bytes(py, self.0.format, &self.0.data, decode).map(Bound::unbind)
         })?;
         Ok(obj.bind(py).clone())
     }
@@ -169,9 +173,27 @@ impl PyValue {
         if self.0.format == MEMORY_ONLY {
             return Ok(None);
         }
-        let data = PyByteArray::new(py, &self.0.data);
-        decode.call1((self.0.format, data)).map(Some)
+        decode_bytes(py, self.0.format, &self.0.data, decode).map(Some)
     }
+}
+
+/// `decode(format, bytearray(data))`; a plain pickle straight through `decode.plain_pickle`
+/// (`pickle.loads`) once the decoder allows it (see `tiered._values.Decoder`): most small
+/// values are plain pickles, and the first read of each after a restart pays for every
+/// Python call on the way.
+fn decode_bytes<'py>(
+    py: Python<'py>,
+    format: u8,
+    data: &[u8],
+    decode: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if format == PICKLE {
+        let loads = decode.getattr(intern!(py, "plain_pickle"))?;
+        if !loads.is_none() {
+            return loads.call1((PyBytes::new(py, data),));
+        }
+    }
+    decode.call1((format, PyByteArray::new(py, data)))
 }
 
 impl Serialize for PyValue {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import textwrap
 from pathlib import Path
@@ -71,6 +72,31 @@ def test_pickles_are_not_loaded_from_a_folder_others_can_write(tmp_path: Path) -
     os.chmod(shared, 0o700)
     assert _values.folder_is_private(str(shared)) == (True, "")
     assert _values.decoder_for(str(shared), allow_pickle=True)(fmt, data).v == 3
+
+
+def test_the_fast_path_for_plain_pickles_opens_only_once_the_folder_is_found_private(
+    tmp_path: Path,
+) -> None:
+    # The extension calls `plain_pickle` directly for format 0, past the decoder's checks:
+    # it must stay None until those checks have passed, and for a data-only cache.
+    fmt, data = _values.encode({"a": [1, 2]})
+    assert fmt == PICKLE
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    refused = _values.decoder_for(str(shared), allow_pickle=True)
+    assert refused.plain_pickle is None
+    with pytest.raises(tiered.UnsafeValueError):
+        refused(fmt, data)
+    assert refused.plain_pickle is None
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    checked = _values.decoder_for(str(private), allow_pickle=True)
+    assert checked.plain_pickle is None
+    assert checked(fmt, data) == {"a": [1, 2]}
+    assert checked.plain_pickle is pickle.loads
+    assert _values.decoder_for(str(private), allow_pickle=False).plain_pickle is None
+    assert _values.decoder_for(None, allow_pickle=True).plain_pickle is pickle.loads
 
 
 def test_the_engine_makes_the_folder_private(folder: Path, cache: tiered.Cache) -> None:

@@ -176,31 +176,47 @@ def refuse_shared_folder(path: str) -> None:
         )
 
 
-def decoder_for(
-    path: str | None, allow_pickle: bool
-) -> Callable[[int, bytes | bytearray], Any]:
-    """The decoder a cache in ``path`` uses: full pickle only if allowed and the folder is
-    private, checked at the first decode (the folder may not exist before)."""
-    if not allow_pickle:
-        return decode_safe
-    if path is None:
-        return decode
-    state: dict[str, Any] = {}
+class Decoder:
+    """The decoder a cache uses: :func:`decode`, or :func:`decode_safe` for a data-only cache.
 
-    def checked(fmt: int, data: bytes | bytearray | memoryview) -> Any:
-        verdict = state.get("private")
-        if verdict is None:
-            ok, why = folder_is_private(path)
-            verdict = state["private"] = (ok, why)
-        ok, why = verdict
-        if fmt in PICKLED and not ok:
-            raise UnsafeValueError(
-                f"not loading a pickled value: {why}, and a pickle runs code when loaded. "
-                "Make the folder yours alone (chmod 700), or open the cache with pickle=False"
-            )
+    A cache that loads pickles from a folder loads them only if the folder is the user's alone,
+    checked at the first decode (the folder may not exist before). ``plain_pickle`` is
+    ``pickle.loads`` once plain pickles (format 0) may load, else None: the extension calls it
+    directly for those, the most common small values, past this class's checks (which would
+    give the same answer)."""
+
+    __slots__ = ("_path", "_allow_pickle", "_verdict", "plain_pickle")
+
+    def __init__(self, path: str | None, allow_pickle: bool) -> None:
+        self._path = path
+        self._allow_pickle = allow_pickle
+        self._verdict: tuple[bool, str] | None = (True, "") if path is None else None
+        self.plain_pickle: Callable[[Any], Any] | None = (
+            pickle.loads if allow_pickle and path is None else None
+        )
+
+    def __call__(self, fmt: int, data: bytes | bytearray | memoryview) -> Any:
+        if not self._allow_pickle:
+            return decode_safe(fmt, data)
+        if fmt in PICKLED:
+            verdict = self._verdict
+            if verdict is None:
+                verdict = self._verdict = folder_is_private(self._path or "")
+                if verdict[0]:
+                    self.plain_pickle = pickle.loads
+            ok, why = verdict
+            if not ok:
+                raise UnsafeValueError(
+                    f"not loading a pickled value: {why}, and a pickle runs code when loaded. "
+                    "Make the folder yours alone (chmod 700), or open the cache with "
+                    "pickle=False"
+                )
         return decode(fmt, data)
 
-    return checked
+
+def decoder_for(path: str | None, allow_pickle: bool) -> Decoder:
+    """The decoder a cache in ``path`` uses (None: a cache without a folder)."""
+    return Decoder(path, allow_pickle)
 
 
 def _own_size(obj: Any) -> int | None:
