@@ -16,7 +16,8 @@ pub fn child_open_timeout() -> std::time::Duration {
 
 pub struct App {
     pub child: Child,
-    input: ChildStdin,
+    /// `None` once closed (by the drop).
+    input: Option<ChildStdin>,
     pub output: BufReader<ChildStdout>,
 }
 
@@ -45,7 +46,7 @@ impl App {
         }
         super::default_signals(&mut cmd);
         let mut child = cmd.spawn().unwrap();
-        let input = child.stdin.take().unwrap();
+        let input = Some(child.stdin.take().unwrap());
         let mut output = BufReader::new(child.stdout.take().unwrap());
         super::wait_for_line(&mut output, "ready");
         App {
@@ -62,8 +63,9 @@ impl App {
     }
 
     pub fn send(&mut self, command: &str) {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
+        let input = self.input.as_mut().expect("stdin is open until the drop");
+        writeln!(input, "{command}").unwrap();
+        input.flush().unwrap();
     }
 
     /// The next answer line's answer.
@@ -91,5 +93,24 @@ impl App {
     pub fn quit(mut self) {
         self.send("quit");
         self.child.wait().unwrap();
+    }
+}
+
+impl Drop for App {
+    /// A child still running when its test ends sees its stdin close, and ends as its command
+    /// loop does at the end of input; it is waited for (killed after 10 s) while its stdout is
+    /// still open, so that its test harness never writes into a closed pipe: libtest reports
+    /// that as an error line in a passing run.
+    fn drop(&mut self) {
+        drop(self.input.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
