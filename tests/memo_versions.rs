@@ -338,3 +338,59 @@ fn explain_says_the_code_changed_only_for_calls_the_older_version_stored() {
         );
     }
 }
+
+#[test]
+fn a_listing_shows_memoized_calls_and_hides_the_bookkeeping() {
+    use tiered::EntryFilter;
+    const PRICE: Memoized = Memoized::new("app::prices::load_prices", 3);
+    let dir = common::tempdir();
+    let cache = Cache::open(dir.path()).unwrap();
+    PRICE.call(
+        &cache,
+        &Options::new(),
+        PRICE.key(&("eu", 1u32, 5u8)),
+        || 1.5f64,
+    );
+    cache.insert("plain", 2u8).unwrap();
+    // An entry of another code version, as one left by an older build until the function's
+    // next call reclaims it.
+    cache
+        .namespace("app::prices::load_prices")
+        .insert(&(2u64, ("us", 1u32, 5u8)), 9.0f64)
+        .unwrap();
+
+    let mut listed: Vec<(Option<String>, String, Option<String>)> = cache
+        .entries(&EntryFilter::new())
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.namespace, e.key, e.call))
+        .collect();
+    listed.sort();
+    let ns = Some("app::prices::load_prices".to_string());
+    assert_eq!(
+        listed,
+        vec![
+            (None, r#""plain""#.to_string(), None),
+            (
+                ns.clone(),
+                r#"(2, ("us", 1, 5))"#.to_string(),
+                Some(r#"load_prices("us", 1, 5) (older code)"#.to_string())
+            ),
+            (
+                ns,
+                r#"(3, ("eu", 1, 5))"#.to_string(),
+                Some(r#"load_prices("eu", 1, 5)"#.to_string())
+            ),
+        ],
+        "the code version note is the cache's own, and left out"
+    );
+
+    let all = cache.entries(&EntryFilter::new().bookkeeping()).unwrap();
+    assert_eq!(all.len(), 4, "asked for, the note is listed: {all:?}");
+    let notes = cache
+        .entries(&EntryFilter::new().namespace("tiered/memoize-versions"))
+        .unwrap();
+    assert_eq!(notes.len(), 1, "a filter naming its namespace lists it");
+    assert_eq!(notes[0].key, r#""app::prices::load_prices""#);
+    assert_eq!(notes[0].call, None);
+}

@@ -38,6 +38,9 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             if ls.expired {
                 filter = filter.expired_only();
             }
+            if ls.all {
+                filter = filter.bookkeeping();
+            }
             let mut entries = cache.entries(&filter)?;
             entries.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
             let total = entries.len();

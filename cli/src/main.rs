@@ -132,6 +132,9 @@ pub(crate) struct Ls {
     /// Show at most N entries (sorted by namespace, then key).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Also the cache's own bookkeeping (the code version of each memoized function).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// How a command failed: its exit code and message.

@@ -77,6 +77,7 @@ pub(crate) fn entries(out: &Output, entries: &[EntryInfo], total: usize) {
         "entries": entries.iter().map(|e| json!({
             "namespace": e.namespace,
             "key": e.key,
+            "call": e.call,
             "tags": e.tags,
             "bytes": e.bytes,
             "type": e.type_name,
@@ -91,7 +92,8 @@ pub(crate) fn entries(out: &Output, entries: &[EntryInfo], total: usize) {
         for e in entries {
             t.add_row(vec![
                 Cell::new(e.namespace.as_deref().unwrap_or("")),
-                Cell::new(&e.key),
+                // A memoized function's entry shows the call it holds.
+                Cell::new(e.call.as_ref().unwrap_or(&e.key)),
                 Cell::new(e.tags.join(", ")),
                 Cell::new(bytes(e.bytes)).set_alignment(CellAlignment::Right),
                 Cell::new(expires(e, now)),

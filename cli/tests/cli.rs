@@ -134,6 +134,29 @@ fn ls_lists_readable_keys_and_filters() {
 }
 
 #[test]
+fn ls_shows_memoized_calls_and_the_bookkeeping_only_with_all() {
+    const PRICES: tiered::Memoized = tiered::Memoized::new("app::load_prices", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    PRICES.call(&cache, &Options::new(), PRICES.key(&("eu", 1u32)), || {
+        2.5f64
+    });
+    drop(cache);
+    let d = path(dir.path());
+    let ls = json(&["ls", d]);
+    let entries = ls["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "the code version note is hidden: {ls}");
+    assert_eq!(entries[0]["call"], r#"load_prices("eu", 1)"#);
+    assert_eq!(entries[0]["key"], r#"(4, ("eu", 1))"#);
+    let table = String::from_utf8_lossy(&tiered(&["ls", d]).stdout).to_string();
+    assert!(table.contains(r#"load_prices("eu", 1)"#), "{table}");
+    assert!(!table.contains("memoize-versions"), "{table}");
+    let all = json(&["ls", d, "--all"]);
+    assert_eq!(all["entries"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(json(&["stats", d])["live_entries"], 1);
+}
+
+#[test]
 fn explain_says_live_or_not_with_its_exit_code() {
     let dir = filled();
     let d = path(dir.path());

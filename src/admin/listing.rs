@@ -52,6 +52,10 @@ pub struct EntryInfo {
     /// The value's type when this process knows it (it stored or read one), otherwise `#`
     /// and the 8 hex digits of the type name id kept in the record.
     pub type_name: String,
+    /// For an entry of a memoized function (its namespace is the function's path): the call
+    /// it holds, as `load_prices("eu", 1, 5)`, named by the path's last segment. `key` keeps
+    /// the stored form, `(code version, arguments)`.
+    pub call: Option<String>,
 }
 
 /// Which entries [`Cache::entries`](crate::Cache::entries) lists: all of them by default;
@@ -73,6 +77,9 @@ pub struct EntryFilter {
     pub tags: Vec<String>,
     /// Only expired entries.
     pub expired_only: bool,
+    /// Also the cache's own bookkeeping: the code version it last saw of each memoized
+    /// function (namespace `tiered/memoize-versions`). Listed anyway when `namespace` names it.
+    pub bookkeeping: bool,
 }
 
 impl EntryFilter {
@@ -96,6 +103,13 @@ impl EntryFilter {
     /// Only entries that have expired but are not reclaimed yet.
     pub fn expired_only(mut self) -> Self {
         self.expired_only = true;
+        self
+    }
+
+    /// Also the cache's own bookkeeping entries, left out by default: the code version of
+    /// each memoized function it has seen.
+    pub fn bookkeeping(mut self) -> Self {
+        self.bookkeeping = true;
         self
     }
 }
@@ -151,6 +165,12 @@ pub(crate) fn unknown_tag(id: u64) -> String {
 impl EntryFilter {
     pub(crate) fn matches(&self, d: &Described<'_>, expired: bool) -> bool {
         if self.expired_only && !expired {
+            return false;
+        }
+        if d.namespace.as_deref() == Some(crate::memo::VERSIONS)
+            && !self.bookkeeping
+            && self.namespace.is_none()
+        {
             return false;
         }
         if let Some(ns) = &self.namespace {

@@ -29,7 +29,10 @@ impl Cache {
     /// invalidated or removed ones, which are gone for users even before their space is
     /// reclaimed. Entries kept in memory only ([`Options::memory_only`](crate::Options::memory_only),
     /// or every entry of a cache opened [`in_memory`](Cache::in_memory)) are not listed: a
-    /// cache in memory only lists nothing.
+    /// cache in memory only lists nothing. The cache's own bookkeeping (the code version of
+    /// each memoized function) is left out unless the filter asks for it
+    /// ([`EntryFilter::bookkeeping`]); an entry of a memoized function names its call
+    /// ([`EntryInfo::call`]).
     ///
     /// Reads the database page by page, so inserts made meanwhile may or may not be listed.
     ///

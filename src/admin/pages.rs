@@ -3,7 +3,7 @@
 //! process that does not own the folder can have the owner serve each page (the cursor is the
 //! last key digest seen, `None` to start and when done).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::listing::{self, EntryFilter, EntryInfo};
 use super::readable;
@@ -59,6 +59,7 @@ impl Inner {
         max: usize,
     ) -> Result<(Vec<EntryInfo>, Option<u128>)> {
         let mut out = Vec::new();
+        let mut keys = Vec::new();
         let cursor = self.each_stored(after, max, |_, s, rec, dead| {
             let expired = match dead {
                 None => false,
@@ -75,6 +76,7 @@ impl Inner {
             }
             let at = rec.expired_at(s.last_access_ms);
             let blob_len = rec.blob().map_or(0, |b| b.len);
+            keys.push(d.key.to_vec());
             out.push(EntryInfo {
                 key: readable::render(d.key),
                 tags: d
@@ -92,9 +94,41 @@ impl Inner {
                 expired,
                 type_name: crate::fingerprint::name_of(rec.meta.type_name_id)
                     .map_or_else(|| format!("#{:08x}", rec.meta.type_name_id), str::to_string),
+                call: None,
             });
         })?;
+        self.name_calls(&mut out, &keys);
         Ok((out, cursor))
+    }
+
+    /// Fills in `call` for the entries of memoized functions: those of a namespace for which
+    /// the cache noted a code version (`memo/mod.rs`), whose key has the shape of a call. An
+    /// entry of another code version than the one noted (left until the function's next call
+    /// reclaims it) is marked `(older code)`.
+    fn name_calls(&self, entries: &mut [EntryInfo], keys: &[Vec<u8>]) {
+        let mut noted: HashMap<String, Option<u64>> = HashMap::new();
+        for (entry, key) in entries.iter_mut().zip(keys) {
+            let Some(ns) = entry.namespace.as_deref() else {
+                continue;
+            };
+            let version = *noted.entry(ns.to_string()).or_insert_with(|| {
+                crate::key::encode_key_in(Some(crate::memo::VERSIONS), ns)
+                    .ok()
+                    .and_then(|ek| self.read_quietly::<u64>(&ek))
+            });
+            let Some(version) = version else {
+                continue;
+            };
+            let name = ns.rsplit_once("::").or_else(|| ns.rsplit_once(':'));
+            let name = name.map_or(ns, |(_, last)| last);
+            entry.call = readable::render_call(name, key).map(|(of, call)| {
+                if of == version {
+                    call
+                } else {
+                    format!("{call} (older code)")
+                }
+            });
+        }
     }
 
     /// The live entries among the next `max` records after `after`, ready to export, and the

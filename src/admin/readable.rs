@@ -12,7 +12,7 @@ use std::fmt::Write;
 // `key/mod.rs`).
 use crate::key::serializer::{
     BYTES, CHAR, END, F32, F64, FALSE, I128, I8, MAP, NEWTYPE_STRUCT, NEWTYPE_VARIANT, NONE, SEQ,
-    SOME, STR, STRUCT, STRUCT_VARIANT, TRUE, TUPLE_STRUCT, TUPLE_VARIANT, U128, U8, UNIT,
+    SOME, STR, STRUCT, STRUCT_VARIANT, TRUE, TUPLE_STRUCT, TUPLE_VARIANT, U128, U64, U8, UNIT,
     UNIT_STRUCT, UNIT_VARIANT,
 };
 use crate::key::{NAMED, ROOT};
@@ -42,6 +42,30 @@ pub(crate) fn render(key: &[u8]) -> String {
         Some(()) if r.rest.is_empty() => out,
         _ => hex(key),
     }
+}
+
+/// The key of a memoized call (`(code version, arguments)`, see `memo/mod.rs`) as the call:
+/// `name("eu", 1, 5)` for the arguments `("eu", 1, 5)`, `name(7)` for a lone argument that is
+/// not a tuple; with the code version. `None` if the key does not have that shape.
+pub(crate) fn render_call(name: &str, key: &[u8]) -> Option<(u64, String)> {
+    let mut r = Reader { rest: key };
+    if r.byte()? != SEQ || r.byte()? != U64 {
+        return None;
+    }
+    let version = u64::try_from(r.varint()?).ok()?;
+    let mut out = String::from(name);
+    out.push('(');
+    if r.rest.first() == Some(&SEQ) {
+        r.byte()?;
+        r.items(&mut out, 0, false)?;
+    } else if r.rest.first() == Some(&UNIT) {
+        // No arguments.
+        r.byte()?;
+    } else {
+        r.item(&mut out, 1)?;
+    }
+    out.push(')');
+    (r.at_end() && r.rest.is_empty()).then_some((version, out))
 }
 
 /// `0x` and the bytes in hex; `0x` alone for no bytes.
@@ -274,6 +298,36 @@ mod tests {
         let (ns, s) = shown(None, key);
         assert_eq!(ns, None);
         s
+    }
+
+    fn call<K: Serialize + ?Sized>(key: &K) -> Option<(u64, String)> {
+        let ek = encode_key_in(Some("app::load"), key).unwrap();
+        let (_, rest) = split_scope(&ek.bytes).unwrap();
+        render_call("load", rest)
+    }
+
+    #[test]
+    fn a_memoized_calls_key_renders_as_the_call() {
+        assert_eq!(
+            call(&(7u64, ("eu", 1u32, 5i64))),
+            Some((7, r#"load("eu", 1, 5)"#.to_string()))
+        );
+        assert_eq!(
+            call(&(7u64, ("eu",))),
+            Some((7, r#"load("eu")"#.to_string()))
+        );
+        assert_eq!(call(&(7u64, ())), Some((7, "load()".to_string())));
+        assert_eq!(call(&(7u64, 3u8)), Some((7, "load(3)".to_string())));
+        assert_eq!(
+            call(&(u64::MAX, (("a", 2u8), Some(1.5f64)))),
+            Some((u64::MAX, r#"load(("a", 2), Some(1.5))"#.to_string()))
+        );
+        // Other shapes are not calls.
+        assert_eq!(call("eu"), None);
+        assert_eq!(call(&(7u64,)), None);
+        assert_eq!(call(&(7u64, 1u8, 2u8)), None);
+        assert_eq!(call(&(7u32, ("eu",))), None, "the version is a u64");
+        assert_eq!(call(&("7", ("eu",))), None);
     }
 
     #[derive(Serialize)]

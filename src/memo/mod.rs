@@ -33,7 +33,7 @@ use crate::options::Options;
 pub use global::{global, global_status, GlobalStatus};
 
 /// The namespace where a cache keeps the code version of each memoized function it has seen.
-const VERSIONS: &str = "tiered/memoize-versions";
+pub(crate) const VERSIONS: &str = "tiered/memoize-versions";
 
 /// A memoized function: its path (the namespace of its entries) and its code version.
 ///
