@@ -271,6 +271,8 @@ impl CacheBuilder {
         }
         let Some(path) = self.path.clone() else {
             let counters = Arc::new(Counters::default());
+            #[cfg(feature = "metrics")]
+            counters.publish("memory");
             let memory =
                 MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
             let inner = Inner::new(
@@ -323,6 +325,8 @@ impl CacheBuilder {
             ..self.clone()
         };
         let counters = Arc::new(Counters::default());
+        #[cfg(feature = "metrics")]
+        counters.publish(&folder.to_string_lossy());
         let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
         let cfg = DiskConfig {
             dir: folder.clone(),

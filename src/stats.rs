@@ -69,26 +69,41 @@ pub struct Stats {
     pub too_large_for_memory: u64,
 }
 
+/// One event counter: counted here, and published through the `metrics` facade when that
+/// feature is on and [`Counters::publish`] registered it.
+#[derive(Debug, Default)]
+pub(crate) struct Count {
+    n: AtomicU64,
+    #[cfg(feature = "metrics")]
+    published: std::sync::OnceLock<metrics::Counter>,
+}
+
+impl Count {
+    pub fn load(&self) -> u64 {
+        self.n.load(Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub memory_hits: AtomicU64,
-    pub disk_hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub inserts: AtomicU64,
-    pub evictions: AtomicU64,
-    pub expirations: AtomicU64,
-    pub invalidations: AtomicU64,
-    pub type_mismatches: AtomicU64,
-    pub damaged_records: AtomicU64,
+    pub memory_hits: Count,
+    pub disk_hits: Count,
+    pub misses: Count,
+    pub inserts: Count,
+    pub evictions: Count,
+    pub expirations: Count,
+    pub invalidations: Count,
+    pub type_mismatches: Count,
+    pub damaged_records: Count,
     pub disk_bytes: AtomicU64,
     /// The side files' share of `disk_bytes`.
     pub disk_blob_bytes: AtomicU64,
     pub disk_file_bytes: AtomicU64,
     pub disk_entries: AtomicU64,
-    pub disk_failures: AtomicU64,
-    pub warm_loaded: AtomicU64,
+    pub disk_failures: Count,
+    pub warm_loaded: Count,
     pub warming: AtomicBool,
-    pub too_large_for_memory: AtomicU64,
+    pub too_large_for_memory: Count,
     /// What happened to the keys dropped lately, for `Cache::explain`.
     pub graveyard: crate::explain::Graveyard,
 }
@@ -112,11 +127,56 @@ pub(crate) fn uncounted<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl Counters {
-    pub fn bump(counter: &AtomicU64) {
+    pub fn bump(counter: &Count) {
+        Self::add(counter, 1);
+    }
+
+    /// Counts `n` events at once (unless this thread does the cache's own bookkeeping).
+    pub fn add(counter: &Count, n: u64) {
         if BOOKKEEPING.try_with(|b| b.get()) == Ok(true) {
             return;
         }
-        counter.fetch_add(1, Relaxed);
+        counter.n.fetch_add(n, Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(published) = counter.published.get() {
+            published.increment(n);
+        }
+    }
+
+    /// The event counters with their names in the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    fn named(&self) -> [(&'static str, &Count); 12] {
+        [
+            ("tiered_memory_hits_total", &self.memory_hits),
+            ("tiered_disk_hits_total", &self.disk_hits),
+            ("tiered_misses_total", &self.misses),
+            ("tiered_inserts_total", &self.inserts),
+            ("tiered_evictions_total", &self.evictions),
+            ("tiered_expirations_total", &self.expirations),
+            ("tiered_invalidations_total", &self.invalidations),
+            ("tiered_type_mismatches_total", &self.type_mismatches),
+            ("tiered_damaged_records_total", &self.damaged_records),
+            ("tiered_disk_failures_total", &self.disk_failures),
+            ("tiered_warm_loaded_total", &self.warm_loaded),
+            (
+                "tiered_too_large_for_memory_total",
+                &self.too_large_for_memory,
+            ),
+        ]
+    }
+
+    /// Registers the event counters with the `metrics` recorder installed now, labelled
+    /// `cache` = `label` (the folder, or `memory`), and describes them; from then on each count
+    /// also goes to the recorder. Called as the cache opens, before anything is counted.
+    /// Without a recorder the handles do nothing.
+    #[cfg(feature = "metrics")]
+    pub fn publish(&self, label: &str) {
+        for (name, count) in self.named() {
+            metrics::describe_counter!(name, metrics::Unit::Count, describe(name));
+            let _ = count
+                .published
+                .set(metrics::counter!(name, "cache" => label.to_string()));
+        }
     }
 
     /// Counts a dead entry found by a read or the sweeper (stale ones count at invalidation).
@@ -131,24 +191,44 @@ impl Counters {
 
     pub fn snapshot(&self) -> Stats {
         Stats {
-            memory_hits: self.memory_hits.load(Relaxed),
-            disk_hits: self.disk_hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            inserts: self.inserts.load(Relaxed),
-            evictions: self.evictions.load(Relaxed),
-            expirations: self.expirations.load(Relaxed),
-            invalidations: self.invalidations.load(Relaxed),
-            type_mismatches: self.type_mismatches.load(Relaxed),
-            damaged_records: self.damaged_records.load(Relaxed),
+            memory_hits: self.memory_hits.load(),
+            disk_hits: self.disk_hits.load(),
+            misses: self.misses.load(),
+            inserts: self.inserts.load(),
+            evictions: self.evictions.load(),
+            expirations: self.expirations.load(),
+            invalidations: self.invalidations.load(),
+            type_mismatches: self.type_mismatches.load(),
+            damaged_records: self.damaged_records.load(),
             memory_bytes: 0,
             disk_bytes: self.disk_bytes.load(Relaxed),
             disk_file_bytes: self.disk_file_bytes.load(Relaxed),
             entries: self.disk_entries.load(Relaxed),
-            disk_failures: self.disk_failures.load(Relaxed),
-            warm_loaded: self.warm_loaded.load(Relaxed),
+            disk_failures: self.disk_failures.load(),
+            warm_loaded: self.warm_loaded.load(),
             // Pairs with the loader's store: what it loaded is visible once this reads false.
             warming: self.warming.load(std::sync::atomic::Ordering::Acquire),
-            too_large_for_memory: self.too_large_for_memory.load(Relaxed),
+            too_large_for_memory: self.too_large_for_memory.load(),
         }
+    }
+}
+
+/// What each published counter counts, for the recorder's `describe` (see [`Stats`]).
+#[cfg(feature = "metrics")]
+fn describe(name: &str) -> &'static str {
+    match name {
+        "tiered_memory_hits_total" => "reads answered by the memory tier",
+        "tiered_disk_hits_total" => "reads answered by the disk tier",
+        "tiered_misses_total" => "reads that found nothing (read-throughs: computations)",
+        "tiered_inserts_total" => "values stored (inserts and computations)",
+        "tiered_evictions_total" => "entries the memory tier let go to stay within capacity",
+        "tiered_expirations_total" => "entries found expired",
+        "tiered_invalidations_total" => "tag, namespace and whole-cache invalidations",
+        "tiered_type_mismatches_total" => "reads as another type than the stored one",
+        "tiered_damaged_records_total" => "damaged records found and dropped",
+        "tiered_disk_failures_total" => "failed disk writes and commits",
+        "tiered_warm_loaded_total" => "entries the warm restart loaded into memory",
+        "tiered_too_large_for_memory_total" => "values larger than the whole memory tier",
+        _ => "",
     }
 }

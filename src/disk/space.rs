@@ -365,10 +365,7 @@ impl Space {
         let v = self.view(shared);
         if !self.within(&v, 1000) {
             let evicted = shared.transact(|t| self.evict_if_over(shared, t))?;
-            shared
-                .counters
-                .evictions
-                .fetch_add(evicted, Ordering::Relaxed);
+            crate::stats::Counters::add(&shared.counters.evictions, evicted);
             self.file_len = shared.file_len();
             self.publish(shared);
         }

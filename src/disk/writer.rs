@@ -344,10 +344,7 @@ impl Writer<'_> {
         });
         match result {
             Ok(evicted) => {
-                shared
-                    .counters
-                    .evictions
-                    .fetch_add(evicted, Ordering::Relaxed);
+                crate::stats::Counters::add(&shared.counters.evictions, evicted);
                 let busy = started.elapsed().saturating_sub(parked);
                 let bytes = self.batch.iter().map(|m| m.op.bytes()).sum();
                 shared.backlog.observe(self.batch.len(), bytes, busy);
