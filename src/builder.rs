@@ -350,6 +350,7 @@ impl CacheBuilder {
                 counters.clone(),
                 gens.clone(),
                 stripes.clone(),
+                memory.view.clone(),
             )?,
             Some(why) => DiskTier::waiting(
                 cfg,
@@ -357,6 +358,7 @@ impl CacheBuilder {
                 counters.clone(),
                 gens.clone(),
                 stripes.clone(),
+                memory.view.clone(),
                 why,
             )?,
         };

@@ -82,6 +82,7 @@ mod record;
 mod registry;
 mod signals;
 mod stats;
+mod tiers;
 
 pub use admin::{EntryFilter, EntryInfo};
 #[cfg(feature = "tokio")]

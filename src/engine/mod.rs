@@ -2,10 +2,10 @@
 //! [`Namespace`](crate::Namespace): reads in `read.rs`, writes in `write.rs`, both under the
 //! per-key ordering rule of `ordering.rs`.
 
+mod above;
 mod explain;
 mod read;
 pub(crate) mod runner;
-mod served;
 mod through;
 pub(crate) mod warm;
 mod write;

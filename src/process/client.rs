@@ -486,8 +486,8 @@ impl Client {
         if !self.closing.load(Ordering::Acquire) {
             // At once, before a new owner can apply a write (it waits `lease::GRACE` first):
             // this process may have missed the notice of any change since.
-            if let Some(inner) = state.upgrade().and_then(|s| s.inner()) {
-                inner.memory.drop_persisted();
+            if let Some(above) = state.upgrade().and_then(|s| s.above()) {
+                above.lost_contact();
             }
             takeover::owner_gone(state);
         }
@@ -518,14 +518,14 @@ impl Client {
 
 fn apply(state: &State, notice: Notice) {
     match notice {
-        Notice::Forget { digest } => match state.inner() {
-            Some(inner) => inner.forget(digest),
+        Notice::Forget { digest } => match state.above() {
+            Some(above) => above.forget(digest),
             None => state.stripes.lock(digest).bump(),
         },
         Notice::Generation { label, generation } => {
             state.gens.raise(&label, generation);
-            if let Some(inner) = state.inner() {
-                inner.free_invalidated();
+            if let Some(above) = state.above() {
+                above.generations_changed();
             }
         }
         Notice::Ping => {}
@@ -690,8 +690,8 @@ impl Sent {
         let detached =
             matches!(self.state.role(), Some(Role::Client(ref c)) if c.detached.is_some());
         if result.is_err() && latest && !detached {
-            if let Some(inner) = self.state.inner() {
-                inner.forget(self.digest);
+            if let Some(above) = self.state.above() {
+                above.forget(self.digest);
             }
         }
         result
@@ -863,8 +863,8 @@ pub(super) fn scan(
 pub(super) fn clear_expired(state: &Arc<State>) -> Result<u64> {
     loop {
         match state.usable_role()? {
-            Role::Owner(_) => match state.inner() {
-                Some(inner) => return inner.clear_expired_now(),
+            Role::Owner(_) => match state.above() {
+                Some(above) => return above.clear_expired(),
                 None => return Ok(0),
             },
             Role::Client(c) => match c.ask(&Request::ClearExpired, false) {

@@ -43,8 +43,10 @@ use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
 use crate::generations::Generations;
+use crate::memory::View;
 use crate::ordering::Stripes;
 use crate::stats::Counters;
+use crate::tiers::Above;
 
 #[cfg(unix)]
 pub(crate) use epochs::Epochs;
@@ -78,8 +80,12 @@ pub(crate) struct State {
     pub counters: Arc<Counters>,
     pub gens: Arc<Generations>,
     pub stripes: Arc<Stripes>,
-    /// The cache this tier belongs to, once it exists (see [`DiskTier::attach`]).
-    pub inner: OnceLock<Weak<Inner>>,
+    /// Whether the memory tier may serve its disk entries (see `memory::View`): kept by this
+    /// tier, checked by the memory tier.
+    pub view: Arc<View>,
+    /// The cache this tier belongs to, once it exists (see [`DiskTier::attach`]), as a tier
+    /// below memory sees it.
+    pub above: OnceLock<Weak<dyn Above>>,
     /// `None` while no owner can be reached (a client's owner went away and no process has
     /// taken over yet).
     role: RwLock<Option<Role>>,
@@ -213,6 +219,7 @@ impl State {
         counters: Arc<Counters>,
         gens: Arc<Generations>,
         stripes: Arc<Stripes>,
+        view: Arc<View>,
     ) -> Arc<State> {
         Arc::new(State {
             dir: cfg.dir.clone(),
@@ -222,7 +229,8 @@ impl State {
             counters,
             gens,
             stripes,
-            inner: OnceLock::new(),
+            view,
+            above: OnceLock::new(),
             role: RwLock::new(None),
             changed: (Mutex::new(0), Condvar::new()),
             closed: AtomicBool::new(false),
@@ -303,8 +311,9 @@ impl State {
         }
     }
 
-    pub fn inner(&self) -> Option<Arc<Inner>> {
-        self.inner.get().and_then(Weak::upgrade)
+    /// The cache this tier belongs to, unless it is gone (being dropped).
+    pub fn above(&self) -> Option<Arc<dyn Above>> {
+        self.above.get().and_then(Weak::upgrade)
     }
 }
 
@@ -330,9 +339,10 @@ impl DiskTier {
         counters: Arc<Counters>,
         gens: Arc<Generations>,
         stripes: Arc<Stripes>,
+        view: Arc<View>,
     ) -> Result<Self> {
         let started = Instant::now();
-        let state = State::new(cfg, clock, counters, gens, stripes);
+        let state = State::new(cfg, clock, counters, gens, stripes, view);
         takeover::first_role(&state, started)?;
         Ok(DiskTier { state })
     }
@@ -350,9 +360,10 @@ impl DiskTier {
         counters: Arc<Counters>,
         gens: Arc<Generations>,
         stripes: Arc<Stripes>,
+        view: Arc<View>,
         why: String,
     ) -> Result<Self> {
-        let state = State::new(cfg, clock, counters, gens, stripes);
+        let state = State::new(cfg, clock, counters, gens, stripes, view);
         let detached =
             client::Client::detached(&state, why).map_err(|e| Error::io(&state.dir, e))?;
         state.set_first_role(Role::Client(detached));
@@ -371,15 +382,17 @@ impl DiskTier {
         counters: Arc<Counters>,
         gens: Arc<Generations>,
         stripes: Arc<Stripes>,
+        view: Arc<View>,
         _why: String,
     ) -> Result<Self> {
-        Self::open(cfg, clock, counters, gens, stripes)
+        Self::open(cfg, clock, counters, gens, stripes, view)
     }
 
     /// Ties the tier to its cache: the owner starts serving its socket, a client starts
     /// applying the owner's notices to the cache's memory tier.
     pub fn attach(&self, inner: &Arc<Inner>) {
-        let _ = self.state.inner.set(Arc::downgrade(inner));
+        let above: Weak<dyn Above> = Arc::downgrade(inner) as Weak<Inner>;
+        let _ = self.state.above.set(above);
         refresh_view(&self.state);
         #[cfg(unix)]
         if let Some(Role::Owner(owner)) = self.state.role() {
@@ -807,8 +820,10 @@ impl Drop for DiskTier {
 /// to check for the owner; a client's slot in the epochs file. Call after the memory tier
 /// dropped what a new connection may not have been told.
 pub(crate) fn refresh_view(state: &State) {
-    let Some(inner) = state.inner() else { return };
-    let view = &inner.memory.view;
+    if state.above().is_none() {
+        return;
+    }
+    let view = &state.view;
     match state.role() {
         Some(Role::Owner(_)) => view.uncheck(),
         // Waiting for another version's process to let go: no owner of ours to follow, and
@@ -838,7 +853,7 @@ pub(crate) fn refresh_view(state: &State) {
 
 /// A write of the owner: queued, then sent to the clients, in one step under the key's
 /// stripe lock (the caller's).
-fn owner_write(
+pub(crate) fn owner_write(
     o: &Arc<Owner>,
     digest: u128,
     record: Option<Vec<u8>>,

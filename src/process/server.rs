@@ -23,6 +23,7 @@ use super::peers::{self, Peer};
 use super::wire::{self, Down, FrameError, Reply, Request, StoredRecord, Up};
 use super::{socket, Owner, State};
 use crate::disk::Stored;
+use crate::tiers::Above;
 use crate::Durability;
 
 pub(crate) struct Server {
@@ -177,7 +178,7 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
         // The cache is being dropped (its close stops serving, then tells the clients whether
         // the end is clean): left unanswered, like what follows, but the connection stays
         // up for that word.
-        if state.inner().is_none() {
+        if state.above().is_none() {
             continue;
         }
         // Stopping: left unanswered, sent again by the client to the next owner.
@@ -344,6 +345,39 @@ fn done(result: crate::Result<()>) -> Reply {
     }
 }
 
+/// A client's record (or its removal, `None`), stored like a write of this process: in the
+/// key's order, in both tiers (the memory tier drops its value, which this process cannot
+/// decode without its type), and sent to the other clients.
+fn apply_write(
+    state: &State,
+    owner: &Arc<Owner>,
+    above: &dyn Above,
+    digest: u128,
+    record: Option<Vec<u8>>,
+) -> super::Ticket {
+    let reservation = record.as_ref().map(|r| owner.local.reserve(r.len()));
+    let mut held = state.stripes.lock(digest);
+    above.forget_held(&mut held, digest);
+    super::owner_write(owner, digest, record, reservation)
+}
+
+/// A client's invalidation: bumped here, persisted and sent to the other clients. Returns
+/// the new generation and what to wait on.
+fn bump_served(
+    state: &State,
+    owner: &Arc<Owner>,
+    label: String,
+    settle: bool,
+) -> (u64, super::Ticket) {
+    let generation = state.gens.bump(&label);
+    crate::stats::Counters::bump(&state.counters.invalidations);
+    tracing::debug!(%label, generation, "invalidated by a client");
+    (
+        generation,
+        super::owner_bump(owner, label, generation, settle),
+    )
+}
+
 fn handle(
     state: &Arc<State>,
     owner: &Arc<Owner>,
@@ -354,10 +388,7 @@ fn handle(
 ) {
     // Checked by the caller; a cache that closed since is left to the next owner.
     // Dropped since the check: left unanswered (see `serve`).
-    let Some(inner) = state.inner() else {
-        return;
-    };
-    let Some(disk) = inner.disk.as_ref() else {
+    let Some(above) = state.above() else {
         return;
     };
     // A client that asks for a commit gets its answer after one, whatever this process's
@@ -386,14 +417,17 @@ fn handle(
             for label in labels {
                 state.gens.know(&label, crate::generations::id(&label));
             }
-            let ticket = peers::on_behalf_of(client, || inner.apply_put(disk, digest, record));
+            let ticket = peers::on_behalf_of(client, || {
+                apply_write(state, owner, &*above, digest, Some(record))
+            });
             let owner = owner.clone();
             wait(Box::new(move || {
                 done(ticket.wait().and_then(|()| flush_if(durable, &owner)))
             }));
         }
         Request::Remove { digest, durable } => {
-            let ticket = peers::on_behalf_of(client, || inner.apply_remove(disk, digest));
+            let ticket =
+                peers::on_behalf_of(client, || apply_write(state, owner, &*above, digest, None));
             let owner = owner.clone();
             wait(Box::new(move || {
                 done(ticket.wait().and_then(|()| flush_if(durable, &owner)))
@@ -405,7 +439,7 @@ fn handle(
             durable,
         } => {
             let (generation, ticket) =
-                peers::on_behalf_of(client, || inner.bump_served(owner, label.clone(), settle));
+                peers::on_behalf_of(client, || bump_served(state, owner, label.clone(), settle));
             let owner = owner.clone();
             wait(Box::new(move || {
                 match ticket.wait().and_then(|()| flush_if(durable, &owner)) {
@@ -459,14 +493,14 @@ fn handle(
         // Only when asked with an id (a client's ping carries none: any frame will do, and
         // this one answers at once).
         Request::Ping => reply(peer, id, Reply::Pong),
-        Request::Stats => reply(peer, id, Reply::Stats(Box::new(inner.stats()))),
+        Request::Stats => reply(peer, id, Reply::Stats(Box::new(above.stats()))),
         Request::Scan { after, max } => reply(peer, id, scanned(owner, &state.gens, after, max)),
         Request::ClearExpired => {
             let peer = peer.clone();
             let _ = std::thread::Builder::new()
                 .name("tiered-clear".into())
                 .spawn(move || {
-                    let answer = match inner.clear_expired_now() {
+                    let answer = match above.clear_expired() {
                         Ok(n) => Reply::Count(n),
                         Err(e) => Reply::Error(e.to_string()),
                     };

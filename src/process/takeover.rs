@@ -175,7 +175,7 @@ fn take_over(state: &Weak<State>) {
             forget_persisted(&state);
             super::refresh_view(&state);
             if let Role::Owner(owner) = role {
-                if state.inner().is_some() {
+                if state.above().is_some() {
                     serve(&state, &owner);
                 }
                 tracing::info!(folder = %state.dir.display(), "took over the cache folder");
@@ -193,7 +193,7 @@ fn take_over(state: &Weak<State>) {
 #[cfg(unix)]
 fn forget_persisted(state: &State) {
     state.stripes.bump_all();
-    if let Some(inner) = state.inner() {
-        inner.memory.drop_persisted();
+    if let Some(above) = state.above() {
+        above.lost_contact();
     }
 }
