@@ -352,8 +352,8 @@ fn a_listing_shows_memoized_calls_and_hides_the_bookkeeping() {
         || 1.5f64,
     );
     cache.insert("plain", 2u8).unwrap();
-    // An entry of another code version, as one left by an older build until the function's
-    // next call reclaims it.
+    // An entry of another code version (another build's, sharing the folder): the same call,
+    // told apart by its key.
     cache
         .namespace("app::prices::load_prices")
         .insert(&(2u64, ("us", 1u32, 5u8)), 9.0f64)
@@ -374,7 +374,7 @@ fn a_listing_shows_memoized_calls_and_hides_the_bookkeeping() {
             (
                 ns.clone(),
                 r#"(2, ("us", 1, 5))"#.to_string(),
-                Some(r#"load_prices("us", 1, 5) (older code)"#.to_string())
+                Some(r#"load_prices("us", 1, 5)"#.to_string())
             ),
             (
                 ns,

@@ -741,3 +741,59 @@ fn what_the_build_decided_is_part_of_the_key() {
         assert!(!entries.contains_key(&key(&other)).unwrap());
     }
 }
+
+/// A cache in a folder, for the listing of memoized calls.
+static LISTED_DIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
+static LISTED: LazyLock<Cache> = LazyLock::new(|| Cache::open(LISTED_DIR.path()).unwrap());
+
+#[tiered::memoize(cache = LISTED)]
+fn load_prices(region: &str, day: u32, _conn: u8) -> f64 {
+    if cfg!(feature = "tokio") {
+        return 0.0;
+    }
+    f64::from(day) + region.len() as f64
+}
+
+#[tiered::memoize(cache = LISTED)]
+fn no_arguments() -> u8 {
+    1
+}
+
+#[tiered::memoize(cache = LISTED)]
+fn generic_len<T: Serialize>(value: T) -> usize {
+    std::mem::size_of_val(&value)
+}
+
+impl Repo {
+    #[tiered::memoize(cache = LISTED)]
+    fn listed(&self, n: u32) -> u32 {
+        self.id + n
+    }
+}
+
+#[test]
+fn a_listing_shows_memoized_calls_without_what_the_key_holds_besides() {
+    // The key also holds what the build decided (debug or release, `test`, the `cfg!` the
+    // code names) and the types of a generic call: not arguments, not shown.
+    load_prices("eu", 3, 0);
+    no_arguments();
+    generic_len(7u8);
+    Repo { id: 4 }.listed(9);
+    LISTED.flush().unwrap();
+    let mut calls: Vec<String> = LISTED
+        .entries(&tiered::EntryFilter::new())
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.call)
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "generic_len(7)",
+            "listed(Repo { id: 4 }, 9)",
+            r#"load_prices("eu", 3)"#,
+            "no_arguments()"
+        ]
+    );
+}

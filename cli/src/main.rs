@@ -174,10 +174,7 @@ fn main() -> ExitCode {
         Err(f) => {
             eprintln!("tiered: {}", f.message);
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": f.message, "code": f.code })
-                );
+                show::say(&serde_json::json!({ "error": f.message, "code": f.code }).to_string());
             }
             ExitCode::from(f.code)
         }

@@ -14,10 +14,25 @@ pub(crate) struct Output {
 impl Output {
     fn print(&self, json: Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{json}");
+            say(&json.to_string());
         } else {
-            println!("{}", human());
+            say(&human());
         }
+    }
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`tiered ls | head`) ends
+/// the command quietly with success, as it ends `ls`: what was asked is done, and nobody reads
+/// the rest.
+pub(crate) fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tiered: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -178,7 +193,7 @@ pub(crate) fn transferred(out: &Output, what: &str, count: u64, to_stderr: bool)
     if to_stderr {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        say(&line);
     }
 }
 

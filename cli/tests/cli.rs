@@ -157,6 +157,36 @@ fn ls_shows_memoized_calls_and_the_bookkeeping_only_with_all() {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_ls_quietly() {
+    // `tiered ls DIR | head`: the output is larger than a pipe holds, and the reader goes.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    for i in 0..3000u32 {
+        cache.insert(&("report", i), i).unwrap();
+    }
+    drop(cache);
+    for json in [false, true] {
+        let mut args = vec!["ls", path(dir.path())];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tiered"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 64];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn explain_says_live_or_not_with_its_exit_code() {
     let dir = filled();
     let d = path(dir.path());

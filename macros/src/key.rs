@@ -1,5 +1,5 @@
-//! The key of a call: `(build, types, const parameters, self, arguments)`, built the same way
-//! by the function and by its `remove`. The build is what `cfg!` says of `debug_assertions`,
+//! The key of a call: `(Hidden((build, types, const parameters)), self, arguments)`, built the
+//! same way by the function and by its `remove`. The build is what `cfg!` says of `debug_assertions`,
 //! `test` and each predicate the function's code names; the types are those of `Self`, of the
 //! type parameters and of the `impl Trait` arguments (whatever their names), each as
 //! `tiered::__memoize::type_part` gives it: a closure's makes the call memory-only.
@@ -51,13 +51,16 @@ pub fn key_expr(
             (false, Side::Remove) => quote!(#type_part_of_val(#ident, #callable)),
         });
     }
-    let mut parts = vec![quote!(#build)];
+    // What the key holds besides `self` and the arguments, in one part that a listing knows
+    // to leave out of the call it shows.
+    let mut hidden_parts = vec![quote!(#build)];
     if !type_parts.is_empty() {
-        parts.push(quote!(#types));
+        hidden_parts.push(quote!(#types));
     }
     for c in &analysis.const_params {
-        parts.push(quote!(&#c));
+        hidden_parts.push(quote!(&#c));
     }
+    let mut parts = vec![quote!(::tiered::__memoize::Hidden((#(#hidden_parts,)*)))];
     if let (Some(r), false) = (&analysis.receiver, skip_self) {
         let this = &r.self_token;
         let span = this.span;

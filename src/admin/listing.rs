@@ -53,8 +53,9 @@ pub struct EntryInfo {
     /// and the 8 hex digits of the type name id kept in the record.
     pub type_name: String,
     /// For an entry of a memoized function (its namespace is the function's path): the call
-    /// it holds, as `load_prices("eu", 1, 5)`, named by the path's last segment. `key` keeps
-    /// the stored form, `(code version, arguments)`.
+    /// it holds, as `load_prices("eu", 1, 5)` (a method's `self` first), named by the path's
+    /// last segment. `key` keeps the stored form, `(code version, arguments)`, and tells the
+    /// entries of two versions of the function's code apart.
     pub call: Option<String>,
 }
 

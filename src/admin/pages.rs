@@ -102,32 +102,20 @@ impl Inner {
     }
 
     /// Fills in `call` for the entries of memoized functions: those of a namespace for which
-    /// the cache noted a code version (`memo/mod.rs`), whose key has the shape of a call. An
-    /// entry of another code version than the one noted (left until the function's next call
-    /// reclaims it) is marked `(older code)`.
+    /// the cache noted a code version (`memo/mod.rs`), whose key has the shape of a call.
     fn name_calls(&self, entries: &mut [EntryInfo], keys: &[Vec<u8>]) {
-        let mut noted: HashMap<String, Option<u64>> = HashMap::new();
+        let mut memoized: HashMap<String, bool> = HashMap::new();
         for (entry, key) in entries.iter_mut().zip(keys) {
             let Some(ns) = entry.namespace.as_deref() else {
                 continue;
             };
-            let version = *noted.entry(ns.to_string()).or_insert_with(|| {
+            let noted = *memoized.entry(ns.to_string()).or_insert_with(|| {
                 crate::key::encode_key_in(Some(crate::memo::VERSIONS), ns)
-                    .ok()
-                    .and_then(|ek| self.read_quietly::<u64>(&ek))
+                    .is_ok_and(|ek| self.read_quietly::<u64>(&ek).is_some())
             });
-            let Some(version) = version else {
-                continue;
-            };
-            let name = ns.rsplit_once("::").or_else(|| ns.rsplit_once(':'));
-            let name = name.map_or(ns, |(_, last)| last);
-            entry.call = readable::render_call(name, key).map(|(of, call)| {
-                if of == version {
-                    call
-                } else {
-                    format!("{call} (older code)")
-                }
-            });
+            if noted {
+                entry.call = readable::render_call(call_name(ns), key).map(|(_, call)| call);
+            }
         }
     }
 
@@ -409,5 +397,19 @@ impl Inner {
         ticket.wait()?;
         drop(pinned);
         Ok(true)
+    }
+}
+
+/// The name a listing gives a memoized function's calls: the last segment of its path (after
+/// the last `::`, else the last `:`), or the whole path if that segment is empty.
+fn call_name(path: &str) -> &str {
+    let last = path
+        .rsplit_once("::")
+        .or_else(|| path.rsplit_once(':'))
+        .map_or(path, |(_, last)| last);
+    if last.is_empty() {
+        path
+    } else {
+        last
     }
 }

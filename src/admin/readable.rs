@@ -16,6 +16,7 @@ use crate::key::serializer::{
     UNIT_STRUCT, UNIT_VARIANT,
 };
 use crate::key::{NAMED, ROOT};
+use crate::memo::check::HIDDEN;
 
 /// Deeper keys render as hex: bounds the recursion on hostile bytes.
 const MAX_DEPTH: usize = 64;
@@ -57,6 +58,7 @@ pub(crate) fn render_call(name: &str, key: &[u8]) -> Option<(u64, String)> {
     out.push('(');
     if r.rest.first() == Some(&SEQ) {
         r.byte()?;
+        r.skip_hidden()?;
         r.items(&mut out, 0, false)?;
     } else if r.rest.first() == Some(&UNIT) {
         // No arguments.
@@ -140,6 +142,16 @@ impl<'a> Reader<'a> {
         } else {
             false
         }
+    }
+
+    /// Skips a `#[memoize]` key's hidden part (`memo::check::Hidden`) if one comes next.
+    fn skip_hidden(&mut self) -> Option<()> {
+        let mut peek = Reader { rest: self.rest };
+        if peek.byte() == Some(NEWTYPE_STRUCT) && peek.name() == Some(HIDDEN) {
+            peek.item(&mut String::new(), 1)?;
+            self.rest = peek.rest;
+        }
+        Some(())
     }
 
     /// Items up to `END`, comma separated; a single item gets a trailing comma when `tuple`.
@@ -322,6 +334,14 @@ mod tests {
             call(&(u64::MAX, (("a", 2u8), Some(1.5f64)))),
             Some((u64::MAX, r#"load(("a", 2), Some(1.5))"#.to_string()))
         );
+        // A `#[memoize]` key's hidden part (build, types) is not shown.
+        let hidden = crate::memo::check::Hidden((&[false, true][..], 3u8));
+        assert_eq!(
+            call(&(7u64, (hidden, "eu", 1u32))),
+            Some((7, r#"load("eu", 1)"#.to_string()))
+        );
+        let hidden = crate::memo::check::Hidden((&[false][..],));
+        assert_eq!(call(&(7u64, (hidden,))), Some((7, "load()".to_string())));
         // Other shapes are not calls.
         assert_eq!(call("eu"), None);
         assert_eq!(call(&(7u64,)), None);
