@@ -727,11 +727,16 @@ fn what_the_build_decided_is_part_of_the_key() {
         build_dependent(3),
         if cfg!(feature = "tokio") { 3000 } else { 3 }
     );
-    // The key: the code version, then (debug_assertions, test, each cfg of the body), then
-    // the arguments. An entry written by a build that decided otherwise is another key.
+    // The key: the code version, then (debug_assertions, test, each cfg of the body) in the
+    // part a listing leaves out, then the arguments. An entry written by a build that
+    // decided otherwise is another key.
     let entries = CACHE.namespace(build_dependent::memo().path());
-    fn key(build: &[bool]) -> (u64, (&[bool], u32)) {
-        (build_dependent::VERSION, (build, 3))
+    type Hidden<'a> = tiered::__memoize::Hidden<(&'a [bool],)>;
+    fn key(build: &[bool]) -> (u64, (Hidden<'_>, u32)) {
+        (
+            build_dependent::VERSION,
+            (tiered::__memoize::Hidden((build,)), 3),
+        )
     }
     let this_build = [cfg!(debug_assertions), true, cfg!(feature = "tokio")];
     assert!(entries.contains_key(&key(&this_build)).unwrap());

@@ -259,17 +259,21 @@ fn edits_invalidate_comments_do_not_and_old_versions_are_reclaimed() {
             "cycle {k}: the folder grew from {one_version_bytes} to {bytes} bytes"
         );
         // Of every version that ran, only the last has entries. The key is written as
-        // `Memoized::key` writes it, (version, (build, arguments…)), which the last version
-        // proves; the build of a dev profile says `debug_assertions` and not `test`.
+        // `Memoized::key` writes it, (version, (Hidden((build,)), arguments…)), which the
+        // last version proves; the build of a dev profile says `debug_assertions` and not
+        // `test`.
         let functions_entries = cache.namespace(&run.path);
         let build: &[bool] = &[true, false];
+        let hidden = || tiered::__memoize::Hidden((build,));
         for x in ARGS {
             assert!(functions_entries
-                .contains_key(&(run.version, (build, x)))
+                .contains_key(&(run.version, (hidden(), x)))
                 .unwrap());
             for &old in &versions {
                 assert!(
-                    !functions_entries.contains_key(&(old, (build, x))).unwrap(),
+                    !functions_entries
+                        .contains_key(&(old, (hidden(), x)))
+                        .unwrap(),
                     "cycle {k}"
                 );
             }
