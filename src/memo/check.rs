@@ -39,12 +39,12 @@ pub trait KeySelf {}
 impl<T: Serialize + ?Sized> KeySelf for T {}
 
 /// The name a memoized call's key gives to what it holds besides the call's `self` and
-/// arguments: see [`Hidden`].
+/// arguments: see `Hidden`.
 pub(crate) const HIDDEN: &str = "tiered::hidden";
 
 /// What a `#[memoize]` call's key holds before `self` and the arguments (what the build
-/// decided, the types, the const parameters), serialized as the newtype struct [`HIDDEN`]:
-/// a listing shows the call without it (`tiered ls`).
+/// decided, the types, the const parameters), serialized as the newtype struct
+/// `tiered::hidden`: a listing shows the call without it (`tiered ls`).
 pub struct Hidden<T>(pub T);
 
 impl<T: Serialize> Serialize for Hidden<T> {
