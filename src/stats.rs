@@ -221,7 +221,9 @@ fn describe(name: &str) -> &'static str {
         "tiered_disk_hits_total" => "reads answered by the disk tier",
         "tiered_misses_total" => "reads that found nothing (read-throughs: computations)",
         "tiered_inserts_total" => "values stored (inserts and computations)",
-        "tiered_evictions_total" => "entries the memory tier let go to stay within capacity",
+        "tiered_evictions_total" => {
+            "entries let go to stay within memory_capacity, and records within disk_capacity"
+        }
         "tiered_expirations_total" => "entries found expired",
         "tiered_invalidations_total" => "tag, namespace and whole-cache invalidations",
         "tiered_type_mismatches_total" => "reads as another type than the stored one",

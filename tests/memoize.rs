@@ -776,6 +776,56 @@ impl Repo {
     }
 }
 
+/// Past 15 arguments the key groups them in tuples; the hidden part stays first.
+#[tiered::memoize(cache = LISTED)]
+#[allow(clippy::too_many_arguments)]
+fn sixteen(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    e: u8,
+    f: u8,
+    g: u8,
+    h: u8,
+    i: u8,
+    j: u8,
+    k: u8,
+    l: u8,
+    m: u8,
+    n: u8,
+    o: u8,
+    p: u8,
+) -> u32 {
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]
+        .iter()
+        .map(|x| u32::from(*x))
+        .sum()
+}
+
+/// Sixteen const parameters: the hidden part is grouped like the arguments.
+#[tiered::memoize(cache = CACHE)]
+fn consts<
+    const A: u8,
+    const B: u8,
+    const C: u8,
+    const D: u8,
+    const E: u8,
+    const F: u8,
+    const G: u8,
+    const H: u8,
+    const I: u8,
+    const J: u8,
+    const K: u8,
+    const L: u8,
+    const M: u8,
+    const N: u8,
+    const O: u8,
+    const P: u8,
+>() -> u32 {
+    u32::from(A) + u32::from(P)
+}
+
 #[test]
 fn a_listing_shows_memoized_calls_without_what_the_key_holds_besides() {
     // The key also holds what the build decided (debug or release, `test`, the `cfg!` the
@@ -784,6 +834,14 @@ fn a_listing_shows_memoized_calls_without_what_the_key_holds_besides() {
     no_arguments();
     generic_len(7u8);
     Repo { id: 4 }.listed(9);
+    assert_eq!(
+        sixteen(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16),
+        136
+    );
+    assert_eq!(
+        consts::<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>(),
+        17
+    );
     LISTED.flush().unwrap();
     let mut calls: Vec<String> = LISTED
         .entries(&tiered::EntryFilter::new())
@@ -798,7 +856,8 @@ fn a_listing_shows_memoized_calls_without_what_the_key_holds_besides() {
             "generic_len(7)",
             "listed(Repo { id: 4 }, 9)",
             r#"load_prices("eu", 3)"#,
-            "no_arguments()"
+            "no_arguments()",
+            "sixteen((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16))"
         ]
     );
 }

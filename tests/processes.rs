@@ -59,6 +59,7 @@ fn child_app() {
                 format!("{} {}", v, computed.load(Ordering::SeqCst))
             }
             ["invalidate", tag] => format!("{:?}", cache.invalidate_tag(tag).is_ok()),
+            ["invalidations"] => format!("{}", cache.stats().invalidations),
             ["quit"] => break,
             other => panic!("unknown command {other:?}"),
         };
@@ -150,6 +151,22 @@ fn an_overwrite_or_invalidation_in_one_process_is_seen_by_the_others_next_read()
     assert_eq!(app.ask("invalidate quotes"), "true");
     assert!(cache.get::<_, String>("q").unwrap().is_none());
     app.quit();
+}
+
+#[test]
+fn each_process_counts_its_own_invalidations_only() {
+    // The folder's owner applies a client's invalidation; the client counted it, and the
+    // owner does not count it again (summed over processes, it is one invalidation).
+    let dir = common::tempdir();
+    let owner = open(dir.path());
+    let mut client = App::start(dir.path());
+    assert_eq!(client.ask("invalidate prices"), "true");
+    assert_eq!(client.ask("invalidations"), "1");
+    assert_eq!(owner.stats().invalidations, 0);
+    owner.invalidate_tag("reports").unwrap();
+    assert_eq!(owner.stats().invalidations, 1);
+    assert_eq!(client.ask("invalidations"), "1");
+    client.quit();
 }
 
 #[test]

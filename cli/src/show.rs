@@ -21,18 +21,22 @@ impl Output {
     }
 }
 
-/// Prints `text` and a newline on stdout. A reader that went away (`tiered ls | head`) ends
-/// the command quietly with success, as it ends `ls`: what was asked is done, and nobody reads
-/// the rest.
+/// Prints `text` and a newline on stdout. If the reader went away (`tiered ls | head`), the
+/// rest of the output is dropped quietly, as `ls` drops it, and the command still ends with
+/// its own exit code; `println!` would panic. Another write error is said on stderr, once.
 pub(crate) fn say(text: &str) {
     use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static GONE: AtomicBool = AtomicBool::new(false);
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("tiered: cannot write to standard output: {e}");
         }
-        eprintln!("tiered: cannot write to standard output: {e}");
-        std::process::exit(1);
     }
 }
 

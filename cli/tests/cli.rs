@@ -184,6 +184,15 @@ fn a_reader_that_stops_early_ends_ls_quietly() {
         assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+    // A command that fails keeps its exit code when nobody reads its output.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["--json", "stats", "/nonexistent/tiered-folder"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(3), "a missing folder");
 }
 
 #[test]

@@ -60,7 +60,9 @@ pub fn key_expr(
     for c in &analysis.const_params {
         hidden_parts.push(quote!(&#c));
     }
-    let mut parts = vec![quote!(::tiered::__memoize::Hidden((#(#hidden_parts,)*)))];
+    let hidden_parts = tuple(hidden_parts);
+    let hidden_part = quote!(::tiered::__memoize::Hidden(#hidden_parts));
+    let mut parts = Vec::new();
     if let (Some(r), false) = (&analysis.receiver, skip_self) {
         let this = &r.self_token;
         let span = this.span;
@@ -85,7 +87,14 @@ pub fn key_expr(
             Side::Remove => quote!((&::tiered::__memoize::Part(#ident)).key_part()),
         });
     }
-    let tuple = tuple(parts);
+    // The hidden part first and at the top level, however many parts follow (past 15 they
+    // are grouped in tuples of 16), so that a listing finds it.
+    let tuple = if parts.len() < 16 {
+        tuple(std::iter::once(hidden_part).chain(parts).collect())
+    } else {
+        let rest = tuple(parts);
+        quote!((#hidden_part, #rest))
+    };
     quote! {
         {
             #[allow(unused_imports)]

@@ -362,7 +362,8 @@ fn apply_write(
 }
 
 /// A client's invalidation: bumped here, persisted and sent to the other clients. Returns
-/// the new generation and what to wait on.
+/// the new generation and what to wait on. Counted by the client that made it, not here:
+/// each process's `Stats` count its own operations (`docs/processes.md`).
 fn bump_served(
     state: &State,
     owner: &Arc<Owner>,
@@ -370,7 +371,6 @@ fn bump_served(
     settle: bool,
 ) -> (u64, super::Ticket) {
     let generation = state.gens.bump(&label);
-    crate::stats::Counters::bump(&state.counters.invalidations);
     tracing::debug!(%label, generation, "invalidated by a client");
     (
         generation,
