@@ -8,10 +8,11 @@
 //! A tier below memory calls upward only through [`Above`]: the cache it serves, seen as the
 //! few things a lower tier may ask of it, never the engine itself (moka's housekeeper sees
 //! its cache the same way, through `InnerSync`). The folder's process layer holds a
-//! `Weak<dyn Above>`; a later tier (Redis) and a test stand-in use the same trait.
+//! `Weak<dyn Above>`; a Redis tier and a test stand-in are meant to use the same trait.
 //!
-//! `docs`: the design of the downward half (a `Lower` trait the engine holds instead of
-//! `Option<DiskTier>`) is issue 16's "Shape first"; this module is where it lands.
+//! Still to come here (issue 16, "Shape first"): the downward half, a `Lower` trait that the
+//! engine holds instead of `Option<DiskTier>`, with a do-nothing tier for a cache in memory
+//! only.
 
 use crate::error::Result;
 use crate::ordering::Held;
