@@ -143,23 +143,69 @@ impl Counters {
         }
     }
 
-    /// The event counters with their names in the `metrics` facade.
+    /// The event counters with their names and descriptions in the `metrics` facade (see
+    /// [`Stats`] for what each counts).
     #[cfg(feature = "metrics")]
-    fn named(&self) -> [(&'static str, &Count); 12] {
+    fn named(&self) -> [(&'static str, &'static str, &Count); 12] {
         [
-            ("tiered_memory_hits_total", &self.memory_hits),
-            ("tiered_disk_hits_total", &self.disk_hits),
-            ("tiered_misses_total", &self.misses),
-            ("tiered_inserts_total", &self.inserts),
-            ("tiered_evictions_total", &self.evictions),
-            ("tiered_expirations_total", &self.expirations),
-            ("tiered_invalidations_total", &self.invalidations),
-            ("tiered_type_mismatches_total", &self.type_mismatches),
-            ("tiered_damaged_records_total", &self.damaged_records),
-            ("tiered_disk_failures_total", &self.disk_failures),
-            ("tiered_warm_loaded_total", &self.warm_loaded),
+            (
+                "tiered_memory_hits_total",
+                "reads answered by the memory tier",
+                &self.memory_hits,
+            ),
+            (
+                "tiered_disk_hits_total",
+                "reads answered by the disk tier",
+                &self.disk_hits,
+            ),
+            (
+                "tiered_misses_total",
+                "reads that found nothing (read-throughs: computations)",
+                &self.misses,
+            ),
+            (
+                "tiered_inserts_total",
+                "values stored (inserts and computations)",
+                &self.inserts,
+            ),
+            (
+                "tiered_evictions_total",
+                "entries let go to stay within memory_capacity, and records within disk_capacity",
+                &self.evictions,
+            ),
+            (
+                "tiered_expirations_total",
+                "entries found expired",
+                &self.expirations,
+            ),
+            (
+                "tiered_invalidations_total",
+                "tag, namespace and whole-cache invalidations",
+                &self.invalidations,
+            ),
+            (
+                "tiered_type_mismatches_total",
+                "reads as another type than the stored one",
+                &self.type_mismatches,
+            ),
+            (
+                "tiered_damaged_records_total",
+                "damaged records found and dropped",
+                &self.damaged_records,
+            ),
+            (
+                "tiered_disk_failures_total",
+                "failed disk writes and commits",
+                &self.disk_failures,
+            ),
+            (
+                "tiered_warm_loaded_total",
+                "entries the warm restart loaded into memory",
+                &self.warm_loaded,
+            ),
             (
                 "tiered_too_large_for_memory_total",
+                "values larger than the whole memory tier",
                 &self.too_large_for_memory,
             ),
         ]
@@ -171,8 +217,8 @@ impl Counters {
     /// Without a recorder the handles do nothing.
     #[cfg(feature = "metrics")]
     pub fn publish(&self, label: &str) {
-        for (name, count) in self.named() {
-            metrics::describe_counter!(name, metrics::Unit::Count, describe(name));
+        for (name, description, count) in self.named() {
+            metrics::describe_counter!(name, metrics::Unit::Count, description);
             let _ = count
                 .published
                 .set(metrics::counter!(name, "cache" => label.to_string()));
@@ -210,27 +256,5 @@ impl Counters {
             warming: self.warming.load(std::sync::atomic::Ordering::Acquire),
             too_large_for_memory: self.too_large_for_memory.load(),
         }
-    }
-}
-
-/// What each published counter counts, for the recorder's `describe` (see [`Stats`]).
-#[cfg(feature = "metrics")]
-fn describe(name: &str) -> &'static str {
-    match name {
-        "tiered_memory_hits_total" => "reads answered by the memory tier",
-        "tiered_disk_hits_total" => "reads answered by the disk tier",
-        "tiered_misses_total" => "reads that found nothing (read-throughs: computations)",
-        "tiered_inserts_total" => "values stored (inserts and computations)",
-        "tiered_evictions_total" => {
-            "entries let go to stay within memory_capacity, and records within disk_capacity"
-        }
-        "tiered_expirations_total" => "entries found expired",
-        "tiered_invalidations_total" => "tag, namespace and whole-cache invalidations",
-        "tiered_type_mismatches_total" => "reads as another type than the stored one",
-        "tiered_damaged_records_total" => "damaged records found and dropped",
-        "tiered_disk_failures_total" => "failed disk writes and commits",
-        "tiered_warm_loaded_total" => "entries the warm restart loaded into memory",
-        "tiered_too_large_for_memory_total" => "values larger than the whole memory tier",
-        _ => "",
     }
 }

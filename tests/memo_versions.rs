@@ -399,6 +399,14 @@ fn a_listing_shows_memoized_calls_and_hides_the_bookkeeping() {
 fn stats_count_only_the_users_operations_around_memoized_calls() {
     // The cache's own notes (a function's code version: read, written, and the drop of an
     // older version's entries) are not the user's reads, writes or invalidations.
+    fn counts(s: &tiered::Stats) -> (u64, u64, u64, u64) {
+        (
+            s.misses,
+            s.memory_hits + s.disk_hits,
+            s.inserts,
+            s.invalidations,
+        )
+    }
     const V1: Memoized = Memoized::new("app::rate", 1);
     const V2: Memoized = Memoized::new("app::rate", 2);
     let dir = common::tempdir();
@@ -408,12 +416,7 @@ fn stats_count_only_the_users_operations_around_memoized_calls() {
         V1.call(&cache, &Options::new(), V1.key(&("eu",)), || 1u32);
         let s = cache.stats();
         assert_eq!(
-            (
-                s.misses,
-                s.memory_hits + s.disk_hits,
-                s.inserts,
-                s.invalidations
-            ),
+            counts(&s),
             (1, 1, 1, 0),
             "a first run: one miss, one insert, one hit: {s:?}"
         );
@@ -422,12 +425,7 @@ fn stats_count_only_the_users_operations_around_memoized_calls() {
     V2.call(&cache, &Options::new(), V2.key(&("eu",)), || 2u32);
     let s = cache.stats();
     assert_eq!(
-        (
-            s.misses,
-            s.memory_hits + s.disk_hits,
-            s.inserts,
-            s.invalidations
-        ),
+        counts(&s),
         (1, 0, 1, 0),
         "the new version's first call: its own miss and insert only: {s:?}"
     );
