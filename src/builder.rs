@@ -16,6 +16,7 @@ use crate::ordering::Stripes;
 use crate::process::DiskTier;
 use crate::registry;
 use crate::stats::Counters;
+use crate::tiers::{Lower, NoTier};
 
 /// The smallest disk tier that can hold anything useful: a few records and redb's own pages.
 const MIN_DISK_CAPACITY: u64 = 1 << 20;
@@ -255,6 +256,35 @@ impl CacheBuilder {
         self.open_inner(None).map(Cache::from_inner)
     }
 
+    /// A cache with `lower` below its memory tier and no folder: [`NoTier`] for a cache in
+    /// memory only (its counters published as `label`).
+    fn open_over(self, lower: Box<dyn Lower>, label: &str) -> Arc<Inner> {
+        let counters = Arc::new(Counters::default());
+        #[cfg(feature = "metrics")]
+        counters.publish(label);
+        #[cfg(not(feature = "metrics"))]
+        let _ = label;
+        let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
+        let inner = Arc::new(Inner::new(
+            memory,
+            lower,
+            Arc::new(Generations::default()),
+            counters,
+            self.clock,
+            self.defaults,
+            Arc::default(),
+        ));
+        let above: std::sync::Weak<Inner> = Arc::downgrade(&inner);
+        inner.lower.attach(above);
+        inner
+    }
+
+    /// A cache over a test's stand-in tier (`tiers/stand_in.rs`).
+    #[cfg(test)]
+    pub(crate) fn open_over_tier(self, lower: Box<dyn Lower>) -> Cache {
+        Cache::from_inner(self.open_over(lower, "stand-in"))
+    }
+
     /// [`open`](CacheBuilder::open)'s work; `waiting`: for a child of a fork that could not
     /// reach the folder, why (the disk tier then waits for the folder, as for a holder of
     /// another version: see `process::DiskTier::waiting`).
@@ -270,21 +300,7 @@ impl CacheBuilder {
             ));
         }
         let Some(path) = self.path.clone() else {
-            let counters = Arc::new(Counters::default());
-            #[cfg(feature = "metrics")]
-            counters.publish("memory");
-            let memory =
-                MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
-            let inner = Inner::new(
-                memory,
-                None,
-                Arc::new(Generations::default()),
-                counters,
-                self.clock,
-                self.defaults,
-                Arc::default(),
-            );
-            return Ok(Arc::new(inner));
+            return Ok(self.open_over(Box::new(NoTier), "memory"));
         };
         if self.disk_capacity < MIN_DISK_CAPACITY {
             return Err(Error::Config(format!(
@@ -367,7 +383,7 @@ impl CacheBuilder {
             .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity));
         let mut inner = Inner::new(
             memory,
-            Some(disk),
+            Box::new(disk),
             gens,
             counters,
             self.clock,
@@ -376,9 +392,8 @@ impl CacheBuilder {
         );
         inner.recipe = Some(recipe);
         let inner = Arc::new(inner);
-        if let Some(disk) = &inner.disk {
-            disk.attach(&inner);
-        }
+        let above: std::sync::Weak<Inner> = Arc::downgrade(&inner);
+        inner.lower.attach(above);
         slot.set(&inner, settings);
         tracing::info!(
             entries = inner

@@ -40,8 +40,8 @@ pub struct Cache {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Cache");
-        match &self.inner.disk {
-            Some(disk) => d.field("path", &disk.path()),
+        match self.inner.lower.folder() {
+            Some(folder) => d.field("path", &folder.path()),
             None => d.field("path", &"(memory only)"),
         };
         d.finish_non_exhaustive()
@@ -368,10 +368,7 @@ impl Cache {
     /// As [`Cache::flush`]; [`Error::Storage`] if the disk tier is out of service, or if the
     /// compaction could not run (the cache goes on without it; the message says why).
     pub fn compact(&self) -> Result<()> {
-        match &self.inner.disk {
-            Some(disk) => disk.compact(),
-            None => Ok(()),
-        }
+        self.inner.lower.compact()
     }
 
     /// Counters and sizes; see [`Stats`].
@@ -422,15 +419,14 @@ impl Cache {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn owner_pid(&self) -> Option<u32> {
-        self.inner.disk.as_ref().and_then(|d| d.owner_pid())
+        self.inner.lower.folder().and_then(|d| d.owner_pid())
     }
 
     /// Whether every tier is in service, and if not, why; see [`Health`].
     pub fn health(&self) -> Health {
         self.inner
-            .disk
-            .as_ref()
-            .and_then(|d| d.process_health())
+            .lower
+            .health()
             .unwrap_or_else(|| self.inner.outage().into())
     }
 }

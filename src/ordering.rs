@@ -89,6 +89,15 @@ impl Stripes {
     pub fn version(&self, digest: u128) -> u64 {
         *lock(self.slot(digest))
     }
+
+    /// Whether the stripe of `digest` is locked now, by any thread: for tests of the rule.
+    #[cfg(test)]
+    pub fn is_locked(&self, digest: u128) -> bool {
+        matches!(
+            self.slot(digest).try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
 }
 
 #[cfg(test)]

@@ -192,10 +192,9 @@ fn live() -> Vec<Arc<Inner>> {
 /// over). Call after [`flush_all`].
 pub(crate) fn leave_all() {
     for inner in live() {
-        if let Some(disk) = &inner.disk {
-            // One cache's panic must not keep the others from leaving.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| disk.leave_at_exit()));
-        }
+        // One cache's panic must not keep the others from leaving.
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.lower.leave_at_exit()));
     }
 }
 
@@ -214,9 +213,7 @@ pub(crate) fn flush_all(when: &str) {
             Ok(Ok(())) => {}
         }
         // As a close would: the sweep passes this process's invalidations asked for, briefly.
-        if let Some(disk) = &inner.disk {
-            let _ = disk.settle(until);
-        }
+        let _ = inner.lower.settle(until);
     }
 }
 

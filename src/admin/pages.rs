@@ -8,17 +8,15 @@ use std::collections::{HashMap, HashSet};
 use super::listing::{self, EntryFilter, EntryInfo};
 use super::readable;
 use super::transfer::{Exported, ExportedTag};
-use crate::disk::blobs;
-use crate::disk::scan::Scanned;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::expiry::Expiry;
 use crate::generations;
 use crate::key::ScopeName;
 use crate::memory::{self, MemEntry, Raw, Value};
-use crate::process::{DiskTier, Ticket};
 use crate::record::{self, Dead, Meta, Record};
 use crate::stats::Counters;
+use crate::tiers::{Lower, Scanned, Staging, Ticket};
 
 impl Inner {
     /// Runs `visit` on each record of the disk tier's next `max` records after `after`,
@@ -29,11 +27,9 @@ impl Inner {
         &self,
         after: Option<u128>,
         max: usize,
-        mut visit: impl FnMut(&DiskTier, &Scanned, Record<'_>, Option<Dead>),
+        mut visit: impl FnMut(&dyn Lower, &Scanned, Record<'_>, Option<Dead>),
     ) -> Result<Option<u128>> {
-        let Some(disk) = &self.disk else {
-            return Ok(None);
-        };
+        let disk = &*self.lower;
         let (page, cursor) = disk.scan(after, max)?;
         let now = self.clock.now_ms();
         for s in &page {
@@ -141,7 +137,7 @@ impl Inner {
             };
             let payload = match rec.blob() {
                 None => rec.payload.to_vec(),
-                Some(blob) => match disk.try_read_blob(&blob) {
+                Some(blob) => match disk.out_of_line_bytes(&blob) {
                     Ok(bytes) => bytes,
                     Err(why) => {
                         tracing::warn!(why, "export: a side file is unreadable; entry left out");
@@ -205,7 +201,7 @@ impl Inner {
     /// [`Error::Storage`] if the disk tier is out of service.
     pub(crate) fn clear_expired_now(&self) -> Result<u64> {
         // A client asks the owner, which holds the records (and drops them from its memory).
-        if let Some(asked) = self.disk.as_ref().and_then(|d| d.clear_expired_by_owner()) {
+        if let Some(asked) = self.lower.clear_expired_elsewhere() {
             return asked;
         }
         let mut dropped: HashSet<u128> = HashSet::new();
@@ -314,16 +310,16 @@ impl Inner {
         }
         let digest = xxhash_rust::xxh3::xxh3_128(&e.key);
         let stamp = self.gens.stamp(&ids);
-        let in_blob = self.disk.is_some() && e.payload.len() >= blobs::THRESHOLD;
-        let meta = Meta {
+        let mut meta = Meta {
             fingerprint: e.fingerprint,
             type_name_id: e.type_name_id,
             self_describing: e.self_describing,
-            in_blob,
+            in_blob: false,
             expiry,
             created_ms: e.created_ms,
         };
-        let Some(disk) = &self.disk else {
+        let disk = &*self.lower;
+        if !disk.keeps_records() {
             // In memory only: held undecoded, as a warm restart holds it; the first read as
             // its type decodes it.
             let weight = memory::raw_weight(e.key.len(), e.payload.len(), stamp.len());
@@ -352,40 +348,31 @@ impl Inner {
             return Ok(true);
         };
         let size = (e.payload.len() + e.key.len() + 16 * stamp.len() + 64) as u64;
-        if size > disk.capacity() {
-            return Err(Error::TooLarge {
-                what: format!(
-                    "an imported value of type {}",
-                    crate::fingerprint::describe(e.type_name_id)
-                ),
-                bytes: size,
-                capacity: disk.capacity(),
-            });
-        }
-        // As `engine/write.rs` stores a value: room first (back-pressure, no lock held), a
-        // large payload to its side file before its record is queued, then both tiers under
-        // the key's stripe lock.
-        let side = in_blob.then(|| disk.reserve_side(e.payload.len()));
-        let mut pinned = None;
-        let payload = if in_blob {
-            let (blob, pin) = disk.write_blob(&e.payload)?;
-            pinned = Some(pin); // until the put is waited for: see `disk/blobs.rs`
-            blob.to_bytes().to_vec()
-        } else {
-            e.payload
+        // As `engine/write.rs` stores a value: staged first (a large payload put out of line
+        // before its record is queued), room next (back-pressure, no lock held), then both
+        // tiers under the key's stripe lock.
+        let mut staged = match disk.stage(e.payload, size)? {
+            Staging::Ready(staged) => staged,
+            Staging::TooLarge { capacity } => {
+                return Err(Error::TooLarge {
+                    what: format!(
+                        "an imported value of type {}",
+                        crate::fingerprint::describe(e.type_name_id)
+                    ),
+                    bytes: size,
+                    capacity,
+                })
+            }
         };
-        let mut record = record::encode(&meta, &stamp, &e.key, &payload);
-        let reservation = disk.reserve(record.len());
-        let reservation = match side {
-            Some(side) => reservation.with_side(side),
-            None => reservation,
-        };
+        meta.in_blob = staged.out_of_line;
+        let mut record = record::encode(&meta, &stamp, &e.key, &staged.payload);
+        let reservation = disk.reserve(record.len(), &mut staged);
         let ticket: Ticket = {
             let mut held = self.stripes.lock(digest);
             if !self.gens.is_current(stamp.iter().copied()) {
                 // An invalidation came since the stamp: this write lands after it.
                 let fresh = self.gens.stamp(&ids);
-                record = record::encode(&meta, &fresh, &e.key, &payload);
+                record = record::encode(&meta, &fresh, &e.key, &staged.payload);
             }
             held.bump();
             self.flights.detach(digest);
@@ -394,9 +381,10 @@ impl Inner {
             disk.put(digest, record, reservation)
         };
         Counters::bump(&self.counters.inserts);
-        ticket.wait()?;
-        drop(pinned);
-        Ok(true)
+        let waited = ticket.wait();
+        // What the tier kept alive for the record (a side file's pin) goes only now.
+        drop(staged);
+        waited.map(|()| true)
     }
 }
 

@@ -147,7 +147,7 @@ fn an_invalidation_made_while_out_of_service_is_persisted_on_recovery() {
 
 /// The process's own disk tier (it owns the folder), whose state its writer and readers share.
 fn owner_of(cache: &Cache) -> Arc<crate::process::Owner> {
-    cache.inner.disk.as_ref().unwrap().owner().unwrap()
+    cache.inner.lower.folder().unwrap().owner().unwrap()
 }
 
 /// A reader's report of damage, as `guarded` makes it when redb panics.

@@ -343,13 +343,7 @@ pub(crate) struct DiskConfig {
     pub open: open::OpenSettings,
 }
 
-/// A stored record as a reader sees it, copied out of the database so that decoding it (user
-/// code) holds nothing of redb's.
-pub(crate) struct Stored {
-    pub bytes: Arc<[u8]>,
-    /// When the record was last read or written, if known.
-    pub last_access_ms: Option<u64>,
-}
+pub(crate) use crate::tiers::Stored;
 
 pub(crate) struct LocalTier {
     shared: Arc<Shared>,

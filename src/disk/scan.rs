@@ -13,13 +13,7 @@ use super::tables::{last_access, ACCESS, RECORDS};
 use super::{lock, LocalTier};
 use crate::error::Result;
 
-/// One record as a page holds it, copied out of the database.
-pub(crate) struct Scanned {
-    pub digest: u128,
-    pub bytes: Arc<[u8]>,
-    /// The latest read time known (stored or not yet written), for records with an idle limit.
-    pub last_access_ms: Option<u64>,
-}
+pub(crate) use crate::tiers::Scanned;
 
 impl LocalTier {
     /// Up to `max` records (at least one) whose digest comes after `after`, and the cursor to

@@ -13,7 +13,7 @@ use crate::{Cache, ManualClock, Options};
 
 /// Runs one whole sweep pass on the cache's disk tier, here and now.
 fn sweep(cache: &Cache) {
-    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let owner = cache.inner.lower.folder().unwrap().owner().unwrap();
     let disk = &owner.local;
     let mut sweeper = Sweeper::new(Duration::from_secs(3600));
     while sweeper.active() {
@@ -22,7 +22,7 @@ fn sweep(cache: &Cache) {
 }
 
 fn generation_rows(cache: &Cache) -> u64 {
-    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let owner = cache.inner.lower.folder().unwrap().owner().unwrap();
     let disk = &owner.local;
     disk.shared
         .read(|txn| Ok(txn.open_table(GENERATIONS)?.len()?))
@@ -126,7 +126,7 @@ fn a_record_stamped_before_an_invalidation_never_lands() {
     let ek = crate::key::encode_key(&scope.name, "k").unwrap();
     let meta = crate::record::Meta::for_test();
     let record = crate::record::encode(&meta, &stamp, &ek.bytes, b"\x01");
-    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let owner = cache.inner.lower.folder().unwrap().owner().unwrap();
     let disk = &owner.local;
     disk.put(ek.digest, record, disk.reserve(0)).wait().unwrap();
     cache.flush().unwrap();
@@ -177,7 +177,7 @@ fn a_side_file_pinned_by_a_live_writer_survives_the_first_pass_of_a_new_owner() 
     let (leftover, pin) = super::blobs::write(dir.path(), &[2u8; 100_000]).unwrap();
     drop(pin); // its writer died
     let cache = Cache::open(dir.path()).unwrap();
-    let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+    let owner = cache.inner.lower.folder().unwrap().owner().unwrap();
     let mut sweeper = Sweeper::new(Duration::from_secs(3600));
     sweeper.preexisting = super::blobs::list(dir.path());
     while sweeper.active() {
@@ -204,7 +204,7 @@ fn a_put_applied_twice_keeps_its_side_file() {
         let cache = Cache::open(dir.path()).unwrap();
         cache.insert(&1u32, value.clone()).unwrap();
         cache.flush().unwrap();
-        let owner = cache.inner.disk.as_ref().unwrap().owner().unwrap();
+        let owner = cache.inner.lower.folder().unwrap().owner().unwrap();
         let digest = crate::key::encode_key(&crate::key::ScopeName::root(), &1u32)
             .unwrap()
             .digest;

@@ -74,7 +74,7 @@ impl Inner {
                 }
             }
         }
-        let stored = self.disk.as_ref()?.read(ek.digest)?;
+        let stored = self.lower.read(ek.digest)?;
         let rec = record::decode(&stored.bytes).ok()?;
         let live = rec.key == &ek.bytes[..]
             && rec
@@ -125,7 +125,7 @@ impl Inner {
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        let stored = self.disk.as_ref()?.read(ek.digest)?;
+        let stored = self.lower.read(ek.digest)?;
         let rec = match record::decode(&stored.bytes) {
             Ok(rec) => rec,
             Err(damage) => {
@@ -152,7 +152,7 @@ impl Inner {
             TypeCheck::Same
                 if rec
                     .blob()
-                    .is_some_and(|b| !self.disk.as_ref().is_some_and(|d| d.blob_present(&b))) =>
+                    .is_some_and(|b| !self.lower.out_of_line_present(&b)) =>
             {
                 Explanation::Damaged
             }

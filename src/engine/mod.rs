@@ -6,6 +6,8 @@ mod above;
 mod explain;
 mod read;
 pub(crate) mod runner;
+#[cfg(test)]
+mod tests;
 mod through;
 pub(crate) mod warm;
 mod write;
@@ -22,8 +24,8 @@ use crate::generations::{self, Generations};
 use crate::memory::MemoryTier;
 use crate::options::Options;
 use crate::ordering::Stripes;
-use crate::process::DiskTier;
 use crate::stats::{Counters, Stats};
+use crate::tiers::Lower;
 
 /// Where keys live: the root or a namespace, and the id of its generation.
 #[derive(Clone, Debug)]
@@ -54,7 +56,8 @@ type AnyValue = Arc<dyn Any + Send + Sync>;
 
 pub(crate) struct Inner {
     pub memory: MemoryTier,
-    pub disk: Option<DiskTier>,
+    /// The tier below memory: the folder, or `tiers::NoTier` for a cache in memory only.
+    pub lower: Box<dyn Lower>,
     pub gens: Arc<Generations>,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
@@ -84,18 +87,14 @@ impl Drop for Inner {
         let _closing = crate::process::Closing::begin();
         // Other processes stop sending requests this cache can no longer answer: they go to
         // the process that takes the folder over.
-        if let Some(disk) = &self.disk {
-            disk.stop_serving();
-        }
+        self.lower.stop_serving();
         if let Some(loader) = self.warm.get_mut() {
             loader.stop();
         }
         // Closed here, inside the count above (its own drop would close it a moment later,
         // outside it).
-        if let Some(disk) = &self.disk {
-            if let Err(e) = disk.close() {
-                tracing::error!(error = %e, "closing the cache lost writes");
-            }
+        if let Err(e) = self.lower.close() {
+            tracing::error!(error = %e, "closing the cache lost writes");
         }
     }
 }
@@ -103,7 +102,7 @@ impl Drop for Inner {
 impl Inner {
     pub fn new(
         memory: MemoryTier,
-        disk: Option<DiskTier>,
+        lower: Box<dyn Lower>,
         gens: Arc<Generations>,
         counters: Arc<Counters>,
         clock: Arc<dyn Clock>,
@@ -112,7 +111,7 @@ impl Inner {
     ) -> Self {
         Inner {
             memory,
-            disk,
+            lower,
             gens,
             counters,
             clock,
@@ -151,24 +150,8 @@ impl Inner {
     pub fn bump(&self, label: String, settle: bool) -> Result<()> {
         Counters::bump(&self.counters.invalidations);
         tracing::debug!(%label, "invalidated");
-        self.bump_generation(label, settle)
-    }
-
-    fn bump_generation(&self, label: String, settle: bool) -> Result<()> {
-        match &self.disk {
-            // A client's generations follow the owner's answer: a bump made here first would
-            // stay ahead of the owner's if the request failed, and every record this process
-            // stamped after it would reach the owner as stale.
-            Some(disk) if !disk.is_owner() => disk.bump(label, None, settle),
-            Some(disk) => {
-                let generation = self.gens.bump(&label);
-                disk.bump(label, Some(generation), settle)
-            }
-            None => {
-                self.gens.bump(&label);
-                Ok(())
-            }
-        }
+        // The tier decides when the cache's generation moves: see `Lower::bump`.
+        self.lower.bump(&self.gens, label, settle)
     }
 
     /// Drops at once the entries kept in memory only that invalidations made stale: such an
@@ -237,10 +220,7 @@ impl Inner {
     }
 
     pub fn flush(&self) -> Result<()> {
-        match &self.disk {
-            Some(disk) => disk.flush(),
-            None => Ok(()),
-        }
+        self.lower.flush()
     }
 
     pub fn stats(&self) -> Stats {
@@ -249,22 +229,19 @@ impl Inner {
         self.memory.run_pending_tasks();
         let mut s = self.counters.snapshot();
         s.memory_bytes = self.memory.bytes();
-        match &self.disk {
-            None => s.entries = self.memory.len(),
+        if !self.lower.keeps_records() {
+            s.entries = self.memory.len();
+        } else if let Some(shared) = self.lower.shared_stats() {
             // A client's disk figures are the owner's: the folder's.
-            Some(disk) => {
-                if let Some(owner) = disk.owner_stats() {
-                    s.entries = owner.entries;
-                    s.disk_bytes = owner.disk_bytes;
-                    s.disk_file_bytes = owner.disk_file_bytes;
-                }
-            }
+            s.entries = shared.entries;
+            s.disk_bytes = shared.disk_bytes;
+            s.disk_file_bytes = shared.disk_file_bytes;
         }
         s
     }
 
     /// Why the disk tier is out of service, if it is.
     pub fn outage(&self) -> Option<crate::disk::Outage> {
-        self.disk.as_ref().and_then(|d| d.outage())
+        self.lower.outage()
     }
 }

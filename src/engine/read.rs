@@ -11,7 +11,6 @@ use serde::de::DeserializeOwned;
 
 use super::{Inner, Scope};
 use crate::codec;
-use crate::disk::Stored;
 use crate::error::Result;
 use crate::explain::{self, Explanation};
 use crate::fingerprint::{self, TypeCheck};
@@ -20,6 +19,7 @@ use crate::memory::{self, MemEntry, Raw, Value};
 use crate::ordering::Held;
 use crate::record::{self, Dead, Record};
 use crate::stats::Counters;
+use crate::tiers::Stored;
 
 /// What a memory probe found.
 pub(super) enum Probe {
@@ -134,10 +134,12 @@ impl Inner {
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        let disk = self.disk.as_ref()?;
+        if !self.lower.keeps_records() {
+            return None;
+        }
         // Noted before the read: see `ordering.rs`.
         let version = self.stripes.version(ek.digest);
-        let stored = disk.read(ek.digest)?;
+        let stored = self.lower.read(ek.digest)?;
         self.lookup_stored(scope, ek, version, stored)
     }
 
@@ -202,8 +204,9 @@ impl Inner {
         }
         // Its first use this run: noted like a disk hit's, so that the next restart ranks it
         // as recently used.
-        if let (Some(disk), true) = (&self.disk, entry.on_disk) {
-            disk.touch(ek.digest, self.clock.now_ms(), entry.expiry.idle_ms != 0);
+        if entry.on_disk {
+            self.lower
+                .touch(ek.digest, self.clock.now_ms(), entry.expiry.idle_ms != 0);
         }
         Some(v)
     }
@@ -253,14 +256,14 @@ impl Inner {
     /// entry outlives a restart (and the sweeper) as long as it is read: at most a quarter of
     /// its idle limit (and a second) behind.
     fn refresh_disk_read_time(&self, digest: u128, entry: &MemEntry, now: u64) {
-        let (Some(disk), true) = (&self.disk, entry.on_disk) else {
+        if !entry.on_disk {
             return;
-        };
+        }
         let lag = (entry.expiry.idle_ms / 4).clamp(1, MAX_TOUCH_LAG_MS);
         let written = entry.disk_touch_ms.load(Ordering::Relaxed);
         if now.saturating_sub(written) >= lag {
             entry.disk_touch_ms.store(now, Ordering::Relaxed);
-            disk.touch(digest, now, true);
+            self.lower.touch(digest, now, true);
         }
     }
 
@@ -284,8 +287,8 @@ impl Inner {
         }
         held.bump();
         self.memory.remove(digest);
-        if let (Some(disk), true) = (&self.disk, entry.on_disk) {
-            disk.discard(digest);
+        if entry.on_disk {
+            self.lower.discard(digest);
         }
         true
     }
@@ -299,9 +302,7 @@ impl Inner {
         }
         held.bump();
         self.memory.remove(digest);
-        if let Some(disk) = &self.disk {
-            disk.discard(digest);
-        }
+        self.lower.discard(digest);
         true
     }
 
@@ -318,7 +319,6 @@ impl Inner {
     where
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        let disk = self.disk.as_ref()?;
         let now = self.clock.now_ms();
         let rec = match record::decode(&stored.bytes) {
             Ok(rec) => rec,
@@ -349,7 +349,7 @@ impl Inner {
         // dropped as damaged (the read logged why). `Bytes` in the value share the mapping.
         let side_file = match rec.blob() {
             None => None,
-            Some(blob) => match disk.read_blob(&blob) {
+            Some(blob) => match self.lower.out_of_line(&blob) {
                 Some(source) => Some(source),
                 None => {
                     self.drop_dead(ek.digest, version, Dead::Damaged, Some(&rec), None);
@@ -377,7 +377,8 @@ impl Inner {
         if !self.memory.admits(weight) {
             // Too large for the memory tier: served from disk every time, nothing to promote.
             self.memory.too_large(weight, true, "disk hit");
-            disk.touch(ek.digest, now, rec.meta.expiry.idle_ms != 0);
+            self.lower
+                .touch(ek.digest, now, rec.meta.expiry.idle_ms != 0);
             return Some(v);
         }
         let idle = rec.meta.expiry.idle_ms != 0;
@@ -403,7 +404,7 @@ impl Inner {
                 self.memory.insert(ek.digest, entry);
             }
         }
-        disk.touch(ek.digest, now, idle);
+        self.lower.touch(ek.digest, now, idle);
         Some(v)
     }
 
@@ -452,8 +453,12 @@ impl Inner {
             let fate = explain::of_dead(why, rec, last_access_ms, &self.gens);
             self.counters.graveyard.bury(digest, fate);
             if why == Dead::Damaged {
-                if let Some(disk) = &self.disk {
-                    tracing::warn!(file = %disk.path().display(), "damaged cache record dropped");
+                match self.lower.folder() {
+                    Some(folder) => tracing::warn!(
+                        file = %folder.path().display(),
+                        "damaged cache record dropped"
+                    ),
+                    None => tracing::warn!("damaged cache record dropped"),
                 }
             }
             tracing::debug!(?why, "dead record dropped");
@@ -491,7 +496,7 @@ impl Inner {
     }
 
     fn live_on_disk(&self, ek: &EncodedKey, now: u64) -> bool {
-        let Some(stored) = self.disk.as_ref().and_then(|d| d.read(ek.digest)) else {
+        let Some(stored) = self.lower.read(ek.digest) else {
             return false;
         };
         record::decode(&stored.bytes).is_ok_and(|rec| {

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::flight::{Actor, Nested, Role};
 use crate::key::{encode_key, EncodedKey};
 use crate::options::Options;
-use crate::process::{Lease, LeaseGuard};
 use crate::stats::Counters;
+use crate::tiers::{Lease, LeaseGuard};
 
 impl Inner {
     /// Read-through for a blocking caller.
@@ -77,7 +77,7 @@ impl Inner {
         match self.lookup_memory::<V>(&scope.name, ek, false) {
             InMemory::Hit(v) => return Some(v),
             InMemory::Miss => return None,
-            InMemory::Absent if self.disk.is_none() => return None,
+            InMemory::Absent if !self.lower.keeps_records() => return None,
             InMemory::Absent => {}
         }
         let (inner, name, ek) = (self.clone(), scope.name.clone(), ek.clone());
@@ -181,7 +181,7 @@ impl Inner {
         R: Runner,
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        if self.disk.is_none() {
+        if !self.lower.keeps_records() {
             return Leased::Held(None);
         }
         // After a record this call cannot use (another type, an outdated shape), the lease
@@ -191,13 +191,11 @@ impl Inner {
             // Noted before the record is read: see `ordering.rs`.
             let version = self.stripes.version(ek.digest);
             let (inner, digest) = (self.clone(), ek.digest);
-            let asked =
-                R::blocking(move || inner.disk.as_ref().map(|d| d.lease(digest, force))).await;
+            let asked = R::blocking(move || inner.lower.lease(digest, force)).await;
             let stored = match asked {
-                Ok(Some(Ok(Lease::Granted(guard)))) => return Leased::Held(Some(guard)),
-                Ok(Some(Ok(Lease::Found(stored)))) => stored,
-                Ok(None) => return Leased::Held(None),
-                Ok(Some(Err(e))) | Err(e) => {
+                Ok(Ok(Lease::Granted(guard))) => return Leased::Held(Some(guard)),
+                Ok(Ok(Lease::Found(stored))) => stored,
+                Ok(Err(e)) | Err(e) => {
                     tracing::warn!(error = %e, "could not ask other processes for the key; computing it here");
                     return Leased::Held(None);
                 }

@@ -85,7 +85,7 @@ impl Inner {
     /// Starts the warm restart with `budget` bytes (0: none). Returns at once.
     pub(crate) fn start_warm_restart(&self, budget: u64) {
         // Only the owner reads the file; a client's memory fills as it reads.
-        let Some(source) = self.disk.as_ref().and_then(|d| d.warm_source()) else {
+        let Some(source) = self.lower.folder().and_then(|d| d.warm_source()) else {
             return;
         };
         let budget = budget.min(self.memory.capacity());
@@ -228,7 +228,7 @@ impl Run {
 
     /// The raw memory entry for a record read at stripe version `version`, if it is live (and
     /// its side file, if any, reads back intact).
-    fn entry(&self, digest: u128, version: u64, stored: &crate::disk::Stored) -> Option<MemEntry> {
+    fn entry(&self, digest: u128, version: u64, stored: &crate::tiers::Stored) -> Option<MemEntry> {
         let rec = record::decode(&stored.bytes).ok()?;
         let now = self.clock.now_ms();
         if rec

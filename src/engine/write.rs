@@ -11,15 +11,14 @@ use serde::Serialize;
 
 use super::{Inner, Scope};
 use crate::codec;
-use crate::disk::blobs;
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::key::{encode_key, EncodedKey};
 use crate::memory::{self, MemEntry, Value};
 use crate::options::Options;
-use crate::process::Ticket;
 use crate::record::{self, Meta};
 use crate::stats::Counters;
+use crate::tiers::{Staging, Ticket};
 
 /// Whether a store must check that its generations are still current (a computed value that
 /// an invalidation may have overtaken) and, for one computed by an async caller, that the
@@ -89,59 +88,48 @@ impl Inner {
         // An entry dead on arrival (ttl or idle of zero, a past expires_at) is not stored; it
         // still replaces whatever the key held.
         let dead = expiry.is_expired(now, now);
-        let persist = self.disk.is_some() && !opts.memory_only && !dead;
-        let mut pinned = None;
+        let persist = self.lower.keeps_records() && !opts.memory_only && !dead;
         // A persisted value is encoded (and checked to decode back) by the codec; one kept in
         // memory only is encoded just to weigh it.
-        let (payload_len, encoded) = match (&self.disk, persist) {
-            (Some(disk), true) => {
-                let codec::Encoded {
-                    payload,
-                    self_describing,
-                } = codec::encode(&*value)?;
-                let size = (payload.len() + ek.bytes.len() + 16 * stamp.len() + 64) as u64;
-                if size > disk.capacity() {
-                    // It would be evicted by its own commit: say so instead of dropping it.
+        let (payload_len, mut encoded) = if persist {
+            let codec::Encoded {
+                payload,
+                self_describing,
+            } = codec::encode(&*value)?;
+            let size = (payload.len() + ek.bytes.len() + 16 * stamp.len() + 64) as u64;
+            // The tier may put a large payload out of line (durably, before its record is
+            // queued: see `disk/blobs.rs`); the record then carries the reference.
+            let staged = match self.lower.stage(payload, size)? {
+                Staging::Ready(staged) => staged,
+                // It would be evicted by its own commit: say so instead of dropping it.
+                Staging::TooLarge { capacity } => {
                     return Err(Error::TooLarge {
                         what: std::any::type_name::<V>().to_string(),
                         bytes: size,
-                        capacity: disk.capacity(),
-                    });
+                        capacity,
+                    })
                 }
-                let in_blob = payload.len() >= blobs::THRESHOLD;
-                let meta = Meta {
-                    fingerprint: fingerprint::of::<V>(),
-                    type_name_id: fingerprint::name_id::<V>(),
-                    self_describing,
-                    in_blob,
-                    expiry,
-                    created_ms: now,
-                };
-                // A large payload goes to a side file, durably, before its record is queued:
-                // the record then holds its reference (see `disk/blobs.rs`).
-                // Room for the side file first: the files of writes not yet committed are
-                // bounded too (back-pressure, holding no lock).
-                let side = in_blob.then(|| disk.reserve_side(payload.len()));
-                let stored = if in_blob {
-                    let (blob, pin) = disk.write_blob(&payload)?;
-                    // Held until the put below has been waited for: see `disk/blobs.rs`.
-                    pinned = Some(pin);
-                    blob.to_bytes().to_vec()
-                } else {
-                    payload
-                };
-                let len = if in_blob { size as usize } else { stored.len() };
-                (len, Some((meta, stored, side)))
-            }
-            _ => (codec::weigh(&*value), None),
-        };
-        let (encoded, side) = match encoded {
-            Some((meta, payload, side)) => (Some((meta, payload)), side),
-            None => (None, None),
+            };
+            let meta = Meta {
+                fingerprint: fingerprint::of::<V>(),
+                type_name_id: fingerprint::name_id::<V>(),
+                self_describing,
+                in_blob: staged.out_of_line,
+                expiry,
+                created_ms: now,
+            };
+            let len = if staged.out_of_line {
+                size as usize
+            } else {
+                staged.payload.len()
+            };
+            (len, Some((meta, staged)))
+        } else {
+            (codec::weigh(&*value), None)
         };
         let mut record = encoded
             .as_ref()
-            .map(|(meta, payload)| record::encode(meta, &stamp, &ek.bytes, payload));
+            .map(|(meta, staged)| record::encode(meta, &stamp, &ek.bytes, &staged.payload));
         let mut entry = MemEntry {
             value: Value::Decoded {
                 value,
@@ -158,14 +146,8 @@ impl Inner {
             written_at: 0,
         };
         // Room in the writer's queue first: back-pressure waits here, holding no lock.
-        let reservation = match (&self.disk, &record) {
-            (Some(disk), Some(record)) => {
-                let reservation = disk.reserve(record.len());
-                Some(match side {
-                    Some(side) => reservation.with_side(side),
-                    None => reservation,
-                })
-            }
+        let reservation = match (&mut encoded, &record) {
+            (Some((_, staged)), Some(record)) => Some(self.lower.reserve(record.len(), staged)),
             _ => None,
         };
         let digest = ek.digest;
@@ -176,8 +158,8 @@ impl Inner {
             // for it has no record to belong to.
             let stale = !self.gens.is_current(entry.gens.iter().copied());
             if if_current.call_ended() || (stale && matches!(if_current, IfCurrent::Check(_))) {
-                if let (Some(disk), Some(blob)) = (&self.disk, record.as_deref()) {
-                    disk.discard_blob_of(blob);
+                if let Some((_, staged)) = encoded {
+                    self.lower.unstage(staged);
                 }
                 return Ok(());
             }
@@ -188,8 +170,8 @@ impl Inner {
                 // Rare, and no user code runs: the payload is already encoded.
                 let ids: Vec<u64> = entry.gens.iter().map(|(id, _)| *id).collect();
                 let fresh = self.gens.stamp(&ids);
-                if let (Some(r), Some((meta, payload))) = (record.as_mut(), encoded.as_ref()) {
-                    *r = record::encode(meta, &fresh, &ek.bytes, payload);
+                if let (Some(r), Some((meta, staged))) = (record.as_mut(), encoded.as_ref()) {
+                    *r = record::encode(meta, &fresh, &ek.bytes, &staged.payload);
                 }
                 entry.gens = fresh.into_boxed_slice();
             }
@@ -204,18 +186,20 @@ impl Inner {
             } else {
                 self.memory.insert(digest, entry);
             }
-            match (&self.disk, record, reservation) {
-                (Some(disk), Some(record), Some(r)) => Some(disk.put(digest, record, r)),
+            let lower = &self.lower;
+            match (record, reservation) {
+                (Some(record), Some(r)) => Some(lower.put(digest, record, r)),
+                _ if !lower.keeps_records() => None,
                 // A value kept in memory only must not leave an older persisted one behind.
-                (Some(disk), None, _) if disk.may_contain(digest) => Some(disk.remove(digest)),
+                _ if lower.may_contain(digest) => Some(lower.remove(digest)),
                 // Nothing to remove here, but another process may hold the key in memory.
-                (Some(disk), None, _) => disk.forget_elsewhere(digest),
-                _ => None,
+                _ => lower.forget_elsewhere(digest),
             }
         };
         Counters::bump(&self.counters.inserts);
         let result = ticket.map_or(Ok(()), Ticket::wait);
-        drop(pinned);
+        // What the tier kept alive for the record (a side file's pin) goes only now.
+        drop(encoded);
         result
     }
 
@@ -238,12 +222,13 @@ impl Inner {
             held.bump();
             self.flights.detach(ek.digest);
             self.memory.remove(ek.digest);
-            let ticket = match &self.disk {
-                Some(disk) if existed || disk.may_contain(ek.digest) => {
-                    Some(disk.remove(ek.digest))
-                }
-                Some(disk) => disk.forget_elsewhere(ek.digest),
-                None => None,
+            let lower = &self.lower;
+            let ticket = if !lower.keeps_records() {
+                None
+            } else if existed || lower.may_contain(ek.digest) {
+                Some(lower.remove(ek.digest))
+            } else {
+                lower.forget_elsewhere(ek.digest)
             };
             (existed, ticket)
         };

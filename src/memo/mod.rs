@@ -573,7 +573,9 @@ impl FnState {
     /// so that a full cache evicts it with the function's entries, not long before them
     /// (which would make the next process clear entries of the current version).
     fn keep_version_noted(&self, inner: &Inner, path: &str) {
-        let Some(disk) = &inner.disk else { return };
+        if !inner.lower.keeps_records() {
+            return;
+        }
         let now = inner.clock.now_ms();
         let last = self.noted_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < NOTE_REFRESH_MS
@@ -585,7 +587,7 @@ impl FnState {
             return;
         }
         if let Ok(ek) = encode_key_in(Some(VERSIONS), path) {
-            disk.touch(ek.digest, now, false);
+            inner.lower.touch(ek.digest, now, false);
         }
     }
 

@@ -15,13 +15,15 @@
 //! owner is sent again to the new one (writes in their order, see `client.rs`), so callers see
 //! no error and nothing acknowledged is lost.
 //!
-//! [`DiskTier`] is what the engine sees either way: the same calls, done here or by the owner.
+//! [`DiskTier`] is what the engine sees either way, as its `tiers::Lower` (`lower.rs`): the
+//! same calls, done here or by the owner.
 
 #[cfg(unix)]
 mod client;
 #[cfg(unix)]
 mod epochs;
 mod lease;
+mod lower;
 #[cfg(unix)]
 mod peers;
 #[cfg(unix)]
@@ -37,16 +39,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
-use crate::disk::scan::Scanned;
-use crate::disk::{self, blobs, lock, DiskConfig, LocalTier, Reservation, SideReservation, Stored};
-use crate::engine::Inner;
+use crate::disk::{self, lock, DiskConfig, LocalTier, Reservation, Stored};
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
 use crate::generations::Generations;
 use crate::memory::View;
 use crate::ordering::Stripes;
 use crate::stats::Counters;
-use crate::tiers::Above;
+use crate::tiers::{Above, Lower};
 
 #[cfg(unix)]
 pub(crate) use epochs::Epochs;
@@ -388,18 +388,6 @@ impl DiskTier {
         Self::open(cfg, clock, counters, gens, stripes, view)
     }
 
-    /// Ties the tier to its cache: the owner starts serving its socket, a client starts
-    /// applying the owner's notices to the cache's memory tier.
-    pub fn attach(&self, inner: &Arc<Inner>) {
-        let above: Weak<dyn Above> = Arc::downgrade(inner) as Weak<Inner>;
-        let _ = self.state.above.set(above);
-        refresh_view(&self.state);
-        #[cfg(unix)]
-        if let Some(Role::Owner(owner)) = self.state.role() {
-            takeover::serve(&self.state, &owner);
-        }
-    }
-
     /// The process id of the folder's owner, if this process is a client.
     pub fn owner_pid(&self) -> Option<u32> {
         match self.state.role() {
@@ -424,287 +412,9 @@ impl DiskTier {
         &self.state.db_path
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.state.cfg.capacity
-    }
-
-    /// Writes a large payload to a side file, durably; see `disk/blobs.rs`. Side files are
-    /// written and read directly by every process of the folder. Hold the pin until the put
-    /// that references the file has been waited for.
-    ///
-    /// # Errors
-    /// [`Error::Io`] if the file cannot be written (a full disk).
-    pub fn write_blob(&self, payload: &[u8]) -> Result<(crate::record::BlobRef, blobs::Pin)> {
-        blobs::write(&self.state.dir, payload)
-            .map_err(|e| Error::io(self.state.dir.join(blobs::FOLDER), e))
-    }
-
-    /// Deletes the side file of a record that will never be stored.
-    pub fn discard_blob_of(&self, record: &[u8]) {
-        if let Some(blob) = crate::record::blob_of(record) {
-            blobs::delete(&self.state.dir, &[blob.id]);
-        }
-    }
-
-    /// Whether a side file is in the folder with its length (for `explain`, which reads
-    /// nothing large).
-    pub fn blob_present(&self, blob: &crate::record::BlobRef) -> bool {
-        blobs::present(&self.state.dir, blob)
-    }
-
-    /// A side file's bytes (mapped, not copied), or `None` if it is missing or damaged
-    /// (logged).
-    pub fn read_blob(
-        &self,
-        blob: &crate::record::BlobRef,
-    ) -> Option<std::sync::Arc<crate::bytes::Source>> {
-        blobs::read_shared(&self.state.dir, blob)
-    }
-
-    /// What keeps this process from the folder, if anything: its owner not answering.
-    pub fn process_health(&self) -> Option<crate::Health> {
-        match self.state.role() {
-            #[cfg(unix)]
-            Some(Role::Client(c)) => match (&c.detached, c.silent_since()) {
-                (Some(why), Some(since)) => Some(crate::Health::WaitingForFolder {
-                    reason: why.clone(),
-                    since,
-                }),
-                (None, Some(since)) => Some(crate::Health::OwnerNotAnswering {
-                    pid: c.owner_pid,
-                    since,
-                }),
-                (_, None) => None,
-            },
-            _ => None,
-        }
-    }
-
-    pub fn outage(&self) -> Option<disk::Outage> {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.outage(),
-            _ => None,
-        }
-    }
-
-    /// The record of `digest`. A failure to read (here or through the owner) is a miss.
-    pub fn read(&self, digest: u128) -> Option<Stored> {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.read(digest),
-            #[cfg(unix)]
-            _ => client::read(&self.state, digest),
-            #[cfg(not(unix))]
-            None => None,
-        }
-    }
-
-    /// Room in the writer's queue; a client's writes are admitted by the owner.
-    pub fn reserve(&self, bytes: usize) -> Reservation {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.reserve(bytes),
-            _ => Reservation::none(),
-        }
-    }
-
-    pub fn reserve_side(&self, bytes: usize) -> SideReservation {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.reserve_side(bytes),
-            _ => SideReservation::none(),
-        }
-    }
-
-    /// Queues a record. Call inside the key's stripe lock; then [`Ticket::wait`] outside it.
-    pub fn put(&self, digest: u128, record: Vec<u8>, reservation: Reservation) -> Ticket {
-        self.write(digest, Some(record), Some(reservation))
-    }
-
-    /// Queues the removal of a record. Call inside the key's stripe lock.
-    pub fn remove(&self, digest: u128) -> Ticket {
-        self.write(digest, None, None)
-    }
-
-    fn write(
-        &self,
-        digest: u128,
-        record: Option<Vec<u8>>,
-        reservation: Option<Reservation>,
-    ) -> Ticket {
-        match self.state.role() {
-            Some(Role::Owner(o)) => owner_write(&o, digest, record, reservation),
-            #[cfg(unix)]
-            Some(Role::Client(c)) => client::write(&self.state, Some(&c), digest, record),
-            #[cfg(unix)]
-            None => client::write(&self.state, None, digest, record),
-            #[cfg(not(unix))]
-            None => unreachable!("without sockets a process is always its folder's owner"),
-        }
-    }
-
-    /// For a write that changes nothing on disk (the key has no record): other processes
-    /// still drop the key from their memory tier. Call inside the key's stripe lock.
-    pub fn forget_elsewhere(&self, digest: u128) -> Option<Ticket> {
-        match self.state.role() {
-            #[cfg(unix)]
-            Some(Role::Owner(o)) => o.tell(wire::Notice::Forget { digest }).map(Ticket::Told),
-            // A client's removal always goes to the owner (`may_contain`).
-            _ => None,
-        }
-    }
-
-    /// Stops serving the folder's socket (the cache is closing).
-    pub fn stop_serving(&self) {
-        if let Some(Role::Owner(o)) = self.state.role() {
-            o.stop_serving();
-        }
-    }
-
-    /// The process ends without dropping the cache (a `static`): an owner stops serving and
-    /// removes its socket and owner files, if they are still its own.
-    pub fn leave_at_exit(&self) {
-        if let Some(Role::Owner(o)) = self.state.role() {
-            // Commits what it acknowledged before it tells its clients the end is clean.
-            o.stop_serving();
-            o.local.leave_at_exit();
-        }
-    }
-
-    /// Queues the removal of a dead record; never waits. A client leaves it to the owner's
-    /// sweeper (which finds expired and invalidated records itself): a removal sent from here
-    /// could land after another process rewrote the key.
-    pub fn discard(&self, digest: u128) {
-        if let Some(Role::Owner(o)) = self.state.role() {
-            o.local.discard(digest);
-        }
-    }
-
     /// Whether this process holds the folder now.
     pub fn is_owner(&self) -> bool {
         matches!(self.state.role(), Some(Role::Owner(_)))
-    }
-
-    /// Persists a generation bump and tells the other processes. With `settle`, a close of
-    /// the owner waits (briefly) for the sweep pass that reclaims what it made dead.
-    /// `generation`: the one the owner's caller moved the label to; `None` for a caller that
-    /// was not the owner, whose generation follows the owner's answer (or, if this process
-    /// took the folder over meanwhile, is bumped here).
-    ///
-    /// # Errors
-    /// If the bump could not be committed (owner) or sent (client).
-    pub fn bump(&self, label: String, generation: Option<u64>, settle: bool) -> Result<()> {
-        match self.state.usable_role()? {
-            Role::Owner(o) => {
-                let generation = generation.unwrap_or_else(|| self.state.gens.bump(&label));
-                owner_bump(&o, label, generation, settle).wait()
-            }
-            #[cfg(unix)]
-            Role::Client(_) => client::bump(&self.state, label, settle),
-        }
-    }
-
-    pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.touch(digest, now_ms, idle),
-            #[cfg(unix)]
-            Some(Role::Client(c)) => c.touch(digest, now_ms, idle),
-            None => {}
-        }
-    }
-
-    /// Waits until everything queued so far is committed (by the owner, for a client).
-    ///
-    /// # Errors
-    /// As [`LocalTier::flush`].
-    pub fn flush(&self) -> Result<()> {
-        match self.state.usable_role()? {
-            Role::Owner(o) => o.local.flush(),
-            #[cfg(unix)]
-            Role::Client(_) => client::simple(&self.state, wire::Request::Flush),
-        }?;
-        // A flush promises every write made before it: those an owner acknowledged and lost
-        // (it ended before committing them) are reported here, once.
-        // Once per thread: every thread that flushes after the loss learns of it (its own
-        // writes may be among those lost).
-        thread_local! {
-            static REPORTED: std::cell::RefCell<std::collections::HashMap<u64, u64>> =
-                std::cell::RefCell::default();
-        }
-        let lost = self.state.batched_lost.load(Ordering::Acquire);
-        // At exit the thread's locals may be gone already (exit() runs their destructors
-        // before the exit hook): then nothing counts as reported.
-        let reported = REPORTED
-            .try_with(|r| {
-                let mut r = r.borrow_mut();
-                let seen = r.entry(self.state.id).or_insert(0);
-                std::mem::replace(seen, lost.max(*seen))
-            })
-            .unwrap_or(0);
-        if lost > reported {
-            return Err(Error::WritesLost {
-                path: self.state.dir.clone(),
-                writes: lost - reported,
-            });
-        }
-        Ok(())
-    }
-
-    /// Commits, sweeps, evicts and compacts the database file (see `disk/space.rs`).
-    ///
-    /// # Errors
-    /// As [`LocalTier::compact`].
-    pub fn compact(&self) -> Result<()> {
-        match self.state.usable_role()? {
-            Role::Owner(o) => o.local.compact(),
-            #[cfg(unix)]
-            Role::Client(_) => client::simple(&self.state, wire::Request::Compact),
-        }
-    }
-
-    /// Whether a record for `digest` may exist; a client cannot tell without asking, so it
-    /// says yes (the owner ignores a removal of nothing).
-    pub fn may_contain(&self, digest: u128) -> bool {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.may_contain(digest),
-            _ => true,
-        }
-    }
-
-    /// The record of `digest` if it has one, else the right to compute it: see `lease.rs`.
-    pub fn lease(&self, digest: u128, force: bool) -> Result<Lease> {
-        match self.state.usable_role()? {
-            Role::Owner(o) => Ok(owner_lease(&o, digest, force)),
-            #[cfg(unix)]
-            Role::Client(_) => client::lease(&self.state, digest, force),
-        }
-    }
-
-    /// Up to `max` records after `after`, in digest order: see `disk/scan.rs`.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] if the tier is out of service or the owner could not be reached.
-    pub fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
-        match self.state.usable_role()? {
-            Role::Owner(o) => o.local.scan(after, max),
-            #[cfg(unix)]
-            Role::Client(_) => client::scan(&self.state, after, max),
-        }
-    }
-
-    /// A side file's bytes, or why they cannot be read (missing, damaged).
-    pub fn try_read_blob(
-        &self,
-        blob: &crate::record::BlobRef,
-    ) -> std::result::Result<Vec<u8>, String> {
-        blobs::try_read(&self.state.dir, blob)
-    }
-
-    /// For a client: the owner drops every expired entry and says how many. `None` for the
-    /// owner, which does it itself.
-    pub fn clear_expired_by_owner(&self) -> Option<Result<u64>> {
-        match self.state.role() {
-            #[cfg(unix)]
-            Some(Role::Client(_)) | None => Some(client::clear_expired(&self.state)),
-            _ => None,
-        }
     }
 
     /// What the warm restart reads through: only the owner has the file to read.
@@ -712,49 +422,6 @@ impl DiskTier {
         match self.state.role() {
             Some(Role::Owner(o)) => Some(o.local.warm_source()),
             _ => None,
-        }
-    }
-
-    /// The owner's figures, for a client's [`Stats`](crate::Stats).
-    pub fn owner_stats(&self) -> Option<crate::Stats> {
-        match self.state.role() {
-            #[cfg(unix)]
-            Some(Role::Client(c)) => c.stats(),
-            _ => None,
-        }
-    }
-
-    /// Commits everything queued and runs the asked sweep passes until `until`.
-    ///
-    /// # Errors
-    /// As [`LocalTier::settle`].
-    pub fn settle(&self, until: Instant) -> Result<()> {
-        match self.state.role() {
-            Some(Role::Owner(o)) => o.local.settle(until),
-            _ => Ok(()),
-        }
-    }
-
-    /// Stops serving (the clients take over), commits everything queued and releases the
-    /// file; a client just disconnects.
-    ///
-    /// # Errors
-    /// As [`LocalTier::close`].
-    pub fn close(&self) -> Result<()> {
-        if self.state.closed.swap(true, Ordering::AcqRel) {
-            return Ok(()); // closed already
-        }
-        match self.state.role() {
-            Some(Role::Owner(o)) => {
-                o.stop_serving();
-                o.local.close()
-            }
-            #[cfg(unix)]
-            Some(Role::Client(c)) => {
-                c.close();
-                Ok(())
-            }
-            None => Ok(()),
         }
     }
 }

@@ -1,0 +1,224 @@
+//! A tier below memory for the engine's tests (`engine/tests.rs`): records in a map, every
+//! call counted, and hooks that play what another process or machine would do at the worst
+//! moment. Behind the same [`Lower`] as the folder, so the engine's rules are checked without
+//! a folder, a socket or a second process.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+use super::{
+    Above, Lease, LeaseGuard, Lower, Reservation, Scanned, Staged, Staging, Stored, Ticket,
+};
+use crate::disk::lock;
+use crate::error::Result;
+use crate::generations::Generations;
+use crate::ordering::Stripes;
+use crate::record::BlobRef;
+use crate::stats::Stats;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// What the calls of [`StandIn`] were.
+#[derive(Default)]
+pub(crate) struct Calls {
+    pub reads: AtomicUsize,
+    pub puts: AtomicUsize,
+    pub removes: AtomicUsize,
+    pub leases: AtomicUsize,
+    /// Writes (`put`, `remove`, `discard`, `unstage`) made without the key's stripe lock.
+    pub unlocked_writes: AtomicUsize,
+}
+
+#[derive(Default)]
+pub(crate) struct StandIn {
+    records: Mutex<HashMap<u128, Arc<[u8]>>>,
+    pub calls: Calls,
+    above: OnceLock<Weak<dyn Above>>,
+    /// The cache's stripes, to check that writes come inside the key's lock; set by the test.
+    pub stripes: OnceLock<Arc<Stripes>>,
+    /// Runs once, inside the next `read`, after the record was read and before it is
+    /// returned: a write made elsewhere while the answer is on its way.
+    pub after_read: Mutex<Option<Hook>>,
+    /// A record that another process stores just before the next `lease` is asked for.
+    pub stored_before_lease: Mutex<Option<(u128, Arc<[u8]>)>>,
+}
+
+impl StandIn {
+    /// The cache above, as the tier sees it.
+    pub fn above(&self) -> Arc<dyn Above> {
+        self.above
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("the stand-in is attached to a live cache")
+    }
+
+    /// The record of `digest`, if any.
+    pub fn record(&self, digest: u128) -> Option<Arc<[u8]>> {
+        lock(&self.records).get(&digest).cloned()
+    }
+
+    /// Removes the record of `digest` behind the cache's back.
+    pub fn take(&self, digest: u128) -> Option<Arc<[u8]>> {
+        lock(&self.records).remove(&digest)
+    }
+
+    fn check_locked(&self, digest: u128) {
+        if let Some(stripes) = self.stripes.get() {
+            if !stripes.is_locked(digest) {
+                self.calls.unlocked_writes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Given back when dropped: counts as released.
+struct Released;
+
+impl Lower for Arc<StandIn> {
+    fn attach(&self, above: Weak<dyn Above>) {
+        let _ = self.above.set(above);
+    }
+
+    fn read(&self, digest: u128) -> Option<Stored> {
+        self.calls.reads.fetch_add(1, Ordering::Relaxed);
+        let found = self.record(digest);
+        if let Some(hook) = lock(&self.after_read).take() {
+            hook();
+        }
+        found.map(|bytes| Stored {
+            bytes,
+            last_access_ms: None,
+        })
+    }
+
+    fn touch(&self, _digest: u128, _now_ms: u64, _idle: bool) {}
+
+    fn may_contain(&self, digest: u128) -> bool {
+        lock(&self.records).contains_key(&digest)
+    }
+
+    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
+        None
+    }
+
+    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
+        false
+    }
+
+    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
+        Err("the stand-in keeps every payload in its record".into())
+    }
+
+    fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
+        let records = lock(&self.records);
+        let mut digests: Vec<u128> = records
+            .keys()
+            .copied()
+            .filter(|d| after.is_none_or(|a| *d > a))
+            .collect();
+        digests.sort_unstable();
+        let more = digests.len() > max;
+        digests.truncate(max.max(1));
+        let page: Vec<Scanned> = digests
+            .iter()
+            .map(|d| Scanned {
+                digest: *d,
+                bytes: records[d].clone(),
+                last_access_ms: None,
+            })
+            .collect();
+        let cursor = more.then(|| digests.last().copied()).flatten();
+        Ok((page, cursor))
+    }
+
+    fn stage(&self, payload: Vec<u8>, _record_bytes: u64) -> Result<Staging> {
+        Ok(Staging::Ready(Staged::inline(payload)))
+    }
+
+    fn reserve(&self, _record_len: usize, _staged: &mut Staged) -> Reservation {
+        Reservation::none()
+    }
+
+    fn unstage(&self, _staged: Staged) {}
+
+    fn put(&self, digest: u128, record: Vec<u8>, _room: Reservation) -> Ticket {
+        self.check_locked(digest);
+        self.calls.puts.fetch_add(1, Ordering::Relaxed);
+        lock(&self.records).insert(digest, record.into());
+        Ticket::done()
+    }
+
+    fn remove(&self, digest: u128) -> Ticket {
+        self.check_locked(digest);
+        self.calls.removes.fetch_add(1, Ordering::Relaxed);
+        lock(&self.records).remove(&digest);
+        Ticket::done()
+    }
+
+    fn forget_elsewhere(&self, digest: u128) -> Option<Ticket> {
+        self.check_locked(digest);
+        None
+    }
+
+    fn discard(&self, digest: u128) {
+        self.check_locked(digest);
+        lock(&self.records).remove(&digest);
+    }
+
+    fn bump(&self, gens: &Generations, label: String, _settle: bool) -> Result<()> {
+        gens.bump(&label);
+        Ok(())
+    }
+
+    fn lease(&self, digest: u128, force: bool) -> Result<Lease> {
+        self.calls.leases.fetch_add(1, Ordering::Relaxed);
+        if let Some((d, bytes)) = lock(&self.stored_before_lease).take() {
+            lock(&self.records).insert(d, bytes);
+        }
+        match self.record(digest) {
+            Some(bytes) if !force => Ok(Lease::Found(Stored {
+                bytes,
+                last_access_ms: None,
+            })),
+            _ => Ok(Lease::Granted(LeaseGuard::new(Released))),
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn settle(&self, _until: Instant) -> Result<()> {
+        Ok(())
+    }
+
+    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
+        None
+    }
+
+    fn stop_serving(&self) {}
+
+    fn leave_at_exit(&self) {}
+
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn health(&self) -> Option<crate::Health> {
+        None
+    }
+
+    fn outage(&self) -> Option<crate::disk::Outage> {
+        None
+    }
+
+    fn shared_stats(&self) -> Option<Stats> {
+        None
+    }
+}
