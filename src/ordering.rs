@@ -90,6 +90,14 @@ impl Stripes {
         *lock(self.slot(digest))
     }
 
+    /// Whether any stripe is locked now, by any thread: for tests of the rule.
+    #[cfg(test)]
+    pub fn any_locked(&self) -> bool {
+        self.versions
+            .iter()
+            .any(|slot| matches!(slot.try_lock(), Err(std::sync::TryLockError::WouldBlock)))
+    }
+
     /// Whether the stripe of `digest` is locked now, by any thread: for tests of the rule.
     #[cfg(test)]
     pub fn is_locked(&self, digest: u128) -> bool {

@@ -172,3 +172,96 @@ fn generations_raised_elsewhere_free_memory_only_entries_at_once() {
     stand_in.above().generations_changed();
     assert!(cache.inner.memory.get(digest(&cache, "k")).is_none());
 }
+
+#[test]
+fn the_discard_of_a_dead_record_comes_inside_the_key_lock() {
+    let clock = Arc::new(crate::ManualClock::new(std::time::SystemTime::now()));
+    let stand_in = Arc::new(StandIn::default());
+    let cache = Cache::builder()
+        .clock(clock.clone())
+        .open_over_tier(Box::new(stand_in.clone()));
+    let _ = stand_in.stripes.set(cache.inner.stripes.clone());
+    let ttl = Options::new().ttl(Duration::from_secs(60));
+    cache.insert_with("a", 1u32, &ttl).unwrap();
+    cache.inner.memory.clear();
+    clock.advance(Duration::from_secs(61));
+    // A read of an expired record drops it: a discard.
+    assert!(cache.get::<_, u32>("a").unwrap().is_none());
+    assert!(
+        stand_in.record(digest(&cache, "a")).is_none(),
+        "not discarded"
+    );
+    assert_eq!(stand_in.calls.unlocked_writes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn the_lease_is_held_until_the_value_is_stored_and_given_back_after() {
+    let (cache, stand_in) = over_stand_in();
+    let held = stand_in.leases_held.clone();
+    let v = cache
+        .get_or_insert_with("k", &Options::new(), || {
+            assert_eq!(held.load(Ordering::SeqCst), 1, "no lease while computing");
+            7u32
+        })
+        .unwrap();
+    assert_eq!(*v, 7);
+    assert_eq!(stand_in.calls.puts.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        stand_in.held_at_put.load(Ordering::SeqCst),
+        1,
+        "the lease was given back before the value was stored"
+    );
+    assert_eq!(
+        held.load(Ordering::SeqCst),
+        0,
+        "the lease was not given back"
+    );
+}
+
+#[test]
+fn a_value_an_invalidation_overtook_gives_back_what_it_staged() {
+    let (cache, stand_in) = over_stand_in();
+    let opts = Options::new().tags(["t"]);
+    let inside = cache.clone();
+    cache
+        .get_or_insert_with("o", &opts, || {
+            inside.invalidate_tag("t").unwrap();
+            vec![1u8; 4096]
+        })
+        .unwrap();
+    assert_eq!(stand_in.unstaged.load(Ordering::SeqCst), 1, "not unstaged");
+    assert_eq!(
+        stand_in.kept.load(Ordering::SeqCst),
+        0,
+        "what it staged is still kept"
+    );
+    assert_eq!(stand_in.calls.unlocked_writes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn what_a_tier_keeps_for_a_staged_value_outlives_the_wait_for_its_put() {
+    let (cache, stand_in) = over_stand_in();
+    cache.insert("big", vec![7u8; 4096]).unwrap();
+    assert_eq!(*crate::disk::lock(&stand_in.kept_at_wait), vec![1]);
+    assert_eq!(
+        stand_in.kept.load(Ordering::SeqCst),
+        0,
+        "kept after the store"
+    );
+}
+
+#[test]
+fn what_a_tier_keeps_for_an_imported_value_outlives_the_wait_for_its_put() {
+    let (source, _) = over_stand_in();
+    source.insert("big", vec![7u8; 4096]).unwrap();
+    let mut stream = Vec::new();
+    assert_eq!(source.export(&mut stream).unwrap(), 1);
+    let (cache, stand_in) = over_stand_in();
+    assert_eq!(cache.import(&stream[..]).unwrap(), 1);
+    assert_eq!(*crate::disk::lock(&stand_in.kept_at_wait), vec![1]);
+    assert_eq!(stand_in.kept.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        cache.get::<_, Vec<u8>>("big").unwrap().map(|v| v.len()),
+        Some(4096)
+    );
+}

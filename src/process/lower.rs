@@ -166,7 +166,9 @@ impl Lower for DiskTier {
     }
 
     fn put(&self, digest: u128, record: Vec<u8>, room: tiers::Reservation) -> tiers::Ticket {
-        let room = room.take::<Reservation>().unwrap_or_else(Reservation::none);
+        let room = room.take::<Reservation>();
+        debug_assert!(room.is_some(), "a reservation this tier did not make");
+        let room = room.unwrap_or_else(Reservation::none);
         self.write(digest, Some(record), Some(room))
     }
 

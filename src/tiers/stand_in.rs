@@ -43,6 +43,35 @@ pub(crate) struct StandIn {
     pub after_read: Mutex<Option<Hook>>,
     /// A record that another process stores just before the next `lease` is asked for.
     pub stored_before_lease: Mutex<Option<(u128, Arc<[u8]>)>>,
+    /// Leases granted and not given back yet.
+    pub leases_held: Arc<AtomicUsize>,
+    /// How many leases were held when the last `put` came.
+    pub held_at_put: AtomicUsize,
+    /// Staged payloads given back through `unstage`.
+    pub unstaged: AtomicUsize,
+    /// What `stage` keeps alive now (for payloads of 1 KiB or more, as a folder keeps a side
+    /// file's pin), and how much of it was alive at each ticket's wait.
+    pub kept: Arc<AtomicUsize>,
+    pub kept_at_wait: Arc<Mutex<Vec<usize>>>,
+}
+
+/// What `stage` keeps alive for a payload, until dropped.
+struct Kept(Arc<AtomicUsize>);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A put's ticket: notes, when waited for, how much of what `stage` kept is still alive.
+struct NoteKept(Arc<AtomicUsize>, Arc<Mutex<Vec<usize>>>);
+
+impl super::Wait for NoteKept {
+    fn wait(self: Box<Self>) -> Result<()> {
+        lock(&self.1).push(self.0.load(Ordering::SeqCst));
+        Ok(())
+    }
 }
 
 impl StandIn {
@@ -64,6 +93,15 @@ impl StandIn {
         lock(&self.records).remove(&digest)
     }
 
+    /// `unstage` is not told its key: some stripe must be held.
+    fn check_locked_any(&self) {
+        if let Some(stripes) = self.stripes.get() {
+            if !stripes.any_locked() {
+                self.calls.unlocked_writes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn check_locked(&self, digest: u128) {
         if let Some(stripes) = self.stripes.get() {
             if !stripes.is_locked(digest) {
@@ -73,8 +111,14 @@ impl StandIn {
     }
 }
 
-/// Given back when dropped: counts as released.
-struct Released;
+/// A granted lease; given back (counted) when dropped.
+struct Released(Arc<AtomicUsize>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 impl Lower for Arc<StandIn> {
     fn attach(&self, above: Weak<dyn Above>) {
@@ -134,20 +178,34 @@ impl Lower for Arc<StandIn> {
     }
 
     fn stage(&self, payload: Vec<u8>, _record_bytes: u64) -> Result<Staging> {
-        Ok(Staging::Ready(Staged::inline(payload)))
+        let mut staged = Staged::inline(payload);
+        if staged.payload.len() >= 1024 {
+            self.kept.fetch_add(1, Ordering::SeqCst);
+            staged.keep = Some(Box::new(Kept(self.kept.clone())));
+        }
+        Ok(Staging::Ready(staged))
     }
 
     fn reserve(&self, _record_len: usize, _staged: &mut Staged) -> Reservation {
         Reservation::none()
     }
 
-    fn unstage(&self, _staged: Staged) {}
+    fn unstage(&self, mut staged: Staged) {
+        if let Some(keep) = staged.keep.take() {
+            // Inside the key's lock, like the folder's deletion of the side file.
+            self.check_locked_any();
+            drop(keep);
+        }
+        self.unstaged.fetch_add(1, Ordering::SeqCst);
+    }
 
     fn put(&self, digest: u128, record: Vec<u8>, _room: Reservation) -> Ticket {
         self.check_locked(digest);
         self.calls.puts.fetch_add(1, Ordering::Relaxed);
+        self.held_at_put
+            .store(self.leases_held.load(Ordering::SeqCst), Ordering::SeqCst);
         lock(&self.records).insert(digest, record.into());
-        Ticket::done()
+        Ticket::new(NoteKept(self.kept.clone(), self.kept_at_wait.clone()))
     }
 
     fn remove(&self, digest: u128) -> Ticket {
@@ -182,7 +240,12 @@ impl Lower for Arc<StandIn> {
                 bytes,
                 last_access_ms: None,
             })),
-            _ => Ok(Lease::Granted(LeaseGuard::new(Released))),
+            _ => {
+                self.leases_held.fetch_add(1, Ordering::SeqCst);
+                Ok(Lease::Granted(LeaseGuard::new(Released(
+                    self.leases_held.clone(),
+                ))))
+            }
         }
     }
 
