@@ -90,6 +90,9 @@ pub struct CacheBuilder {
     warm_restart: Option<u64>,
     #[cfg(any(test, feature = "testing-faults"))]
     faults: Option<Arc<crate::disk::faults::Faults>>,
+    /// Redis below the memory tier; an empty URL for none.
+    #[cfg(feature = "redis")]
+    redis: crate::tiers::redis::RedisConfig,
 }
 
 impl Default for CacheBuilder {
@@ -108,6 +111,8 @@ impl Default for CacheBuilder {
             warm_restart: None,
             #[cfg(any(test, feature = "testing-faults"))]
             faults: None,
+            #[cfg(feature = "redis")]
+            redis: crate::tiers::redis::RedisConfig::new(String::new()),
         }
     }
 }
@@ -213,6 +218,52 @@ impl CacheBuilder {
         self
     }
 
+    /// Shares the cache through the Redis server at `url` (`redis://[user:password@]host:port[/db]`),
+    /// below this process's memory tier: a value written here is read by every process and
+    /// machine that opens the same server with the same prefix, and each one's memory tier
+    /// hears of the writes and invalidations made elsewhere (see `docs/redis.md`). The password
+    /// is never logged or shown. A folder in front of Redis (`path` and `redis` together) is
+    /// not supported yet: [`open`](CacheBuilder::open) says so.
+    ///
+    /// ```no_run
+    /// let cache = tiered::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379")
+    ///     .redis_prefix("myapp:")
+    ///     .open()?;
+    /// cache.insert("k", 1)?;
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis.url = url.into();
+        self
+    }
+
+    /// The prefix of every key the cache writes to Redis (default `tiered:`): caches with
+    /// different prefixes on one server are independent.
+    #[cfg(feature = "redis")]
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting to Redis (default 1 s) and each command (default 1 s) may take
+    /// before the server counts as unreachable: a read then misses, a write is sent later.
+    #[cfg(feature = "redis")]
+    pub fn redis_timeouts(mut self, connect: Duration, command: Duration) -> Self {
+        self.redis.connect_timeout = connect.max(Duration::from_millis(1));
+        self.redis.command_timeout = command.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The largest record sent to Redis (default 8 MiB); a larger value stays in this
+    /// process's memory tier, and the key's older value in Redis is deleted.
+    #[cfg(feature = "redis")]
+    pub fn redis_max_value_bytes(mut self, bytes: u64) -> Self {
+        self.redis.max_record_bytes = bytes;
+        self
+    }
+
     /// Where the cache reads the time; tests pass a [`ManualClock`](crate::ManualClock).
     /// Default: the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -256,33 +307,72 @@ impl CacheBuilder {
         self.open_inner(None).map(Cache::from_inner)
     }
 
-    /// A cache with `lower` below its memory tier and no folder: [`NoTier`] for a cache in
-    /// memory only (its counters published as `label`).
-    fn open_over(self, lower: Box<dyn Lower>, label: &str) -> Arc<Inner> {
+    /// A cache with the tier `lower` makes below its memory tier and no folder: [`NoTier`]
+    /// for a cache in memory only (its counters published as `label`).
+    fn open_over(
+        self,
+        lower: impl FnOnce(&Arc<Generations>) -> Result<Box<dyn Lower>>,
+        label: &str,
+        recipe: Option<CacheBuilder>,
+    ) -> Result<Arc<Inner>> {
+        let gens = Arc::new(Generations::default());
+        let lower = lower(&gens)?;
         let counters = Arc::new(Counters::default());
         #[cfg(feature = "metrics")]
         counters.publish(label);
         #[cfg(not(feature = "metrics"))]
         let _ = label;
         let memory = MemoryTier::new(self.memory_capacity, self.clock.clone(), counters.clone());
-        let inner = Arc::new(Inner::new(
+        let mut inner = Inner::new(
             memory,
             lower,
-            Arc::new(Generations::default()),
+            gens,
             counters,
             self.clock,
             self.defaults,
             Arc::default(),
-        ));
+        );
+        inner.recipe = recipe;
+        let inner = Arc::new(inner);
         let above: std::sync::Weak<Inner> = Arc::downgrade(&inner);
         inner.lower.attach(above);
-        inner
+        Ok(inner)
     }
 
     /// A cache over a test's stand-in tier (`tiers/stand_in.rs`).
     #[cfg(test)]
     pub(crate) fn open_over_tier(self, lower: Box<dyn Lower>) -> Cache {
-        Cache::from_inner(self.open_over(lower, "stand-in"))
+        match self.open_over(|_| Ok(lower), "stand-in", None) {
+            Ok(inner) => Cache::from_inner(inner),
+            Err(e) => unreachable!("a stand-in tier opens without I/O: {e}"),
+        }
+    }
+
+    /// A cache with Redis below its memory tier (see `docs/redis.md`); opened again, with
+    /// new connections, in the child of a fork.
+    #[cfg(feature = "redis")]
+    fn open_redis(self) -> Result<Arc<Inner>> {
+        if self.path.is_some() {
+            return Err(Error::Config(
+                "a cache folder in front of Redis is not supported yet: give either `path` or \
+                 `redis`, not both"
+                    .into(),
+            ));
+        }
+        // A child of a fork opens its own connections and threads (see `fork.rs`).
+        crate::fork::install();
+        let recipe = self.clone();
+        let cfg = self.redis.clone();
+        let clock = self.clock.clone();
+        let label = cfg.shown_url();
+        self.open_over(
+            |gens| {
+                let tier = crate::tiers::redis::RedisTier::new(cfg, gens.clone(), clock)?;
+                Ok(Box::new(tier))
+            },
+            &label,
+            Some(recipe),
+        )
     }
 
     /// [`open`](CacheBuilder::open)'s work; `waiting`: for a child of a fork that could not
@@ -299,8 +389,12 @@ impl CacheBuilder {
                 "Durability::Batched needs a window above zero; use Durability::Immediate".into(),
             ));
         }
+        #[cfg(feature = "redis")]
+        if !self.redis.url.is_empty() {
+            return self.open_redis();
+        }
         let Some(path) = self.path.clone() else {
-            return Ok(self.open_over(Box::new(NoTier), "memory"));
+            return self.open_over(|_| Ok(Box::new(NoTier)), "memory", None);
         };
         if self.disk_capacity < MIN_DISK_CAPACITY {
             return Err(Error::Config(format!(
@@ -429,6 +523,8 @@ pub(crate) fn reopen(parents: &Inner) -> Arc<Inner> {
             tracing::error!(error = %e, "after fork(), the cache keeps entries in memory only");
             let memory_only = CacheBuilder {
                 path: None,
+                #[cfg(feature = "redis")]
+                redis: crate::tiers::redis::RedisConfig::new(String::new()),
                 ..recipe
             };
             match memory_only.open_inner(None) {

@@ -176,6 +176,17 @@ impl Generations {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Moves the label of `id` to a new generation, whether or not its name is known (a tier
+    /// that hears of a change by id).
+    #[cfg(feature = "redis")]
+    pub fn bump_id(&self, id: u64) {
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            *current.entry(id).or_insert(0) += 1;
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Moves `label` to a new generation and returns it.
     pub fn bump(&self, label: &str) -> u64 {
         let next = {

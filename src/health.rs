@@ -43,6 +43,15 @@ pub enum Health {
         /// Since when it has not answered.
         since: SystemTime,
     },
+    /// The Redis server cannot be reached, or refused a command (see `docs/redis.md`): reads
+    /// that miss memory are misses, writes wait (briefly) and are sent, or their keys
+    /// deleted, once it answers; no call fails because of it.
+    RedisUnreachable {
+        /// The last error, as the `redis` crate reports it (never the password).
+        reason: String,
+        /// Since when.
+        since: SystemTime,
+    },
     /// Another version of `tiered`, whose protocol this one cannot speak, holds the cache
     /// folder: this process keeps entries in memory only and takes the folder over when that
     /// process lets go of it.

@@ -196,3 +196,8 @@ struct ReadmeDoctests;
 #[cfg(all(doctest, feature = "macros"))]
 #[doc = include_str!("../docs/memoize.md")]
 struct MemoizeGuideDoctests;
+
+/// The Redis guide's examples, compiled as doc tests.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../docs/redis.md")]
+struct RedisGuideDoctests;

@@ -320,33 +320,9 @@ impl Inner {
         };
         let disk = &*self.lower;
         if !disk.keeps_records() {
-            // In memory only: held undecoded, as a warm restart holds it; the first read as
-            // its type decodes it.
-            let weight = memory::raw_weight(e.key.len(), e.payload.len(), stamp.len());
-            let mut held = self.stripes.lock(digest);
-            held.bump();
-            self.flights.detach(digest);
-            self.memory.insert(
-                digest,
-                MemEntry {
-                    value: Value::Raw(Raw {
-                        payload: e.payload.into_boxed_slice(),
-                        meta,
-                    }),
-                    key: e.key.into_boxed_slice(),
-                    expiry,
-                    last_access_ms: now.into(),
-                    disk_touch_ms: now.into(),
-                    gens: stamp.into_boxed_slice(),
-                    checked_epoch: 0.into(),
-                    weight,
-                    on_disk: false,
-                    written_at: held.version(),
-                },
-            );
-            Counters::bump(&self.counters.inserts);
+            self.hold_raw(digest, e.key, e.payload, meta, stamp, now, false)?;
             return Ok(true);
-        };
+        }
         let size = (e.payload.len() + e.key.len() + 16 * stamp.len() + 64) as u64;
         // As `engine/write.rs` stores a value: staged first (a large payload put out of line
         // before its record is queued), room next (back-pressure, no lock held), then both
@@ -362,6 +338,10 @@ impl Inner {
                     bytes: size,
                     capacity,
                 })
+            }
+            Staging::KeepAbove(payload) => {
+                self.hold_raw(digest, e.key, payload, meta, stamp, now, true)?;
+                return Ok(true);
             }
         };
         meta.in_blob = staged.out_of_line;
@@ -385,6 +365,54 @@ impl Inner {
         // What the tier kept alive for the record (a side file's pin) goes only now.
         drop(staged);
         waited.map(|()| true)
+    }
+}
+
+impl Inner {
+    /// Holds an imported entry in the memory tier only, undecoded (as a warm restart holds
+    /// it; the first read as its type decodes it), replacing the key's record below if the
+    /// tier keeps records. `shared`: a value the tier below would not take, which another
+    /// process's write of the key replaces here (`MemEntry::on_disk`).
+    #[allow(clippy::too_many_arguments)]
+    fn hold_raw(
+        &self,
+        digest: u128,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+        meta: Meta,
+        stamp: Vec<(u64, u64)>,
+        now: u64,
+        shared: bool,
+    ) -> Result<()> {
+        let weight = memory::raw_weight(key.len(), payload.len(), stamp.len());
+        let ticket = {
+            let mut held = self.stripes.lock(digest);
+            held.bump();
+            self.flights.detach(digest);
+            self.memory.insert(
+                digest,
+                MemEntry {
+                    value: Value::Raw(Raw {
+                        payload: payload.into_boxed_slice(),
+                        meta,
+                    }),
+                    key: key.into_boxed_slice(),
+                    expiry: meta.expiry,
+                    last_access_ms: now.into(),
+                    disk_touch_ms: now.into(),
+                    gens: stamp.into_boxed_slice(),
+                    checked_epoch: 0.into(),
+                    weight,
+                    on_disk: shared,
+                    written_at: held.version(),
+                },
+            );
+            self.lower
+                .keeps_records()
+                .then(|| self.lower.remove(digest))
+        };
+        Counters::bump(&self.counters.inserts);
+        ticket.map_or(Ok(()), Ticket::wait)
     }
 }
 

@@ -91,7 +91,8 @@ impl Inner {
         let persist = self.lower.keeps_records() && !opts.memory_only && !dead;
         // A persisted value is encoded (and checked to decode back) by the codec; one kept in
         // memory only is encoded just to weigh it.
-        let (payload_len, mut encoded) = if persist {
+        let mut encoded = None;
+        let payload_len = if persist {
             let codec::Encoded {
                 payload,
                 self_describing,
@@ -99,8 +100,24 @@ impl Inner {
             let size = (payload.len() + ek.bytes.len() + 16 * stamp.len() + 64) as u64;
             // The tier may put a large payload out of line (durably, before its record is
             // queued: see `disk/blobs.rs`); the record then carries the reference.
-            let staged = match self.lower.stage(payload, size)? {
-                Staging::Ready(staged) => staged,
+            match self.lower.stage(payload, size)? {
+                Staging::Ready(staged) => {
+                    let meta = Meta {
+                        fingerprint: fingerprint::of::<V>(),
+                        type_name_id: fingerprint::name_id::<V>(),
+                        self_describing,
+                        in_blob: staged.out_of_line,
+                        expiry,
+                        created_ms: now,
+                    };
+                    let len = if staged.out_of_line {
+                        size as usize
+                    } else {
+                        staged.payload.len()
+                    };
+                    encoded = Some((meta, staged));
+                    len
+                }
                 // It would be evicted by its own commit: say so instead of dropping it.
                 Staging::TooLarge { capacity } => {
                     return Err(Error::TooLarge {
@@ -109,23 +126,12 @@ impl Inner {
                         capacity,
                     })
                 }
-            };
-            let meta = Meta {
-                fingerprint: fingerprint::of::<V>(),
-                type_name_id: fingerprint::name_id::<V>(),
-                self_describing,
-                in_blob: staged.out_of_line,
-                expiry,
-                created_ms: now,
-            };
-            let len = if staged.out_of_line {
-                size as usize
-            } else {
-                staged.payload.len()
-            };
-            (len, Some((meta, staged)))
+                // Kept in memory, not below; the older record below is removed. Still counted
+                // as shared (`on_disk`): another process's write of the key replaces it here.
+                Staging::KeepAbove(payload) => payload.len(),
+            }
         } else {
-            (codec::weigh(&*value), None)
+            codec::weigh(&*value)
         };
         let mut record = encoded
             .as_ref()

@@ -69,6 +69,10 @@ pub(crate) enum Staging {
     Ready(Staged),
     /// The record would be larger than the tier can ever hold.
     TooLarge { capacity: u64 },
+    /// The tier does not take records this large: the value (its payload given back) stays
+    /// in the memory tier, and the key's older record below is removed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    KeepAbove(Vec<u8>),
 }
 
 /// A payload prepared for its record. Drop it only after the put of its record has been

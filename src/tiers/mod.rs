@@ -5,7 +5,8 @@
 //!
 //! - [`NoTier`] (`none.rs`) for a cache in memory only: it keeps nothing;
 //! - the folder, `process::DiskTier` (its `Lower` in `process/lower.rs`): this process's own
-//!   redb file in `disk/` as the folder's owner, or a client of the process that owns it.
+//!   redb file in `disk/` as the folder's owner, or a client of the process that owns it;
+//! - Redis (`redis/`, feature `redis`): a server shared by processes on many machines.
 //!
 //! Downward, the engine asks a tier for records by key digest (in `record.rs`'s format) and
 //! hands it records to keep, through the few handles in `handles.rs`: a write's [`Ticket`],
@@ -25,6 +26,8 @@
 
 mod handles;
 mod none;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(test)]
 pub(crate) mod stand_in;
 

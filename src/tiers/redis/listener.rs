@@ -1,0 +1,135 @@
+//! The listener: one RESP3 connection per cache that only receives. The writer's connection
+//! redirects its tracking here (broadcast mode, on the prefixes of records and generations),
+//! so every write another client makes to this cache's keys arrives as an `invalidate` push:
+//! a record's key makes the cache forget that key, a generation's key makes the label move
+//! on, and a flush (a push with no keys) drops everything the cache holds from Redis.
+//!
+//! When the connection ends (killed, the server restarted) the cache drops what it holds
+//! from Redis (it may have missed pushes), the listener connects again, the writer enables
+//! tracking towards the new connection, and the cache drops once more what it read
+//! meanwhile (see `Shared::tracking_confirmed`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use redis::{PushKind, Value};
+
+use super::keys::Changed;
+use super::Shared;
+
+/// How long a read waits before the listener checks whether the cache was closed.
+const POLL: Duration = Duration::from_millis(250);
+/// The wait before connecting again after a failure.
+const RETRY: Duration = Duration::from_millis(100);
+
+pub(super) fn run(shared: Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let connected = s
+            .listener_client
+            .get_connection_with_timeout(s.link.command_timeout())
+            .and_then(|con| {
+                con.set_read_timeout(Some(POLL))?;
+                Ok(con)
+            })
+            .and_then(|mut con| {
+                // Named, so that an operator (or a test) can tell it in `CLIENT LIST`.
+                redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg("tiered-listener")
+                    .query::<()>(&mut con)?;
+                let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con)?;
+                Ok((con, id))
+            });
+        let (mut con, id) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                s.link.failed(&e.to_string());
+                drop(s);
+                std::thread::sleep(RETRY);
+                continue;
+            }
+        };
+        *crate::disk::lock(&s.listener) = Some(id);
+        s.nudge_writer();
+        drop(s);
+        let why = listen(&shared, &mut con);
+        let Some(s) = shared.upgrade() else { return };
+        *crate::disk::lock(&s.listener) = None;
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        s.tracking_lost(&why);
+        drop(s);
+        std::thread::sleep(RETRY);
+    }
+}
+
+/// Receives pushes until the connection ends; why it ended.
+fn listen(shared: &Weak<Shared>, con: &mut redis::Connection) -> String {
+    loop {
+        let received = con.recv_response();
+        let Some(s) = shared.upgrade() else {
+            return "the cache was dropped".into();
+        };
+        if s.closed.load(Ordering::Acquire) {
+            return "the cache was closed".into();
+        }
+        if s.restart_listener.swap(false, Ordering::AcqRel) {
+            return "it heard nothing back from the server".into();
+        }
+        match received {
+            Ok(Value::Push {
+                kind: PushKind::Invalidate,
+                data,
+            }) => heard(&s, &data),
+            Ok(_) => {}
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// An `invalidate` push: the keys other clients changed, or none for a flush.
+fn heard(s: &Shared, data: &[Value]) {
+    let Some(above) = s.above() else { return };
+    let keys = match data.first() {
+        Some(Value::Array(keys)) => keys,
+        // `FLUSHALL` or `FLUSHDB`: every key.
+        _ => {
+            s.tokens.forget_all();
+            above.lost_contact();
+            s.wake_waiters();
+            return;
+        }
+    };
+    let mut generations = false;
+    for key in keys {
+        let Value::BulkString(key) = key else {
+            continue;
+        };
+        match s.keys.parse(key) {
+            Some(Changed::Record(digest)) => above.forget(digest),
+            Some(Changed::Probe(token)) => crate::disk::lock(&s.probe).heard = token,
+            Some(Changed::Generation(id)) => {
+                // Read now: an invalidation's token is told from a first use's by its mark.
+                let key = s.keys.generation(id);
+                let current = s
+                    .link
+                    .run(|con| redis::cmd("GET").arg(&key).query::<Option<u64>>(con))
+                    // Unknown: taken as an invalidation, to be safe.
+                    .unwrap_or(Some(super::tokens::BUMPED));
+                generations |= s.tokens.heard(&s.gens, id, current);
+            }
+            None => {}
+        }
+    }
+    if generations {
+        above.generations_changed();
+    }
+    s.wake_waiters();
+}

@@ -1,0 +1,602 @@
+//! Redis as the tier below memory (feature `redis`): one cache shared by processes on many
+//! machines, each keeping its own memory tier in front, kept coherent by the server's own
+//! invalidation messages. See `docs/redis.md`.
+//!
+//! - `keys.rs`: where records, generations and leases live (one key each, Cluster-safe).
+//! - `tokens.rs`: generations across machines (a random token per label in Redis).
+//! - `link.rs`: the connections for reads and leases, backoff, and what is wrong.
+//! - `writer.rs`: the one connection that writes, in order, with tracking enabled.
+//! - `listener.rs`: the connection that hears other clients' writes.
+
+mod keys;
+mod link;
+mod listener;
+mod tokens;
+mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::{Client, ProtocolVersion};
+
+use super::{Above, Lease, LeaseGuard, Lower, Reservation, Scanned, Staged, Staging, Stored};
+use super::{Ticket, Wait};
+use crate::disk::lock;
+use crate::error::{Error, Result};
+use crate::expiry::Clock;
+use crate::generations::Generations;
+use crate::record::{self, BlobRef};
+use crate::stats::Stats;
+use keys::Keys;
+use link::Link;
+use tokens::Tokens;
+use writer::{Job, Op};
+
+/// At most this many writes wait to be sent; a writer beyond waits (holding no lock) for
+/// room, up to the command timeout.
+const MAX_QUEUED: usize = 4096;
+
+/// How a cache reaches its Redis server: see `CacheBuilder::redis`.
+#[derive(Clone)]
+pub(crate) struct RedisConfig {
+    pub url: String,
+    pub prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Records larger than this stay in the memory tier.
+    pub max_record_bytes: u64,
+    /// How long a lease keeps other machines from computing the same key.
+    pub lease: Duration,
+}
+
+/// Shows the URL without its password.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.shown_url())
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    pub fn new(url: String) -> Self {
+        RedisConfig {
+            url,
+            prefix: "tiered:".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            max_record_bytes: 8 << 20,
+            lease: Duration::from_secs(30),
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub fn shown_url(&self) -> String {
+        match self.url.split_once('@') {
+            Some((head, host)) => match head.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://…@{host}"),
+                None => format!("…@{host}"),
+            },
+            None => self.url.clone(),
+        }
+    }
+}
+
+/// What the tier's threads share.
+pub(crate) struct Shared {
+    keys: Keys,
+    link: Link,
+    /// The listener connects in RESP3, to receive pushes.
+    listener_client: Client,
+    gens: Arc<Generations>,
+    clock: Arc<dyn Clock>,
+    tokens: Tokens,
+    above: OnceLock<Weak<dyn Above>>,
+    /// The listener connection's client id, while it is connected.
+    listener: Mutex<Option<i64>>,
+    /// Whether the writer's tracking is known to reach the listener now.
+    tracking: AtomicBool,
+    closed: AtomicBool,
+    /// The last liveness probe written and the last one heard (see `writer.rs`).
+    probe: Mutex<Probe>,
+    /// Set when the listener must connect again (it heard no probe).
+    restart_listener: AtomicBool,
+    /// Counts invalidations heard; lease waiters wake on it.
+    heard: (Mutex<u64>, Condvar),
+    queued: (Mutex<usize>, Condvar),
+    tx: Mutex<Option<Sender<Job>>>,
+    cfg: RedisConfig,
+}
+
+impl Shared {
+    fn above(&self) -> Option<Arc<dyn Above>> {
+        self.above.get().and_then(Weak::upgrade)
+    }
+
+    /// Whether `send` could queue the job.
+    fn send(&self, job: Job) -> bool {
+        match &*lock(&self.tx) {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        }
+    }
+
+    fn nudge_writer(&self) {
+        self.send(Job {
+            op: Op::Track,
+            done: None,
+            permit: None,
+        });
+    }
+
+    /// Tracking reaches the listener again: what was read while it did not may be stale.
+    fn tracking_confirmed(&self) {
+        lock(&self.probe).sent = None;
+        self.tracking.store(true, Ordering::Release);
+        self.drop_shared_entries();
+        tracing::debug!("Redis invalidations reach this process");
+    }
+
+    /// Tracking no longer reaches the listener: what this process holds from Redis may be
+    /// stale from now on.
+    fn tracking_lost(&self, why: &str) {
+        if self.tracking.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                reason = %why,
+                "lost Redis invalidations: values read from Redis are dropped and kept only \
+                 briefly until they are heard again"
+            );
+        }
+        self.drop_shared_entries();
+    }
+
+    /// Drops every value this process holds from, or wrote to, Redis.
+    fn drop_shared_entries(&self) {
+        self.tokens.forget_all();
+        if let Some(above) = self.above() {
+            above.lost_contact();
+        }
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&self) {
+        *lock(&self.heard.0) += 1;
+        self.heard.1.notify_all();
+    }
+
+    /// A record read from Redis, its tokens turned into this process's generations.
+    fn read(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
+        let key = self.keys.record(digest);
+        let Some(bytes) = self
+            .link
+            .run(|con| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(con))?
+        else {
+            return Ok(None);
+        };
+        self.local(bytes).map(Some)
+    }
+
+    /// `bytes` (a record as Redis keeps it) as the engine judges it.
+    fn local(&self, bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        // A damaged record is handed on as it is: the engine drops it and says so.
+        let Ok(rec) = record::decode(&bytes) else {
+            return Ok(bytes);
+        };
+        let generations = self.tokens.incoming(&self.gens, rec.generations(), |id| {
+            let key = self.keys.generation(id);
+            self.link
+                .run(|con| redis::cmd("GET").arg(&key).query::<Option<u64>>(con))
+        })?;
+        Ok(record::encode(
+            &rec.meta,
+            &generations,
+            rec.key,
+            rec.payload,
+        ))
+    }
+}
+
+/// A liveness probe: the last one written (its token, when) and the last one heard.
+#[derive(Default)]
+struct Probe {
+    sent: Option<(u64, Instant)>,
+    heard: u64,
+}
+
+/// Room for one write in the writer's queue, given back when the write was sent.
+pub(crate) struct Permit(Arc<Shared>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        *lock(&self.0.queued.0) -= 1;
+        self.0.queued.1.notify_one();
+    }
+}
+
+/// A write queued for the writer; waits (bounded) for it to be sent.
+struct Sent {
+    rx: mpsc::Receiver<()>,
+    bound: Duration,
+}
+
+impl Wait for Sent {
+    /// Never an error: a write Redis could not take is retried as a removal by the writer,
+    /// reported by `health()` and the log.
+    fn wait(self: Box<Self>) -> Result<()> {
+        let _ = self.rx.recv_timeout(self.bound);
+        Ok(())
+    }
+}
+
+/// A lease held in Redis; released (only if still ours) when dropped.
+struct Held {
+    shared: Arc<Shared>,
+    key: String,
+    token: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let released = self.shared.link.run(|con| {
+            redis::cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(&self.key)
+                .arg(self.token)
+                .query::<i64>(con)
+        });
+        if let Err(e) = released {
+            tracing::debug!(error = %e, "could not give a Redis lease back; it expires by itself");
+        }
+    }
+}
+
+/// Deletes a lease only if it is still the caller's (a compare-and-delete).
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// Redis below the memory tier.
+pub(crate) struct RedisTier {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+}
+
+impl RedisTier {
+    /// A tier for `cfg`'s server. Connects nothing yet: the threads start at `attach`, and
+    /// an unreachable server makes reads miss until it answers.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the URL cannot be used.
+    pub fn new(cfg: RedisConfig, gens: Arc<Generations>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let bad = |e: redis::RedisError| {
+            Error::Config(format!(
+                "the Redis URL {} cannot be used ({:?}): give redis://[user:password@]host:port[/db]",
+                cfg.shown_url(),
+                e.kind()
+            ))
+        };
+        let client = Client::open(cfg.url.as_str()).map_err(bad)?;
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let listener_client = Client::open(info.set_redis_settings(resp3)).map_err(bad)?;
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            keys: Keys::new(&cfg.prefix),
+            link: Link::new(client, cfg.connect_timeout, cfg.command_timeout),
+            listener_client,
+            gens,
+            clock,
+            tokens: Tokens::default(),
+            above: OnceLock::new(),
+            listener: Mutex::new(None),
+            tracking: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            probe: Mutex::default(),
+            restart_listener: AtomicBool::new(false),
+            heard: Default::default(),
+            queued: Default::default(),
+            tx: Mutex::new(Some(tx)),
+            cfg,
+        });
+        Ok(RedisTier {
+            shared,
+            writer: Mutex::new(None),
+            rx: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// Queues `op` and returns its ticket.
+    fn queue(&self, op: Op, permit: Option<Permit>) -> Ticket {
+        let (done, rx) = mpsc::sync_channel(1);
+        let queued = self.shared.send(Job {
+            op,
+            done: Some(done),
+            permit,
+        });
+        if !queued {
+            return Ticket::done();
+        }
+        let cfg = &self.shared.cfg;
+        Ticket::new(Sent {
+            rx,
+            bound: cfg.connect_timeout + cfg.command_timeout * 3,
+        })
+    }
+}
+
+impl Lower for RedisTier {
+    fn attach(&self, above: Weak<dyn Above>) {
+        let _ = self.shared.above.set(above);
+        let Some(rx) = lock(&self.rx).take() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("tiered-redis-writer".into())
+            .spawn(move || writer::run(shared, rx));
+        match writer {
+            Ok(handle) => *lock(&self.writer) = Some(handle),
+            Err(e) => tracing::error!(error = %e, "could not start the Redis writer thread"),
+        }
+        let weak = Arc::downgrade(&self.shared);
+        if let Err(e) = std::thread::Builder::new()
+            .name("tiered-redis-listener".into())
+            .spawn(move || listener::run(weak))
+        {
+            tracing::error!(error = %e, "could not start the Redis listener thread");
+        }
+    }
+
+    /// A failure is a miss.
+    fn read(&self, digest: u128) -> Option<Stored> {
+        match self.shared.read(digest) {
+            Ok(found) => found.map(|bytes| Stored {
+                bytes: bytes.into(),
+                last_access_ms: None,
+            }),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads refresh nothing in Redis: an idle limit is kept by each process's memory tier.
+    fn touch(&self, _digest: u128, _now_ms: u64, _idle: bool) {}
+
+    /// Without asking the server it cannot tell.
+    fn may_contain(&self, _digest: u128) -> bool {
+        true
+    }
+
+    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
+        None
+    }
+
+    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
+        false
+    }
+
+    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
+        Err("Redis keeps every payload in its record".into())
+    }
+
+    /// `SCAN` over the record keys; the cursor is the server's. A key may come twice.
+    fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
+        let shared = &self.shared;
+        let storage = |detail: String| Error::Storage {
+            path: shared.cfg.shown_url().into(),
+            detail,
+        };
+        let cursor = u64::try_from(after.unwrap_or(0)).unwrap_or(0);
+        let pattern = shared.keys.records_pattern();
+        let (next, found): (u64, Vec<Vec<u8>>) = shared
+            .link
+            .run(|con| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(max.max(1))
+                    .query(con)
+            })
+            .map_err(storage)?;
+        let mut page = Vec::new();
+        for key in found {
+            let Some(keys::Changed::Record(digest)) = shared.keys.parse(&key) else {
+                continue;
+            };
+            if let Ok(Some(bytes)) = shared.read(digest) {
+                page.push(Scanned {
+                    digest,
+                    bytes: bytes.into(),
+                    last_access_ms: None,
+                });
+            }
+        }
+        Ok((page, (next != 0).then_some(u128::from(next))))
+    }
+
+    /// A record larger than the configured bound stays in the memory tier.
+    fn stage(&self, payload: Vec<u8>, record_bytes: u64) -> Result<Staging> {
+        if record_bytes > self.shared.cfg.max_record_bytes {
+            return Ok(Staging::KeepAbove(payload));
+        }
+        Ok(Staging::Ready(Staged::inline(payload)))
+    }
+
+    /// Room in the writer's queue; waits (holding no lock) up to the command timeout.
+    fn reserve(&self, _record_len: usize, _staged: &mut Staged) -> Reservation {
+        let shared = &self.shared;
+        let until = Instant::now() + shared.cfg.command_timeout;
+        let mut queued = lock(&shared.queued.0);
+        while *queued >= MAX_QUEUED {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            queued = shared
+                .queued
+                .1
+                .wait_timeout(queued, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *queued += 1;
+        Reservation::new(Permit(shared.clone()))
+    }
+
+    fn unstage(&self, _staged: Staged) {}
+
+    fn put(&self, digest: u128, record: Vec<u8>, room: Reservation) -> Ticket {
+        self.queue(Op::Put { digest, record }, room.take::<Permit>())
+    }
+
+    fn remove(&self, digest: u128) -> Ticket {
+        self.queue(Op::Remove { digest }, None)
+    }
+
+    /// Never needed: a removal is always sent.
+    fn forget_elsewhere(&self, _digest: u128) -> Option<Ticket> {
+        None
+    }
+
+    /// Never: another build's records are left to their deadlines and to eviction (during a
+    /// rolling deploy two builds share the server).
+    fn discard(&self, _digest: u128) {}
+
+    /// A fresh token in the label's key; other machines hear of it through tracking. The
+    /// label moves on here at once; if the server cannot be reached the token is sent when
+    /// it answers again (reported by `health()`).
+    fn bump(&self, gens: &Generations, label: String, _settle: bool) -> Result<()> {
+        let token = writer::fresh_token() | tokens::BUMPED;
+        self.shared.tokens.ours(gens, &label, token);
+        let id = crate::generations::id(&label);
+        self.queue(Op::Generation { id, token }, None).wait()
+    }
+
+    /// The record if another machine stored it, else a lease in Redis (`SET NX PX`); while
+    /// another machine holds it, waits for the key to be written (woken by its
+    /// invalidation, polling at least every 50 ms) up to the lease's length, then computes.
+    fn lease(&self, digest: u128, force: bool) -> Result<Lease> {
+        let shared = &self.shared;
+        let key = shared.keys.lease(digest);
+        let lease_ms = u64::try_from(shared.cfg.lease.as_millis()).unwrap_or(u64::MAX);
+        let until = Instant::now() + shared.cfg.lease;
+        loop {
+            if !force {
+                if let Ok(Some(bytes)) = shared.read(digest) {
+                    return Ok(Lease::Found(Stored {
+                        bytes: bytes.into(),
+                        last_access_ms: None,
+                    }));
+                }
+            }
+            let token = writer::fresh_token();
+            let heard = *lock(&shared.heard.0);
+            let taken = shared.link.run(|con| {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .query::<Option<String>>(con)
+            });
+            match taken {
+                Ok(Some(_)) => {
+                    let held = Held {
+                        shared: shared.clone(),
+                        key,
+                        token,
+                    };
+                    // The holder before may have stored the value and let go between the
+                    // read above and this lease: it stores before it lets go.
+                    if !force {
+                        if let Ok(Some(bytes)) = shared.read(digest) {
+                            drop(held);
+                            return Ok(Lease::Found(Stored {
+                                bytes: bytes.into(),
+                                last_access_ms: None,
+                            }));
+                        }
+                    }
+                    return Ok(Lease::Granted(LeaseGuard::new(held)));
+                }
+                Ok(None) if Instant::now() < until => {
+                    let seen = lock(&shared.heard.0);
+                    if *seen == heard {
+                        let _ = shared.heard.1.wait_timeout(seen, Duration::from_millis(50));
+                    }
+                }
+                // Another machine held it all along, or the server cannot be asked: compute.
+                Ok(None) | Err(_) => return Ok(Lease::Granted(LeaseGuard::none())),
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.queue(Op::Flush, None).wait()
+    }
+
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn settle(&self, _until: Instant) -> Result<()> {
+        Ok(())
+    }
+
+    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
+        None
+    }
+
+    fn stop_serving(&self) {}
+
+    fn leave_at_exit(&self) {
+        let _ = self.flush();
+    }
+
+    /// Sends what is queued (each write bounded by the timeouts) and stops the threads.
+    fn close(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        lock(&self.shared.tx).take();
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> Option<crate::Health> {
+        if let Some((reason, since)) = self.shared.link.outage() {
+            return Some(crate::Health::RedisUnreachable { reason, since });
+        }
+        None
+    }
+
+    fn outage(&self) -> Option<crate::disk::Outage> {
+        None
+    }
+
+    fn shared_stats(&self) -> Option<Stats> {
+        None
+    }
+}
+
+impl Drop for RedisTier {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,403 @@
+//! The one connection that writes. Every write of this process goes through it, in the order
+//! it was queued (so a key's writes land in their order), a queue's worth at a time as one
+//! pipeline. Tracking is enabled on this connection with `NOLOOP`, redirected to the listener:
+//! other clients' writes reach the listener, this process's own do not (they would make it
+//! drop what it just wrote).
+//!
+//! Failures: a write that could not be sent is retried as a `DEL` of its key before anything
+//! else once the server answers (a skipped write would leave the old value for every other
+//! machine; a `DEL` is allowed even when the server is full), and a write the server refused
+//! (`OOM` under `noeviction`) becomes a `DEL` at once. An invalidation that could not be sent
+//! is sent again. Callers never see these errors: `health()` and the log do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, Value};
+
+use super::Shared;
+use crate::record;
+
+/// How often the writer checks that tracking still reaches the listener.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How often a probe is written for the listener to hear back, and how long it has to.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// At most this many writes in one pipeline.
+const BATCH: usize = 256;
+
+pub(super) enum Op {
+    Put {
+        digest: u128,
+        record: Vec<u8>,
+    },
+    Remove {
+        digest: u128,
+    },
+    /// This process invalidated a label: its key gets the fresh token.
+    Generation {
+        id: u64,
+        token: u64,
+    },
+    /// Answered once everything queued before it was sent.
+    Flush,
+    /// The listener (re)connected: enable tracking towards it.
+    Track,
+}
+
+pub(super) struct Job {
+    pub op: Op,
+    pub done: Option<SyncSender<()>>,
+    /// Room in the queue, given back when the job is done (dropped).
+    #[allow(dead_code)]
+    pub permit: Option<super::Permit>,
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    con: Option<Connection>,
+    /// Keys whose write was not sent: deleted first once the server answers.
+    unsent: HashSet<u128>,
+    /// Invalidations not sent: label id → token.
+    unsent_generations: BTreeMap<u64, u64>,
+    last_heartbeat: Instant,
+}
+
+pub(super) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
+    let mut w = Writer {
+        shared,
+        con: None,
+        unsent: HashSet::new(),
+        unsent_generations: BTreeMap::new(),
+        last_heartbeat: Instant::now(),
+    };
+    loop {
+        let first = match rx.recv_timeout(HEARTBEAT) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut jobs: Vec<Job> = first.into_iter().collect();
+        while jobs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        w.connect();
+        if !jobs.is_empty() {
+            w.send(&jobs);
+        }
+        // On time, busy or not.
+        if w.last_heartbeat.elapsed() >= HEARTBEAT {
+            w.last_heartbeat = Instant::now();
+            w.heartbeat();
+        }
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(());
+            }
+        }
+    }
+    // The cache is closing: what could not be sent stays unsent (reported once).
+    if !w.unsent.is_empty() || !w.unsent_generations.is_empty() {
+        tracing::warn!(
+            writes = w.unsent.len(),
+            invalidations = w.unsent_generations.len(),
+            "the cache closed before the Redis server answered: these writes were not sent"
+        );
+    }
+}
+
+impl Writer {
+    /// Connects if need be, enables tracking if the listener is there and it is not on, and
+    /// sends what is owed.
+    fn connect(&mut self) {
+        if self.con.is_none() {
+            match self.shared.link.connect() {
+                Ok(con) => self.con = Some(con),
+                Err(_) => return,
+            }
+        }
+        if !self.shared.tracking.load(Ordering::Acquire) {
+            self.enable_tracking();
+        }
+        if !self.unsent.is_empty() || !self.unsent_generations.is_empty() {
+            self.send_owed();
+        }
+    }
+
+    fn enable_tracking(&mut self) {
+        let Some(listener) = *crate::disk::lock(&self.shared.listener) else {
+            return;
+        };
+        let Some(con) = self.con.as_mut() else { return };
+        let [records, generations, probes] = self.shared.keys.tracked();
+        let mut pipe = redis::pipe();
+        // Off first: the server refuses prefixes that overlap those of tracking still on.
+        pipe.cmd("CLIENT").arg("TRACKING").arg("OFF").ignore();
+        pipe.cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("REDIRECT")
+            .arg(listener)
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(records)
+            .arg("PREFIX")
+            .arg(generations)
+            .arg("PREFIX")
+            .arg(probes)
+            .arg("NOLOOP")
+            .ignore();
+        let enabled: redis::RedisResult<()> = pipe.query(con);
+        match enabled {
+            Ok(()) => self.shared.tracking_confirmed(),
+            Err(e) => self.lost(&e.to_string()),
+        }
+    }
+
+    /// Checks that tracking still reaches the listener (the server keeps a redirect to a
+    /// connection that ended, flagged `broken_redirect`).
+    fn heartbeat(&mut self) {
+        if !self.shared.tracking.load(Ordering::Acquire) {
+            // Deaf to other clients: what this process holds from Redis lives briefly.
+            self.shared.drop_shared_entries();
+            return;
+        }
+        let Some(con) = self.con.as_mut() else { return };
+        let info: redis::RedisResult<Value> = redis::cmd("CLIENT").arg("TRACKINGINFO").query(con);
+        match info {
+            Ok(info) if mentions(&info, "broken_redirect") || mentions(&info, "off") => {
+                self.shared
+                    .tracking_lost("tracking no longer reaches the listener");
+            }
+            Ok(_) => {
+                self.shared.link.answered();
+                self.probe();
+            }
+            Err(e) => self.lost(&e.to_string()),
+        }
+    }
+
+    /// End to end: a probe key written through another connection must come back to the
+    /// listener as an invalidation. A listener that heard nothing within [`PROBE_WAIT`] is
+    /// deaf (a connection that died silently): it starts over, and what this process holds
+    /// from Redis is dropped.
+    fn probe(&mut self) {
+        let shared = self.shared.clone();
+        let mut probe = crate::disk::lock(&shared.probe);
+        match probe.sent {
+            Some((token, at)) if probe.heard != token => {
+                if at.elapsed() >= PROBE_WAIT {
+                    probe.sent = None;
+                    drop(probe);
+                    shared.restart_listener.store(true, Ordering::Release);
+                    shared.tracking_lost("the listener heard nothing back from the server");
+                }
+                return;
+            }
+            Some((_, at)) if at.elapsed() < PROBE_EVERY => return,
+            _ => {}
+        }
+        let token = fresh_token();
+        let key = shared.keys.probe(token);
+        let ms = u64::try_from((PROBE_EVERY * 2).as_millis()).unwrap_or(u64::MAX);
+        probe.sent = Some((token, Instant::now()));
+        drop(probe);
+        let sent = shared.link.run(|con| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("PX")
+                .arg(ms)
+                .query::<()>(con)
+        });
+        if sent.is_err() {
+            crate::disk::lock(&shared.probe).sent = None;
+        }
+    }
+
+    /// The connection failed: dropped, and everything this process holds from Redis with it.
+    fn lost(&mut self, why: &str) {
+        self.con = None;
+        self.shared.link.failed(why);
+        self.shared.tracking_lost(why);
+    }
+
+    /// Deletes the keys whose writes were not sent and sends the invalidations owed.
+    fn send_owed(&mut self) {
+        let Some(con) = self.con.as_mut() else { return };
+        let mut pipe = redis::pipe();
+        for digest in &self.unsent {
+            pipe.del(self.shared.keys.record(*digest)).ignore();
+        }
+        for (id, token) in &self.unsent_generations {
+            pipe.set(self.shared.keys.generation(*id), *token).ignore();
+        }
+        match pipe.query::<()>(con) {
+            Ok(()) => {
+                self.unsent.clear();
+                self.unsent_generations.clear();
+            }
+            Err(e) => self.lost(&e.to_string()),
+        }
+    }
+
+    /// Sends `jobs` as one pipeline; a write that cannot be stored becomes a removal.
+    fn send(&mut self, jobs: &[Job]) {
+        let shared = self.shared.clone();
+        let keys = &shared.keys;
+        let now = shared.clock.now_ms();
+        let mut pipe = redis::pipe();
+        // One reply per command, an error among them not failing the others.
+        pipe.ignore_errors();
+        // The key each command writes, to delete it if the server refuses the write.
+        let mut sent: Vec<Option<u128>> = Vec::new();
+        for job in jobs {
+            match &job.op {
+                Op::Put { digest, record } => {
+                    let key = keys.record(*digest);
+                    match self.for_redis(record, now) {
+                        Some((bytes, Some(px))) => {
+                            pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(px);
+                        }
+                        Some((bytes, None)) => {
+                            pipe.set(&key, bytes);
+                        }
+                        // Stale or dead on arrival: whatever the key held is replaced by
+                        // nothing.
+                        None => {
+                            pipe.del(&key);
+                        }
+                    }
+                    sent.push(Some(*digest));
+                }
+                Op::Remove { digest } => {
+                    pipe.del(keys.record(*digest));
+                    sent.push(Some(*digest));
+                }
+                Op::Generation { id, token } => {
+                    pipe.set(keys.generation(*id), *token);
+                    sent.push(None);
+                }
+                Op::Flush | Op::Track => {}
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        let replies = match self.con.as_mut() {
+            None => Err("not connected".to_string()),
+            Some(con) => pipe
+                .query::<Vec<redis::RedisResult<Value>>>(con)
+                .map_err(|e| e.to_string()),
+        };
+        match replies {
+            Ok(replies) => {
+                shared.link.answered();
+                let refused: Vec<u128> = replies
+                    .iter()
+                    .zip(&sent)
+                    .filter(|(reply, _)| reply.is_err())
+                    .filter_map(|(_, digest)| *digest)
+                    .collect();
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        writes = refused.len(),
+                        "the Redis server refused writes (full?): their keys are deleted \
+                         instead, so no machine reads an older value"
+                    );
+                    self.unsent.extend(refused);
+                    self.send_owed();
+                }
+            }
+            Err(why) => {
+                for job in jobs {
+                    match &job.op {
+                        Op::Put { digest, .. } | Op::Remove { digest } => {
+                            self.unsent.insert(*digest);
+                        }
+                        Op::Generation { id, token } => {
+                            self.unsent_generations.insert(*id, *token);
+                        }
+                        Op::Flush | Op::Track => {}
+                    }
+                }
+                if self.con.is_some() {
+                    self.lost(&why);
+                }
+            }
+        }
+    }
+
+    /// The record as Redis keeps it (local generations turned into tokens) and its lifetime
+    /// in ms, or `None` if it must not be written (stale, dead on arrival, damaged).
+    fn for_redis(&mut self, bytes: &[u8], now: u64) -> Option<(Vec<u8>, Option<u64>)> {
+        let rec = record::decode(bytes).ok()?;
+        let deadline = rec.meta.expiry.deadline_ms;
+        let px = match deadline {
+            0 => None,
+            d if d <= now => return None, // a past deadline is never written
+            d => Some(d - now),
+        };
+        let shared = self.shared.clone();
+        let con = self.con.as_mut()?;
+        let tokens = shared
+            .tokens
+            .outgoing(&shared.gens, rec.generations(), |id| {
+                // A first use's token: its mark clear (see `tokens.rs`).
+                let token = fresh_token() & !super::tokens::BUMPED;
+                fetch_or_create(con, &shared.keys.generation(id), token)
+            })
+            .ok()??;
+        Some((record::encode(&rec.meta, &tokens, rec.key, rec.payload), px))
+    }
+}
+
+/// The token of a label's key, set to `token` if the key had none.
+fn fetch_or_create(con: &mut Connection, key: &str, token: u64) -> redis::RedisResult<u64> {
+    let old: Option<u64> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("GET")
+        .query(con)?;
+    Ok(old.unwrap_or(token))
+}
+
+/// A fresh random token (std's hasher keys are random per process; the count and the time
+/// make each call's differ).
+pub(super) fn fresh_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS.get_or_init(Default::default).build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Whether `value` holds the string `what` anywhere.
+fn mentions(value: &Value, what: &str) -> bool {
+    match value {
+        Value::BulkString(b) => b == what.as_bytes(),
+        Value::SimpleString(s) => s == what,
+        Value::Array(items) | Value::Set(items) => items.iter().any(|v| mentions(v, what)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .any(|(k, v)| mentions(k, what) || mentions(v, what)),
+        _ => false,
+    }
+}

@@ -1,0 +1,598 @@
+//! The Redis tier against a real `redis-server` (Debian's package), started by each test on a
+//! free loopback port. `.ci/run` installs it; elsewhere, without it, these tests say so loudly
+//! and pass (in CI, `CI=true`, they fail instead).
+
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tiered::{Cache, Health, Options};
+
+/// A `redis-server` of the test's own, stopped when dropped.
+struct Server {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A fresh server, or `None` (with a loud message) when `redis-server` is not installed
+    /// outside CI.
+    fn start() -> Option<Server> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed: CI must run the Redis tests (.ci/run installs it)"
+            );
+            eprintln!(
+                "\n*** SKIPPED: redis-server is not installed; the Redis tier is untested here \
+                 (apt-get install redis-server) ***\n"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Server {
+            port,
+            child: None,
+            dir,
+        };
+        server.launch();
+        Some(server)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < until, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command with `redis-cli`; its output, trimmed.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// How many times the server ran `command` (`INFO commandstats`).
+    fn calls(&self, command: &str) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills the caches' listener connections (`CLIENT KILL ID`); how many.
+    fn kill_listeners(&self) -> usize {
+        let list = self.cli(&["CLIENT", "LIST"]);
+        let ids: Vec<&str> = list
+            .lines()
+            .filter(|l| l.contains("name=tiered-listener"))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .collect();
+        for id in &ids {
+            self.cli(&["CLIENT", "KILL", "ID", id]);
+        }
+        ids.len()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A cache over this server, as one machine would open it.
+    fn cache(&self) -> Cache {
+        Cache::builder()
+            .redis(self.url())
+            .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
+            .open()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits (a bound, not a timing goal) until `f` holds; whether it did.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn get(cache: &Cache, key: &str) -> Option<String> {
+    cache
+        .get::<_, String>(key)
+        .expect("a read never fails because of Redis")
+        .map(|v| (*v).clone())
+}
+
+/// Every cache hears the others' writes: `caches` connections track with a redirect to a
+/// live listener.
+fn listening(server: &Server, caches: usize) {
+    let ok = eventually(|| {
+        let list = server.cli(&["CLIENT", "LIST"]);
+        let listeners: Vec<String> = list
+            .lines()
+            .filter(|l| l.contains("name=tiered-listener"))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_string)
+            .collect();
+        let tracking = list
+            .lines()
+            .filter(|l| {
+                l.split(' ')
+                    .any(|f| f.starts_with("flags=") && f.contains('t'))
+            })
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("redir=")))
+            .filter(|redir| listeners.iter().any(|id| id == redir))
+            .count();
+        tracking >= caches
+    });
+    assert!(
+        ok,
+        "the caches do not track: {}",
+        server.cli(&["CLIENT", "LIST"])
+    );
+}
+
+/// Reads `key` until the read is a memory hit (of `want`).
+fn held_in_memory(cache: &Cache, key: &str, want: &str) -> bool {
+    eventually(|| {
+        let before = cache.stats().memory_hits;
+        get(cache, key).as_deref() == Some(want) && cache.stats().memory_hits > before
+    })
+}
+
+#[test]
+fn a_value_written_on_one_machine_is_read_on_another_then_served_from_its_memory() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    a.insert("k", "v".to_string()).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&b, "k").as_deref(), Some("v"));
+    assert!(held_in_memory(&b, "k", "v"));
+    // Other GETs may come meanwhile (a listener reading a label's new token): a memory hit
+    // must come at least once with none.
+    let quiet = eventually(|| {
+        let gets = server.calls("get");
+        get(&b, "k").as_deref() == Some("v") && server.calls("get") == gets
+    });
+    assert!(quiet, "every memory hit sent Redis a GET");
+    assert!(b.stats().disk_hits >= 1, "the first read came from Redis");
+}
+
+#[test]
+fn an_overwrite_a_tag_a_namespace_and_a_clear_elsewhere_reach_the_other_memory() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    let tagged = Options::new().tags(["prices"]);
+    a.insert("k", "v1".to_string()).unwrap();
+    a.insert_with("t", "tagged".to_string(), &tagged).unwrap();
+    a.namespace("user:1").insert("n", "ns".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(held_in_memory(&b, "k", "v1"));
+    assert!(held_in_memory(&b, "t", "tagged"));
+    let ns = b.namespace("user:1");
+    assert!(ns.get::<_, String>("n").unwrap().is_some());
+
+    a.insert("k", "v2".to_string()).unwrap();
+    assert!(
+        eventually(|| get(&b, "k").as_deref() == Some("v2")),
+        "overwrite not seen"
+    );
+    a.invalidate_tag("prices").unwrap();
+    assert!(
+        eventually(|| get(&b, "t").is_none()),
+        "tag invalidation not seen"
+    );
+    a.namespace("user:1").clear().unwrap();
+    assert!(
+        eventually(|| ns.get::<_, String>("n").unwrap().is_none()),
+        "namespace clear not seen"
+    );
+    a.clear().unwrap();
+    assert!(eventually(|| get(&b, "k").is_none()), "clear not seen");
+    // What is written after an invalidation is live for both.
+    a.insert_with("t", "again".to_string(), &tagged).unwrap();
+    a.flush().unwrap();
+    assert!(eventually(|| get(&b, "t").as_deref() == Some("again")));
+}
+
+#[test]
+fn a_killed_listener_comes_back_and_what_changed_meanwhile_is_not_served_stale() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    a.insert("k", "v1".to_string()).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&b, "k").as_deref(), Some("v1"));
+    let killed = server.kill_listeners();
+    assert_eq!(killed, 2);
+    a.insert("k", "v2".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("v2")));
+    listening(&server, 2);
+    // Coherent again afterwards: b holds v2 in memory, and hears of v3.
+    assert!(held_in_memory(&b, "k", "v2"));
+    a.insert("k", "v3".to_string()).unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("v3")));
+}
+
+#[test]
+fn flushall_empties_every_memory_tier_of_what_came_from_redis() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    a.insert("k", "v".to_string()).unwrap();
+    let only = Options::new().memory_only();
+    b.insert_with("mine", "kept".to_string(), &only).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&b, "k").as_deref(), Some("v"));
+    server.cli(&["FLUSHALL"]);
+    assert!(eventually(
+        || get(&b, "k").is_none() && get(&a, "k").is_none()
+    ));
+    assert_eq!(
+        get(&b, "mine").as_deref(),
+        Some("kept"),
+        "memory-only values stay"
+    );
+    a.insert("k", "after".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("after")));
+}
+
+#[test]
+fn a_server_restart_gives_no_caller_an_error_and_everything_works_afterwards() {
+    let Some(mut server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    a.insert("k", "v".to_string()).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&b, "k").as_deref(), Some("v"));
+    server.stop();
+    // Down: no error reaches a caller; a read past memory misses.
+    a.insert("down", "x".to_string()).unwrap();
+    let v = a
+        .get_or_insert_with("computed", &Options::new(), || "c".to_string())
+        .unwrap();
+    assert_eq!(*v, "c");
+    assert!(eventually(|| matches!(
+        a.health(),
+        Health::RedisUnreachable { .. }
+    )));
+    assert!(
+        eventually(|| get(&b, "k").is_none()),
+        "b kept a value it may no longer hear about"
+    );
+    server.launch();
+    listening(&server, 2);
+    a.insert("k", "back".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("back")));
+    assert!(eventually(|| a.health().is_healthy()));
+}
+
+#[test]
+fn ttl_and_expires_at_hold_in_redis_and_a_past_deadline_is_never_written() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let a = server.cache();
+    a.insert_with("ttl", 1, &Options::new().ttl(Duration::from_secs(3600)))
+        .unwrap();
+    let at = SystemTime::now() + Duration::from_secs(600);
+    a.insert_with("at", 1, &Options::new().expires_at(at))
+        .unwrap();
+    a.insert_with(
+        "past",
+        1,
+        &Options::new().expires_at(SystemTime::now() - Duration::from_secs(1)),
+    )
+    .unwrap();
+    a.flush().unwrap();
+    let ttls: Vec<i64> = server
+        .cli(&["--scan", "--pattern", "tiered:r:*"])
+        .lines()
+        .map(|key| server.cli(&["PTTL", key]).parse().unwrap())
+        .collect();
+    assert_eq!(ttls.len(), 2, "the past deadline was written: {ttls:?}");
+    let mut ttls = ttls;
+    ttls.sort();
+    assert!(ttls[0] > 590_000 && ttls[0] <= 600_000, "{ttls:?}");
+    assert!(ttls[1] > 3_590_000 && ttls[1] <= 3_600_000, "{ttls:?}");
+}
+
+#[test]
+fn a_cold_key_is_computed_once_across_machines() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let caches: Vec<Cache> = (0..3).map(|_| server.cache()).collect();
+    let runs = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for cache in &caches {
+            for _ in 0..4 {
+                let runs = runs.clone();
+                s.spawn(move || {
+                    let v = cache
+                        .get_or_insert_with("cold", &Options::new(), || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(100));
+                            42
+                        })
+                        .unwrap();
+                    assert_eq!(*v, 42);
+                });
+            }
+        }
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
+}
+
+#[test]
+fn an_unreachable_server_makes_misses_not_errors() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = Cache::builder()
+        .redis(format!("redis://127.0.0.1:{port}"))
+        .redis_timeouts(Duration::from_millis(100), Duration::from_millis(100))
+        .open()
+        .unwrap();
+    cache.insert("k", 1).unwrap();
+    assert_eq!(
+        *cache.get::<_, i32>("k").unwrap().unwrap(),
+        1,
+        "memory still serves"
+    );
+    assert!(cache.get::<_, i32>("other").unwrap().is_none());
+    assert!(eventually(|| matches!(
+        cache.health(),
+        Health::RedisUnreachable { .. }
+    )));
+}
+
+#[test]
+fn a_bad_url_is_a_config_error_that_never_shows_the_password() {
+    let err = Cache::builder()
+        .redis("redis://user:s3cret@127.0.0.1:notaport")
+        .open()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, tiered::Error::Config(_)), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let err = Cache::builder()
+        .path(dir.path())
+        .redis("redis://127.0.0.1:1")
+        .open()
+        .unwrap_err();
+    assert!(err.to_string().contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn a_value_above_the_size_bound_stays_in_memory_and_removes_the_older_one() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let small = || {
+        Cache::builder()
+            .redis(server.url())
+            .redis_max_value_bytes(1024)
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (small(), small());
+    a.insert("k", "short".to_string()).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&b, "k").as_deref(), Some("short"));
+    let big = "x".repeat(4096);
+    a.insert("k", big.clone()).unwrap();
+    a.flush().unwrap();
+    assert_eq!(get(&a, "k").as_deref(), Some(big.as_str()));
+    assert!(
+        eventually(|| get(&b, "k").is_none()),
+        "b still reads the older value"
+    );
+    // Not in Redis, but not a's own either: another machine's write replaces it.
+    b.insert("k", "newer".to_string()).unwrap();
+    b.flush().unwrap();
+    assert!(eventually(|| get(&a, "k").as_deref() == Some("newer")));
+}
+
+/// A TCP proxy in front of the server, to play a network that delays or drops one kind of
+/// connection: the listener (its first command is `HELLO 3`) or the others.
+mod proxy {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    pub struct Faults {
+        /// Listener connections stop passing bytes (they stay open).
+        pub freeze_listeners: AtomicBool,
+        /// Replies to the other connections wait this many ms.
+        pub delay_replies_ms: AtomicU64,
+    }
+
+    pub fn start(server_port: u16) -> (u16, Arc<Faults>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(Faults::default());
+        let f = faults.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let f = f.clone();
+                std::thread::spawn(move || pipe(client, server, f));
+            }
+        });
+        (port, faults)
+    }
+
+    fn pipe(mut client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
+        let mut first = [0u8; 256];
+        let Ok(n) = client.read(&mut first) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&first[..n]).to_uppercase();
+        let listener = text.contains("HELLO") && text.contains("\r\n3\r\n");
+        let mut to_server = server.try_clone().unwrap();
+        if to_server.write_all(&first[..n]).is_err() {
+            return;
+        }
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let up = faults.clone();
+        std::thread::spawn(move || copy(&mut c2, &mut to_server, listener, &up, false));
+        copy(&mut s2, &mut client, listener, &faults, true);
+    }
+
+    fn copy(from: &mut TcpStream, to: &mut TcpStream, listener: bool, f: &Faults, reply: bool) {
+        let mut buf = [0u8; 16384];
+        loop {
+            let Ok(n) = from.read(&mut buf) else { return };
+            if n == 0 {
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            // A frozen listener's bytes are held for good; its connection stays open.
+            while listener && f.freeze_listeners.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ms = f.delay_replies_ms.load(Ordering::SeqCst);
+            if reply && !listener && ms > 0 {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_listener_that_dies_silently_is_noticed_and_nothing_stale_is_served_after() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (port, faults) = proxy::start(server.port);
+    let a = server.cache();
+    let b = Cache::builder()
+        .redis(format!("redis://127.0.0.1:{port}"))
+        .open()
+        .unwrap();
+    listening(&server, 2);
+    a.insert("k", "v1".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(held_in_memory(&b, "k", "v1"));
+    // The server still thinks b's listener is there; b hears nothing.
+    faults.freeze_listeners.store(true, Ordering::Relaxed);
+    a.insert("k", "v2".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(
+        eventually(|| get(&b, "k").as_deref() == Some("v2")),
+        "b served the old value with a deaf listener"
+    );
+}
+
+#[test]
+fn a_reply_that_arrives_after_the_invalidation_is_not_kept_in_memory() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (port, faults) = proxy::start(server.port);
+    let a = server.cache();
+    let b = Cache::builder()
+        .redis(format!("redis://127.0.0.1:{port}"))
+        .redis_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+        .open()
+        .unwrap();
+    listening(&server, 2);
+    a.insert("k", "v1".to_string()).unwrap();
+    a.flush().unwrap();
+    faults.delay_replies_ms.store(400, Ordering::Relaxed);
+    let gets = server.calls("get");
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| get(&b, "k"));
+        // The GET was served (v1), its reply is on its way; then the key changes.
+        assert!(eventually(|| server.calls("get") > gets));
+        a.insert("k", "v2".to_string()).unwrap();
+        a.flush().unwrap();
+        assert_eq!(
+            reader.join().unwrap().as_deref(),
+            Some("v1"),
+            "what was read"
+        );
+    });
+    assert_eq!(
+        get(&b, "k").as_deref(),
+        Some("v2"),
+        "the late reply was kept in memory after its invalidation"
+    );
+}
