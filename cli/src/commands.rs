@@ -21,13 +21,13 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
     let wait = Duration::from_secs(cli.wait);
     match &cli.command {
         Command::Stats { dir } => {
-            let cache = open(dir, wait, false)?;
+            let cache = open_target(cli, dir.as_deref(), wait)?;
             let entries = cache.entries(&EntryFilter::new())?;
             show::stats(&out, &cache.stats(), &entries);
             Ok(exit::OK)
         }
         Command::Ls(ls) => {
-            let cache = open(&ls.dir, wait, false)?;
+            let cache = open_target(cli, ls.dir.as_deref(), wait)?;
             let mut filter = EntryFilter::new();
             if let Some(ns) = &ls.namespace {
                 filter = filter.namespace(ns);
@@ -75,7 +75,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             expired,
             all,
         } => {
-            let cache = open(dir, wait, false)?;
+            let cache = open_target(cli, dir.as_deref(), wait)?;
             let bar = Progress::spinner("clearing");
             let (selector, name, entries) = if let Some(ns) = namespace {
                 let n = cache.entries(&EntryFilter::new().namespace(ns))?.len() as u64;
@@ -191,6 +191,69 @@ fn remove_if_empty(cache: Cache, dir: &Path, created: &Path) -> bool {
         return false;
     }
     std::fs::remove_dir_all(created).is_ok()
+}
+
+/// The cache a command that also works on Redis names: the folder `dir`, or the Redis
+/// server of `--redis` (or of `$TIERED_REDIS_URL` when no folder is given).
+fn open_target(cli: &Cli, dir: Option<&Path>, wait: Duration) -> Result<Cache, Failure> {
+    #[cfg(feature = "redis")]
+    {
+        let url = cli.redis.clone().or_else(|| {
+            dir.is_none()
+                .then(|| std::env::var("TIERED_REDIS_URL").ok())?
+        });
+        match (dir, url) {
+            (Some(_), Some(_)) if cli.redis.is_some() => {
+                return Err(Failure {
+                    code: exit::USAGE,
+                    message: "give a cache folder or --redis URL, not both".into(),
+                })
+            }
+            (None, Some(url)) => return open_redis(cli, &url),
+            _ => {}
+        }
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = cli;
+    match dir {
+        Some(dir) => open(dir, wait, false),
+        None => Err(Failure {
+            code: exit::USAGE,
+            message: if cfg!(feature = "redis") {
+                "give the cache folder, or --redis URL (or set TIERED_REDIS_URL)".into()
+            } else {
+                "give the cache folder".into()
+            },
+        }),
+    }
+}
+
+/// The cache an app shares through Redis at `url`, with its prefix: the command's memory
+/// tier starts empty, so everything it reads comes from the server.
+#[cfg(feature = "redis")]
+fn open_redis(cli: &Cli, url: &str) -> Result<Cache, Failure> {
+    let mut builder = Cache::builder().redis(url).memory_capacity(64 << 20);
+    if let Some(prefix) = &cli.redis_prefix {
+        builder = builder.redis_prefix(prefix);
+    }
+    let cache = builder.open().map_err(Failure::from)?;
+    // A command that cannot reach the server must say so, not show an empty cache.
+    let health = wait_for_redis(&cache);
+    if let tiered::Health::RedisUnreachable { reason, .. } = health {
+        return Err(Failure {
+            code: exit::ERROR,
+            message: format!("the Redis server cannot be reached: {reason}"),
+        });
+    }
+    Ok(cache)
+}
+
+/// The cache's health once a first command reached the server (or failed to).
+#[cfg(feature = "redis")]
+fn wait_for_redis(cache: &Cache) -> tiered::Health {
+    // A read reaches the server (or fails) within the command timeout.
+    let _ = cache.contains_key("tiered: a key no one writes");
+    cache.health()
 }
 
 /// Opens the cache in `dir`; unless `create`, a folder without a cache is [`exit::NO_CACHE`].

@@ -51,14 +51,24 @@ pub(crate) struct Cli {
     /// Seconds to wait for a process that holds the folder and cannot be reached to let go.
     #[arg(long, global = true, default_value_t = 2, value_name = "SECS")]
     pub wait: u64,
+    /// `stats`, `ls` and `clear` on the cache shared through this Redis server instead of a
+    /// folder (`redis://[user:password@]host:port[/db]`; default: $TIERED_REDIS_URL when no
+    /// folder is given). The password is never shown or written anywhere.
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis: Option<String>,
+    /// The key prefix the app gave its cache (`CacheBuilder::redis_prefix`; default `tiered:`).
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Sizes and entry counts of a cache folder.
+    /// Sizes and entry counts of a cache folder (or of a cache in Redis: --redis).
     Stats {
-        /// The cache folder.
-        dir: PathBuf,
+        /// The cache folder (none with --redis).
+        dir: Option<PathBuf>,
     },
     /// List entries: namespace, key, tags, size, expiry.
     Ls(Ls),
@@ -77,11 +87,12 @@ pub(crate) enum Command {
         #[arg(long, value_name = "NS")]
         namespace: Option<String>,
     },
-    /// Drop entries: one namespace, one tag, the expired ones, or all.
+    /// Drop entries: one namespace, one tag, the expired ones, or all (of a folder, or of a
+    /// cache in Redis: --redis; the apps sharing it hear of it at once).
     #[command(group(clap::ArgGroup::new("selector").required(true).multiple(false)))]
     Clear {
-        /// The cache folder.
-        dir: PathBuf,
+        /// The cache folder (none with --redis).
+        dir: Option<PathBuf>,
         /// Drop every entry of this namespace.
         #[arg(long, value_name = "NS", group = "selector")]
         namespace: Option<String>,
@@ -118,8 +129,8 @@ pub(crate) enum Command {
 
 #[derive(Args, Debug)]
 pub(crate) struct Ls {
-    /// The cache folder.
-    pub dir: PathBuf,
+    /// The cache folder (none with --redis).
+    pub dir: Option<PathBuf>,
     /// Only entries of this namespace.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
