@@ -4,7 +4,10 @@
 
 #![cfg(feature = "redis")]
 
+mod common;
+
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -594,5 +597,81 @@ fn a_reply_that_arrives_after_the_invalidation_is_not_kept_in_memory() {
         get(&b, "k").as_deref(),
         Some("v2"),
         "the late reply was kept in memory after its invalidation"
+    );
+}
+
+/// A child process of `a_cold_key_is_computed_once_by_four_processes_of_eight_threads`:
+/// 8 threads ask for one cold key at the given moment; each computation is noted in a file.
+#[test]
+#[ignore = "child process of a_cold_key_is_computed_once_by_four_processes_of_eight_threads"]
+fn child_cold_key() {
+    let url = std::env::var("TIERED_TEST_REDIS").unwrap();
+    let runs = PathBuf::from(std::env::var("TIERED_TEST_RUNS").unwrap());
+    let start: u64 = std::env::var("TIERED_TEST_START").unwrap().parse().unwrap();
+    let cache = Cache::builder().redis(url).open().unwrap();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_millis(start);
+    if let Ok(wait) = start.duration_since(SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let v = cache
+                    .get_or_insert_with("cold", &Options::new(), || {
+                        use std::io::Write;
+                        let mut f = std::fs::OpenOptions::new()
+                            .append(true)
+                            .create(true)
+                            .open(&runs)
+                            .unwrap();
+                        writeln!(f, "{}", std::process::id()).unwrap();
+                        std::thread::sleep(Duration::from_millis(100));
+                        42u64
+                    })
+                    .unwrap();
+                assert_eq!(*v, 42);
+            });
+        }
+    });
+    println!("done");
+}
+
+#[test]
+fn a_cold_key_is_computed_once_by_four_processes_of_eight_threads() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let start = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1500;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            common::spawn_child_piped(
+                "child_cold_key",
+                dir.path(),
+                &[
+                    ("TIERED_TEST_REDIS", server.url()),
+                    ("TIERED_TEST_RUNS", runs.display().to_string()),
+                    ("TIERED_TEST_START", start.to_string()),
+                ],
+            )
+        })
+        .collect();
+    for child in children {
+        let done = common::finish(child, Duration::from_secs(60));
+        assert!(
+            done.status.is_some_and(|s| s.success()) && done.stdout.contains("done"),
+            "a process failed or hung: {}",
+            done.transcript()
+        );
+    }
+    let computed = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert!(
+        (1..=2).contains(&computed),
+        "computed {computed} times by 32 callers in 4 processes"
     );
 }
