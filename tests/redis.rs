@@ -675,3 +675,137 @@ fn a_cold_key_is_computed_once_by_four_processes_of_eight_threads() {
         "computed {computed} times by 32 callers in 4 processes"
     );
 }
+
+#[test]
+fn an_invalidation_a_full_server_refuses_still_reaches_every_cache() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    let tagged = Options::new().tags(["prices"]);
+    a.insert_with("t", "old".to_string(), &tagged).unwrap();
+    a.namespace("ns").insert("n", "old".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(held_in_memory(&b, "t", "old"));
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    a.invalidate_tag("prices").unwrap();
+    a.namespace("ns").clear().unwrap();
+    a.flush().unwrap();
+    assert!(
+        matches!(a.health(), Health::RedisUnreachable { .. }),
+        "refused writes are not reported: {:?}",
+        a.health()
+    );
+    assert_eq!(get(&a, "t"), None);
+    assert!(
+        eventually(|| get(&b, "t").is_none()),
+        "b kept the invalidated value"
+    );
+    let ns = b.namespace("ns");
+    assert!(eventually(|| ns.get::<_, String>("n").unwrap().is_none()));
+    server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let c = server.cache();
+    for cache in [&a, &b, &c] {
+        assert_eq!(get(cache, "t"), None, "an invalidated value came back");
+        let n = cache.namespace("ns").get::<_, String>("n").unwrap();
+        assert!(n.is_none(), "a cleared namespace came back");
+    }
+    // Writes work again, and health comes back.
+    a.insert_with("t", "new".to_string(), &tagged).unwrap();
+    a.flush().unwrap();
+    assert!(eventually(|| get(&b, "t").as_deref() == Some("new")));
+    assert!(eventually(|| a.health().is_healthy()), "{:?}", a.health());
+}
+
+#[test]
+fn a_healthy_cache_keeps_what_it_read_from_redis_in_memory() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (a, b) = (server.cache(), server.cache());
+    listening(&server, 2);
+    a.insert("k", "v".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(held_in_memory(&b, "k", "v"));
+    // Several probe rounds of both caches (every 2 s): none may drop b's memory.
+    let reads_from_redis = b.stats().disk_hits;
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert_eq!(get(&b, "k").as_deref(), Some("v"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.stats().disk_hits,
+        reads_from_redis,
+        "a healthy cache dropped its memory tier"
+    );
+}
+
+#[test]
+fn a_read_through_over_an_invalidated_record_is_computed_once_across_machines() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let caches: Vec<Cache> = (0..4).map(|_| server.cache()).collect();
+    listening(&server, 4);
+    let tagged = Options::new().tags(["t"]);
+    caches[0].insert_with("k", 1u64, &tagged).unwrap();
+    caches[0].invalidate_tag("t").unwrap();
+    caches[0].flush().unwrap();
+    let runs = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for cache in &caches {
+            for _ in 0..8 {
+                let (runs, tagged) = (&runs, &tagged);
+                s.spawn(move || {
+                    let v = cache
+                        .get_or_insert_with("k", tagged, || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(100));
+                            2u64
+                        })
+                        .unwrap();
+                    assert_eq!(*v, 2);
+                });
+            }
+        }
+    });
+    let runs = runs.load(Ordering::SeqCst);
+    assert!(
+        runs <= 2,
+        "computed {runs} times: every process computed in turn"
+    );
+}
+
+#[test]
+fn dropping_caches_in_any_state_panics_no_thread_of_theirs() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let panics = Arc::new(AtomicUsize::new(0));
+    let seen = panics.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tiered-redis"))
+        {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        eprintln!("panic: {info}");
+    }));
+    let a = server.cache();
+    a.insert("k", 0).unwrap();
+    a.flush().unwrap();
+    for i in 0..60u64 {
+        let b = server.cache();
+        let _ = b.get::<_, i32>("k").unwrap();
+        std::thread::sleep(Duration::from_micros(i * 300));
+        drop(b);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    std::panic::set_hook(previous);
+    assert_eq!(panics.load(Ordering::SeqCst), 0);
+}

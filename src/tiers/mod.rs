@@ -229,7 +229,8 @@ pub(crate) trait Above: Send + Sync {
 
     /// The tier may have missed changes made elsewhere (its connection ended, another process
     /// took the folder over): the memory tier drops every value that came from, or went to,
-    /// the tier below; values kept in memory only stay.
+    /// the tier below, and no read running now keeps what it read; values kept in memory
+    /// only stay. Takes every stripe lock, one at a time.
     fn lost_contact(&self);
 
     /// Generations were raised elsewhere (the tier already raised them in the cache's

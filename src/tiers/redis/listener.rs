@@ -114,7 +114,13 @@ fn heard(s: &Shared, data: &[Value]) {
         };
         match s.keys.parse(key) {
             Some(Changed::Record(digest)) => above.forget(digest),
-            Some(Changed::Probe(token)) => crate::disk::lock(&s.probe).heard = token,
+            Some(Changed::Probe(token)) => {
+                // Every process's probes reach every listener: only this one's counts.
+                let mut probe = crate::disk::lock(&s.probe);
+                if probe.sent.is_some_and(|(sent, _)| sent == token) {
+                    probe.heard = token;
+                }
+            }
             Some(Changed::Generation(id)) => {
                 // Read now: an invalidation's token is told from a first use's by its mark.
                 let key = s.keys.generation(id);

@@ -78,14 +78,39 @@ impl RedisConfig {
         }
     }
 
-    /// The URL without its password, for messages.
+    /// The URL without its user, password and query (which may hold a password too), for
+    /// messages.
     pub fn shown_url(&self) -> String {
-        match self.url.split_once('@') {
-            Some((head, host)) => match head.split_once("://") {
-                Some((scheme, _)) => format!("{scheme}://…@{host}"),
-                None => format!("…@{host}"),
-            },
-            None => self.url.clone(),
+        let url = self.url.split(['?', '#']).next().unwrap_or_default();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return "(a Redis URL that does not parse)".into();
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match authority.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}{path}"),
+            None => format!("{scheme}://{authority}{path}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisConfig;
+
+    #[test]
+    fn a_shown_url_holds_no_password() {
+        for (url, shown) in [
+            ("redis://user:p@ss@host:6379/2", "redis://…@host:6379/2"),
+            ("redis://:secret@host", "redis://…@host"),
+            ("redis://host:6379", "redis://host:6379"),
+            (
+                "redis+unix:///tmp/r.sock?pass=secret",
+                "redis+unix:///tmp/r.sock",
+            ),
+            ("unix:///tmp/r.sock?pass=secret", "unix:///tmp/r.sock"),
+            ("nonsense secret", "(a Redis URL that does not parse)"),
+        ] {
+            assert_eq!(RedisConfig::new(url.into()).shown_url(), shown);
         }
     }
 }
@@ -107,6 +132,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// The last liveness probe written and the last one heard (see `writer.rs`).
     probe: Mutex<Probe>,
+    /// Why and since when the server refuses writes (`OOM`), while it does.
+    refused: Mutex<Option<(String, std::time::SystemTime)>>,
     /// Set when the listener must connect again (it heard no probe).
     restart_listener: AtomicBool,
     /// Counts invalidations heard; lease waiters wake on it.
@@ -304,6 +331,7 @@ impl RedisTier {
             tracking: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             probe: Mutex::default(),
+            refused: Mutex::default(),
             restart_listener: AtomicBool::new(false),
             heard: Default::default(),
             queued: Default::default(),
@@ -493,15 +521,28 @@ impl Lower for RedisTier {
         let key = shared.keys.lease(digest);
         let lease_ms = u64::try_from(shared.cfg.lease.as_millis()).unwrap_or(u64::MAX);
         let until = Instant::now() + shared.cfg.lease;
+        // With `force`, the caller could not use the record there now: only another one
+        // (written since by whoever held the lease) is worth handing back.
+        let unusable = if force {
+            shared.read(digest).ok().flatten()
+        } else {
+            None
+        };
+        let found = || match shared.read(digest) {
+            Ok(Some(bytes)) if unusable.as_ref() != Some(&bytes) => Some(Stored {
+                bytes: bytes.into(),
+                last_access_ms: None,
+            }),
+            _ => None,
+        };
+        let mut first = true;
         loop {
-            if !force {
-                if let Ok(Some(bytes)) = shared.read(digest) {
-                    return Ok(Lease::Found(Stored {
-                        bytes: bytes.into(),
-                        last_access_ms: None,
-                    }));
+            if !force || !first {
+                if let Some(stored) = found() {
+                    return Ok(Lease::Found(stored));
                 }
             }
+            first = false;
             let token = writer::fresh_token();
             let heard = *lock(&shared.heard.0);
             let taken = shared.link.run(|con| {
@@ -522,14 +563,9 @@ impl Lower for RedisTier {
                     };
                     // The holder before may have stored the value and let go between the
                     // read above and this lease: it stores before it lets go.
-                    if !force {
-                        if let Ok(Some(bytes)) = shared.read(digest) {
-                            drop(held);
-                            return Ok(Lease::Found(Stored {
-                                bytes: bytes.into(),
-                                last_access_ms: None,
-                            }));
-                        }
+                    if let Some(stored) = found() {
+                        drop(held);
+                        return Ok(Lease::Found(stored));
                     }
                     return Ok(Lease::Granted(LeaseGuard::new(held)));
                 }
@@ -574,16 +610,22 @@ impl Lower for RedisTier {
         }
         lock(&self.shared.tx).take();
         if let Some(writer) = lock(&self.writer).take() {
-            let _ = writer.join();
+            // The writer itself may let go of the cache last (it held it for a moment): it
+            // then ends by itself once the queue is empty.
+            if writer.thread().id() != std::thread::current().id() {
+                let _ = writer.join();
+            }
         }
         Ok(())
     }
 
     fn health(&self) -> Option<crate::Health> {
-        if let Some((reason, since)) = self.shared.link.outage() {
-            return Some(crate::Health::RedisUnreachable { reason, since });
-        }
-        None
+        let (reason, since) = self
+            .shared
+            .link
+            .outage()
+            .or_else(|| lock(&self.shared.refused).clone())?;
+        Some(crate::Health::RedisUnreachable { reason, since })
     }
 
     fn outage(&self) -> Option<crate::disk::Outage> {

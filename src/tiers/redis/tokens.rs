@@ -147,21 +147,28 @@ impl Tokens {
     }
 
     /// Another client changed the key of `id`; `current` is its token now (`None`: gone).
-    /// Only an invalidation ([`BUMPED`] token) makes the label move on here: a key created
-    /// at a label's first use, or evicted, invalidates no one's values in memory (records
-    /// in Redis written under an older token stop matching by themselves). Whether the label
-    /// moved on.
+    /// An invalidation ([`BUMPED`] token) or a key gone (deleted because the server was full,
+    /// or evicted) makes the label move on here; a key created at a label's first use
+    /// invalidates no one's values in memory. Whether the label moved on.
     pub fn heard(&self, gens: &Generations, id: u64, current: Option<u64>) -> bool {
         let mut known = lock(&self.known);
         self.changes.fetch_add(1, Ordering::AcqRel);
         let old = known.remove(&id).map(|k| k.token);
-        match current {
-            Some(token) if token & BUMPED != 0 && old != Some(token) => {
-                gens.bump_id(id);
-                true
-            }
-            _ => false,
+        let moved = match current {
+            Some(token) => token & BUMPED != 0 && old != Some(token),
+            None => true,
+        };
+        if moved {
+            gens.bump_id(id);
         }
+        moved
+    }
+
+    /// Forgets the token of `id` (its key was deleted): looked up afresh at next use.
+    pub fn forget(&self, id: u64) {
+        let mut known = lock(&self.known);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        known.remove(&id);
     }
 
     /// Changes may have been missed (the listener was lost, the server flushed): tokens are
@@ -252,14 +259,18 @@ mod tests {
     }
 
     #[test]
-    fn a_label_key_created_or_evicted_elsewhere_invalidates_nothing_in_memory() {
+    fn a_label_key_created_elsewhere_invalidates_nothing_in_memory_and_one_gone_does() {
         let gens = Generations::default();
         let tokens = Tokens::default();
         let id = crate::generations::id("tag:t");
         let stamp = gens.stamp(&[id]);
         assert!(!tokens.heard(&gens, id, Some(5)), "created at first use");
-        assert!(!tokens.heard(&gens, id, None), "evicted");
         assert!(gens.is_current(stamp.clone()));
+        assert!(
+            tokens.heard(&gens, id, None),
+            "deleted or evicted: invalidated"
+        );
+        let stamp = gens.stamp(&[id]);
         assert!(tokens.heard(&gens, id, Some(5 | BUMPED)), "invalidated");
         assert!(!gens.is_current(stamp));
     }

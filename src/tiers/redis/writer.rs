@@ -48,6 +48,12 @@ pub(super) enum Op {
     Track,
 }
 
+/// What a command of a pipeline writes.
+enum Sent {
+    Record(u128),
+    Generation(u64),
+}
+
 pub(super) struct Job {
     pub op: Op,
     pub done: Option<SyncSender<()>>,
@@ -231,20 +237,100 @@ impl Writer {
 
     /// Deletes the keys whose writes were not sent and sends the invalidations owed.
     fn send_owed(&mut self) {
+        let shared = self.shared.clone();
         let Some(con) = self.con.as_mut() else { return };
+        let deletions: Vec<u128> = self.unsent.iter().copied().collect();
+        let invalidations: Vec<(u64, u64)> = self
+            .unsent_generations
+            .iter()
+            .map(|(i, t)| (*i, *t))
+            .collect();
         let mut pipe = redis::pipe();
-        for digest in &self.unsent {
-            pipe.del(self.shared.keys.record(*digest)).ignore();
+        pipe.ignore_errors();
+        for digest in &deletions {
+            pipe.del(shared.keys.record(*digest));
         }
-        for (id, token) in &self.unsent_generations {
-            pipe.set(self.shared.keys.generation(*id), *token).ignore();
+        for (id, token) in &invalidations {
+            pipe.set(shared.keys.generation(*id), *token);
+        }
+        let replies = match pipe.query::<Vec<redis::RedisResult<Value>>>(con) {
+            Ok(replies) => replies,
+            Err(e) => return self.lost(&e.to_string()),
+        };
+        let (deleted, invalidated) = replies.split_at(deletions.len().min(replies.len()));
+        let mut refused = None;
+        for (digest, reply) in deletions.iter().zip(deleted) {
+            match reply {
+                Ok(_) => {
+                    self.unsent.remove(digest);
+                }
+                Err(e) => refused = Some(e.to_string()),
+            }
+        }
+        let mut full = Vec::new();
+        for ((id, _), reply) in invalidations.iter().zip(invalidated) {
+            self.unsent_generations.remove(id);
+            if let Err(e) = reply {
+                full.push(*id);
+                refused = Some(e.to_string());
+            }
+        }
+        if !full.is_empty() {
+            self.delete_generations(&full);
+        }
+        self.refusals(refused);
+    }
+
+    /// Invalidations the server refused to store (full): the labels' keys are deleted instead
+    /// (a `DEL` is allowed when memory is full). A missing key invalidates what it covered
+    /// for every process, and this one looks its token up afresh.
+    fn delete_generations(&mut self, ids: &[u64]) {
+        let shared = self.shared.clone();
+        let Some(con) = self.con.as_mut() else {
+            self.unsent_generations.extend(
+                ids.iter()
+                    .map(|id| (*id, fresh_token() | super::tokens::BUMPED)),
+            );
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.del(shared.keys.generation(*id)).ignore();
         }
         match pipe.query::<()>(con) {
             Ok(()) => {
-                self.unsent.clear();
-                self.unsent_generations.clear();
+                tracing::warn!(
+                    labels = ids.len(),
+                    "the Redis server refused invalidations (full?): their labels' keys are \
+                     deleted instead, which invalidates the same entries"
+                );
+                for id in ids {
+                    shared.tokens.forget(*id);
+                }
             }
-            Err(e) => self.lost(&e.to_string()),
+            Err(e) => {
+                self.unsent_generations.extend(
+                    ids.iter()
+                        .map(|id| (*id, fresh_token() | super::tokens::BUMPED)),
+                );
+                self.lost(&e.to_string());
+            }
+        }
+    }
+
+    /// Notes whether the server refused writes in the last round (for `health()`).
+    fn refusals(&self, refused: Option<String>) {
+        let mut state = crate::disk::lock(&self.shared.refused);
+        match refused {
+            Some(why) => {
+                if state.is_none() {
+                    *state = Some((
+                        format!("the server refuses writes: {why}"),
+                        std::time::SystemTime::now(),
+                    ));
+                }
+            }
+            None => *state = None,
         }
     }
 
@@ -256,8 +342,8 @@ impl Writer {
         let mut pipe = redis::pipe();
         // One reply per command, an error among them not failing the others.
         pipe.ignore_errors();
-        // The key each command writes, to delete it if the server refuses the write.
-        let mut sent: Vec<Option<u128>> = Vec::new();
+        // What each command writes, to delete it if the server refuses the write.
+        let mut sent: Vec<Sent> = Vec::new();
         for job in jobs {
             match &job.op {
                 Op::Put { digest, record } => {
@@ -275,15 +361,15 @@ impl Writer {
                             pipe.del(&key);
                         }
                     }
-                    sent.push(Some(*digest));
+                    sent.push(Sent::Record(*digest));
                 }
                 Op::Remove { digest } => {
                     pipe.del(keys.record(*digest));
-                    sent.push(Some(*digest));
+                    sent.push(Sent::Record(*digest));
                 }
                 Op::Generation { id, token } => {
                     pipe.set(keys.generation(*id), *token);
-                    sent.push(None);
+                    sent.push(Sent::Generation(*id));
                 }
                 Op::Flush | Op::Track => {}
             }
@@ -300,20 +386,34 @@ impl Writer {
         match replies {
             Ok(replies) => {
                 shared.link.answered();
-                let refused: Vec<u128> = replies
-                    .iter()
-                    .zip(&sent)
-                    .filter(|(reply, _)| reply.is_err())
-                    .filter_map(|(_, digest)| *digest)
-                    .collect();
-                if !refused.is_empty() {
+                let mut refused = None;
+                let mut full = Vec::new();
+                for (reply, what) in replies.iter().zip(&sent) {
+                    let Err(e) = reply else { continue };
+                    refused = Some(e.to_string());
+                    match what {
+                        Sent::Record(digest) => {
+                            self.unsent.insert(*digest);
+                        }
+                        Sent::Generation(id) => full.push(*id),
+                    }
+                }
+                if refused.is_some() {
                     tracing::warn!(
-                        writes = refused.len(),
                         "the Redis server refused writes (full?): their keys are deleted \
                          instead, so no machine reads an older value"
                     );
-                    self.unsent.extend(refused);
+                }
+                if !full.is_empty() {
+                    self.delete_generations(&full);
+                }
+                self.refusals(refused.clone());
+                if !self.unsent.is_empty() {
                     self.send_owed();
+                    if refused.is_some() {
+                        // send_owed cleared the state if its deletions went through.
+                        self.refusals(refused);
+                    }
                 }
             }
             Err(why) => {
