@@ -809,3 +809,42 @@ fn dropping_caches_in_any_state_panics_no_thread_of_theirs() {
     std::panic::set_hook(previous);
     assert_eq!(panics.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn two_builds_of_a_memoized_function_sharing_redis_never_clear_each_other() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let old = tiered::Memoized::new("redis::builds::price", 1);
+    let new = tiered::Memoized::new("redis::builds::price", 2);
+    let ran = AtomicUsize::new(0);
+    let call = |cache: &Cache, memo: &tiered::Memoized, made_by: &str| -> String {
+        memo.call(cache, &Options::new(), memo.key(&(7u32,)), || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            made_by.to_string()
+        })
+    };
+    // A replica of each build, then a fresh replica of the old one (a rolling deploy).
+    let (a, b) = (server.cache(), server.cache());
+    assert_eq!(call(&a, &old, "old"), "old");
+    a.flush().unwrap();
+    assert_eq!(
+        call(&b, &new, "new"),
+        "new",
+        "a new version reads its own entries"
+    );
+    b.flush().unwrap();
+    let c = server.cache();
+    assert_eq!(
+        call(&c, &old, "recomputed"),
+        "old",
+        "the new build cleared the old one's"
+    );
+    let d = server.cache();
+    assert_eq!(
+        call(&d, &new, "recomputed"),
+        "new",
+        "the old build cleared the new one's"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+}

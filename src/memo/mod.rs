@@ -397,6 +397,12 @@ impl Memoized {
     /// cache, that the entries of its other versions are gone (disk work: where `R` puts it).
     async fn prepare<R: Runner>(&self, cache: &Cache) -> Arc<FnState> {
         let state = cache.inner.memo.state(self.path);
+        // Keys hold the version, so versions never read each other's entries; reclaiming
+        // clears the function's namespace, which on a tier another build shares at the same
+        // time would clear that build's entries at each first call of either.
+        if cache.inner.lower.shared_by_builds() {
+            return state;
+        }
         if !lock(&state.checked).contains(&self.version) {
             let (memo, inner, state) = (*self, cache.inner.clone(), state.clone());
             let checked = R::blocking(move || {

@@ -203,6 +203,14 @@ pub(crate) trait Lower: Send + Sync + 'static {
     /// another process holds them.
     fn shared_stats(&self) -> Option<Stats>;
 
+    /// Whether processes of other builds may share this tier at the same time (Redis during
+    /// a rolling deploy): then nothing of another build is reclaimed through it (a memoized
+    /// function's other code versions are left to deadlines and eviction), since both builds
+    /// keep writing. A folder is held by the processes of one build at a time.
+    fn shared_by_builds(&self) -> bool {
+        false
+    }
+
     /// The folder, if this tier is one: its path, its owner, its warm restart.
     fn folder(&self) -> Option<&crate::process::DiskTier> {
         None

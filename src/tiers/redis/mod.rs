@@ -635,6 +635,11 @@ impl Lower for RedisTier {
     fn shared_stats(&self) -> Option<Stats> {
         None
     }
+
+    /// Replicas of two builds share the server during a rolling deploy.
+    fn shared_by_builds(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for RedisTier {
