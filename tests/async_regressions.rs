@@ -336,16 +336,21 @@ fn cancellations_and_invalidations_under_load_never_give_a_stale_value_or_hang()
     let cache = Cache::in_memory();
     let rt = rt();
     let epoch = Arc::new(AtomicU64::new(0)); // number of invalidations returned
+                                             // Held across an invalidation and its count, and by a computation reading the count: a
+                                             // computation that starts between the two (its stamp after the bump) must not read the
+                                             // count before it moves, which under load made fresh values look stale.
+    let counting = Arc::new(std::sync::Mutex::new(()));
     let opts = Options::new().tags(["t"]);
     let bad = Arc::new(AtomicUsize::new(0));
     let deadlocks = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Invalidator thread.
     let inv = {
-        let (c, e, s) = (cache.clone(), epoch.clone(), stop.clone());
+        let (c, e, s, m) = (cache.clone(), epoch.clone(), stop.clone(), counting.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(3));
+                let _counting = m.lock().unwrap();
                 c.invalidate_tag("t").unwrap();
                 e.fetch_add(1, Ordering::SeqCst);
             }
@@ -362,11 +367,15 @@ fn cancellations_and_invalidations_under_load_never_give_a_stale_value_or_hang()
                 stop.clone(),
                 opts.clone(),
             );
+            let m = counting.clone();
             std::thread::spawn(move || {
                 while !s.load(Ordering::SeqCst) {
                     let start = e.load(Ordering::SeqCst);
                     match c.get_or_insert_with(&"k", &o, || {
-                        let at = e.load(Ordering::SeqCst);
+                        let at = {
+                            let _counting = m.lock().unwrap();
+                            e.load(Ordering::SeqCst)
+                        };
                         std::thread::sleep(Duration::from_micros(500));
                         at
                     }) {
@@ -394,12 +403,16 @@ fn cancellations_and_invalidations_under_load_never_give_a_stale_value_or_hang()
                 deadlocks.clone(),
                 opts.clone(),
             );
+            let m = counting.clone();
             handles.push(tokio::spawn(async move {
                 for i in 0..300u64 {
                     let start = e.load(Ordering::SeqCst);
-                    let e2 = e.clone();
+                    let (e2, m2) = (e.clone(), m.clone());
                     let fut = a.get_or_insert_with(&"k", &o, || async move {
-                        let at = e2.load(Ordering::SeqCst);
+                        let at = {
+                            let _counting = m2.lock().unwrap();
+                            e2.load(Ordering::SeqCst)
+                        };
                         tokio::time::sleep(Duration::from_micros(300 + (t * 37 + i * 13) % 700))
                             .await;
                         at
