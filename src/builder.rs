@@ -218,8 +218,8 @@ impl CacheBuilder {
         self
     }
 
-    /// Shares the cache through the Redis server at `url` (`redis://[user:password@]host:port[/db]`),
-    /// below this process's memory tier: a value written here is read by every process and
+    /// Shares the cache through the Redis server at `url` (`redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` over TLS with the feature `redis-tls`), below this process's memory tier: a value written here is read by every process and
     /// machine that opens the same server with the same prefix, and each one's memory tier
     /// hears of the writes and invalidations made elsewhere (see `docs/redis.md`). The password
     /// is never logged or shown. A folder in front of Redis (`path` and `redis` together) is
@@ -253,6 +253,14 @@ impl CacheBuilder {
     pub fn redis_timeouts(mut self, connect: Duration, command: Duration) -> Self {
         self.redis.connect_timeout = connect.max(Duration::from_millis(1));
         self.redis.command_timeout = command.max(Duration::from_millis(1));
+        self
+    }
+
+    /// For a `rediss://` server whose certificate chains to a private authority: that
+    /// authority's certificate (PEM), trusted instead of the system's roots.
+    #[cfg(feature = "redis-tls")]
+    pub fn redis_tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis.root_cert = Some(pem.into());
         self
     }
 

@@ -848,3 +848,167 @@ fn two_builds_of_a_memoized_function_sharing_redis_never_clear_each_other() {
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 }
+
+/// A `redis-server` that speaks only TLS, with a certificate of a throwaway authority made by
+/// `openssl`; `None` (loudly) where either program is missing outside CI.
+#[cfg(feature = "redis-tls")]
+fn tls_server() -> Option<(Server, Vec<u8>)> {
+    let server = Server::start()?; // checks redis-server; its plain port stays unused
+    let dir = server.dir.path();
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let made = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tiered-test-ca",
+    ]) && openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]) && std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    )
+    .is_ok()
+        && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ]);
+    if !made {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is needed for the TLS test in CI"
+        );
+        eprintln!("\n*** SKIPPED: openssl could not make test certificates ***\n");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut tls = Server {
+        port,
+        child: None,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.crt"))
+        .arg("--dir")
+        .arg(tls.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server with TLS");
+    tls.child = Some(child);
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < until,
+            "redis-server with TLS did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    Some((tls, ca))
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn a_cache_over_tls_reads_writes_and_hears_invalidations() {
+    let Some((server, ca)) = tls_server() else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", server.port);
+    let open = || {
+        Cache::builder()
+            .redis(&url)
+            .redis_tls_root_cert(ca.clone())
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (open(), open());
+    a.insert("k", "v1".to_string()).unwrap();
+    a.flush().unwrap();
+    assert!(
+        held_in_memory(&b, "k", "v1"),
+        "b could not read over TLS: {:?}",
+        b.health()
+    );
+    a.insert("k", "v2".to_string()).unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("v2")));
+    // Without the authority, the server's certificate is refused: a miss, and health says why.
+    let stranger = Cache::builder().redis(&url).open().unwrap();
+    assert_eq!(get(&stranger, "k"), None);
+    assert!(matches!(stranger.health(), Health::RedisUnreachable { .. }));
+}
+
+#[cfg(not(feature = "redis-tls"))]
+#[test]
+fn a_tls_url_without_the_tls_feature_says_which_feature() {
+    let err = Cache::builder()
+        .redis("rediss://user:secret@localhost:6380")
+        .open()
+        .unwrap_err();
+    assert!(err.to_string().contains("redis-tls"), "{err}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}

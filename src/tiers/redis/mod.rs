@@ -50,6 +50,9 @@ pub(crate) struct RedisConfig {
     pub max_record_bytes: u64,
     /// How long a lease keeps other machines from computing the same key.
     pub lease: Duration,
+    /// The certificate (PEM) that a `rediss://` server's must chain to, instead of the
+    /// system's roots.
+    pub root_cert: Option<Vec<u8>>,
 }
 
 /// Shows the URL without its password.
@@ -62,6 +65,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("max_record_bytes", &self.max_record_bytes)
             .field("lease", &self.lease)
+            .field("root_cert", &self.root_cert.as_ref().map(|_| "(PEM)"))
             .finish()
     }
 }
@@ -75,6 +79,7 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(1),
             max_record_bytes: 8 << 20,
             lease: Duration::from_secs(30),
+            root_cert: None,
         }
     }
 
@@ -286,6 +291,21 @@ impl Drop for Held {
     }
 }
 
+/// The client of `cfg`'s URL: over TLS for `rediss://` (feature `redis-tls`).
+fn client(cfg: &RedisConfig) -> redis::RedisResult<Client> {
+    #[cfg(feature = "redis-tls")]
+    if cfg.url.starts_with("rediss://") && cfg.root_cert.is_some() {
+        return Client::build_with_tls(
+            cfg.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: cfg.root_cert.clone(),
+            },
+        );
+    }
+    Client::open(cfg.url.as_str())
+}
+
 /// Deletes a lease only if it is still the caller's (a compare-and-delete).
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
@@ -311,7 +331,13 @@ impl RedisTier {
                 e.kind()
             ))
         };
-        let client = Client::open(cfg.url.as_str()).map_err(bad)?;
+        if cfg.url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
+            return Err(Error::Config(format!(
+                "{} is a TLS URL: build tiered with the feature `redis-tls`",
+                cfg.shown_url()
+            )));
+        }
+        let client = client(&cfg).map_err(bad)?;
         let info = client.get_connection_info().clone();
         let resp3 = info
             .redis_settings()
