@@ -74,7 +74,8 @@ pub(crate) struct Scanned {
 ///   [`lease`](Lower::lease), and promotes what it read only if no write came since.
 ///
 /// A failure to read is a miss (the tier logs it); a failure to write reaches the caller
-/// through the ticket.
+/// through the ticket. The provided methods are what a tier that keeps nothing out of line,
+/// serves no one and never fails for long does.
 pub(crate) trait Lower: Send + Sync + 'static {
     /// Whether the tier keeps records at all; `false` only for [`NoTier`], so that a cache
     /// in memory only never encodes its values.
@@ -90,20 +91,26 @@ pub(crate) trait Lower: Send + Sync + 'static {
 
     /// Notes a read of `digest` at `now_ms` (`idle`: the entry has an idle limit, and the
     /// time must be kept); may be batched or dropped.
-    fn touch(&self, digest: u128, now_ms: u64, idle: bool);
+    fn touch(&self, _digest: u128, _now_ms: u64, _idle: bool) {}
 
     /// Whether a record of `digest` may exist (a removal of nothing need not be sent).
     fn may_contain(&self, digest: u128) -> bool;
 
     /// The bytes of a payload kept out of line (a side file), or `None` if missing or
     /// damaged (logged).
-    fn out_of_line(&self, blob: &BlobRef) -> Option<Arc<crate::bytes::Source>>;
+    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
+        None
+    }
 
     /// Whether a payload kept out of line is there with its length (nothing large is read).
-    fn out_of_line_present(&self, blob: &BlobRef) -> bool;
+    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
+        false
+    }
 
     /// The bytes of a payload kept out of line, or why they cannot be read.
-    fn out_of_line_bytes(&self, blob: &BlobRef) -> std::result::Result<Vec<u8>, String>;
+    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
+        Err("this tier keeps every payload in its record".into())
+    }
 
     /// Up to `max` records after the cursor `after` (`None`: from the start), and the cursor
     /// to continue from (`None`: done).
@@ -127,7 +134,7 @@ pub(crate) trait Lower: Send + Sync + 'static {
 
     /// `staged` will never be put (its write was overtaken): what it put out of line goes.
     /// Inside the key's stripe lock.
-    fn unstage(&self, staged: Staged);
+    fn unstage(&self, _staged: Staged) {}
 
     /// Queues `record` as the record of `digest`. Inside the key's stripe lock.
     fn put(&self, digest: u128, record: Vec<u8>, room: Reservation) -> Ticket;
@@ -137,11 +144,13 @@ pub(crate) trait Lower: Send + Sync + 'static {
 
     /// For a write that changes nothing here (no record of `digest`): other processes that
     /// share the tier still let go of their copy. Inside the key's stripe lock.
-    fn forget_elsewhere(&self, digest: u128) -> Option<Ticket>;
+    fn forget_elsewhere(&self, _digest: u128) -> Option<Ticket> {
+        None
+    }
 
     /// Queues the removal of a dead record; never waits; a tier may leave it to its own
     /// sweeping. Inside the key's stripe lock.
-    fn discard(&self, digest: u128);
+    fn discard(&self, _digest: u128) {}
 
     /// Raises `label`'s generation in `gens` (the cache's) and wherever the tier keeps
     /// generations, and tells whoever shares the tier. With `settle`, a close waits briefly
@@ -168,24 +177,30 @@ pub(crate) trait Lower: Send + Sync + 'static {
     ///
     /// # Errors
     /// If the tier is out of service or could not compact.
-    fn compact(&self) -> Result<()>;
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Commits what is queued and runs the reclaiming asked for, until `until` at most.
     ///
     /// # Errors
     /// As [`flush`](Lower::flush).
-    fn settle(&self, until: Instant) -> Result<()>;
+    fn settle(&self, _until: Instant) -> Result<()> {
+        Ok(())
+    }
 
     /// For a tier whose records another process holds: that process drops every expired
     /// entry and says how many. `None`: the caller does it itself, over [`scan`](Lower::scan).
-    fn clear_expired_elsewhere(&self) -> Option<Result<u64>>;
+    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
+        None
+    }
 
     /// The cache is closing: stop serving other processes.
-    fn stop_serving(&self);
+    fn stop_serving(&self) {}
 
     /// The process ends without closing the cache (a `static`): let go of what others
     /// would otherwise wait for.
-    fn leave_at_exit(&self);
+    fn leave_at_exit(&self) {}
 
     /// Commits everything queued and lets go of the tier.
     ///
@@ -194,14 +209,20 @@ pub(crate) trait Lower: Send + Sync + 'static {
     fn close(&self) -> Result<()>;
 
     /// What keeps the tier from serving, if anything.
-    fn health(&self) -> Option<crate::Health>;
+    fn health(&self) -> Option<crate::Health> {
+        None
+    }
 
     /// Why the tier is out of service, if it is (for `explain`).
-    fn outage(&self) -> Option<crate::disk::Outage>;
+    fn outage(&self) -> Option<crate::disk::Outage> {
+        None
+    }
 
     /// The figures of the store that the tier shares with others (its entries and sizes), if
     /// another process holds them.
-    fn shared_stats(&self) -> Option<Stats>;
+    fn shared_stats(&self) -> Option<Stats> {
+        None
+    }
 
     /// Whether processes of other builds may share this tier at the same time (Redis during
     /// a rolling deploy): then nothing of another build is reclaimed through it (a memoized

@@ -1,15 +1,13 @@
 //! The tier below memory of a cache in memory only: it keeps nothing (foyer's `NoopEngine`
-//! plays the same part). Each method does what the engine did with no disk tier.
+//! plays the same part). Each method, its own or the trait's provided one, does what the
+//! engine did with no disk tier.
 
-use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::sync::Weak;
 
 use super::Ticket;
 use super::{Above, Lease, LeaseGuard, Lower, Reservation, Scanned, Staged, Staging, Stored};
 use crate::error::Result;
 use crate::generations::Generations;
-use crate::record::BlobRef;
-use crate::stats::Stats;
 
 /// Keeps nothing: every read misses, no value is encoded for it (`keeps_records` is false).
 pub(crate) struct NoTier;
@@ -25,22 +23,8 @@ impl Lower for NoTier {
         None
     }
 
-    fn touch(&self, _digest: u128, _now_ms: u64, _idle: bool) {}
-
     fn may_contain(&self, _digest: u128) -> bool {
         false
-    }
-
-    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
-        None
-    }
-
-    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
-        false
-    }
-
-    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
-        Err("the cache keeps nothing below memory".into())
     }
 
     fn scan(&self, _after: Option<u128>, _max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
@@ -56,8 +40,6 @@ impl Lower for NoTier {
         Reservation::none()
     }
 
-    fn unstage(&self, _staged: Staged) {}
-
     fn put(&self, _digest: u128, _record: Vec<u8>, _room: Reservation) -> Ticket {
         Ticket::done()
     }
@@ -65,12 +47,6 @@ impl Lower for NoTier {
     fn remove(&self, _digest: u128) -> Ticket {
         Ticket::done()
     }
-
-    fn forget_elsewhere(&self, _digest: u128) -> Option<Ticket> {
-        None
-    }
-
-    fn discard(&self, _digest: u128) {}
 
     fn bump(&self, gens: &Generations, label: String, _settle: bool) -> Result<()> {
         gens.bump(&label);
@@ -86,35 +62,7 @@ impl Lower for NoTier {
         Ok(())
     }
 
-    fn compact(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn settle(&self, _until: Instant) -> Result<()> {
-        Ok(())
-    }
-
-    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
-        None
-    }
-
-    fn stop_serving(&self) {}
-
-    fn leave_at_exit(&self) {}
-
     fn close(&self) -> Result<()> {
         Ok(())
-    }
-
-    fn health(&self) -> Option<crate::Health> {
-        None
-    }
-
-    fn outage(&self) -> Option<crate::disk::Outage> {
-        None
-    }
-
-    fn shared_stats(&self) -> Option<Stats> {
-        None
     }
 }

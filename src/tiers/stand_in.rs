@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
 use super::{
     Above, Lease, LeaseGuard, Lower, Reservation, Scanned, Staged, Staging, Stored, Ticket,
@@ -15,8 +14,6 @@ use crate::disk::lock;
 use crate::error::Result;
 use crate::generations::Generations;
 use crate::ordering::Stripes;
-use crate::record::BlobRef;
-use crate::stats::Stats;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -137,22 +134,8 @@ impl Lower for Arc<StandIn> {
         })
     }
 
-    fn touch(&self, _digest: u128, _now_ms: u64, _idle: bool) {}
-
     fn may_contain(&self, digest: u128) -> bool {
         lock(&self.records).contains_key(&digest)
-    }
-
-    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
-        None
-    }
-
-    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
-        false
-    }
-
-    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
-        Err("the stand-in keeps every payload in its record".into())
     }
 
     fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
@@ -253,35 +236,7 @@ impl Lower for Arc<StandIn> {
         Ok(())
     }
 
-    fn compact(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn settle(&self, _until: Instant) -> Result<()> {
-        Ok(())
-    }
-
-    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
-        None
-    }
-
-    fn stop_serving(&self) {}
-
-    fn leave_at_exit(&self) {}
-
     fn close(&self) -> Result<()> {
         Ok(())
-    }
-
-    fn health(&self) -> Option<crate::Health> {
-        None
-    }
-
-    fn outage(&self) -> Option<crate::disk::Outage> {
-        None
-    }
-
-    fn shared_stats(&self) -> Option<Stats> {
-        None
     }
 }
