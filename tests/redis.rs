@@ -120,6 +120,13 @@ impl Server {
         }
     }
 
+    /// Two caches over this server, both hearing the other's writes.
+    fn pair(&self) -> (Cache, Cache) {
+        let pair = (self.cache(), self.cache());
+        listening(self, 2);
+        pair
+    }
+
     /// A cache over this server, as one machine would open it.
     fn cache(&self) -> Cache {
         Cache::builder()
@@ -146,6 +153,15 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// Inserts and waits until the write was sent.
+fn put<V>(cache: &Cache, key: &str, value: V)
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    cache.insert(key, value).unwrap();
+    cache.flush().unwrap();
 }
 
 fn get(cache: &Cache, key: &str) -> Option<String> {
@@ -197,10 +213,8 @@ fn a_value_written_on_one_machine_is_read_on_another_then_served_from_its_memory
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
-    a.insert("k", "v".to_string()).unwrap();
-    a.flush().unwrap();
+    let (a, b) = server.pair();
+    put(&a, "k", "v".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v"));
     assert!(held_in_memory(&b, "k", "v"));
     // Other GETs may come meanwhile (a listener reading a label's new token): a memory hit
@@ -218,8 +232,7 @@ fn an_overwrite_a_tag_a_namespace_and_a_clear_elsewhere_reach_the_other_memory()
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
+    let (a, b) = server.pair();
     let tagged = Options::new().tags(["prices"]);
     a.insert("k", "v1".to_string()).unwrap();
     a.insert_with("t", "tagged".to_string(), &tagged).unwrap();
@@ -258,15 +271,12 @@ fn a_killed_listener_comes_back_and_what_changed_meanwhile_is_not_served_stale()
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
-    a.insert("k", "v1".to_string()).unwrap();
-    a.flush().unwrap();
+    let (a, b) = server.pair();
+    put(&a, "k", "v1".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v1"));
     let killed = server.kill_listeners();
     assert_eq!(killed, 2);
-    a.insert("k", "v2".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "v2".to_string());
     assert!(eventually(|| get(&b, "k").as_deref() == Some("v2")));
     listening(&server, 2);
     // Coherent again afterwards: b holds v2 in memory, and hears of v3.
@@ -280,8 +290,7 @@ fn flushall_empties_every_memory_tier_of_what_came_from_redis() {
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
+    let (a, b) = server.pair();
     a.insert("k", "v".to_string()).unwrap();
     let only = Options::new().memory_only();
     b.insert_with("mine", "kept".to_string(), &only).unwrap();
@@ -296,8 +305,7 @@ fn flushall_empties_every_memory_tier_of_what_came_from_redis() {
         Some("kept"),
         "memory-only values stay"
     );
-    a.insert("k", "after".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "after".to_string());
     assert!(eventually(|| get(&b, "k").as_deref() == Some("after")));
 }
 
@@ -306,10 +314,8 @@ fn a_server_restart_gives_no_caller_an_error_and_everything_works_afterwards() {
     let Some(mut server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
-    a.insert("k", "v".to_string()).unwrap();
-    a.flush().unwrap();
+    let (a, b) = server.pair();
+    put(&a, "k", "v".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v"));
     server.stop();
     // Down: no error reaches a caller; a read past memory misses.
@@ -328,8 +334,7 @@ fn a_server_restart_gives_no_caller_an_error_and_everything_works_afterwards() {
     );
     server.launch();
     listening(&server, 2);
-    a.insert("k", "back".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "back".to_string());
     assert!(eventually(|| get(&b, "k").as_deref() == Some("back")));
     assert!(eventually(|| a.health().is_healthy()));
 }
@@ -447,8 +452,7 @@ fn a_value_above_the_size_bound_stays_in_memory_and_removes_the_older_one() {
             .unwrap()
     };
     let (a, b) = (small(), small());
-    a.insert("k", "short".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "short".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("short"));
     let big = "x".repeat(4096);
     a.insert("k", big.clone()).unwrap();
@@ -459,8 +463,7 @@ fn a_value_above_the_size_bound_stays_in_memory_and_removes_the_older_one() {
         "b still reads the older value"
     );
     // Not in Redis, but not a's own either: another machine's write replaces it.
-    b.insert("k", "newer".to_string()).unwrap();
-    b.flush().unwrap();
+    put(&b, "k", "newer".to_string());
     assert!(eventually(|| get(&a, "k").as_deref() == Some("newer")));
 }
 
@@ -551,13 +554,11 @@ fn a_listener_that_dies_silently_is_noticed_and_nothing_stale_is_served_after() 
         .open()
         .unwrap();
     listening(&server, 2);
-    a.insert("k", "v1".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "v1".to_string());
     assert!(held_in_memory(&b, "k", "v1"));
     // The server still thinks b's listener is there; b hears nothing.
     faults.freeze_listeners.store(true, Ordering::Relaxed);
-    a.insert("k", "v2".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "v2".to_string());
     assert!(
         eventually(|| get(&b, "k").as_deref() == Some("v2")),
         "b served the old value with a deaf listener"
@@ -577,16 +578,14 @@ fn a_reply_that_arrives_after_the_invalidation_is_not_kept_in_memory() {
         .open()
         .unwrap();
     listening(&server, 2);
-    a.insert("k", "v1".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "v1".to_string());
     faults.delay_replies_ms.store(400, Ordering::Relaxed);
     let gets = server.calls("get");
     std::thread::scope(|s| {
         let reader = s.spawn(|| get(&b, "k"));
         // The GET was served (v1), its reply is on its way; then the key changes.
         assert!(eventually(|| server.calls("get") > gets));
-        a.insert("k", "v2".to_string()).unwrap();
-        a.flush().unwrap();
+        put(&a, "k", "v2".to_string());
         assert_eq!(
             reader.join().unwrap().as_deref(),
             Some("v1"),
@@ -681,8 +680,7 @@ fn an_invalidation_a_full_server_refuses_still_reaches_every_cache() {
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
+    let (a, b) = server.pair();
     let tagged = Options::new().tags(["prices"]);
     a.insert_with("t", "old".to_string(), &tagged).unwrap();
     a.namespace("ns").insert("n", "old".to_string()).unwrap();
@@ -724,10 +722,8 @@ fn a_healthy_cache_keeps_what_it_read_from_redis_in_memory() {
     let Some(server) = Server::start() else {
         return;
     };
-    let (a, b) = (server.cache(), server.cache());
-    listening(&server, 2);
-    a.insert("k", "v".to_string()).unwrap();
-    a.flush().unwrap();
+    let (a, b) = server.pair();
+    put(&a, "k", "v".to_string());
     assert!(held_in_memory(&b, "k", "v"));
     // Several probe rounds of both caches (every 2 s): none may drop b's memory.
     let reads_from_redis = b.stats().disk_hits;
@@ -797,8 +793,7 @@ fn dropping_caches_in_any_state_panics_no_thread_of_theirs() {
         eprintln!("panic: {info}");
     }));
     let a = server.cache();
-    a.insert("k", 0).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", 0);
     for i in 0..60u64 {
         let b = server.cache();
         let _ = b.get::<_, i32>("k").unwrap();
@@ -987,8 +982,7 @@ fn a_cache_over_tls_reads_writes_and_hears_invalidations() {
             .unwrap()
     };
     let (a, b) = (open(), open());
-    a.insert("k", "v1".to_string()).unwrap();
-    a.flush().unwrap();
+    put(&a, "k", "v1".to_string());
     assert!(
         held_in_memory(&b, "k", "v1"),
         "b could not read over TLS: {:?}",
@@ -1011,4 +1005,61 @@ fn a_tls_url_without_the_tls_feature_says_which_feature() {
         .unwrap_err();
     assert!(err.to_string().contains("redis-tls"), "{err}");
     assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn writes_of_caches_that_use_a_label_first_at_once_all_reach_redis() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let caches: Vec<Cache> = (0..8).map(|_| server.cache()).collect();
+    listening(&server, 8);
+    let reader = server.cache();
+    let mut lost = Vec::new();
+    for round in 0..10u64 {
+        let barrier = std::sync::Barrier::new(caches.len());
+        let tagged = Options::new().tags([format!("tag{round}")]);
+        std::thread::scope(|s| {
+            for (i, cache) in caches.iter().enumerate() {
+                let (barrier, tagged) = (&barrier, &tagged);
+                s.spawn(move || {
+                    barrier.wait();
+                    cache.insert_with(&(round, i), round, tagged).unwrap();
+                    cache.flush().unwrap();
+                });
+            }
+        });
+        for i in 0..caches.len() {
+            if reader.get::<_, u64>(&(round, i)).unwrap().is_none() {
+                lost.push((round, i));
+            }
+        }
+    }
+    assert!(lost.is_empty(), "writes that never reached Redis: {lost:?}");
+}
+
+#[test]
+fn an_idle_limit_counts_from_the_last_write_in_redis_and_expired_entries_go() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let a = server.cache();
+    let idle = Options::new().idle(Duration::from_millis(300));
+    a.insert_with("k", 1, &idle).unwrap();
+    a.flush().unwrap();
+    let key = server.cli(&["--scan", "--pattern", "tiered:r:*"]);
+    let pttl: i64 = server.cli(&["PTTL", &key]).parse().unwrap();
+    assert!(
+        pttl > 0 && pttl <= 300,
+        "idle entry kept in Redis for {pttl} ms"
+    );
+    assert!(eventually(|| server
+        .cli(&["--scan", "--pattern", "tiered:r:*"])
+        .is_empty()));
+    a.clear_expired().unwrap();
+    assert_eq!(
+        a.clear_expired().unwrap(),
+        0,
+        "counted what it did not delete"
+    );
 }

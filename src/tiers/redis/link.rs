@@ -18,6 +18,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub(super) struct Link {
     client: Client,
+    /// The server as messages name it (no password).
+    shown: String,
     connect_timeout: Duration,
     command_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
@@ -33,9 +35,15 @@ struct Retry {
 }
 
 impl Link {
-    pub fn new(client: Client, connect_timeout: Duration, command_timeout: Duration) -> Self {
+    pub fn new(
+        client: Client,
+        shown: String,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Self {
         Link {
             client,
+            shown,
             connect_timeout,
             command_timeout,
             idle: Mutex::default(),
@@ -129,7 +137,7 @@ impl Link {
                 "the Redis server cannot be reached: reads miss it and writes wait to be \
                  sent until it answers"
             );
-            *outage = Some((why.to_string(), SystemTime::now()));
+            *outage = Some((format!("{}: {why}", self.shown), SystemTime::now()));
         }
     }
 

@@ -28,8 +28,7 @@ use crate::disk::lock;
 use crate::error::{Error, Result};
 use crate::expiry::Clock;
 use crate::generations::Generations;
-use crate::record::{self, BlobRef};
-use crate::stats::Stats;
+use crate::record;
 use keys::Keys;
 use link::Link;
 use tokens::Tokens;
@@ -347,7 +346,12 @@ impl RedisTier {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             keys: Keys::new(&cfg.prefix),
-            link: Link::new(client, cfg.connect_timeout, cfg.command_timeout),
+            link: Link::new(
+                client,
+                cfg.shown_url(),
+                cfg.connect_timeout,
+                cfg.command_timeout,
+            ),
             listener_client,
             gens,
             clock,
@@ -432,18 +436,6 @@ impl Lower for RedisTier {
         true
     }
 
-    fn out_of_line(&self, _blob: &BlobRef) -> Option<Arc<crate::bytes::Source>> {
-        None
-    }
-
-    fn out_of_line_present(&self, _blob: &BlobRef) -> bool {
-        false
-    }
-
-    fn out_of_line_bytes(&self, _blob: &BlobRef) -> std::result::Result<Vec<u8>, String> {
-        Err("Redis keeps every payload in its record".into())
-    }
-
     /// `SCAN` over the record keys; the cursor is the server's. A key may come twice.
     fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
         let shared = &self.shared;
@@ -509,8 +501,6 @@ impl Lower for RedisTier {
         *queued += 1;
         Reservation::new(Permit(shared.clone()))
     }
-
-    fn unstage(&self, _staged: Staged) {}
 
     fn put(&self, digest: u128, record: Vec<u8>, room: Reservation) -> Ticket {
         self.queue(Op::Put { digest, record }, room.take::<Permit>())
@@ -611,20 +601,6 @@ impl Lower for RedisTier {
         self.queue(Op::Flush, None).wait()
     }
 
-    fn compact(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn settle(&self, _until: Instant) -> Result<()> {
-        Ok(())
-    }
-
-    fn clear_expired_elsewhere(&self) -> Option<Result<u64>> {
-        None
-    }
-
-    fn stop_serving(&self) {}
-
     fn leave_at_exit(&self) {
         let _ = self.flush();
     }
@@ -652,14 +628,6 @@ impl Lower for RedisTier {
             .outage()
             .or_else(|| lock(&self.shared.refused).clone())?;
         Some(crate::Health::RedisUnreachable { reason, since })
-    }
-
-    fn outage(&self) -> Option<crate::disk::Outage> {
-        None
-    }
-
-    fn shared_stats(&self) -> Option<Stats> {
-        None
     }
 
     /// Replicas of two builds share the server during a rolling deploy.

@@ -66,7 +66,11 @@ impl Tokens {
                 _ => {
                     let before = self.changes.load(Ordering::Acquire);
                     let token = fetch(id)?;
-                    if !self.keep(gens, id, token, generation, before) {
+                    // A change heard meanwhile (of any label) keeps the token from being
+                    // remembered; the write itself is stale only if this label moved on.
+                    if !self.keep(gens, id, token, generation, before)
+                        && generation != local(gens, id)
+                    {
                         return Ok(None);
                     }
                     token
@@ -237,6 +241,31 @@ mod tests {
             tokens.outgoing(&gens, fresh, |_| ok(1)).unwrap(),
             Some(vec![(id, 9)])
         );
+    }
+
+    #[test]
+    fn a_write_whose_token_lookup_another_label_overtook_is_still_written() {
+        let gens = Generations::default();
+        let tokens = Tokens::default();
+        let id = crate::generations::id("tag:t");
+        let other = crate::generations::id("tag:other");
+        let written = tokens
+            .outgoing(&gens, gens.stamp(&[id]), |_| {
+                // Another process created another label's key meanwhile.
+                tokens.heard(&gens, other, Some(3));
+                ok(7)
+            })
+            .unwrap();
+        assert_eq!(written, Some(vec![(id, 7)]), "a current write was dropped");
+        // And one whose own label moved on meanwhile is not written.
+        let stamp = gens.stamp(&[id]);
+        let written = tokens
+            .outgoing(&gens, stamp, |_| {
+                tokens.heard(&gens, id, Some(9 | BUMPED));
+                ok(9 | BUMPED)
+            })
+            .unwrap();
+        assert_eq!(written, None);
     }
 
     #[test]

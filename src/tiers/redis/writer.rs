@@ -445,6 +445,13 @@ impl Writer {
             d if d <= now => return None, // a past deadline is never written
             d => Some(d - now),
         };
+        // Reads are not sent to Redis: there, an idle limit counts from the last write (as
+        // other processes judge the record, from its write time).
+        let px = match (px, rec.meta.expiry.idle_ms) {
+            (px, 0) => px,
+            (None, idle) => Some(idle),
+            (Some(px), idle) => Some(px.min(idle)),
+        };
         let shared = self.shared.clone();
         let con = self.con.as_mut()?;
         let tokens = shared
