@@ -13,11 +13,13 @@
 //! Run: `cargo bench --features redis --bench redis`.
 
 use std::hint::black_box;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
+
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
 use serde::{Deserialize, Serialize};
 use tiered::Cache;
 
@@ -52,34 +54,18 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        assert!(
+            redis_server::available(),
+            "redis-server must be installed for this benchmark (apt-get install redis-server)"
+        );
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server must be installed for this benchmark (apt-get install redis-server)",
-            );
-        let server = Server {
+        let port = redis_server::free_port();
+        let child = redis_server::spawn(port, dir.path(), &["--port", &port.to_string()]);
+        Server {
             port,
             child,
             _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while server.connection().is_err() {
-            assert!(Instant::now() < until, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     fn url(&self) -> String {

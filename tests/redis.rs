@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::net::TcpListener;
+use common::redis_server;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,53 +24,31 @@ struct Server {
 }
 
 impl Server {
-    /// A fresh server, or `None` (with a loud message) when `redis-server` is not installed
-    /// outside CI.
+    /// A fresh server, or `None` (said loudly) where `redis-server` is not installed outside
+    /// CI.
     fn start() -> Option<Server> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed: CI must run the Redis tests (.ci/run installs it)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: redis-server is not installed; the Redis tier is untested here \
-                 (apt-get install redis-server) ***\n"
-            );
+        if !redis_server::available() {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut server = Server {
-            port,
+            port: redis_server::free_port(),
             child: None,
-            dir,
+            dir: tempfile::tempdir().unwrap(),
         };
         server.launch();
         Some(server)
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
+        let port = self.port.to_string();
+        self.child = Some(redis_server::spawn(
+            self.port,
+            self.dir.path(),
+            &["--port", &port],
+        ));
         let until = Instant::now() + Duration::from_secs(10);
         while self.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < until, "redis-server did not start");
+            assert!(Instant::now() < until, "redis-server did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -398,11 +377,7 @@ fn a_cold_key_is_computed_once_across_machines() {
 
 #[test]
 fn an_unreachable_server_makes_misses_not_errors() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = redis_server::free_port();
     let cache = Cache::builder()
         .redis(format!("redis://127.0.0.1:{port}"))
         .redis_timeouts(Duration::from_millis(100), Duration::from_millis(100))
@@ -914,55 +889,34 @@ fn tls_server() -> Option<(Server, Vec<u8>)> {
         eprintln!("\n*** SKIPPED: openssl could not make test certificates ***\n");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = redis_server::free_port();
     let mut tls = Server {
         port,
         child: None,
         dir: tempfile::tempdir().unwrap(),
     };
-    let child = Command::new("redis-server")
-        .args([
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+    let tls_port = port.to_string();
+    tls.child = Some(redis_server::spawn(
+        port,
+        tls.dir.path(),
+        &[
             "--port",
             "0",
             "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args([
+            &tls_port,
             "--tls-auth-clients",
             "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--tls-cert-file")
-        .arg(dir.join("server.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.join("server.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(dir.join("ca.crt"))
-        .arg("--dir")
-        .arg(tls.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server with TLS");
-    tls.child = Some(child);
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+        ],
+    ));
     let ca = std::fs::read(dir.join("ca.crt")).unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpListener::bind(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < until,
-            "redis-server with TLS did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     drop(server);
     Some((tls, ca))
 }

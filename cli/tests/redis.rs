@@ -2,13 +2,16 @@
 //! real `redis-server` started on a free loopback port. Without one the tests say so loudly
 //! and pass, except under `CI=true`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tiered::{Cache, Options};
 
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+
+/// A `redis-server` of the test's own, stopped when dropped.
 struct Server {
     port: u16,
     child: Child,
@@ -17,52 +20,17 @@ struct Server {
 
 impl Server {
     fn start() -> Option<Server> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed: CI must run the Redis tests"
-            );
-            eprintln!(
-                "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-            );
+        if !redis_server::available() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server {
+        let port = redis_server::free_port();
+        let child = redis_server::spawn(port, dir.path(), &["--port", &port.to_string()]);
+        Some(Server {
             port,
             child,
             _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "PING"])
-            .output()
-            .map_or(true, |o| {
-                !String::from_utf8_lossy(&o.stdout).contains("PONG")
-            })
-        {
-            assert!(Instant::now() < until, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
+        })
     }
 
     fn url(&self) -> String {
@@ -139,11 +107,7 @@ fn ls_stats_and_clear_work_on_a_cache_shared_through_redis() {
 
 #[test]
 fn an_unreachable_server_is_an_error_that_never_shows_the_password() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = redis_server::free_port();
     let url = format!("redis://user:s3cret@127.0.0.1:{port}");
     let out = tiered(&["stats", "--redis", &url]);
     assert_eq!(out.status.code(), Some(1));

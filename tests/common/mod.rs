@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod damage;
+pub mod redis_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
