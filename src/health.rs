@@ -52,6 +52,14 @@ pub enum Health {
         /// Since when.
         since: SystemTime,
     },
+    /// The Redis server refuses `CLIENT TRACKING` (an ACL, a managed service): the cache
+    /// works, and writes and invalidations made through `tiered` reach every process
+    /// through a pub/sub channel its writers publish to, but other clients' writes, flushes
+    /// (`FLUSHALL`) and evictions are not heard (see `docs/redis.md`).
+    RedisUntracked {
+        /// Since when.
+        since: SystemTime,
+    },
     /// Another version of `tiered`, whose protocol this one cannot speak, holds the cache
     /// folder: this process keeps entries in memory only and takes the folder over when that
     /// process lets go of it.

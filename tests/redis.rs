@@ -1017,3 +1017,42 @@ fn an_idle_limit_counts_from_the_last_write_in_redis_and_expired_entries_go() {
         "counted what it did not delete"
     );
 }
+
+#[test]
+fn a_server_that_refuses_tracking_keeps_caches_coherent_through_pub_sub() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    // As a managed service or an ACL may: everything but CLIENT TRACKING.
+    let acl = ["ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all"];
+    server.cli(&[&acl[..], &["-client|tracking"]].concat());
+    let url = format!("redis://app:pw@127.0.0.1:{}", server.port);
+    let open = || Cache::builder().redis(&url).open().unwrap();
+    let (a, b) = (open(), open());
+    for cache in [&a, &b] {
+        assert!(
+            eventually(|| matches!(cache.health(), Health::RedisUntracked { .. })),
+            "health does not say that tracking is refused: {:?}",
+            cache.health()
+        );
+    }
+    put(&a, "k", "v1".to_string());
+    assert!(held_in_memory(&b, "k", "v1"));
+    a.insert("k", "v2".to_string()).unwrap();
+    assert!(
+        eventually(|| get(&b, "k").as_deref() == Some("v2")),
+        "overwrite not heard"
+    );
+    let tagged = Options::new().tags(["prices"]);
+    a.insert_with("t", "old".to_string(), &tagged).unwrap();
+    a.flush().unwrap();
+    assert!(held_in_memory(&b, "t", "old"));
+    a.invalidate_tag("prices").unwrap();
+    assert!(
+        eventually(|| get(&b, "t").is_none()),
+        "tag invalidation not heard"
+    );
+    b.remove("k").unwrap();
+    b.flush().unwrap();
+    assert!(eventually(|| get(&a, "k").is_none()), "removal not heard");
+}

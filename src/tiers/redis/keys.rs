@@ -43,6 +43,12 @@ impl Keys {
         format!("{}h:{token:016x}", self.prefix)
     }
 
+    /// The pub/sub channel that writers publish their changed keys to, where the server
+    /// refuses `CLIENT TRACKING`.
+    pub fn channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
     /// The prefixes the listener is told about (leases are not).
     pub fn tracked(&self) -> [String; 3] {
         [

@@ -38,11 +38,17 @@ pub(super) fn run(shared: Weak<Shared>) {
             })
             .and_then(|mut con| {
                 // Named, so that an operator (or a test) can tell it in `CLIENT LIST`.
-                redis::cmd("CLIENT")
+                let named = redis::cmd("CLIENT")
                     .arg("SETNAME")
                     .arg("tiered-listener")
-                    .query::<()>(&mut con)?;
-                let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con)?;
+                    .query::<()>(&mut con);
+                if let Err(e) = named {
+                    if e.is_connection_dropped() || e.is_timeout() || e.is_io_error() {
+                        return Err(e);
+                    }
+                }
+                // A server that refuses CLIENT commands still serves pub/sub: no id then.
+                let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con).unwrap_or(-1);
                 Ok((con, id))
             });
         let (mut con, id) = match connected {
@@ -55,11 +61,14 @@ pub(super) fn run(shared: Weak<Shared>) {
             }
         };
         *crate::disk::lock(&s.listener) = Some(id);
+        s.subscribed.store(false, Ordering::Release);
         s.nudge_writer();
         drop(s);
         let why = listen(&shared, &mut con);
         let Some(s) = shared.upgrade() else { return };
         *crate::disk::lock(&s.listener) = None;
+        s.subscribing.store(false, Ordering::Release);
+        s.subscribed.store(false, Ordering::Release);
         if s.closed.load(Ordering::Acquire) {
             return;
         }
@@ -82,7 +91,28 @@ fn listen(shared: &Weak<Shared>, con: &mut redis::Connection) -> String {
         if s.restart_listener.swap(false, Ordering::AcqRel) {
             return "it heard nothing back from the server".into();
         }
+        // The server refused tracking: hear the writers' channel instead (once per
+        // connection; the confirmation arrives as a push).
+        if s.pubsub.load(Ordering::Acquire) && !s.subscribing.swap(true, Ordering::AcqRel) {
+            let subscribe = redis::cmd("SUBSCRIBE")
+                .arg(s.keys.channel())
+                .get_packed_command();
+            if let Err(e) = con.send_packed_command(&subscribe) {
+                return e.to_string();
+            }
+        }
         match received {
+            Ok(Value::Push {
+                kind: PushKind::Subscribe,
+                ..
+            }) => {
+                s.subscribed.store(true, Ordering::Release);
+                s.nudge_writer();
+            }
+            Ok(Value::Push {
+                kind: PushKind::Message,
+                data,
+            }) => published(&s, &data),
             Ok(Value::Push {
                 kind: PushKind::Invalidate,
                 data,
@@ -91,6 +121,35 @@ fn listen(shared: &Weak<Shared>, con: &mut redis::Connection) -> String {
             Err(e) if e.is_timeout() => {}
             Err(e) => return e.to_string(),
         }
+    }
+}
+
+/// A message of the writers' channel (pub/sub mode): `<sender> <key> <key>...`, or
+/// `probe <token>`. A process's own messages are skipped (its own writes, like `NOLOOP`).
+fn published(s: &Shared, data: &[Value]) {
+    let Some(Value::BulkString(payload)) = data.get(1) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(payload);
+    let mut words = text.split(' ');
+    match words.next() {
+        Some("probe") => {
+            let token = words.next().and_then(|t| u64::from_str_radix(t, 16).ok());
+            let mut probe = crate::disk::lock(&s.probe);
+            if let (Some(token), Some((sent, _))) = (token, probe.sent) {
+                if token == sent {
+                    probe.heard = token;
+                }
+            }
+        }
+        Some(sender) if sender == format!("{:016x}", s.me) => {}
+        Some(_) => {
+            let keys: Vec<Value> = words
+                .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                .collect();
+            heard(s, &[Value::Array(keys)]);
+        }
+        None => {}
     }
 }
 

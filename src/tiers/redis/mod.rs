@@ -138,6 +138,15 @@ pub(crate) struct Shared {
     probe: Mutex<Probe>,
     /// Why and since when the server refuses writes (`OOM`), while it does.
     refused: Mutex<Option<(String, std::time::SystemTime)>>,
+    /// The server refused `CLIENT TRACKING`: writers publish their changed keys to a channel
+    /// (`keys.rs`) that listeners subscribe to; since when.
+    pubsub: AtomicBool,
+    pubsub_since: Mutex<Option<std::time::SystemTime>>,
+    /// The listener asked for, and got, its subscription (pub/sub mode).
+    subscribing: AtomicBool,
+    subscribed: AtomicBool,
+    /// This process's token in the channel's messages.
+    me: u64,
     /// Set when the listener must connect again (it heard no probe).
     restart_listener: AtomicBool,
     /// Counts invalidations heard; lease waiters wake on it.
@@ -362,6 +371,11 @@ impl RedisTier {
             closed: AtomicBool::new(false),
             probe: Mutex::default(),
             refused: Mutex::default(),
+            pubsub: AtomicBool::new(false),
+            pubsub_since: Mutex::default(),
+            subscribing: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            me: writer::fresh_token(),
             restart_listener: AtomicBool::new(false),
             heard: Default::default(),
             queued: Default::default(),
@@ -622,12 +636,16 @@ impl Lower for RedisTier {
     }
 
     fn health(&self) -> Option<crate::Health> {
-        let (reason, since) = self
-            .shared
+        let shared = &self.shared;
+        if let Some((reason, since)) = shared
             .link
             .outage()
-            .or_else(|| lock(&self.shared.refused).clone())?;
-        Some(crate::Health::RedisUnreachable { reason, since })
+            .or_else(|| lock(&shared.refused).clone())
+        {
+            return Some(crate::Health::RedisUnreachable { reason, since });
+        }
+        let since = (*lock(&shared.pubsub_since))?;
+        Some(crate::Health::RedisUntracked { since })
     }
 
     /// Replicas of two builds share the server during a rolling deploy.

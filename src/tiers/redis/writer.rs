@@ -52,6 +52,8 @@ pub(super) enum Op {
 enum Sent {
     Record(u128),
     Generation(u64),
+    /// The pub/sub notice of the others (pub/sub mode).
+    Notice,
 }
 
 pub(super) struct Job {
@@ -130,7 +132,11 @@ impl Writer {
             }
         }
         if !self.shared.tracking.load(Ordering::Acquire) {
-            self.enable_tracking();
+            if !self.shared.pubsub.load(Ordering::Acquire) {
+                self.enable_tracking();
+            } else if self.shared.subscribed.load(Ordering::Acquire) {
+                self.shared.tracking_confirmed();
+            }
         }
         if !self.unsent.is_empty() || !self.unsent_generations.is_empty() {
             self.send_owed();
@@ -163,7 +169,20 @@ impl Writer {
         let enabled: redis::RedisResult<()> = pipe.query(con);
         match enabled {
             Ok(()) => self.shared.tracking_confirmed(),
-            Err(e) => self.lost(&e.to_string()),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.lost(&e.to_string())
+            }
+            // Refused (an ACL, a managed service): the writers' channel instead.
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the Redis server refuses CLIENT TRACKING: invalidations go through a \
+                     pub/sub channel that tiered's writers publish to; other clients' writes, \
+                     flushes and evictions are not heard"
+                );
+                *crate::disk::lock(&self.shared.pubsub_since) = Some(std::time::SystemTime::now());
+                self.shared.pubsub.store(true, Ordering::Release);
+            }
         }
     }
 
@@ -173,6 +192,11 @@ impl Writer {
         if !self.shared.tracking.load(Ordering::Acquire) {
             // Deaf to other clients: what this process holds from Redis lives briefly.
             self.shared.drop_shared_entries();
+            return;
+        }
+        if self.shared.pubsub.load(Ordering::Acquire) {
+            // No tracking to check: the probe says whether the channel still reaches us.
+            self.probe();
             return;
         }
         let Some(con) = self.con.as_mut() else { return };
@@ -215,7 +239,15 @@ impl Writer {
         let ms = u64::try_from((PROBE_EVERY * 2).as_millis()).unwrap_or(u64::MAX);
         probe.sent = Some((token, Instant::now()));
         drop(probe);
+        let pubsub = shared.pubsub.load(Ordering::Acquire);
         let sent = shared.link.run(|con| {
+            if pubsub {
+                let message = format!("probe {token:016x}");
+                return redis::cmd("PUBLISH")
+                    .arg(shared.keys.channel())
+                    .arg(message)
+                    .query::<()>(con);
+            }
             redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
@@ -238,7 +270,9 @@ impl Writer {
     /// Deletes the keys whose writes were not sent and sends the invalidations owed.
     fn send_owed(&mut self) {
         let shared = self.shared.clone();
-        let Some(con) = self.con.as_mut() else { return };
+        if self.con.is_none() {
+            return;
+        }
         let deletions: Vec<u128> = self.unsent.iter().copied().collect();
         let invalidations: Vec<(u64, u64)> = self
             .unsent_generations
@@ -253,6 +287,18 @@ impl Writer {
         for (id, token) in &invalidations {
             pipe.set(shared.keys.generation(*id), *token);
         }
+        let changed: Vec<String> = deletions
+            .iter()
+            .map(|d| shared.keys.record(*d))
+            .chain(
+                invalidations
+                    .iter()
+                    .map(|(id, _)| shared.keys.generation(*id)),
+            )
+            .collect();
+        // Its reply comes last, after those read below.
+        self.notice(&mut pipe, &changed);
+        let Some(con) = self.con.as_mut() else { return };
         let replies = match pipe.query::<Vec<redis::RedisResult<Value>>>(con) {
             Ok(replies) => replies,
             Err(e) => return self.lost(&e.to_string()),
@@ -286,17 +332,22 @@ impl Writer {
     /// for every process, and this one looks its token up afresh.
     fn delete_generations(&mut self, ids: &[u64]) {
         let shared = self.shared.clone();
-        let Some(con) = self.con.as_mut() else {
+        if self.con.is_none() {
             self.unsent_generations.extend(
                 ids.iter()
                     .map(|id| (*id, fresh_token() | super::tokens::BUMPED)),
             );
             return;
-        };
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.del(shared.keys.generation(*id)).ignore();
         }
+        let changed: Vec<String> = ids.iter().map(|id| shared.keys.generation(*id)).collect();
+        if self.notice(&mut pipe, &changed) {
+            pipe.ignore();
+        }
+        let Some(con) = self.con.as_mut() else { return };
         match pipe.query::<()>(con) {
             Ok(()) => {
                 tracing::warn!(
@@ -316,6 +367,24 @@ impl Writer {
                 self.lost(&e.to_string());
             }
         }
+    }
+
+    /// In pub/sub mode, adds to `pipe` the message that tells the other processes which of
+    /// this cache's keys changed; whether it did.
+    fn notice(&self, pipe: &mut redis::Pipeline, changed: &[String]) -> bool {
+        let keys: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if !self.shared.pubsub.load(Ordering::Acquire) || keys.is_empty() {
+            return false;
+        }
+        let message = format!("{:016x} {}", self.shared.me, keys.join(" "));
+        pipe.cmd("PUBLISH")
+            .arg(self.shared.keys.channel())
+            .arg(message);
+        true
     }
 
     /// Notes whether the server refused writes in the last round (for `health()`).
@@ -377,6 +446,17 @@ impl Writer {
         if sent.is_empty() {
             return;
         }
+        let changed: Vec<String> = sent
+            .iter()
+            .map(|what| match what {
+                Sent::Record(d) => keys.record(*d),
+                Sent::Generation(id) => keys.generation(*id),
+                Sent::Notice => String::new(),
+            })
+            .collect();
+        if self.notice(&mut pipe, &changed) {
+            sent.push(Sent::Notice);
+        }
         let replies = match self.con.as_mut() {
             None => Err("not connected".to_string()),
             Some(con) => pipe
@@ -396,6 +476,7 @@ impl Writer {
                             self.unsent.insert(*digest);
                         }
                         Sent::Generation(id) => full.push(*id),
+                        Sent::Notice => {}
                     }
                 }
                 if refused.is_some() {
