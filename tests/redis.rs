@@ -457,6 +457,8 @@ mod proxy {
         pub freeze_listeners: AtomicBool,
         /// Replies to the other connections wait this many ms.
         pub delay_replies_ms: AtomicU64,
+        /// What reaches listeners waits this many ms (a lost packet's retransmission).
+        pub delay_listeners_ms: AtomicU64,
     }
 
     pub fn start(server_port: u16) -> (u16, Arc<Faults>) {
@@ -508,6 +510,10 @@ mod proxy {
             }
             let ms = f.delay_replies_ms.load(Ordering::SeqCst);
             if reply && !listener && ms > 0 {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            let ms = f.delay_listeners_ms.load(Ordering::SeqCst);
+            if reply && listener && ms > 0 {
                 std::thread::sleep(Duration::from_millis(ms));
             }
             if to.write_all(&buf[..n]).is_err() {
@@ -1027,7 +1033,14 @@ fn a_server_that_refuses_tracking_keeps_caches_coherent_through_pub_sub() {
     let acl = ["ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all"];
     server.cli(&[&acl[..], &["-client|tracking"]].concat());
     let url = format!("redis://app:pw@127.0.0.1:{}", server.port);
-    let open = || Cache::builder().redis(&url).open().unwrap();
+    // A prefix with a space: the notices name keys by digest, not by their text.
+    let open = || {
+        Cache::builder()
+            .redis(&url)
+            .redis_prefix("my app:")
+            .open()
+            .unwrap()
+    };
     let (a, b) = (open(), open());
     for cache in [&a, &b] {
         assert!(
@@ -1055,4 +1068,53 @@ fn a_server_that_refuses_tracking_keeps_caches_coherent_through_pub_sub() {
     b.remove("k").unwrap();
     b.flush().unwrap();
     assert!(eventually(|| get(&a, "k").is_none()), "removal not heard");
+    // A replica's first writes, before it knows that it may not track, are heard too.
+    put(&a, "k", "v3".to_string());
+    assert!(held_in_memory(&b, "k", "v3"));
+    let fresh = open();
+    put(&fresh, "k", "v4".to_string());
+    assert!(
+        eventually(|| get(&b, "k").as_deref() == Some("v4")),
+        "a fresh write not heard"
+    );
+    // And a cache whose user may track tells those that may not.
+    let tracking = Cache::builder()
+        .redis(server.url())
+        .redis_prefix("my app:")
+        .open()
+        .unwrap();
+    put(&tracking, "k", "v5".to_string());
+    assert!(
+        eventually(|| get(&b, "k").as_deref() == Some("v5")),
+        "a tracking cache's write not heard by an untracked one"
+    );
+}
+
+#[test]
+fn an_invalidation_heard_late_still_frees_what_its_label_covered() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (port, faults) = proxy::start(server.port);
+    let b = server.cache();
+    let c = Cache::builder()
+        .redis(format!("redis://127.0.0.1:{port}"))
+        .open()
+        .unwrap();
+    listening(&server, 2);
+    let tagged = Options::new().tags(["t"]);
+    c.insert_with("mine", "held".to_string(), &tagged.clone().memory_only())
+        .unwrap();
+    // c hears everything 300 ms late; meanwhile it reads a value written under the label's
+    // new token.
+    faults.delay_listeners_ms.store(300, Ordering::SeqCst);
+    b.invalidate_tag("t").unwrap();
+    b.insert_with("x", "new".to_string(), &tagged).unwrap();
+    b.flush().unwrap();
+    assert_eq!(get(&c, "x").as_deref(), Some("new"));
+    faults.delay_listeners_ms.store(0, Ordering::SeqCst);
+    assert!(
+        eventually(|| get(&c, "mine").is_none()),
+        "c kept a value of a label invalidated elsewhere"
+    );
 }

@@ -19,6 +19,10 @@ impl Above for Inner {
     }
 
     fn lost_contact(&self) {
+        self.memory.drop_persisted();
+    }
+
+    fn missed_changes(&self) {
         // Reads running now noted their versions before: none of them promotes what it read.
         self.stripes.bump_all();
         self.memory.drop_persisted();

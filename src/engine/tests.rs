@@ -267,14 +267,15 @@ fn what_a_tier_keeps_for_an_imported_value_outlives_the_wait_for_its_put() {
 }
 
 #[test]
-fn a_read_in_flight_when_contact_is_lost_does_not_keep_what_it_read() {
+fn a_read_in_flight_when_changes_were_missed_does_not_keep_what_it_read() {
     let (cache, stand_in) = over_stand_in();
     cache.insert("k", "v".to_string()).unwrap();
     cache.inner.memory.clear();
-    // The tier loses contact while the read's answer is on its way (the answer may be older
-    // than what it missed).
+    // The tier finds it missed changes while the read's answer is on its way (the answer
+    // may be older than what it missed).
     let tier = stand_in.clone();
-    *crate::disk::lock(&stand_in.after_read) = Some(Box::new(move || tier.above().lost_contact()));
+    *crate::disk::lock(&stand_in.after_read) =
+        Some(Box::new(move || tier.above().missed_changes()));
     assert_eq!(get(&cache, "k").as_deref(), Some("v"));
     let before = cache.stats().disk_hits;
     assert_eq!(get(&cache, "k").as_deref(), Some("v"));

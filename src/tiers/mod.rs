@@ -258,9 +258,16 @@ pub(crate) trait Above: Send + Sync {
 
     /// The tier may have missed changes made elsewhere (its connection ended, another process
     /// took the folder over): the memory tier drops every value that came from, or went to,
-    /// the tier below, and no read running now keeps what it read; values kept in memory
-    /// only stay. Takes every stripe lock, one at a time.
+    /// the tier below; values kept in memory only stay. Takes no stripe lock: a writer of
+    /// the cache may hold one while it waits on the tier.
     fn lost_contact(&self);
+
+    /// [`lost_contact`](Above::lost_contact), and no read running now keeps what it read
+    /// (every key's version moves on first). Takes every stripe lock, one at a time: only
+    /// for a tier whose writes never make a writer wait while it holds a stripe lock (the
+    /// folder's client does: its takeover bumps the stripes itself, once it can).
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    fn missed_changes(&self);
 
     /// Generations were raised elsewhere (the tier already raised them in the cache's
     /// `Generations`): entries kept in memory only that they made stale are let go now.

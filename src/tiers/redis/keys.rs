@@ -8,7 +8,7 @@ pub(super) struct Keys {
 }
 
 /// A key another client changed, as the listener hears of it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Changed {
     Record(u128),
     Generation(u64),
@@ -89,6 +89,38 @@ impl Keys {
     }
 }
 
+/// The message that tells other processes (through the channel) what `sender` changed:
+/// `<sender> r<digest> g<label id> ...`, in hex, so that no prefix can break it up.
+pub(super) fn notice(sender: u64, changed: &[Changed]) -> String {
+    let mut out = format!("{sender:016x}");
+    for c in changed {
+        match c {
+            Changed::Record(d) => out.push_str(&format!(" r{d:032x}")),
+            Changed::Generation(id) => out.push_str(&format!(" g{id:016x}")),
+            Changed::Probe(token) => out.push_str(&format!(" p{token:016x}")),
+        }
+    }
+    out
+}
+
+/// A notice read back: its sender and what changed (unknown words are skipped).
+pub(super) fn read_notice(text: &str) -> Option<(u64, Vec<Changed>)> {
+    let mut words = text.split(' ');
+    let sender = u64::from_str_radix(words.next()?, 16).ok()?;
+    let changed = words
+        .filter_map(|w| {
+            let (kind, hex) = w.split_at_checked(1)?;
+            match kind {
+                "r" => u128::from_str_radix(hex, 16).ok().map(Changed::Record),
+                "g" => u64::from_str_radix(hex, 16).ok().map(Changed::Generation),
+                "p" => u64::from_str_radix(hex, 16).ok().map(Changed::Probe),
+                _ => None,
+            }
+        })
+        .collect();
+    Some((sender, changed))
+}
+
 /// `text` with the characters `SCAN MATCH` gives a meaning escaped.
 fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -124,6 +156,19 @@ mod tests {
         assert_eq!(keys.parse(keys.lease(d).as_bytes()), None);
         assert_eq!(keys.parse(b"other:r:00"), None);
         assert_eq!(keys.parse(b"app:r:xyz"), None);
+    }
+
+    #[test]
+    fn a_notice_reads_back_whatever_the_prefix() {
+        let changed = [
+            Changed::Record(u128::MAX),
+            Changed::Generation(7),
+            Changed::Probe(9),
+        ];
+        assert_eq!(
+            read_notice(&notice(42, &changed)),
+            Some((42, changed.to_vec()))
+        );
     }
 
     #[test]

@@ -124,63 +124,61 @@ fn listen(shared: &Weak<Shared>, con: &mut redis::Connection) -> String {
     }
 }
 
-/// A message of the writers' channel (pub/sub mode): `<sender> <key> <key>...`, or
-/// `probe <token>`. A process's own messages are skipped (its own writes, like `NOLOOP`).
+/// A notice of the writers' channel (pub/sub mode, `keys::notice`). A process's own notices
+/// are skipped (its own writes, as `NOLOOP` does), but its probes count.
 fn published(s: &Shared, data: &[Value]) {
     let Some(Value::BulkString(payload)) = data.get(1) else {
         return;
     };
-    let text = String::from_utf8_lossy(payload);
-    let mut words = text.split(' ');
-    match words.next() {
-        Some("probe") => {
-            let token = words.next().and_then(|t| u64::from_str_radix(t, 16).ok());
-            let mut probe = crate::disk::lock(&s.probe);
-            if let (Some(token), Some((sent, _))) = (token, probe.sent) {
-                if token == sent {
-                    probe.heard = token;
-                }
-            }
-        }
-        Some(sender) if sender == format!("{:016x}", s.me) => {}
-        Some(_) => {
-            let keys: Vec<Value> = words
-                .map(|k| Value::BulkString(k.as_bytes().to_vec()))
-                .collect();
-            heard(s, &[Value::Array(keys)]);
-        }
-        None => {}
-    }
+    let Some((sender, changed)) = super::keys::read_notice(&String::from_utf8_lossy(payload))
+    else {
+        return;
+    };
+    let changed: Vec<Changed> = changed
+        .into_iter()
+        .filter(|c| sender != s.me || matches!(c, Changed::Probe(_)))
+        .collect();
+    apply(s, Some(changed));
 }
 
 /// An `invalidate` push: the keys other clients changed, or none for a flush.
 fn heard(s: &Shared, data: &[Value]) {
-    let Some(above) = s.above() else { return };
-    let keys = match data.first() {
-        Some(Value::Array(keys)) => keys,
+    let changed = match data.first() {
+        Some(Value::Array(keys)) => Some(
+            keys.iter()
+                .filter_map(|key| match key {
+                    Value::BulkString(key) => s.keys.parse(key),
+                    _ => None,
+                })
+                .collect(),
+        ),
         // `FLUSHALL` or `FLUSHDB`: every key.
-        _ => {
-            s.tokens.forget_all();
-            above.lost_contact();
-            s.wake_waiters();
-            return;
-        }
+        _ => None,
+    };
+    apply(s, changed);
+}
+
+/// What other processes changed (`None`: everything, a flush), applied to the cache above.
+fn apply(s: &Shared, changed: Option<Vec<Changed>>) {
+    let Some(above) = s.above() else { return };
+    let Some(changed) = changed else {
+        s.tokens.forget_all();
+        above.missed_changes();
+        s.wake_waiters();
+        return;
     };
     let mut generations = false;
-    for key in keys {
-        let Value::BulkString(key) = key else {
-            continue;
-        };
-        match s.keys.parse(key) {
-            Some(Changed::Record(digest)) => above.forget(digest),
-            Some(Changed::Probe(token)) => {
+    for change in changed {
+        match change {
+            Changed::Record(digest) => above.forget(digest),
+            Changed::Probe(token) => {
                 // Every process's probes reach every listener: only this one's counts.
                 let mut probe = crate::disk::lock(&s.probe);
                 if probe.sent.is_some_and(|(sent, _)| sent == token) {
                     probe.heard = token;
                 }
             }
-            Some(Changed::Generation(id)) => {
+            Changed::Generation(id) => {
                 // Read now: an invalidation's token is told from a first use's by its mark.
                 let key = s.keys.generation(id);
                 let current = s
@@ -190,7 +188,6 @@ fn heard(s: &Shared, data: &[Value]) {
                     .unwrap_or(Some(super::tokens::BUMPED));
                 generations |= s.tokens.heard(&s.gens, id, current);
             }
-            None => {}
         }
     }
     if generations {

@@ -202,7 +202,7 @@ impl Shared {
     fn drop_shared_entries(&self) {
         self.tokens.forget_all();
         if let Some(above) = self.above() {
-            above.lost_contact();
+            above.missed_changes();
         }
         self.wake_waiters();
     }

@@ -151,15 +151,18 @@ impl Tokens {
     }
 
     /// Another client changed the key of `id`; `current` is its token now (`None`: gone).
-    /// An invalidation ([`BUMPED`] token) or a key gone (deleted because the server was full,
-    /// or evicted) makes the label move on here; a key created at a label's first use
-    /// invalidates no one's values in memory. Whether the label moved on.
+    /// An invalidation ([`BUMPED`] token, even one already looked up) or a key gone (deleted
+    /// because the server was full, or evicted) makes the label move on here; a key created
+    /// at a label's first use invalidates no one's values in memory. Whether the label moved
+    /// on.
     pub fn heard(&self, gens: &Generations, id: u64, current: Option<u64>) -> bool {
         let mut known = lock(&self.known);
         self.changes.fetch_add(1, Ordering::AcqRel);
-        let old = known.remove(&id).map(|k| k.token);
+        known.remove(&id);
+        // Even a token this process already knows: a read may have looked it up (and taken
+        // it as the current one) before its invalidation was heard.
         let moved = match current {
-            Some(token) => token & BUMPED != 0 && old != Some(token),
+            Some(token) => token & BUMPED != 0,
             None => true,
         };
         if moved {

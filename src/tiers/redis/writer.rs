@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, Value};
 
+use super::keys::Changed;
 use super::Shared;
 use crate::record;
 
@@ -242,7 +243,7 @@ impl Writer {
         let pubsub = shared.pubsub.load(Ordering::Acquire);
         let sent = shared.link.run(|con| {
             if pubsub {
-                let message = format!("probe {token:016x}");
+                let message = super::keys::notice(shared.me, &[Changed::Probe(token)]);
                 return redis::cmd("PUBLISH")
                     .arg(shared.keys.channel())
                     .arg(message)
@@ -287,14 +288,10 @@ impl Writer {
         for (id, token) in &invalidations {
             pipe.set(shared.keys.generation(*id), *token);
         }
-        let changed: Vec<String> = deletions
+        let changed: Vec<Changed> = deletions
             .iter()
-            .map(|d| shared.keys.record(*d))
-            .chain(
-                invalidations
-                    .iter()
-                    .map(|(id, _)| shared.keys.generation(*id)),
-            )
+            .map(|d| Changed::Record(*d))
+            .chain(invalidations.iter().map(|(id, _)| Changed::Generation(*id)))
             .collect();
         // Its reply comes last, after those read below.
         self.notice(&mut pipe, &changed);
@@ -343,7 +340,7 @@ impl Writer {
         for id in ids {
             pipe.del(shared.keys.generation(*id)).ignore();
         }
-        let changed: Vec<String> = ids.iter().map(|id| shared.keys.generation(*id)).collect();
+        let changed: Vec<Changed> = ids.iter().map(|id| Changed::Generation(*id)).collect();
         if self.notice(&mut pipe, &changed) {
             pipe.ignore();
         }
@@ -369,21 +366,18 @@ impl Writer {
         }
     }
 
-    /// In pub/sub mode, adds to `pipe` the message that tells the other processes which of
-    /// this cache's keys changed; whether it did.
-    fn notice(&self, pipe: &mut redis::Pipeline, changed: &[String]) -> bool {
-        let keys: Vec<&str> = changed
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty())
-            .collect();
-        if !self.shared.pubsub.load(Ordering::Acquire) || keys.is_empty() {
+    /// Adds to `pipe` the message that tells the processes whose server refused them
+    /// tracking which of this cache's keys changed (`keys::notice`); whether it did. Sent
+    /// whatever this process's own mode: a deployment may mix users that may track and users
+    /// that may not, and a process does not know its mode until its first tracking attempt.
+    /// Where no one subscribes, a `PUBLISH` costs the server next to nothing.
+    fn notice(&self, pipe: &mut redis::Pipeline, changed: &[Changed]) -> bool {
+        if changed.is_empty() {
             return false;
         }
-        let message = format!("{:016x} {}", self.shared.me, keys.join(" "));
         pipe.cmd("PUBLISH")
             .arg(self.shared.keys.channel())
-            .arg(message);
+            .arg(super::keys::notice(self.shared.me, changed));
         true
     }
 
@@ -446,12 +440,12 @@ impl Writer {
         if sent.is_empty() {
             return;
         }
-        let changed: Vec<String> = sent
+        let changed: Vec<Changed> = sent
             .iter()
-            .map(|what| match what {
-                Sent::Record(d) => keys.record(*d),
-                Sent::Generation(id) => keys.generation(*id),
-                Sent::Notice => String::new(),
+            .filter_map(|what| match what {
+                Sent::Record(d) => Some(Changed::Record(*d)),
+                Sent::Generation(id) => Some(Changed::Generation(*id)),
+                Sent::Notice => None,
             })
             .collect();
         if self.notice(&mut pipe, &changed) {
