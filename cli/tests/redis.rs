@@ -86,6 +86,14 @@ fn ls_stats_and_clear_work_on_a_cache_shared_through_redis() {
         .filter_map(|e| e["key"].as_str())
         .collect();
     assert_eq!(keys.len(), 3, "{listed}");
+    // Tags by name, as the app gave them (the command never used them itself).
+    let tagged = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "prices")))
+        .count();
+    assert_eq!(tagged, 2, "{listed}");
     let stats = json(&["stats", "--redis", &url]);
     assert_eq!(stats["live_entries"], 3, "{stats}");
 

@@ -33,6 +33,12 @@ impl Keys {
         format!("{}g:{id:016x}", self.prefix)
     }
 
+    /// `PREFIXn:<id>`: a label's name (`tag:prices`, `ns:user`), for listings of other
+    /// processes; written once, at the label's first use.
+    pub fn name(&self, id: u64) -> String {
+        format!("{}n:{id:016x}", self.prefix)
+    }
+
     /// `PREFIXl:<digest>`: who computes a missing key now.
     pub fn lease(&self, digest: u128) -> String {
         format!("{}l:{digest:032x}", self.prefix)

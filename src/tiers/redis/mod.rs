@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     subscribed: AtomicBool,
     /// This process's token in the channel's messages.
     me: u64,
+    /// Labels whose name this process asked Redis for.
+    asked_names: Mutex<std::collections::HashSet<u64>>,
     /// Set when the listener must connect again (it heard no probe).
     restart_listener: AtomicBool,
     /// Counts invalidations heard; lease waiters wake on it.
@@ -224,6 +226,23 @@ impl Shared {
         self.local(bytes).map(Some)
     }
 
+    /// Learns the name of label `id` from Redis if this process does not know it (once per
+    /// label), so that listings name it: only a name whose id is `id` is taken.
+    fn learn_name(&self, id: u64) {
+        if self.gens.label_of(id).is_some() || !lock(&self.asked_names).insert(id) {
+            return;
+        }
+        let key = self.keys.name(id);
+        let name = self
+            .link
+            .run(|con| redis::cmd("GET").arg(&key).query::<Option<String>>(con));
+        if let Ok(Some(label)) = name {
+            if crate::generations::id(&label) == id {
+                self.gens.know(&label, id);
+            }
+        }
+    }
+
     /// `bytes` (a record as Redis keeps it) as the engine judges it.
     fn local(&self, bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         // A damaged record is handed on as it is: the engine drops it and says so.
@@ -231,6 +250,7 @@ impl Shared {
             return Ok(bytes);
         };
         let generations = self.tokens.incoming(&self.gens, rec.generations(), |id| {
+            self.learn_name(id);
             let key = self.keys.generation(id);
             self.link
                 .run(|con| redis::cmd("GET").arg(&key).query::<Option<u64>>(con))
@@ -376,6 +396,7 @@ impl RedisTier {
             subscribing: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             me: writer::fresh_token(),
+            asked_names: Mutex::default(),
             restart_listener: AtomicBool::new(false),
             heard: Default::default(),
             queued: Default::default(),

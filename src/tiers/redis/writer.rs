@@ -534,7 +534,16 @@ impl Writer {
             .outgoing(&shared.gens, rec.generations(), |id| {
                 // A first use's token: its mark clear (see `tokens.rs`).
                 let token = fresh_token() & !super::tokens::BUMPED;
-                fetch_or_create(con, &shared.keys.generation(id), token)
+                let token = fetch_or_create(con, &shared.keys.generation(id), token)?;
+                // And its name, for other processes' listings.
+                if let Some((label, _)) = shared.gens.label_of(id) {
+                    redis::cmd("SET")
+                        .arg(shared.keys.name(id))
+                        .arg(&*label)
+                        .arg("NX")
+                        .query::<()>(con)?;
+                }
+                Ok::<u64, redis::RedisError>(token)
             })
             .ok()??;
         Some((record::encode(&rec.meta, &tokens, rec.key, rec.payload), px))
