@@ -92,6 +92,14 @@ impl Server {
         ids.len()
     }
 
+    /// `SHUTDOWN NOSAVE`, as an operator restarting it would, then waits for it to end.
+    fn shutdown(&mut self) {
+        self.cli(&["SHUTDOWN", "NOSAVE"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -296,7 +304,7 @@ fn a_server_restart_gives_no_caller_an_error_and_everything_works_afterwards() {
     let (a, b) = server.pair();
     put(&a, "k", "v".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v"));
-    server.stop();
+    server.shutdown();
     // Down: no error reaches a caller; a read past memory misses.
     a.insert("down", "x".to_string()).unwrap();
     let v = a
@@ -1117,4 +1125,43 @@ fn an_invalidation_heard_late_still_frees_what_its_label_covered() {
         eventually(|| get(&c, "mine").is_none()),
         "c kept a value of a label invalidated elsewhere"
     );
+}
+
+#[test]
+fn under_allkeys_lru_evictions_no_invalidated_value_is_served_and_no_call_fails() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    server.cli(&["CONFIG", "SET", "maxmemory", "2mb"]);
+    let (a, b) = server.pair();
+    let tagged = Options::new().tags(["t"]);
+    let value = "x".repeat(1024);
+    // More than the server holds: records and label keys get evicted.
+    for i in 0..4000u32 {
+        a.insert_with(&i, value.clone(), &tagged).unwrap();
+    }
+    a.flush().unwrap();
+    let evicted: u64 = server
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(evicted > 0, "nothing was evicted: the test proves nothing");
+    let held: Vec<u32> = (3000..4000u32)
+        .filter(|i| b.get::<_, String>(i).unwrap().is_some())
+        .collect();
+    assert!(!held.is_empty(), "b holds none of the last entries: nothing to check");
+    a.invalidate_tag("t").unwrap();
+    a.flush().unwrap();
+    for i in &held {
+        assert!(
+            eventually(|| b.get::<_, String>(i).unwrap().is_none()),
+            "entry {i} served after its tag was invalidated"
+        );
+    }
+    // And it works afterwards.
+    put(&a, "after", "v".to_string());
+    assert!(eventually(|| get(&b, "after").as_deref() == Some("v")));
 }

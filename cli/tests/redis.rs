@@ -91,7 +91,11 @@ fn ls_stats_and_clear_work_on_a_cache_shared_through_redis() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "prices")))
+        .filter(|e| {
+            e["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "prices"))
+        })
         .count();
     assert_eq!(tagged, 2, "{listed}");
     let stats = json(&["stats", "--redis", &url]);
