@@ -1152,7 +1152,10 @@ fn under_allkeys_lru_evictions_no_invalidated_value_is_served_and_no_call_fails(
     let held: Vec<u32> = (3000..4000u32)
         .filter(|i| b.get::<_, String>(i).unwrap().is_some())
         .collect();
-    assert!(!held.is_empty(), "b holds none of the last entries: nothing to check");
+    assert!(
+        !held.is_empty(),
+        "b holds none of the last entries: nothing to check"
+    );
     a.invalidate_tag("t").unwrap();
     a.flush().unwrap();
     for i in &held {
