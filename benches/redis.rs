@@ -48,7 +48,7 @@ fn keys() -> Vec<String> {
 /// A `redis-server` of the run's own, stopped at the end.
 struct Server {
     port: u16,
-    child: Child,
+    child: std::sync::Mutex<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,7 +63,7 @@ impl Server {
         let child = redis_server::spawn(port, dir.path(), &["--port", &port.to_string()]);
         Server {
             port,
-            child,
+            child: std::sync::Mutex::new(child),
             _dir: dir,
         }
     }
@@ -77,15 +77,25 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Server {
+    fn stop(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The run's server, started at first use and stopped at the end of `main` (a `static` is
+/// never dropped).
+static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+
 fn server() -> &'static Server {
-    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
     SERVER.get_or_init(Server::start)
 }
 
@@ -253,4 +263,7 @@ criterion_group! {
 fn main() {
     redis_tier();
     Criterion::default().configure_from_args().final_summary();
+    if let Some(server) = SERVER.get() {
+        server.stop();
+    }
 }
