@@ -68,6 +68,13 @@ impl Generations {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// The current generation of `id` (0 for a label never bumped).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn current(&self, id: u64) -> u64 {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.get(&id).copied().unwrap_or(0)
+    }
+
     /// The current generation of each id, for a record about to be written.
     pub fn stamp(&self, ids: &[u64]) -> Vec<(u64, u64)> {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());

@@ -38,10 +38,6 @@ struct Known {
     local: u64,
 }
 
-fn local(gens: &Generations, id: u64) -> u64 {
-    gens.stamp(&[id])[0].1
-}
-
 impl Tokens {
     /// The tokens for a record stamped with `stamp` (local generations), fetching (or
     /// creating) a label's token with `fetch` when it is not known. `None` if a generation is
@@ -57,7 +53,7 @@ impl Tokens {
     ) -> Result<Option<Vec<(u64, u64)>>, E> {
         let mut out = Vec::new();
         for (id, generation) in stamp {
-            if generation != local(gens, id) {
+            if generation != gens.current(id) {
                 return Ok(None);
             }
             let known = lock(&self.known).get(&id).copied();
@@ -69,7 +65,7 @@ impl Tokens {
                     // A change heard meanwhile (of any label) keeps the token from being
                     // remembered; the write itself is stale only if this label moved on.
                     if !self.keep(gens, id, token, generation, before)
-                        && generation != local(gens, id)
+                        && generation != gens.current(id)
                     {
                         return Ok(None);
                     }
@@ -98,10 +94,10 @@ impl Tokens {
             // The label's token, and the local generation it stood for when it was read: a
             // change heard meanwhile makes that generation an old one.
             let (current, generation) = match known {
-                Some(k) if k.local == local(gens, id) => (Some(k.token), k.local),
+                Some(k) if k.local == gens.current(id) => (Some(k.token), k.local),
                 _ => {
                     let before = self.changes.load(Ordering::Acquire);
-                    let generation = local(gens, id);
+                    let generation = gens.current(id);
                     let fetched = fetch(id)?;
                     if let Some(t) = fetched {
                         self.keep(gens, id, t, generation, before);
@@ -122,7 +118,7 @@ impl Tokens {
     /// heard of since the lookup began (`before`); whether it did.
     fn keep(&self, gens: &Generations, id: u64, token: u64, generation: u64, before: u64) -> bool {
         let mut known = lock(&self.known);
-        if self.changes.load(Ordering::Acquire) != before || local(gens, id) != generation {
+        if self.changes.load(Ordering::Acquire) != before || gens.current(id) != generation {
             return false;
         }
         known.insert(
