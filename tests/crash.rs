@@ -326,8 +326,17 @@ fn flood_and_kill(sig: i32, round: usize, pad: usize, run_ms: Range<u64>) -> (u6
 fn batched_kill(sig: i32, name: &str, pad: usize, rounds: usize, run_ms: Range<u64>) {
     let _serial = disk_heavy();
     let (mut peak_max, mut checked, mut acked_total) = (0, 0, 0);
+    // Only inserts acknowledged 2·WINDOW + SLACK before the kill are checked, so a round killed
+    // sooner checks none. The first round may be killed that early (a kill soon after opening
+    // is a case of its own); the later ones are killed late enough to check some.
+    let late = (2 * WINDOW + SLACK).as_millis() as u64 + 400;
     for round in 0..rounds {
-        let (peak, acked, must) = flood_and_kill(sig, round, pad, run_ms.clone());
+        let run_ms = if round == 0 {
+            run_ms.clone()
+        } else {
+            run_ms.start.max(late)..run_ms.end.max(late + 1_000)
+        };
+        let (peak, acked, must) = flood_and_kill(sig, round, pad, run_ms);
         eprintln!(
             "{name} round {round}: child peak RSS {} MiB, {acked} inserts acknowledged, \
              {must} checked",
