@@ -129,6 +129,13 @@ impl CacheBuilder {
             request_timeout: self.request_timeout,
             on_damaged_file: self.on_damaged_file,
             warm_restart: self.warm_restart,
+            #[cfg(feature = "redis")]
+            redis: match self.redis.url.is_empty() {
+                true => String::new(),
+                false => format!("{} {}", self.redis.shown_url(), self.redis.prefix),
+            },
+            #[cfg(not(feature = "redis"))]
+            redis: String::new(),
         }
     }
 
@@ -218,12 +225,18 @@ impl CacheBuilder {
         self
     }
 
-    /// Shares the cache through the Redis server at `url` (`redis://[user:password@]host:port[/db]`,
-    /// or `rediss://` over TLS with the feature `redis-tls`), below this process's memory tier: a value written here is read by every process and
-    /// machine that opens the same server with the same prefix, and each one's memory tier
-    /// hears of the writes and invalidations made elsewhere (see `docs/redis.md`). The password
-    /// is never logged or shown. A folder in front of Redis (`path` and `redis` together) is
-    /// not supported yet: [`open`](CacheBuilder::open) says so.
+    /// Shares the cache through the Redis server at `url`
+    /// (`redis://[user:password@]host:port[/db]`, or `rediss://` over TLS with the feature
+    /// `redis-tls`), below this process's memory tier: a value written here is read by every
+    /// process and machine that opens the same server with the same prefix, and each one's
+    /// memory tier hears of the writes and invalidations made elsewhere (see
+    /// `docs/redis.md`). The password is never logged or shown.
+    ///
+    /// With a [`path`](CacheBuilder::path) too, the folder sits between memory and Redis and
+    /// keeps copies of Redis's records: a value read again after a restart is read from the
+    /// local disk, once Redis confirmed (in one small round trip) that the copy is still its
+    /// record; an unconfirmed copy is never served. Give every process on that folder the
+    /// same server and prefix.
     ///
     /// ```no_run
     /// let cache = tiered::Cache::builder()
@@ -360,13 +373,6 @@ impl CacheBuilder {
     /// new connections, in the child of a fork.
     #[cfg(feature = "redis")]
     fn open_redis(self) -> Result<Arc<Inner>> {
-        if self.path.is_some() {
-            return Err(Error::Config(
-                "a cache folder in front of Redis is not supported yet: give either `path` or \
-                 `redis`, not both"
-                    .into(),
-            ));
-        }
         // A child of a fork opens its own connections and threads (see `fork.rs`).
         crate::fork::install();
         let recipe = self.clone();
@@ -398,7 +404,7 @@ impl CacheBuilder {
             ));
         }
         #[cfg(feature = "redis")]
-        if !self.redis.url.is_empty() {
+        if !self.redis.url.is_empty() && self.path.is_none() {
             return self.open_redis();
         }
         let Some(path) = self.path.clone() else {
@@ -460,13 +466,33 @@ impl CacheBuilder {
             },
         };
         let gens = Arc::new(Generations::default());
+        // In front of Redis, the folder keeps copies of Redis's records, stamped with its
+        // tokens: judged by their deadlines only (see `tiers/chain.rs`).
+        #[cfg(feature = "redis")]
+        let in_front = !self.redis.url.is_empty();
+        #[cfg(not(feature = "redis"))]
+        let in_front = false;
+        let folder_gens = match in_front {
+            true => Arc::new(Generations::foreign()),
+            false => gens.clone(),
+        };
+        // Before the folder is taken: a URL that cannot be used fails the open at once.
+        #[cfg(feature = "redis")]
+        let far = match in_front {
+            true => Some(crate::tiers::redis::RedisTier::new(
+                self.redis.clone(),
+                gens.clone(),
+                self.clock.clone(),
+            )?),
+            false => None,
+        };
         let stripes = Arc::new(Stripes::default());
         let disk = match waiting {
             None => DiskTier::open(
                 cfg,
                 self.clock.clone(),
                 counters.clone(),
-                gens.clone(),
+                folder_gens.clone(),
                 stripes.clone(),
                 memory.view.clone(),
             )?,
@@ -474,18 +500,30 @@ impl CacheBuilder {
                 cfg,
                 self.clock.clone(),
                 counters.clone(),
-                gens.clone(),
+                folder_gens,
                 stripes.clone(),
                 memory.view.clone(),
                 why,
             )?,
         };
-        let warm_budget = self
-            .warm_restart
-            .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity));
+        // The folder's copies are not loaded at open: each is served only once Redis
+        // confirmed it, on its first read.
+        let warm_budget = match in_front {
+            true => 0,
+            false => self
+                .warm_restart
+                .unwrap_or_else(|| crate::engine::warm::default_budget(self.memory_capacity)),
+        };
+        #[cfg(feature = "redis")]
+        let lower: Box<dyn Lower> = match far {
+            Some(far) => Box::new(crate::tiers::chain::Chain::new(disk, far)),
+            None => Box::new(disk),
+        };
+        #[cfg(not(feature = "redis"))]
+        let lower: Box<dyn Lower> = Box::new(disk);
         let mut inner = Inner::new(
             memory,
-            Box::new(disk),
+            lower,
             gens,
             counters,
             self.clock,

@@ -33,6 +33,9 @@ pub(crate) struct Settings {
     pub on_damaged_file: DamagedFile,
     /// `None`: the default budget.
     pub warm_restart: Option<u64>,
+    /// The Redis server the folder is in front of (its URL without the password, and the
+    /// prefix), empty for none.
+    pub redis: String,
 }
 
 impl Settings {
@@ -59,6 +62,7 @@ impl Settings {
         differ!("request_timeout", request_timeout);
         differ!("on_damaged_file", on_damaged_file);
         differ!("warm_restart", warm_restart);
+        differ!("redis", redis);
         out
     }
 }
@@ -232,6 +236,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             on_damaged_file: DamagedFile::Fail,
             warm_restart: None,
+            redis: String::new(),
         }
     }
 
@@ -253,6 +258,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             on_damaged_file: DamagedFile::SetAside,
             warm_restart: Some(0),
+            redis: "redis://127.0.0.1:6379 tiered:".into(),
         };
         let differences = open.differences(&asked);
         let names: Vec<&str> = differences
@@ -270,7 +276,8 @@ mod tests {
                 "open_timeout",
                 "request_timeout",
                 "on_damaged_file",
-                "warm_restart"
+                "warm_restart",
+                "redis"
             ]
         );
         assert_eq!(

@@ -6,7 +6,9 @@
 //! - [`NoTier`] (`none.rs`) for a cache in memory only: it keeps nothing;
 //! - the folder, `process::DiskTier` (its `Lower` in `process/lower.rs`): this process's own
 //!   redb file in `disk/` as the folder's owner, or a client of the process that owns it;
-//! - Redis (`redis/`, feature `redis`): a server shared by processes on many machines.
+//! - Redis (`redis/`, feature `redis`): a server shared by processes on many machines;
+//! - a folder in front of Redis (`chain.rs`): the folder keeps copies of Redis's records,
+//!   each served only once Redis confirmed it.
 //!
 //! Downward, the engine asks a tier for records by key digest (in `record.rs`'s format) and
 //! hands it records to keep, through the few handles in `handles.rs`: a write's [`Ticket`],
@@ -24,6 +26,8 @@
 //! the key's stripe lock, which outside) is in `ordering.rs`, and each method below says
 //! which side it is on.
 
+#[cfg(feature = "redis")]
+pub(crate) mod chain;
 mod handles;
 mod none;
 #[cfg(feature = "redis")]

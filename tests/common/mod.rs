@@ -7,6 +7,8 @@
 
 pub mod app;
 pub mod damage;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};

@@ -155,8 +155,29 @@ pub(crate) struct Shared {
     heard: (Mutex<u64>, Condvar),
     queued: (Mutex<usize>, Condvar),
     tx: Mutex<Option<Sender<Job>>>,
+    /// Where the writer copies what it stored (a folder in front: `tiers/chain.rs`).
+    replica: OnceLock<Arc<dyn Replica>>,
     cfg: RedisConfig,
 }
+
+/// Takes a copy of each record the writer stored in Redis (as Redis keeps it), or the news
+/// that a key was deleted there. Called from the writer thread: it must not wait.
+pub(crate) trait Replica: Send + Sync {
+    fn copy(&self, digest: u128, record: Option<Vec<u8>>);
+}
+
+/// What Redis holds for a key, next to a copy of one of its records.
+pub(crate) enum Confirmed {
+    /// The same record as the copy (its checksum is the same).
+    Same,
+    /// Another record, or none.
+    Other(Option<Vec<u8>>),
+}
+
+/// Answers 1 if the key's last 8 bytes (a record's checksum) are `ARGV[1]`, else the key's
+/// value (nil if none): one round trip, and the value is sent only if it differs.
+const CONFIRM: &str = "if redis.call('GETRANGE', KEYS[1], -8, -1) == ARGV[1] then return 1 end \
+                       return redis.call('GET', KEYS[1])";
 
 impl Shared {
     fn above(&self) -> Option<Arc<dyn Above>> {
@@ -216,14 +237,17 @@ impl Shared {
 
     /// A record read from Redis, its tokens turned into this process's generations.
     fn read(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
+        match self.read_raw(digest)? {
+            Some(bytes) => self.local(bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A record as Redis keeps it (with tokens).
+    fn read_raw(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
         let key = self.keys.record(digest);
-        let Some(bytes) = self
-            .link
-            .run(|con| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(con))?
-        else {
-            return Ok(None);
-        };
-        self.local(bytes).map(Some)
+        self.link
+            .run(|con| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(con))
     }
 
     /// Learns the name of label `id` from Redis if this process does not know it (once per
@@ -401,6 +425,7 @@ impl RedisTier {
             heard: Default::default(),
             queued: Default::default(),
             tx: Mutex::new(Some(tx)),
+            replica: OnceLock::new(),
             cfg,
         });
         Ok(RedisTier {
@@ -408,6 +433,58 @@ impl RedisTier {
             writer: Mutex::new(None),
             rx: Mutex::new(Some(rx)),
         })
+    }
+
+    /// Gives every record the writer stores from now on to `replica` as well.
+    pub fn copy_to(&self, replica: Arc<dyn Replica>) {
+        let _ = self.shared.replica.set(replica);
+    }
+
+    /// What Redis holds for `digest` next to `copy`, a copy of one of its records: checked
+    /// by the record's trailing checksum, in one round trip.
+    ///
+    /// # Errors
+    /// If the server cannot be asked.
+    pub fn confirm(&self, digest: u128, copy: &[u8]) -> std::result::Result<Confirmed, String> {
+        let Some(tail) = copy.len().checked_sub(8).map(|at| &copy[at..]) else {
+            return Ok(Confirmed::Other(self.shared.read_raw(digest)?));
+        };
+        let key = self.shared.keys.record(digest);
+        let answer = self.shared.link.run(|con| {
+            redis::cmd("EVAL")
+                .arg(CONFIRM)
+                .arg(1)
+                .arg(&key)
+                .arg(tail)
+                .query::<redis::Value>(con)
+        });
+        match answer {
+            Ok(redis::Value::Int(1)) => Ok(Confirmed::Same),
+            Ok(redis::Value::BulkString(bytes)) => Ok(Confirmed::Other(Some(bytes))),
+            Ok(_) => Ok(Confirmed::Other(None)),
+            // A server that refuses scripts (an ACL): the whole record instead.
+            Err(_) if self.shared.link.outage().is_none() => {
+                Ok(Confirmed::Other(self.shared.read_raw(digest)?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The record of `digest` as Redis keeps it (with tokens).
+    ///
+    /// # Errors
+    /// If the server cannot be asked.
+    pub fn read_raw(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.shared.read_raw(digest)
+    }
+
+    /// A record as Redis keeps it, as the engine judges it (tokens turned into this
+    /// process's generations).
+    ///
+    /// # Errors
+    /// If a label's token cannot be looked up.
+    pub fn localize(&self, bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        self.shared.local(bytes)
     }
 
     /// Queues `op` and returns its ticket.

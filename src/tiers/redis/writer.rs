@@ -51,7 +51,8 @@ pub(super) enum Op {
 
 /// What a command of a pipeline writes.
 enum Sent {
-    Record(u128),
+    /// A record's key, and what it was set to (`None`: deleted) if a replica takes copies.
+    Record(u128, Option<Vec<u8>>),
     Generation(u64),
     /// The pub/sub notice of the others (pub/sub mode).
     Notice,
@@ -306,6 +307,9 @@ impl Writer {
             match reply {
                 Ok(_) => {
                     self.unsent.remove(digest);
+                    if let Some(replica) = shared.replica.get() {
+                        replica.copy(*digest, None);
+                    }
                 }
                 Err(e) => refused = Some(e.to_string()),
             }
@@ -407,11 +411,13 @@ impl Writer {
         pipe.ignore_errors();
         // What each command writes, to delete it if the server refuses the write.
         let mut sent: Vec<Sent> = Vec::new();
+        let copying = shared.replica.get().is_some();
         for job in jobs {
             match &job.op {
                 Op::Put { digest, record } => {
                     let key = keys.record(*digest);
-                    match self.for_redis(record, now) {
+                    let written = self.for_redis(record, now);
+                    match &written {
                         Some((bytes, Some(px))) => {
                             pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(px);
                         }
@@ -424,11 +430,12 @@ impl Writer {
                             pipe.del(&key);
                         }
                     }
-                    sent.push(Sent::Record(*digest));
+                    let copy = written.filter(|_| copying).map(|(bytes, _)| bytes);
+                    sent.push(Sent::Record(*digest, copy));
                 }
                 Op::Remove { digest } => {
                     pipe.del(keys.record(*digest));
-                    sent.push(Sent::Record(*digest));
+                    sent.push(Sent::Record(*digest, None));
                 }
                 Op::Generation { id, token } => {
                     pipe.set(keys.generation(*id), *token);
@@ -443,7 +450,7 @@ impl Writer {
         let changed: Vec<Changed> = sent
             .iter()
             .filter_map(|what| match what {
-                Sent::Record(d) => Some(Changed::Record(*d)),
+                Sent::Record(d, _) => Some(Changed::Record(*d)),
                 Sent::Generation(id) => Some(Changed::Generation(*id)),
                 Sent::Notice => None,
             })
@@ -462,14 +469,25 @@ impl Writer {
                 shared.link.answered();
                 let mut refused = None;
                 let mut full = Vec::new();
-                for (reply, what) in replies.iter().zip(&sent) {
-                    let Err(e) = reply else { continue };
+                for (reply, what) in replies.iter().zip(sent) {
+                    let Err(e) = reply else {
+                        // Stored: the copy goes to the replica.
+                        if let (Sent::Record(digest, copy), Some(replica)) =
+                            (what, shared.replica.get())
+                        {
+                            replica.copy(digest, copy);
+                        }
+                        continue;
+                    };
                     refused = Some(e.to_string());
                     match what {
-                        Sent::Record(digest) => {
-                            self.unsent.insert(*digest);
+                        Sent::Record(digest, _) => {
+                            if let Some(replica) = shared.replica.get() {
+                                replica.copy(digest, None);
+                            }
+                            self.unsent.insert(digest);
                         }
-                        Sent::Generation(id) => full.push(*id),
+                        Sent::Generation(id) => full.push(id),
                         Sent::Notice => {}
                     }
                 }

@@ -1,0 +1,277 @@
+//! A folder in front of Redis (`path` and `redis` together, feature `redis`): the folder
+//! keeps copies of Redis's records, so that a value read again after a restart, or after
+//! the memory tier let it go, is read from the local disk rather than sent again by the
+//! server.
+//!
+//! The rule that makes it safe: **a copy is served only after Redis confirmed it.** Redis
+//! holds the truth; the folder holds records exactly as Redis keeps them (with Redis's
+//! tokens for their labels, not the folder's generations: see
+//! [`Generations::foreign`](crate::generations::Generations::foreign)), and each read of a
+//! copy asks Redis, in one round trip, whether the key's record still ends with the copy's
+//! checksum ([`RedisTier::confirm`]); if not, Redis's record (or its absence) is the answer
+//! and the copy is replaced. The labels' tokens are then checked as for any record read from
+//! Redis. So a copy can never be staler than a read from Redis: not after a restart, a lost
+//! connection, another machine's write or invalidation, nor when the copies were written out
+//! of order. That is why the copies are written in the background, in no particular order
+//! (by [`Copier`]), and why this tier needs no listener of its own.
+//!
+//! What it costs: a copy read is a disk read and a small round trip instead of a `GET`; what
+//! it saves is sending the value. When Redis cannot be reached, a read is a miss, as without
+//! the folder: an unconfirmed copy is never served.
+//!
+//! Everything else goes to Redis: writes (their copies follow once stored), removals,
+//! invalidations, leases, listings.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::redis::{Confirmed, RedisTier, Replica};
+use super::{Above, Lease, Lower, Reservation, Scanned, Staged, Staging, Stored, Ticket};
+use crate::disk::lock;
+use crate::error::Result;
+use crate::generations::Generations;
+use crate::process::DiskTier;
+use crate::stats::Stats;
+
+/// Copies waiting to be written to the folder; beyond, a copy is skipped (it is only a copy:
+/// the next read of the key takes Redis's record and copies it again).
+const QUEUED_COPIES: usize = 1024;
+
+/// A key's record as Redis keeps it, or `None`: deleted there.
+type Copy = (u128, Option<Vec<u8>>);
+
+/// The folder (near) in front of Redis (far).
+pub(crate) struct Chain {
+    near: Arc<DiskTier>,
+    far: RedisTier,
+    copier: Arc<Copier>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Hands copies to the thread that writes them to the folder.
+pub(crate) struct Copier {
+    tx: Mutex<Option<SyncSender<Copy>>>,
+}
+
+impl Replica for Copier {
+    fn copy(&self, digest: u128, record: Option<Vec<u8>>) {
+        let Some(tx) = lock(&self.tx).clone() else {
+            return;
+        };
+        match tx.try_send((digest, record)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::trace!("the folder is behind Redis: a copy is skipped");
+            }
+        }
+    }
+}
+
+/// The copier thread: writes each copy to the folder, then waits for a batch's writes
+/// together (a client of the folder waits for its owner's answers).
+fn write_copies(near: Arc<DiskTier>, rx: Receiver<Copy>) {
+    let mut pending: Vec<Ticket> = Vec::new();
+    loop {
+        let next = if pending.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(copy) => Some(copy),
+                Err(mpsc::TryRecvError::Empty) => {
+                    for ticket in pending.drain(..) {
+                        let _ = ticket.wait();
+                    }
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some((digest, record)) = next else { break };
+        let ticket = match record {
+            Some(record) => {
+                let mut staged = Staged::inline(Vec::new());
+                let room = near.reserve(record.len(), &mut staged);
+                near.put(digest, record, room)
+            }
+            None => near.remove(digest),
+        };
+        pending.push(ticket);
+        if pending.len() >= 64 {
+            for ticket in pending.drain(..) {
+                let _ = ticket.wait();
+            }
+        }
+    }
+    for ticket in pending {
+        let _ = ticket.wait();
+    }
+}
+
+impl Chain {
+    pub fn new(near: DiskTier, far: RedisTier) -> Self {
+        let (tx, rx) = mpsc::sync_channel(QUEUED_COPIES);
+        let near = Arc::new(near);
+        let copier = Arc::new(Copier {
+            tx: Mutex::new(Some(tx)),
+        });
+        far.copy_to(copier.clone());
+        let writer = near.clone();
+        let thread = std::thread::Builder::new()
+            .name("tiered-folder-copies".into())
+            .spawn(move || write_copies(writer, rx));
+        let thread = match thread {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // Then no copy is kept: every read goes to Redis.
+                tracing::error!(error = %e, "could not start the thread that copies Redis's records to the folder");
+                lock(&copier.tx).take();
+                None
+            }
+        };
+        Chain {
+            near,
+            far,
+            copier,
+            thread: Mutex::new(thread),
+        }
+    }
+
+    /// `raw` (a record as Redis keeps it) as the engine judges it.
+    fn localized(&self, raw: Vec<u8>) -> Option<Stored> {
+        let bytes = self.far.localize(raw).ok()?;
+        Some(Stored {
+            bytes: bytes.into(),
+            last_access_ms: None,
+        })
+    }
+}
+
+impl Lower for Chain {
+    /// The folder serves this process's neighbours on the machine; Redis's threads start.
+    fn attach(&self, above: Weak<dyn Above>) {
+        self.near.attach(above.clone());
+        self.far.attach(above);
+    }
+
+    /// The folder's copy if Redis confirms it, else Redis's record (copied to the folder).
+    /// A failure to reach Redis is a miss, copy or not.
+    fn read(&self, digest: u128) -> Option<Stored> {
+        let raw = match self.near.read(digest) {
+            Some(copy) => match self.far.confirm(digest, &copy.bytes) {
+                Ok(Confirmed::Same) => return self.localized(copy.bytes.to_vec()),
+                Ok(Confirmed::Other(raw)) => raw,
+                Err(_) => return None,
+            },
+            None => self.far.read_raw(digest).ok()?,
+        };
+        self.copier.copy(digest, raw.clone());
+        self.localized(raw?)
+    }
+
+    /// Without asking the server it cannot tell.
+    fn may_contain(&self, _digest: u128) -> bool {
+        true
+    }
+
+    /// Redis's records: the folder holds only copies of them.
+    fn scan(&self, after: Option<u128>, max: usize) -> Result<(Vec<Scanned>, Option<u128>)> {
+        self.far.scan(after, max)
+    }
+
+    /// As Redis's: a record above its bound stays in the memory tier.
+    fn stage(&self, payload: Vec<u8>, record_bytes: u64) -> Result<Staging> {
+        self.far.stage(payload, record_bytes)
+    }
+
+    fn reserve(&self, record_len: usize, staged: &mut Staged) -> Reservation {
+        self.far.reserve(record_len, staged)
+    }
+
+    /// To Redis; the writer hands the copy on once Redis has it.
+    fn put(&self, digest: u128, record: Vec<u8>, room: Reservation) -> Ticket {
+        self.far.put(digest, record, room)
+    }
+
+    fn remove(&self, digest: u128) -> Ticket {
+        self.far.remove(digest)
+    }
+
+    /// A dead record's copy goes (Redis's is left to its deadline and eviction).
+    fn discard(&self, digest: u128) {
+        self.near.discard(digest);
+    }
+
+    /// In Redis; the copies' tokens are checked against it on every read.
+    fn bump(&self, gens: &Generations, label: String, settle: bool) -> Result<()> {
+        self.far.bump(gens, label, settle)
+    }
+
+    fn lease(&self, digest: u128, force: bool) -> Result<Lease> {
+        self.far.lease(digest, force)
+    }
+
+    /// Everything queued is sent to Redis, and the copies made so far are in the folder.
+    fn flush(&self) -> Result<()> {
+        self.far.flush()?;
+        self.near.flush()
+    }
+
+    fn compact(&self) -> Result<()> {
+        self.near.compact()
+    }
+
+    fn settle(&self, until: Instant) -> Result<()> {
+        self.near.settle(until)
+    }
+
+    fn stop_serving(&self) {
+        self.near.stop_serving();
+    }
+
+    fn leave_at_exit(&self) {
+        self.far.leave_at_exit();
+        self.near.leave_at_exit();
+    }
+
+    /// Sends what is queued to Redis, writes the last copies, then lets the folder go.
+    fn close(&self) -> Result<()> {
+        let far = self.far.close();
+        lock(&self.copier.tx).take();
+        if let Some(thread) = lock(&self.thread).take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+        let near = self.near.close();
+        far.and(near)
+    }
+
+    /// Redis's state first (it decides what is served), then the folder's.
+    fn health(&self) -> Option<crate::Health> {
+        self.far.health().or_else(|| self.near.health())
+    }
+
+    fn outage(&self) -> Option<crate::disk::Outage> {
+        self.near.outage()
+    }
+
+    fn shared_stats(&self) -> Option<Stats> {
+        self.near.shared_stats()
+    }
+
+    fn shared_by_builds(&self) -> bool {
+        true
+    }
+
+    fn folder(&self) -> Option<&DiskTier> {
+        Some(&self.near)
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,211 @@
+//! A folder in front of Redis (`path` and `redis` together): each machine's folder keeps
+//! copies of Redis's records, and a copy is served only once Redis confirmed it. Against a
+//! real `redis-server`, as in `tests/redis.rs`.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::redis::{eventually, get, listening, put, Server};
+use tiered::{Cache, Options};
+
+/// A cache with its own folder in front of `server`, as one machine would open it.
+fn machine(server: &Server, folder: &Path) -> Cache {
+    Cache::builder()
+        .path(folder)
+        .redis(server.url())
+        .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
+        .open()
+        .unwrap()
+}
+
+/// Closes `cache` (its copies written) and opens its folder again: a restart.
+fn restart(server: &Server, folder: &Path, cache: Cache) -> Cache {
+    cache.flush().unwrap();
+    drop(cache);
+    machine(server, folder)
+}
+
+/// Bytes the server has sent to its clients (`INFO stats`).
+fn sent_bytes(server: &Server) -> u64 {
+    let info = server.cli(&["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_net_output_bytes in INFO stats")
+}
+
+#[test]
+fn a_restarted_machine_reads_its_copy_from_the_folder_without_the_value_sent_again() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
+    let a = machine(&server, dir_a.path());
+    let b = machine(&server, dir_b.path());
+    let frame = "x".repeat(100_000);
+    put(&a, "frame", frame.clone());
+    assert_eq!(get(&b, "frame").as_deref(), Some(frame.as_str()));
+    let b = restart(&server, dir_b.path(), b);
+    let (sent, confirms) = (sent_bytes(&server), server.calls("eval"));
+    assert_eq!(get(&b, "frame").as_deref(), Some(frame.as_str()));
+    let resent = sent_bytes(&server) - sent;
+    assert!(
+        resent < 10_000,
+        "the server sent {resent} bytes for a 100 kB value the folder had"
+    );
+    assert_eq!(server.calls("eval"), confirms + 1, "one confirmation");
+    assert_eq!(b.stats().disk_hits, 1);
+    assert!(dir_b.path().join("tiered.redb").exists());
+}
+
+#[test]
+fn what_changed_elsewhere_while_a_machine_was_down_is_never_served_from_its_folder() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
+    let a = machine(&server, dir_a.path());
+    let mut b = machine(&server, dir_b.path());
+    let tagged = Options::new().tags(["prices"]);
+    a.insert("overwritten", "old".to_string()).unwrap();
+    a.insert("removed", "old".to_string()).unwrap();
+    a.insert_with("tagged", "old".to_string(), &tagged).unwrap();
+    a.namespace("user:7")
+        .insert("in a namespace", "old".to_string())
+        .unwrap();
+    a.insert("cleared", "old".to_string()).unwrap();
+    a.flush().unwrap();
+    for key in ["overwritten", "removed", "tagged", "cleared"] {
+        assert_eq!(get(&b, key).as_deref(), Some("old"), "{key}");
+    }
+    assert!(b
+        .namespace("user:7")
+        .get::<_, String>("in a namespace")
+        .unwrap()
+        .is_some());
+
+    // Each change made while b is down; b restarts with the old copy in its folder.
+    let changes: [(&str, &dyn Fn()); 5] = [
+        ("overwritten", &|| put(&a, "overwritten", "new".to_string())),
+        ("removed", &|| {
+            a.remove("removed").unwrap();
+            a.flush().unwrap();
+        }),
+        ("tagged", &|| a.invalidate_tag("prices").unwrap()),
+        ("in a namespace", &|| a.namespace("user:7").clear().unwrap()),
+        ("cleared", &|| a.clear().unwrap()),
+    ];
+    for (key, change) in changes {
+        b.flush().unwrap();
+        drop(b);
+        change();
+        b = machine(&server, dir_b.path());
+        let read = match key {
+            "in a namespace" => b
+                .namespace("user:7")
+                .get::<_, String>(key)
+                .unwrap()
+                .map(|v| (*v).clone()),
+            _ => get(&b, key),
+        };
+        let want = (key == "overwritten").then_some("new");
+        assert_eq!(read.as_deref(), want, "{key}: the folder's copy was served");
+    }
+}
+
+#[test]
+fn a_change_elsewhere_reaches_a_running_machine_s_memory_and_folder() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
+    let a = machine(&server, dir_a.path());
+    // A memory tier too small to keep the value: every read of it goes to the folder.
+    let b = Cache::builder()
+        .path(dir_b.path())
+        .redis(server.url())
+        .memory_capacity(1024)
+        .open()
+        .unwrap();
+    listening(&server, 2);
+    let big = |v: &str| v.repeat(10_000);
+    put(&a, "k", big("1"));
+    assert_eq!(get(&b, "k"), Some(big("1")));
+    b.flush().unwrap();
+    assert_eq!(get(&b, "k"), Some(big("1")));
+    assert!(b.stats().disk_hits >= 1, "{:?}", b.stats());
+    put(&a, "k", big("2"));
+    assert!(
+        eventually(|| get(&b, "k") == Some(big("2"))),
+        "the folder's old copy was served after the overwrite"
+    );
+    a.invalidate_tag("none-of-these").unwrap();
+    put(&a, "k", big("3"));
+    a.clear().unwrap();
+    assert!(
+        eventually(|| get(&b, "k").is_none()),
+        "served after a clear"
+    );
+}
+
+#[test]
+fn with_the_server_gone_a_folder_copy_is_a_miss_and_no_caller_sees_an_error() {
+    let Some(mut server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = machine(&server, dir.path());
+    put(&cache, "k", "v".to_string());
+    let cache = restart(&server, dir.path(), cache);
+    server.stop();
+    assert_eq!(get(&cache, "k"), None, "an unconfirmed copy was served");
+    cache.insert("other", "w".to_string()).unwrap();
+    assert_eq!(get(&cache, "other").as_deref(), Some("w"));
+    server.launch();
+    // The server came back empty: nothing to confirm the copy with.
+    assert!(eventually(|| cache.health().is_healthy()));
+    assert_eq!(get(&cache, "k"), None);
+    put(&cache, "k", "again".to_string());
+    let cache = restart(&server, dir.path(), cache);
+    assert_eq!(get(&cache, "k").as_deref(), Some("again"));
+}
+
+#[test]
+fn a_folder_in_front_of_redis_gets_the_same_answers_as_redis_alone() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = machine(&server, dir.path());
+    let alone = server.cache();
+    listening(&server, 2);
+    // Computed once across both.
+    let computed = std::sync::atomic::AtomicUsize::new(0);
+    for c in [&cache, &alone, &cache] {
+        let v = c
+            .get_or_insert_with("lazy", &Options::new(), || {
+                computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "computed".to_string()
+            })
+            .unwrap();
+        assert_eq!(*v, "computed");
+    }
+    assert_eq!(computed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Expiry holds in the copy too.
+    cache
+        .insert_with(
+            "brief",
+            "v".to_string(),
+            &Options::new().ttl(Duration::from_millis(300)),
+        )
+        .unwrap();
+    cache.flush().unwrap();
+    let cache = restart(&server, dir.path(), cache);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(&cache, "brief"), None, "an expired copy was served");
+    assert_eq!(get(&alone, "brief"), None);
+}
