@@ -25,7 +25,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::redis::{Confirmed, RedisTier, Replica};
 use super::{Above, Lease, Lower, Reservation, Scanned, Staged, Staging, Stored, Ticket};
@@ -39,8 +39,16 @@ use crate::stats::Stats;
 /// the next read of the key takes Redis's record and copies it again).
 const QUEUED_COPIES: usize = 1024;
 
-/// A key's record as Redis keeps it, or `None`: deleted there.
-type Copy = (u128, Option<Vec<u8>>);
+/// How long a flush waits for the copies queued before it.
+const COPIES_WAITED: Duration = Duration::from_secs(10);
+
+/// What the copier thread is given.
+enum Copy {
+    /// A key's record as Redis keeps it, or `None`: deleted there.
+    Record(u128, Option<Vec<u8>>),
+    /// Answered once the copies before it are in the folder's queue.
+    Flush(SyncSender<()>),
+}
 
 /// The folder (near) in front of Redis (far).
 pub(crate) struct Chain {
@@ -60,7 +68,7 @@ impl Replica for Copier {
         let Some(tx) = lock(&self.tx).clone() else {
             return;
         };
-        match tx.try_send((digest, record)) {
+        match tx.try_send(Copy::Record(digest, record)) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::trace!("the folder is behind Redis: a copy is skipped");
@@ -88,7 +96,17 @@ fn write_copies(near: Arc<DiskTier>, rx: Receiver<Copy>) {
                 Err(mpsc::TryRecvError::Disconnected) => None,
             }
         };
-        let Some((digest, record)) = next else { break };
+        let (digest, record) = match next {
+            None => break,
+            Some(Copy::Record(digest, record)) => (digest, record),
+            Some(Copy::Flush(done)) => {
+                for ticket in pending.drain(..) {
+                    let _ = ticket.wait();
+                }
+                let _ = done.send(());
+                continue;
+            }
+        };
         let ticket = match record {
             Some(record) => {
                 let mut staged = Staged::inline(Vec::new());
@@ -212,9 +230,18 @@ impl Lower for Chain {
         self.far.lease(digest, force)
     }
 
-    /// Everything queued is sent to Redis, and the copies made so far are in the folder.
+    /// Everything queued is sent to Redis, and the copies made so far are in the folder (or
+    /// still being written after [`COPIES_WAITED`]).
     fn flush(&self) -> Result<()> {
         self.far.flush()?;
+        let tx = lock(&self.copier.tx).clone();
+        if let Some(tx) = tx {
+            let (done, copied) = mpsc::sync_channel(1);
+            // Bounded: a copy is only a copy, and the writes themselves are in Redis.
+            if tx.send(Copy::Flush(done)).is_ok() {
+                let _ = copied.recv_timeout(COPIES_WAITED);
+            }
+        }
         self.near.flush()
     }
 
