@@ -23,7 +23,15 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Stats { dir } => {
             let cache = open_target(cli, dir.as_deref(), wait)?;
             let entries = cache.entries(&EntryFilter::new())?;
-            show::stats(&out, &cache.stats(), &entries);
+            let mut stats = cache.stats();
+            // A cache in Redis has no files here: its records are the ones listed (live or
+            // expired; those an invalidation made dead are not counted).
+            let in_redis = dir.is_none();
+            if in_redis {
+                stats.entries = entries.len() as u64;
+                stats.disk_bytes = entries.iter().map(|e| e.bytes).sum();
+            }
+            show::stats(&out, &stats, &entries, !in_redis);
             Ok(exit::OK)
         }
         Command::Ls(ls) => {

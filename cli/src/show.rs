@@ -47,16 +47,18 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo]) {
+/// `files`: the cache has files of its own (a folder, not Redis), whose size is shown.
+pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo], files: bool) {
     let expired = entries.iter().filter(|e| e.expired).count() as u64;
     let live = entries.len() as u64 - expired;
+    let file_bytes = files.then_some(s.disk_file_bytes);
     let json = json!({
         "entries": s.entries,
         "live_entries": live,
         "expired_entries": expired,
         "memory_bytes": s.memory_bytes,
         "disk_bytes": s.disk_bytes,
-        "disk_file_bytes": s.disk_file_bytes,
+        "disk_file_bytes": file_bytes,
         "memory_hits": s.memory_hits,
         "disk_hits": s.disk_hits,
         "misses": s.misses,
@@ -72,15 +74,15 @@ pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo]) {
     });
     out.print(json, || {
         let mut t = table(&["", "value"]);
-        let rows: [(&str, String); 6] = [
-            ("records", s.entries.to_string()),
-            ("live entries", live.to_string()),
-            ("expired, not yet reclaimed", expired.to_string()),
-            ("bytes in records", bytes(s.disk_bytes)),
-            ("bytes of files", bytes(s.disk_file_bytes)),
-            ("damaged records found", s.damaged_records.to_string()),
+        let rows: [(&str, Option<String>); 6] = [
+            ("records", Some(s.entries.to_string())),
+            ("live entries", Some(live.to_string())),
+            ("expired, not yet reclaimed", Some(expired.to_string())),
+            ("bytes in records", Some(bytes(s.disk_bytes))),
+            ("bytes of files", file_bytes.map(bytes)),
+            ("damaged records found", Some(s.damaged_records.to_string())),
         ];
-        for (name, value) in rows {
+        for (name, value) in rows.into_iter().filter_map(|(n, v)| Some((n, v?))) {
             t.add_row(vec![
                 Cell::new(name),
                 Cell::new(value).set_alignment(CellAlignment::Right),

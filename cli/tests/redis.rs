@@ -100,6 +100,16 @@ fn ls_stats_and_clear_work_on_a_cache_shared_through_redis() {
     assert_eq!(tagged, 2, "{listed}");
     let stats = json(&["stats", "--redis", &url]);
     assert_eq!(stats["live_entries"], 3, "{stats}");
+    assert_eq!(stats["entries"], 3, "the records in Redis: {stats}");
+    let listed_bytes: u64 = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["bytes"].as_u64().expect("bytes"))
+        .sum();
+    assert!(listed_bytes > 0);
+    assert_eq!(stats["disk_bytes"], listed_bytes, "{stats}");
+    assert!(stats["disk_file_bytes"].is_null(), "no files: {stats}");
 
     // The app holds the values in memory; a clear from the command reaches it.
     assert!(app.get::<_, f64>("eu").unwrap().is_some());
