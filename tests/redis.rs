@@ -18,12 +18,26 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tiered::{Cache, Health, Options};
 
-#[test]
-fn a_value_written_on_one_machine_is_read_on_another_then_served_from_its_memory() {
+/// Runs `test` over two caches standing for two machines: over Redis alone, then with a
+/// folder of each in front (each with a fresh server).
+fn on_both_setups(test: impl Fn(&Server, Cache, Cache)) {
     let Some(server) = Server::start() else {
         return;
     };
     let (a, b) = server.pair();
+    test(&server, a, b);
+    let server = Server::start().expect("started once already");
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
+    let (a, b) = server.pair_with_folders(dir_a.path(), dir_b.path());
+    test(&server, a, b);
+}
+
+#[test]
+fn a_value_written_on_one_machine_is_read_on_another_then_served_from_its_memory() {
+    on_both_setups(written_then_read);
+}
+
+fn written_then_read(server: &Server, a: Cache, b: Cache) {
     put(&a, "k", "v".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v"));
     assert!(held_in_memory(&b, "k", "v"));
@@ -39,10 +53,10 @@ fn a_value_written_on_one_machine_is_read_on_another_then_served_from_its_memory
 
 #[test]
 fn an_overwrite_a_tag_a_namespace_and_a_clear_elsewhere_reach_the_other_memory() {
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let (a, b) = server.pair();
+    on_both_setups(changes_elsewhere);
+}
+
+fn changes_elsewhere(_server: &Server, a: Cache, b: Cache) {
     let tagged = Options::new().tags(["prices"]);
     a.insert("k", "v1".to_string()).unwrap();
     a.insert_with("t", "tagged".to_string(), &tagged).unwrap();
@@ -78,17 +92,17 @@ fn an_overwrite_a_tag_a_namespace_and_a_clear_elsewhere_reach_the_other_memory()
 
 #[test]
 fn a_killed_listener_comes_back_and_what_changed_meanwhile_is_not_served_stale() {
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let (a, b) = server.pair();
+    on_both_setups(killed_listener);
+}
+
+fn killed_listener(server: &Server, a: Cache, b: Cache) {
     put(&a, "k", "v1".to_string());
     assert_eq!(get(&b, "k").as_deref(), Some("v1"));
     let killed = server.kill_listeners();
     assert_eq!(killed, 2);
     put(&a, "k", "v2".to_string());
     assert!(eventually(|| get(&b, "k").as_deref() == Some("v2")));
-    listening(&server, 2);
+    listening(server, 2);
     // Coherent again afterwards: b holds v2 in memory, and hears of v3.
     assert!(held_in_memory(&b, "k", "v2"));
     a.insert("k", "v3".to_string()).unwrap();
@@ -97,10 +111,10 @@ fn a_killed_listener_comes_back_and_what_changed_meanwhile_is_not_served_stale()
 
 #[test]
 fn flushall_empties_every_memory_tier_of_what_came_from_redis() {
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let (a, b) = server.pair();
+    on_both_setups(flushall);
+}
+
+fn flushall(server: &Server, a: Cache, b: Cache) {
     a.insert("k", "v".to_string()).unwrap();
     let only = Options::new().memory_only();
     b.insert_with("mine", "kept".to_string(), &only).unwrap();

@@ -106,6 +106,24 @@ impl Server {
         pair
     }
 
+    /// Two caches over this server, each with its folder in front (`path` and `redis`),
+    /// both hearing the other's writes.
+    pub fn pair_with_folders(&self, a: &std::path::Path, b: &std::path::Path) -> (Cache, Cache) {
+        let pair = (self.cache_in(a), self.cache_in(b));
+        listening(self, 2);
+        pair
+    }
+
+    /// A cache with the folder `dir` in front of this server, as one machine would open it.
+    pub fn cache_in(&self, dir: &std::path::Path) -> Cache {
+        Cache::builder()
+            .path(dir)
+            .redis(self.url())
+            .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
+            .open()
+            .unwrap()
+    }
+
     /// A cache over this server, as one machine would open it.
     pub fn cache(&self) -> Cache {
         Cache::builder()
