@@ -277,6 +277,21 @@ impl CacheBuilder {
         self
     }
 
+    /// For a `rediss://` server that asks its clients for a certificate (mutual TLS,
+    /// `tls-auth-clients yes`): the certificate chain and its private key this client shows,
+    /// both PEM. Read at [`open`](CacheBuilder::open): one that cannot be parsed fails it
+    /// with [`Error::Config`](crate::Error::Config); a certificate the server refuses makes
+    /// the server unreachable (`health()` says why). The key is never logged or shown.
+    #[cfg(feature = "redis-tls")]
+    pub fn redis_tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.redis.client_cert = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// The largest record sent to Redis (default 8 MiB); a larger value stays in this
     /// process's memory tier, and the key's older value in Redis is deleted.
     #[cfg(feature = "redis")]

@@ -680,7 +680,15 @@ fn two_builds_of_a_memoized_function_sharing_redis_never_clear_each_other() {
 /// A `redis-server` that speaks only TLS, with a certificate of a throwaway authority made by
 /// `openssl`; `None` (loudly) where either program is missing outside CI.
 #[cfg(feature = "redis-tls")]
-fn tls_server() -> Option<(Server, Vec<u8>)> {
+/// What a client of [`tls_server`] may need: the authority that signed the server's
+/// certificate, and a client certificate and key it signed too (PEM).
+struct TlsFiles {
+    ca: Vec<u8>,
+    client_cert: Vec<u8>,
+    client_key: Vec<u8>,
+}
+
+fn tls_server(auth_clients: bool) -> Option<(Server, TlsFiles)> {
     let server = Server::start()?; // checks redis-server; its plain port stays unused
     let dir = server.dir.path();
     let openssl = |args: &[&str]| {
@@ -738,6 +746,37 @@ fn tls_server() -> Option<(Server, Vec<u8>)> {
             "1",
             "-extfile",
             "ext.cnf",
+        ])
+        && std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth").is_ok()
+        && openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=tiered-test-client",
+        ])
+        && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "1",
+            // A version 3 certificate (rustls takes no other), for client authentication.
+            "-extfile",
+            "client.cnf",
         ]);
     if !made {
         assert!(
@@ -765,7 +804,7 @@ fn tls_server() -> Option<(Server, Vec<u8>)> {
             "--tls-port",
             &tls_port,
             "--tls-auth-clients",
-            "no",
+            if auth_clients { "yes" } else { "no" },
             "--tls-cert-file",
             &cert,
             "--tls-key-file",
@@ -774,15 +813,20 @@ fn tls_server() -> Option<(Server, Vec<u8>)> {
             &ca,
         ],
     ));
-    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let files = TlsFiles {
+        ca: read("ca.crt"),
+        client_cert: read("client.crt"),
+        client_key: read("client.key"),
+    };
     drop(server);
-    Some((tls, ca))
+    Some((tls, files))
 }
 
 #[cfg(feature = "redis-tls")]
 #[test]
 fn a_cache_over_tls_reads_writes_and_hears_invalidations() {
-    let Some((server, ca)) = tls_server() else {
+    let Some((server, TlsFiles { ca, .. })) = tls_server(false) else {
         return;
     };
     let url = format!("rediss://localhost:{}", server.port);
@@ -806,6 +850,50 @@ fn a_cache_over_tls_reads_writes_and_hears_invalidations() {
     let stranger = Cache::builder().redis(&url).open().unwrap();
     assert_eq!(get(&stranger, "k"), None);
     assert!(matches!(stranger.health(), Health::RedisUnreachable { .. }));
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn a_server_that_asks_for_client_certificates_serves_only_a_cache_that_shows_one() {
+    let Some((server, files)) = tls_server(true) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", server.port);
+    let with_cert = || {
+        Cache::builder()
+            .redis(&url)
+            .redis_tls_root_cert(files.ca.clone())
+            .redis_tls_client_cert(files.client_cert.clone(), files.client_key.clone())
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (with_cert(), with_cert());
+    put(&a, "k", "v1".to_string());
+    assert!(
+        held_in_memory(&b, "k", "v1"),
+        "b could not read over mutual TLS: {:?}",
+        b.health()
+    );
+    a.insert("k", "v2".to_string()).unwrap();
+    assert!(eventually(|| get(&b, "k").as_deref() == Some("v2")));
+    // Without a certificate the server refuses the connection: a miss, and health says so.
+    let without = Cache::builder()
+        .redis(&url)
+        .redis_tls_root_cert(files.ca.clone())
+        .open()
+        .unwrap();
+    assert_eq!(get(&without, "k"), None);
+    without.insert("k", "never stored".to_string()).unwrap();
+    assert!(matches!(without.health(), Health::RedisUnreachable { .. }));
+    assert_eq!(get(&b, "k").as_deref(), Some("v2"));
+    // A key that is not PEM fails the open, and says what to give.
+    let err = Cache::builder()
+        .redis(&url)
+        .redis_tls_client_cert(files.client_cert.clone(), b"not a key".to_vec())
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, tiered::Error::Config(_)), "{err}");
+    assert!(err.to_string().contains("redis_tls_client_cert"), "{err}");
 }
 
 #[cfg(not(feature = "redis-tls"))]

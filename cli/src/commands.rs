@@ -59,11 +59,13 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Explain {
-            dir,
-            key,
+            first,
+            second,
             namespace,
         } => {
-            let cache = open(dir, wait, false)?;
+            let (dir, key) = folder_and(cli, first.clone(), second.clone(), "KEY")?;
+            let cache = open_target(cli, dir.as_deref(), wait)?;
+            let key = &key;
             // The value type is not known here: a read as `IgnoredAny` finds any stored value
             // "of another type", which is exactly "live" for this question.
             let why = match namespace {
@@ -107,6 +109,16 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Purge { dir } => {
+            #[cfg(feature = "redis")]
+            if cli.redis.is_some() {
+                return Err(Failure {
+                    code: exit::USAGE,
+                    message: "purge gives a folder's disk space back; Redis frees its own \
+                              memory (entries' deadlines, its eviction policy): give the \
+                              cache folder"
+                        .into(),
+                });
+            }
             let cache = open(dir, wait, false)?;
             let before = cache.stats().disk_file_bytes;
             let bar = Progress::spinner("compacting");
@@ -115,8 +127,10 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             show::purged(&out, before, cache.stats().disk_file_bytes);
             Ok(exit::OK)
         }
-        Command::Export { dir, file } => {
-            let cache = open(dir, wait, false)?;
+        Command::Export { first, second } => {
+            let (dir, file) = folder_and(cli, first.clone(), second.clone(), "FILE")?;
+            let file = &file;
+            let cache = open_target(cli, dir.as_deref(), wait)?;
             let bar = Progress::bytes("exporting", None);
             let to_stdout = file.as_os_str() == "-";
             let count = if to_stdout {
@@ -133,15 +147,20 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             show::transferred(&out, "exported", count, to_stdout);
             Ok(exit::OK)
         }
-        Command::Import { dir, file } => {
+        Command::Import { first, second } => {
+            let (dir, file) = folder_and(cli, first.clone(), second.clone(), "FILE")?;
+            let file = &file;
             // The input first: a missing file creates no folder.
             let input = if file.as_os_str() == "-" {
                 None
             } else {
                 Some(File::open(file).map_err(|e| io_failure(file, &e))?)
             };
-            let created = first_missing(dir);
-            let cache = open(dir, wait, true)?;
+            let created = dir.as_deref().and_then(first_missing);
+            let cache = match &dir {
+                Some(dir) => open(dir, wait, true)?,
+                None => open_target(cli, None, wait)?,
+            };
             let count = match input {
                 None => {
                     let bar = Progress::bytes("importing", None);
@@ -161,7 +180,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
                 Ok(count) => count,
                 Err(e) => {
                     let mut failure = Failure::from(e);
-                    if let Some(created) = created {
+                    if let (Some(created), Some(dir)) = (created, &dir) {
                         if remove_if_empty(cache, dir, &created) {
                             failure.message.push_str(&format!(
                                 " ({}, created for this import, was removed)",
@@ -199,6 +218,47 @@ fn remove_if_empty(cache: Cache, dir: &Path, created: &Path) -> bool {
         return false;
     }
     std::fs::remove_dir_all(created).is_ok()
+}
+
+/// A command's `[DIR] ARG`: both given, the folder and the argument; one, the argument of a
+/// command on a cache in Redis (`--redis` or `$TIERED_REDIS_URL`).
+fn folder_and<T>(
+    cli: &Cli,
+    first: T,
+    second: Option<T>,
+    what: &str,
+) -> Result<(Option<PathBuf>, T), Failure>
+where
+    T: Into<PathBuf> + Clone,
+{
+    match second {
+        Some(arg) => Ok((Some(first.into()), arg)),
+        None if on_redis(cli) => Ok((None, first)),
+        None => Err(Failure {
+            code: exit::USAGE,
+            message: format!(
+                "give the cache folder and {what}{}",
+                if cfg!(feature = "redis") {
+                    format!(", or --redis URL and {what}")
+                } else {
+                    String::new()
+                }
+            ),
+        }),
+    }
+}
+
+/// Whether the command names a cache in Redis without a folder.
+fn on_redis(cli: &Cli) -> bool {
+    #[cfg(feature = "redis")]
+    {
+        cli.redis.is_some() || std::env::var_os("TIERED_REDIS_URL").is_some()
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = cli;
+        false
+    }
 }
 
 /// The cache a command that also works on Redis names: the folder `dir`, or the Redis

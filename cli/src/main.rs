@@ -78,11 +78,15 @@ pub(crate) enum Command {
     /// (numbers, tuples, structs) cannot be named here: `tiered ls` shows them. Of keys
     /// already dropped, only what the folder still holds can be told: a key removed or
     /// invalidated and reclaimed reads as never written.
+    ///
+    /// `tiered explain DIR KEY`, or for a cache in Redis `tiered explain --redis URL KEY`.
     Explain {
-        /// The cache folder.
-        dir: PathBuf,
+        /// The cache folder, then the key (with --redis: the key only).
+        #[arg(value_name = "DIR")]
+        first: String,
         /// The key, as a string.
-        key: String,
+        #[arg(value_name = "KEY")]
+        second: Option<String>,
         /// The key's namespace (default: the cache's own keys).
         #[arg(long, value_name = "NS")]
         namespace: Option<String>,
@@ -112,18 +116,26 @@ pub(crate) enum Command {
         dir: PathBuf,
     },
     /// Write every live entry to FILE (`-`: stdout), for `tiered import`.
+    ///
+    /// `tiered export DIR FILE`, or for a cache in Redis `tiered export --redis URL FILE`.
     Export {
-        /// The cache folder.
-        dir: PathBuf,
+        /// The cache folder, then the file (with --redis: the file only).
+        #[arg(value_name = "DIR")]
+        first: PathBuf,
         /// The file to write, or `-` for stdout.
-        file: PathBuf,
+        #[arg(value_name = "FILE")]
+        second: Option<PathBuf>,
     },
-    /// Store the entries of an export in DIR (created if missing).
+    /// Store the entries of an export in DIR (created if missing), or in a cache in Redis.
+    ///
+    /// `tiered import DIR FILE`, or `tiered import --redis URL FILE`.
     Import {
-        /// The cache folder.
-        dir: PathBuf,
+        /// The cache folder, then the export (with --redis: the export only).
+        #[arg(value_name = "DIR")]
+        first: PathBuf,
         /// The export to read, or `-` for stdin.
-        file: PathBuf,
+        #[arg(value_name = "FILE")]
+        second: Option<PathBuf>,
     },
 }
 

@@ -1,6 +1,8 @@
-//! `tiered --redis URL`: `stats`, `ls` and `clear` on a cache shared through Redis, against a
-//! real `redis-server` started on a free loopback port. Without one the tests say so loudly
-//! and pass, except under `CI=true`.
+//! `tiered --redis URL`: `stats`, `ls`, `clear`, `explain`, `export` and `import` on a cache
+//! shared through Redis, against a real `redis-server` started on a free loopback port.
+//! Without one the tests say so loudly and pass, except under `CI=true`.
+
+#![cfg(feature = "redis")]
 
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -141,5 +143,59 @@ fn an_unreachable_server_is_an_error_that_never_shows_the_password() {
         out.status.code(),
         Some(2),
         "no folder and no --redis is a usage error"
+    );
+}
+
+#[test]
+fn explain_export_and_import_work_on_a_cache_in_redis_and_purge_says_why_not() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let url = server.url();
+    let app = Cache::builder().redis(&url).open().unwrap();
+    app.insert("answer", 42u64).unwrap();
+    app.namespace("user:7")
+        .insert("name", "ada".to_string())
+        .unwrap();
+    app.flush().unwrap();
+
+    // explain KEY, the folder left out.
+    let why = json(&["explain", "--redis", &url, "answer"]);
+    assert_eq!(why["live"], true, "{why}");
+    let out = tiered(&["explain", "--redis", &url, "never-written"]);
+    assert_ne!(out.status.code(), Some(0), "a missing key is not live");
+
+    // export FILE, then import FILE into another prefix of the same server.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.tiered");
+    let file = file.to_str().unwrap();
+    json(&["export", "--redis", &url, file]);
+    json(&["import", "--redis", &url, "--redis-prefix", "copy:", file]);
+    let copy = Cache::builder()
+        .redis(&url)
+        .redis_prefix("copy:")
+        .open()
+        .unwrap();
+    assert_eq!(copy.get::<_, u64>("answer").unwrap().as_deref(), Some(&42));
+    assert_eq!(
+        copy.namespace("user:7")
+            .get::<_, String>("name")
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
+        Some("ada")
+    );
+
+    // One argument and no Redis: a usage error that says what to give.
+    let out = tiered(&["explain", "answer"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--redis URL and KEY"), "{err}");
+    let out = tiered(&["purge", "--redis", &url, "."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Redis frees its own memory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -52,6 +52,9 @@ pub(crate) struct RedisConfig {
     /// The certificate (PEM) that a `rediss://` server's must chain to, instead of the
     /// system's roots.
     pub root_cert: Option<Vec<u8>>,
+    /// The certificate chain and private key (PEM) this client shows a `rediss://` server
+    /// that asks for one (mutual TLS).
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Shows the URL without its password.
@@ -65,6 +68,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("max_record_bytes", &self.max_record_bytes)
             .field("lease", &self.lease)
             .field("root_cert", &self.root_cert.as_ref().map(|_| "(PEM)"))
+            .field("client_cert", &self.client_cert.as_ref().map(|_| "(PEM)"))
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl RedisConfig {
             max_record_bytes: 8 << 20,
             lease: Duration::from_secs(30),
             root_cert: None,
+            client_cert: None,
         }
     }
 
@@ -343,14 +348,20 @@ impl Drop for Held {
     }
 }
 
-/// The client of `cfg`'s URL: over TLS for `rediss://` (feature `redis-tls`).
+/// The client of `cfg`'s URL: over TLS for `rediss://` (feature `redis-tls`), with the
+/// authority and the client certificate given, if any.
 fn client(cfg: &RedisConfig) -> redis::RedisResult<Client> {
     #[cfg(feature = "redis-tls")]
-    if cfg.url.starts_with("rediss://") && cfg.root_cert.is_some() {
+    if cfg.url.starts_with("rediss://") && (cfg.root_cert.is_some() || cfg.client_cert.is_some()) {
         return Client::build_with_tls(
             cfg.url.as_str(),
             redis::TlsCertificates {
-                client_tls: None,
+                client_tls: cfg.client_cert.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
                 root_cert: cfg.root_cert.clone(),
             },
         );
@@ -377,6 +388,18 @@ impl RedisTier {
     /// [`Error::Config`] if the URL cannot be used.
     pub fn new(cfg: RedisConfig, gens: Arc<Generations>, clock: Arc<dyn Clock>) -> Result<Self> {
         let bad = |e: redis::RedisError| {
+            if cfg.url.starts_with("rediss://")
+                && (cfg.root_cert.is_some() || cfg.client_cert.is_some())
+                && e.kind() != redis::ErrorKind::InvalidClientConfig
+            {
+                // The URL parsed; a certificate or key did not (the detail names which).
+                return Error::Config(format!(
+                    "the TLS certificates given for {} cannot be used: {}; give PEM files \
+                     (redis_tls_root_cert, redis_tls_client_cert)",
+                    cfg.shown_url(),
+                    e
+                ));
+            }
             Error::Config(format!(
                 "the Redis URL {} cannot be used ({:?}): give redis://[user:password@]host:port[/db]",
                 cfg.shown_url(),
