@@ -447,6 +447,21 @@ impl CacheBuilder {
         let slot = registry::slot(&folder);
         let _opening = slot.lock_opening();
         if let Some((inner, open_settings)) = slot.live() {
+            // Where values go is not a setting to ignore: a cache asked for with Redis must
+            // not quietly be one without it, nor the reverse.
+            if open_settings.redis != settings.redis {
+                let shown = |r: &str| match r {
+                    "" => "without Redis".to_string(),
+                    r => format!("in front of Redis ({r})"),
+                };
+                return Err(Error::Config(format!(
+                    "the folder {} is already open in this process {}, and was asked for {}: \
+                     open it the same way, or use the open cache",
+                    folder.display(),
+                    shown(&open_settings.redis),
+                    shown(&settings.redis)
+                )));
+            }
             let differences = open_settings.differences(&settings);
             if !differences.is_empty() {
                 tracing::warn!(

@@ -677,17 +677,19 @@ fn two_builds_of_a_memoized_function_sharing_redis_never_clear_each_other() {
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 }
 
-/// A `redis-server` that speaks only TLS, with a certificate of a throwaway authority made by
-/// `openssl`; `None` (loudly) where either program is missing outside CI.
-#[cfg(feature = "redis-tls")]
 /// What a client of [`tls_server`] may need: the authority that signed the server's
 /// certificate, and a client certificate and key it signed too (PEM).
+#[cfg(feature = "redis-tls")]
 struct TlsFiles {
     ca: Vec<u8>,
     client_cert: Vec<u8>,
     client_key: Vec<u8>,
 }
 
+/// A `redis-server` that speaks only TLS (asking clients for a certificate with
+/// `auth_clients`), with certificates of a throwaway authority made by `openssl`; `None`
+/// (loudly) where either program is missing outside CI.
+#[cfg(feature = "redis-tls")]
 fn tls_server(auth_clients: bool) -> Option<(Server, TlsFiles)> {
     let server = Server::start()?; // checks redis-server; its plain port stays unused
     let dir = server.dir.path();

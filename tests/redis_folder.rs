@@ -209,3 +209,94 @@ fn a_folder_in_front_of_redis_gets_the_same_answers_as_redis_alone() {
     assert_eq!(get(&cache, "brief"), None, "an expired copy was served");
     assert_eq!(get(&alone, "brief"), None);
 }
+
+#[test]
+fn a_folder_open_without_redis_is_not_handed_out_as_one_in_front_of_redis_nor_the_reverse() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let plain = Cache::open(dir.path()).unwrap();
+    let err = Cache::builder()
+        .path(dir.path())
+        .redis(server.url())
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, tiered::Error::Config(_)), "{err}");
+    assert!(err.to_string().contains("without Redis"), "{err}");
+    drop(plain);
+    let in_front = machine(&server, dir.path());
+    let err = Cache::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("in front of Redis"), "{err}");
+    drop(in_front);
+}
+
+#[test]
+fn a_copy_larger_than_the_folder_is_not_kept_and_pushes_out_no_other() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = Cache::builder()
+        .path(dir.path())
+        .redis(server.url())
+        .disk_capacity(1 << 20)
+        .open()
+        .unwrap();
+    for i in 0..20u32 {
+        cache.insert(&i, "x".repeat(1000)).unwrap();
+    }
+    cache.flush().unwrap();
+    let copies = cache.stats().entries;
+    assert_eq!(copies, 20, "{:?}", cache.stats());
+    // Larger than the folder, smaller than redis_max_value_bytes: in Redis, not copied.
+    cache.insert("large", "y".repeat(3 << 20)).unwrap();
+    cache.flush().unwrap();
+    assert_eq!(cache.stats().entries, copies, "{:?}", cache.stats());
+    assert_eq!(cache.stats().evictions, 0);
+    let cache = restart(&server, dir.path(), cache);
+    assert_eq!(get(&cache, "large").map(|v| v.len()), Some(3 << 20));
+}
+
+#[test]
+fn a_copy_read_recently_outlives_older_ones_when_the_folder_is_full() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = Cache::builder()
+        .path(dir.path())
+        .redis(server.url())
+        .disk_capacity(1 << 20)
+        .memory_capacity(1024) // every read goes past memory
+        .open()
+        .unwrap();
+    let value = |i: u32| format!("{i:08}").repeat(2_500); // 20 kB
+    cache.insert("unread", value(0)).unwrap();
+    cache.insert("read", value(1)).unwrap();
+    cache.flush().unwrap();
+    // Newer copies until the folder evicts, "read" read (its copy) before each.
+    let mut i = 2;
+    while cache.stats().evictions == 0 {
+        assert!(i < 1000, "the folder never evicted: {:?}", cache.stats());
+        assert_eq!(get(&cache, "read"), Some(value(1)));
+        cache.insert(&i, value(i)).unwrap();
+        cache.flush().unwrap();
+        i += 1;
+    }
+    assert!(cache.stats().disk_hits > 1, "{:?}", cache.stats());
+    // After a restart, what the folder still holds is read without the value sent again.
+    let cache = restart(&server, dir.path(), cache);
+    let sent = sent_bytes(&server);
+    assert_eq!(get(&cache, "unread"), Some(value(0)));
+    assert!(
+        sent_bytes(&server) - sent > 20_000,
+        "the copy never read outlived newer ones"
+    );
+    let sent = sent_bytes(&server);
+    assert_eq!(get(&cache, "read"), Some(value(1)));
+    assert!(
+        sent_bytes(&server) - sent < 10_000,
+        "the copy read last was evicted before older ones"
+    );
+}

@@ -71,6 +71,14 @@ pub(crate) struct DiskTier {
     state: Arc<State>,
 }
 
+impl DiskTier {
+    /// The bytes the folder may hold (`disk_capacity`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn capacity(&self) -> u64 {
+        self.state.cfg.capacity
+    }
+}
+
 /// What the disk tier's front shares with its background threads.
 pub(crate) struct State {
     pub dir: PathBuf,

@@ -61,6 +61,9 @@ pub(crate) struct Chain {
 /// Hands copies to the thread that writes them to the folder.
 pub(crate) struct Copier {
     tx: Mutex<Option<SyncSender<Copy>>>,
+    /// The folder's capacity: a larger record is not copied (it would push out every other
+    /// copy, itself included), and the key's older copy goes.
+    max: u64,
 }
 
 impl Replica for Copier {
@@ -68,6 +71,7 @@ impl Replica for Copier {
         let Some(tx) = lock(&self.tx).clone() else {
             return;
         };
+        let record = record.filter(|r| r.len() as u64 <= self.max);
         match tx.try_send(Copy::Record(digest, record)) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
@@ -133,6 +137,7 @@ impl Chain {
         let near = Arc::new(near);
         let copier = Arc::new(Copier {
             tx: Mutex::new(Some(tx)),
+            max: near.capacity(),
         });
         far.copy_to(copier.clone());
         let writer = near.clone();
@@ -164,6 +169,21 @@ impl Chain {
             last_access_ms: None,
         })
     }
+
+    /// Redis's answer for `digest` (`raw`, or none): the folder's copy follows it, unless it
+    /// is not worth keeping (not a record, invalidated, larger than the folder).
+    fn answer(&self, digest: u128, raw: Option<Vec<u8>>) -> Option<Stored> {
+        let Some(raw) = raw else {
+            self.copier.copy(digest, None);
+            return None;
+        };
+        let stored = self.localized(raw.clone());
+        let keep = stored
+            .as_ref()
+            .is_some_and(|s| self.far.is_current(&s.bytes));
+        self.copier.copy(digest, keep.then_some(raw));
+        stored
+    }
 }
 
 impl Lower for Chain {
@@ -184,8 +204,13 @@ impl Lower for Chain {
             },
             None => self.far.read_raw(digest).ok()?,
         };
-        self.copier.copy(digest, raw.clone());
-        self.localized(raw?)
+        self.answer(digest, raw)
+    }
+
+    /// Read times go to the folder, whose eviction takes the least recently used copies
+    /// first.
+    fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
+        self.near.touch(digest, now_ms, idle);
     }
 
     /// Without asking the server it cannot tell.
@@ -232,17 +257,35 @@ impl Lower for Chain {
 
     /// Everything queued is sent to Redis, and the copies made so far are in the folder (or
     /// still being written after [`COPIES_WAITED`]).
+    ///
+    /// A folder that cannot keep its copies (a full disk) fails no flush: the writes are in
+    /// Redis, and a missing copy only costs a read from Redis (the folder logs its trouble).
     fn flush(&self) -> Result<()> {
         self.far.flush()?;
+        let until = Instant::now() + COPIES_WAITED;
         let tx = lock(&self.copier.tx).clone();
         if let Some(tx) = tx {
             let (done, copied) = mpsc::sync_channel(1);
             // Bounded: a copy is only a copy, and the writes themselves are in Redis.
-            if tx.send(Copy::Flush(done)).is_ok() {
-                let _ = copied.recv_timeout(COPIES_WAITED);
+            let mut flush = Copy::Flush(done);
+            let queued = loop {
+                match tx.try_send(flush) {
+                    Ok(()) => break true,
+                    Err(TrySendError::Full(back)) if Instant::now() < until => {
+                        flush = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => break false,
+                }
+            };
+            if queued {
+                let _ = copied.recv_timeout(until.saturating_duration_since(Instant::now()));
             }
         }
-        self.near.flush()
+        if let Err(e) = self.near.flush() {
+            tracing::debug!(error = %e, "the folder's copies of Redis's records are not all kept");
+        }
+        Ok(())
     }
 
     fn compact(&self) -> Result<()> {
@@ -262,7 +305,8 @@ impl Lower for Chain {
         self.near.leave_at_exit();
     }
 
-    /// Sends what is queued to Redis, writes the last copies, then lets the folder go.
+    /// Sends what is queued to Redis, writes the last copies, then lets the folder go. Only
+    /// Redis's failures count: the folder holds copies.
     fn close(&self) -> Result<()> {
         let far = self.far.close();
         lock(&self.copier.tx).take();
@@ -271,8 +315,10 @@ impl Lower for Chain {
                 let _ = thread.join();
             }
         }
-        let near = self.near.close();
-        far.and(near)
+        if let Err(e) = self.near.close() {
+            tracing::debug!(error = %e, "the folder's last copies of Redis's records were not kept");
+        }
+        far
     }
 
     /// Redis's state first (it decides what is served), then the folder's.
@@ -280,8 +326,10 @@ impl Lower for Chain {
         self.far.health().or_else(|| self.near.health())
     }
 
+    /// None: a folder out of service only keeps no copies meanwhile (the folder logs why);
+    /// every value is still in Redis.
     fn outage(&self) -> Option<crate::disk::Outage> {
-        self.near.outage()
+        None
     }
 
     fn shared_stats(&self) -> Option<Stats> {

@@ -501,6 +501,12 @@ impl RedisTier {
         self.shared.read_raw(digest)
     }
 
+    /// Whether `local` (a record [`localize`](RedisTier::localize)d) decodes and all its
+    /// labels are current: worth keeping a copy of.
+    pub fn is_current(&self, local: &[u8]) -> bool {
+        record::decode(local).is_ok_and(|rec| self.shared.gens.is_current(rec.generations()))
+    }
+
     /// A record as Redis keeps it, as the engine judges it (tokens turned into this
     /// process's generations).
     ///
