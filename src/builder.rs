@@ -472,6 +472,11 @@ impl CacheBuilder {
             }
             return Ok(inner);
         }
+        // A folder of copies of a cache in Redis is not opened without it (`tiers/marker.rs`).
+        match settings.redis.as_str() {
+            "" => crate::tiers::marker::refuse_if_marked(&folder)?,
+            shown => crate::tiers::marker::mark(&folder, shown)?,
+        }
         crate::fork::install();
         // What a child of a fork opens again (see `fork.rs`): this folder, these settings.
         let recipe = CacheBuilder {

@@ -300,3 +300,79 @@ fn a_copy_read_recently_outlives_older_ones_when_the_folder_is_full() {
         "the copy read last was evicted before older ones"
     );
 }
+
+#[test]
+fn a_copy_is_confirmed_while_the_server_pauses_writes_as_in_a_failover() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = Cache::builder()
+        .path(dir.path())
+        .redis(server.url())
+        .memory_capacity(1024) // every read goes past memory, to the copy
+        .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
+        .open()
+        .unwrap();
+    let value = "v".repeat(5000);
+    put(&cache, "k", value.clone());
+    assert_eq!(get(&cache, "k"), Some(value.clone()));
+    // Longer than the command timeout: a script the pause held would time out.
+    server.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]);
+    for _ in 0..3 {
+        assert_eq!(
+            get(&cache, "k"),
+            Some(value.clone()),
+            "{:?}",
+            cache.health()
+        );
+    }
+    assert!(cache.health().is_healthy(), "{:?}", cache.health());
+    server.cli(&["CLIENT", "UNPAUSE"]);
+}
+
+#[test]
+fn a_folder_of_copies_is_refused_to_a_process_without_redis_and_keeps_its_copies() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let cache = machine(&server, dir.path());
+    put(&cache, "frame", "x".repeat(100_000));
+    cache.flush().unwrap();
+    drop(cache);
+    let err = Cache::open(dir.path()).unwrap_err();
+    assert!(matches!(err, tiered::Error::Config(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("copies of the cache in Redis"), "{text}");
+    assert!(text.contains(&server.url()), "names the server: {text}");
+    // The copy is still there for the next process with Redis.
+    let cache = machine(&server, dir.path());
+    let sent = sent_bytes(&server);
+    assert_eq!(get(&cache, "frame").map(|v| v.len()), Some(100_000));
+    assert!(sent_bytes(&server) - sent < 10_000, "the copy was lost");
+}
+
+#[test]
+fn a_damaged_copy_is_read_from_redis_instead() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let value = format!("MARKER{}END", "q".repeat(2000));
+    let cache = machine(&server, dir.path());
+    put(&cache, "k", value.clone());
+    cache.flush().unwrap();
+    drop(cache);
+    // One byte inside the payload, its checksum (the last 8 bytes) intact.
+    let file = dir.path().join("tiered.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"MARKER")
+        .expect("the copy in the file");
+    bytes[at + 500] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let cache = machine(&server, dir.path());
+    assert_eq!(get(&cache, "k"), Some(value), "a damaged copy made a miss");
+}

@@ -15,7 +15,7 @@ mod guard;
 mod health;
 mod labels;
 mod open;
-mod private;
+pub(crate) mod private;
 pub(crate) mod scan;
 mod space;
 mod sweep;

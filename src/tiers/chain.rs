@@ -196,7 +196,16 @@ impl Lower for Chain {
     /// The folder's copy if Redis confirms it, else Redis's record (copied to the folder).
     /// A failure to reach Redis is a miss, copy or not.
     fn read(&self, digest: u128) -> Option<Stored> {
-        let raw = match self.near.read(digest) {
+        // A damaged copy counts as none (Redis's record replaces it): its checksum, the part
+        // Redis confirms, may be intact.
+        let copy = self.near.read(digest).filter(|copy| {
+            let sound = crate::record::decode(&copy.bytes).is_ok();
+            if !sound {
+                tracing::warn!("a damaged copy of a Redis record in the folder is read from Redis");
+            }
+            sound
+        });
+        let raw = match copy {
             Some(copy) => match self.far.confirm(digest, &copy.bytes) {
                 Ok(Confirmed::Same) => return self.localized(copy.bytes.to_vec()),
                 Ok(Confirmed::Other(raw)) => raw,

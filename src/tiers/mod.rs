@@ -29,6 +29,7 @@
 #[cfg(feature = "redis")]
 pub(crate) mod chain;
 mod handles;
+pub(crate) mod marker;
 mod none;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;

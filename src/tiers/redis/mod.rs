@@ -162,6 +162,9 @@ pub(crate) struct Shared {
     tx: Mutex<Option<Sender<Job>>>,
     /// Where the writer copies what it stored (a folder in front: `tiers/chain.rs`).
     replica: OnceLock<Arc<dyn Replica>>,
+    /// The server refused the confirming script (an ACL, a server before Redis 7): copies
+    /// are confirmed by reading the whole record instead.
+    no_scripts: AtomicBool,
     cfg: RedisConfig,
 }
 
@@ -180,9 +183,12 @@ pub(crate) enum Confirmed {
 }
 
 /// Answers 1 if the key's last 8 bytes (a record's checksum) are `ARGV[1]`, else the key's
-/// value (nil if none): one round trip, and the value is sent only if it differs.
-const CONFIRM: &str = "if redis.call('GETRANGE', KEYS[1], -8, -1) == ARGV[1] then return 1 end \
-                       return redis.call('GET', KEYS[1])";
+/// value (nil if none): one round trip, and the value is sent only if it differs. Flagged as
+/// writing nothing, so that a server pausing writes (`CLIENT PAUSE WRITE`, as a failover does)
+/// still runs it (Redis 7; an older server refuses the flag, and reads are then plain `GET`s).
+const CONFIRM: &str = "#!lua flags=no-writes
+if redis.call('GETRANGE', KEYS[1], -8, -1) == ARGV[1] then return 1 end
+return redis.call('GET', KEYS[1])";
 
 impl Shared {
     fn above(&self) -> Option<Arc<dyn Above>> {
@@ -449,6 +455,7 @@ impl RedisTier {
             queued: Default::default(),
             tx: Mutex::new(Some(tx)),
             replica: OnceLock::new(),
+            no_scripts: AtomicBool::new(false),
             cfg,
         });
         Ok(RedisTier {
@@ -469,7 +476,8 @@ impl RedisTier {
     /// # Errors
     /// If the server cannot be asked.
     pub fn confirm(&self, digest: u128, copy: &[u8]) -> std::result::Result<Confirmed, String> {
-        let Some(tail) = copy.len().checked_sub(8).map(|at| &copy[at..]) else {
+        let tail = copy.len().checked_sub(8).map(|at| &copy[at..]);
+        let Some(tail) = tail.filter(|_| !self.shared.no_scripts.load(Ordering::Relaxed)) else {
             return Ok(Confirmed::Other(self.shared.read_raw(digest)?));
         };
         let key = self.shared.keys.record(digest);
@@ -485,8 +493,16 @@ impl RedisTier {
             Ok(redis::Value::Int(1)) => Ok(Confirmed::Same),
             Ok(redis::Value::BulkString(bytes)) => Ok(Confirmed::Other(Some(bytes))),
             Ok(_) => Ok(Confirmed::Other(None)),
-            // A server that refuses scripts (an ACL): the whole record instead.
-            Err(_) if self.shared.link.outage().is_none() => {
+            // A server that refuses scripts (an ACL, an older server): whole records from
+            // now on.
+            Err(e) if self.shared.link.outage().is_none() => {
+                if !self.shared.no_scripts.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "the Redis server refuses the script that confirms the folder's copies: \
+                         each copy read now reads the whole record from Redis"
+                    );
+                }
                 Ok(Confirmed::Other(self.shared.read_raw(digest)?))
             }
             Err(e) => Err(e),
