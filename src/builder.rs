@@ -269,6 +269,18 @@ impl CacheBuilder {
         self
     }
 
+    /// How long a process's listener may go without hearing back the probe it writes
+    /// (default 1 s): a listener that hears nothing within it counts as deaf (a half-open
+    /// connection), and what the process holds from Redis is dropped until it hears again.
+    /// A probe is written every twice this, so a deaf listener is noticed within about 3.5
+    /// times it. Shorter notices sooner, at one small write and one `CLIENT TRACKINGINFO`
+    /// more per period; at least 10 ms.
+    #[cfg(feature = "redis")]
+    pub fn redis_listener_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.listener_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
     /// For a `rediss://` server whose certificate chains to a private authority: that
     /// authority's certificate (PEM), trusted instead of the system's roots.
     #[cfg(feature = "redis-tls")]
@@ -472,10 +484,10 @@ impl CacheBuilder {
             }
             return Ok(inner);
         }
-        // A folder of copies of a cache in Redis is not opened without it (`tiers/marker.rs`).
-        match settings.redis.as_str() {
-            "" => crate::tiers::marker::refuse_if_marked(&folder)?,
-            shown => crate::tiers::marker::mark(&folder, shown)?,
+        // A folder of copies of a cache in Redis is not opened without it (`tiers/marker.rs`);
+        // one in front of Redis is marked once it is open.
+        if settings.redis.is_empty() {
+            crate::tiers::marker::refuse_if_marked(&folder)?;
         }
         crate::fork::install();
         // What a child of a fork opens again (see `fork.rs`): this folder, these settings.
@@ -551,7 +563,10 @@ impl CacheBuilder {
         };
         #[cfg(feature = "redis")]
         let lower: Box<dyn Lower> = match far {
-            Some(far) => Box::new(crate::tiers::chain::Chain::new(disk, far)),
+            Some(far) => {
+                crate::tiers::marker::mark(&folder, &settings.redis)?;
+                Box::new(crate::tiers::chain::Chain::new(disk, far))
+            }
             None => Box::new(disk),
         };
         #[cfg(not(feature = "redis"))]

@@ -403,6 +403,54 @@ fn a_listener_that_dies_silently_is_noticed_and_nothing_stale_is_served_after() 
     );
 }
 
+/// Whether a read of `key` was answered from memory.
+fn memory_hit(cache: &Cache, key: &str) -> bool {
+    let before = cache.stats();
+    let _ = get(cache, key);
+    let after = cache.stats();
+    after.memory_hits > before.memory_hits && after.disk_hits == before.disk_hits
+}
+
+#[test]
+fn the_listener_timeout_decides_how_soon_a_deaf_listener_is_noticed() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _other = server.cache(); // `proxied` waits for two listeners
+                                 // A long timeout: a deaf listener goes unnoticed for a while (about 3.5 times it), and
+                                 // what the cache holds from Redis stays in memory meanwhile.
+    let (patient, faults) = proxied(
+        &server,
+        Cache::builder().redis_listener_timeout(Duration::from_secs(60)),
+    );
+    put(&patient, "k", "v".to_string());
+    assert!(held_in_memory(&patient, "k", "v"));
+    faults.freeze_listeners.store(true, Ordering::Relaxed);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(
+            memory_hit(&patient, "k"),
+            "a deaf listener was noticed before its 60 s timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(patient);
+    // A short one: noticed (its probe is not heard back), so what came from Redis is read
+    // from Redis again; and kept in memory again once the listener hears.
+    let (eager, faults) = proxied(
+        &server,
+        Cache::builder().redis_listener_timeout(Duration::from_millis(100)),
+    );
+    assert!(held_in_memory(&eager, "k", "v"));
+    faults.freeze_listeners.store(true, Ordering::Relaxed);
+    assert!(
+        eventually(|| !memory_hit(&eager, "k")),
+        "a deaf listener went unnoticed with a 100 ms timeout"
+    );
+    faults.freeze_listeners.store(false, Ordering::Relaxed);
+    assert!(held_in_memory(&eager, "k", "v"));
+}
+
 #[test]
 fn a_reply_that_arrives_after_the_invalidation_is_not_kept_in_memory() {
     let Some(server) = Server::start() else {

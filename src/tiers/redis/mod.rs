@@ -45,6 +45,9 @@ pub(crate) struct RedisConfig {
     pub prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// How long the listener may take to hear a probe back before it counts as deaf; a
+    /// probe is written every twice that.
+    pub listener_timeout: Duration,
     /// Records larger than this stay in the memory tier.
     pub max_record_bytes: u64,
     /// How long a lease keeps other machines from computing the same key.
@@ -65,6 +68,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("listener_timeout", &self.listener_timeout)
             .field("max_record_bytes", &self.max_record_bytes)
             .field("lease", &self.lease)
             .field("root_cert", &self.root_cert.as_ref().map(|_| "(PEM)"))
@@ -80,6 +84,7 @@ impl RedisConfig {
             prefix: "tiered:".into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            listener_timeout: Duration::from_secs(1),
             max_record_bytes: 8 << 20,
             lease: Duration::from_secs(30),
             root_cert: None,

@@ -22,11 +22,9 @@ use super::keys::Changed;
 use super::Shared;
 use crate::record;
 
-/// How often the writer checks that tracking still reaches the listener.
+/// How often, at most, the writer checks that tracking still reaches the listener (more
+/// often for a short listener timeout: half of it).
 const HEARTBEAT: Duration = Duration::from_millis(500);
-/// How often a probe is written for the listener to hear back, and how long it has to.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
-const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// At most this many writes in one pipeline.
 const BATCH: usize = 256;
 
@@ -85,8 +83,12 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
         unsent_generations: BTreeMap::new(),
         last_heartbeat: Instant::now(),
     };
+    // A probe is written every twice the listener timeout, and must be heard back within it.
+    let heartbeat = HEARTBEAT
+        .min(w.shared.cfg.listener_timeout / 2)
+        .max(Duration::from_millis(5));
     loop {
-        let first = match rx.recv_timeout(HEARTBEAT) {
+        let first = match rx.recv_timeout(heartbeat) {
             Ok(job) => Some(job),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
@@ -103,7 +105,7 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
             w.send(&jobs);
         }
         // On time, busy or not.
-        if w.last_heartbeat.elapsed() >= HEARTBEAT {
+        if w.last_heartbeat.elapsed() >= heartbeat {
             w.last_heartbeat = Instant::now();
             w.heartbeat();
         }
@@ -217,15 +219,17 @@ impl Writer {
     }
 
     /// End to end: a probe key written through another connection must come back to the
-    /// listener as an invalidation. A listener that heard nothing within [`PROBE_WAIT`] is
+    /// listener as an invalidation. A listener that heard nothing within the listener timeout is
     /// deaf (a connection that died silently): it starts over, and what this process holds
     /// from Redis is dropped.
     fn probe(&mut self) {
         let shared = self.shared.clone();
+        let wait = shared.cfg.listener_timeout;
+        let every = wait * 2;
         let mut probe = crate::disk::lock(&shared.probe);
         match probe.sent {
             Some((token, at)) if probe.heard != token => {
-                if at.elapsed() >= PROBE_WAIT {
+                if at.elapsed() >= wait {
                     probe.sent = None;
                     drop(probe);
                     shared.restart_listener.store(true, Ordering::Release);
@@ -233,12 +237,12 @@ impl Writer {
                 }
                 return;
             }
-            Some((_, at)) if at.elapsed() < PROBE_EVERY => return,
+            Some((_, at)) if at.elapsed() < every => return,
             _ => {}
         }
         let token = fresh_token();
         let key = shared.keys.probe(token);
-        let ms = u64::try_from((PROBE_EVERY * 2).as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from((every * 2).as_millis()).unwrap_or(u64::MAX);
         probe.sent = Some((token, Instant::now()));
         drop(probe);
         let pubsub = shared.pubsub.load(Ordering::Acquire);
