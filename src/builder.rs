@@ -234,9 +234,10 @@ impl CacheBuilder {
     ///
     /// With a [`path`](CacheBuilder::path) too, the folder sits between memory and Redis and
     /// keeps copies of Redis's records: a value read again after a restart is read from the
-    /// local disk, once Redis confirmed (in one small round trip) that the copy is still its
-    /// record; an unconfirmed copy is never served. Give every process on that folder the
-    /// same server and prefix.
+    /// local disk, once Redis confirmed (in one small round trip, plus a lookup of each of
+    /// its labels' tokens this process does not hold yet) that the copy is still its record;
+    /// an unconfirmed copy is never served. A process without Redis is refused such a folder
+    /// (`Error::Config`).
     ///
     /// ```no_run
     /// let cache = tiered::Cache::builder()
@@ -261,7 +262,9 @@ impl CacheBuilder {
     }
 
     /// How long connecting to Redis (default 1 s) and each command (default 1 s) may take
-    /// before the server counts as unreachable: a read then misses, a write is sent later.
+    /// before the server counts as unreachable: a read then misses; a write that could not
+    /// be sent is replaced by a deletion of its key once the server answers (an invalidation
+    /// is sent again).
     #[cfg(feature = "redis")]
     pub fn redis_timeouts(mut self, connect: Duration, command: Duration) -> Self {
         self.redis.connect_timeout = connect.max(Duration::from_millis(1));
@@ -273,8 +276,8 @@ impl CacheBuilder {
     /// (default 1 s): a listener that hears nothing within it counts as deaf (a half-open
     /// connection), and what the process holds from Redis is dropped until it hears again.
     /// A probe is written every twice this, so a deaf listener is noticed within about 3.5
-    /// times it. Shorter notices sooner, at one small write and one `CLIENT TRACKINGINFO`
-    /// more per period; at least 10 ms.
+    /// times it. Shorter notices sooner, at one small write per probe period (tracking
+    /// itself is checked every half of it, at most every 0.5 s); at least 10 ms.
     #[cfg(feature = "redis")]
     pub fn redis_listener_timeout(mut self, timeout: Duration) -> Self {
         self.redis.listener_timeout = timeout.max(Duration::from_millis(10));

@@ -376,3 +376,47 @@ fn a_damaged_copy_is_read_from_redis_instead() {
     let cache = machine(&server, dir.path());
     assert_eq!(get(&cache, "k"), Some(value), "a damaged copy made a miss");
 }
+
+#[test]
+fn a_server_that_refuses_scripts_still_gets_every_copy_confirmed_by_a_whole_read() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "noscripts",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-eval",
+        "-evalsha",
+    ]);
+    let url = format!("redis://noscripts:pw@127.0.0.1:{}", server.port);
+    let open = |dir: &Path| {
+        Cache::builder()
+            .path(dir)
+            .redis(&url)
+            .memory_capacity(1024)
+            .open()
+            .unwrap()
+    };
+    let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
+    let a = machine(&server, dir_a.path());
+    let b = open(dir_b.path());
+    put(&a, "k", "v1".repeat(1000));
+    assert_eq!(get(&b, "k"), Some("v1".repeat(1000)));
+    assert_eq!(
+        get(&b, "k"),
+        Some("v1".repeat(1000)),
+        "the copy, read whole"
+    );
+    put(&a, "k", "v2".repeat(1000));
+    assert!(
+        eventually(|| get(&b, "k") == Some("v2".repeat(1000))),
+        "an old copy was served without the script"
+    );
+    assert!(b.health().is_healthy(), "{:?}", b.health());
+}

@@ -119,6 +119,12 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
                         .into(),
                 });
             }
+            let Some(dir) = dir else {
+                return Err(Failure {
+                    code: exit::USAGE,
+                    message: "give the cache folder".into(),
+                });
+            };
             let cache = open(dir, wait, false)?;
             let before = cache.stats().disk_file_bytes;
             let bar = Progress::spinner("compacting");

@@ -51,8 +51,8 @@ pub(crate) struct Cli {
     /// Seconds to wait for a process that holds the folder and cannot be reached to let go.
     #[arg(long, global = true, default_value_t = 2, value_name = "SECS")]
     pub wait: u64,
-    /// `stats`, `ls` and `clear` on the cache shared through this Redis server instead of a
-    /// folder (`redis://[user:password@]host:port[/db]`; default: $TIERED_REDIS_URL when no
+    /// `stats`, `ls`, `clear`, `explain`, `export` and `import` on the cache shared through
+    /// this Redis server instead of a folder (`redis://[user:password@]host:port[/db]`; default: $TIERED_REDIS_URL when no
     /// folder is given). The password is never shown or written anywhere.
     #[cfg(feature = "redis")]
     #[arg(long, global = true, value_name = "URL")]
@@ -110,10 +110,11 @@ pub(crate) enum Command {
         #[arg(long, group = "selector")]
         all: bool,
     },
-    /// Give disk space back: delete dead records and compact the database file.
+    /// Give disk space back: delete dead records and compact the database file (folders
+    /// only: Redis frees its own memory).
     Purge {
         /// The cache folder.
-        dir: PathBuf,
+        dir: Option<PathBuf>,
     },
     /// Write every live entry to FILE (`-`: stdout), for `tiered import`.
     ///

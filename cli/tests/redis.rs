@@ -191,7 +191,7 @@ fn explain_export_and_import_work_on_a_cache_in_redis_and_purge_says_why_not() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--redis URL and KEY"), "{err}");
-    let out = tiered(&["purge", "--redis", &url, "."]);
+    let out = tiered(&["purge", "--redis", &url]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Redis frees its own memory"),

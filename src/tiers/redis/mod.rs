@@ -167,9 +167,10 @@ pub(crate) struct Shared {
     tx: Mutex<Option<Sender<Job>>>,
     /// Where the writer copies what it stored (a folder in front: `tiers/chain.rs`).
     replica: OnceLock<Arc<dyn Replica>>,
-    /// The server refused the confirming script (an ACL, a server before Redis 7): copies
-    /// are confirmed by reading the whole record instead.
-    no_scripts: AtomicBool,
+    /// Until when the confirming script is not sent (the server answered it with an error:
+    /// an ACL, a server before Redis 7, one still loading): copies are confirmed by reading
+    /// the whole record instead, and the script is tried again after [`SCRIPT_RETRY`].
+    no_scripts: Mutex<Option<Instant>>,
     cfg: RedisConfig,
 }
 
@@ -186,6 +187,9 @@ pub(crate) enum Confirmed {
     /// Another record, or none.
     Other(Option<Vec<u8>>),
 }
+
+/// How long copies are confirmed by whole reads after the script failed.
+const SCRIPT_RETRY: Duration = Duration::from_secs(60);
 
 /// Answers 1 if the key's last 8 bytes (a record's checksum) are `ARGV[1]`, else the key's
 /// value (nil if none): one round trip, and the value is sent only if it differs. Flagged as
@@ -460,7 +464,7 @@ impl RedisTier {
             queued: Default::default(),
             tx: Mutex::new(Some(tx)),
             replica: OnceLock::new(),
-            no_scripts: AtomicBool::new(false),
+            no_scripts: Mutex::new(None),
             cfg,
         });
         Ok(RedisTier {
@@ -482,7 +486,8 @@ impl RedisTier {
     /// If the server cannot be asked.
     pub fn confirm(&self, digest: u128, copy: &[u8]) -> std::result::Result<Confirmed, String> {
         let tail = copy.len().checked_sub(8).map(|at| &copy[at..]);
-        let Some(tail) = tail.filter(|_| !self.shared.no_scripts.load(Ordering::Relaxed)) else {
+        let scripts = lock(&self.shared.no_scripts).is_none_or(|until| Instant::now() >= until);
+        let Some(tail) = tail.filter(|_| scripts) else {
             return Ok(Confirmed::Other(self.shared.read_raw(digest)?));
         };
         let key = self.shared.keys.record(digest);
@@ -501,11 +506,13 @@ impl RedisTier {
             // A server that refuses scripts (an ACL, an older server): whole records from
             // now on.
             Err(e) if self.shared.link.outage().is_none() => {
-                if !self.shared.no_scripts.swap(true, Ordering::Relaxed) {
+                let before = lock(&self.shared.no_scripts).replace(Instant::now() + SCRIPT_RETRY);
+                if before.is_none() {
                     tracing::warn!(
                         error = %e,
-                        "the Redis server refuses the script that confirms the folder's copies: \
-                         each copy read now reads the whole record from Redis"
+                        "the Redis server answers the script that confirms the folder's copies \
+                         with an error: copies are confirmed by reading the whole record, and \
+                         the script is tried again every minute"
                     );
                 }
                 Ok(Confirmed::Other(self.shared.read_raw(digest)?))
