@@ -275,6 +275,69 @@ impl Cache {
             .get_or_try_insert(&self.inner.root, key, options, f)
     }
 
+    /// [`get_or_insert_with`](Cache::get_or_insert_with) with refresh ahead: with
+    /// [`Options::refresh_after`], a read that finds a value older than that (and not expired)
+    /// returns it at once and recomputes the key in the background, once per key across
+    /// threads and processes; the new value replaces the old when ready. So readers wait for
+    /// `f` only when no value exists. `f` must be able to run later on another thread: `Send`
+    /// and `'static` (clone what it needs into it).
+    ///
+    /// A panic in a background `f` is caught, counted in `Stats::refresh_failures` and logged;
+    /// the older value stays until its deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tiered::{Cache, Options};
+    ///
+    /// let cache = Cache::in_memory();
+    /// let opts = Options::new()
+    ///     .ttl(Duration::from_secs(3600))
+    ///     .refresh_after(Duration::from_secs(300));
+    /// let region = String::from("eu");
+    /// let price = cache.get_or_refresh_with(&("price", "eu"), &opts, move || {
+    ///     // A slow query, rerun in the background once the value is 5 minutes old.
+    ///     if region == "eu" { 1.5f64 } else { 2.5 }
+    /// })?;
+    /// assert_eq!(*price, 1.5);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get_or_insert_with`](Cache::get_or_insert_with).
+    pub fn get_or_refresh_with<K, V, F>(&self, key: &K, options: &Options, f: F) -> Result<Arc<V>>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> V + Send + 'static,
+    {
+        self.try_get_or_refresh_with(key, options, move || Ok::<V, Error>(f()))
+    }
+
+    /// [`get_or_refresh_with`](Cache::get_or_refresh_with) for a fallible computation: an
+    /// `Err` of a caller's `f` is returned to it, as with
+    /// [`try_get_or_insert_with`](Cache::try_get_or_insert_with); one of a background `f` is
+    /// counted in `Stats::refresh_failures` and logged (hence `E: Display`), and the older
+    /// value stays until its deadline.
+    ///
+    /// # Errors
+    /// `f`'s error, or a cache error converted with `E: From<tiered::Error>`.
+    pub fn try_get_or_refresh_with<K, V, E, F>(
+        &self,
+        key: &K,
+        options: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        let ek = crate::key::encode_key(&self.inner.root.name, key)?;
+        self.inner
+            .get_or_try_refresh(&self.inner.root, ek, options, f)
+    }
+
     /// Invalidates every entry carrying `tag`, in every namespace, in both tiers, persistently.
     ///
     /// Costs the same for ten entries or ten million: one generation bump. The sweeper

@@ -51,6 +51,8 @@ pub(crate) struct MemEntry {
     pub value: Value,
     pub key: Box<[u8]>,
     pub expiry: Expiry,
+    /// When the value was written (unix ms), for `Options::refresh_after`.
+    pub created_ms: u64,
     pub last_access_ms: AtomicU64,
     /// The read time last queued for the disk tier (idle entries only).
     pub disk_touch_ms: AtomicU64,

@@ -149,6 +149,41 @@ impl Namespace {
             .get_or_try_insert(&self.scope, key, options, f)
     }
 
+    /// See [`Cache::get_or_refresh_with`].
+    ///
+    /// # Errors
+    /// As [`Cache::get_or_refresh_with`].
+    pub fn get_or_refresh_with<K, V, F>(&self, key: &K, options: &Options, f: F) -> Result<Arc<V>>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> V + Send + 'static,
+    {
+        self.try_get_or_refresh_with(key, options, move || Ok::<V, Error>(f()))
+    }
+
+    /// See [`Cache::try_get_or_refresh_with`].
+    ///
+    /// # Errors
+    /// As [`Cache::try_get_or_refresh_with`].
+    pub fn try_get_or_refresh_with<K, V, E, F>(
+        &self,
+        key: &K,
+        options: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        let ek = crate::key::encode_key(&self.scope.name, key)?;
+        self.cache
+            .inner
+            .get_or_try_refresh(&self.scope, ek, options, f)
+    }
+
     /// Drops every entry of this namespace, in both tiers, persistently; other namespaces keep
     /// theirs. Costs the same whatever the number of entries.
     ///

@@ -28,6 +28,7 @@ pub struct Options {
     pub(crate) idle: Option<Duration>,
     pub(crate) tags: Vec<Arc<str>>,
     pub(crate) memory_only: bool,
+    pub(crate) refresh_after: Option<Duration>,
 }
 
 impl Options {
@@ -77,6 +78,30 @@ impl Options {
         self
     }
 
+    /// Refresh ahead: a read through
+    /// [`get_or_refresh_with`](crate::Cache::get_or_refresh_with) (or its `try_` form) of an
+    /// entry older than `after` but not expired returns it at once and starts one background
+    /// recomputation of the key (one per key across the process's threads, and across the
+    /// processes that share the folder or Redis); the new value replaces it when ready. A
+    /// failed recomputation is counted (`Stats::refresh_failures`) and the older value stays
+    /// until its deadline. Combine it with a `ttl` longer than `after`, so that a value never
+    /// read for a while still expires. Default: never.
+    ///
+    /// [`get_or_insert_with`](crate::Cache::get_or_insert_with) cannot run its computation
+    /// later (it may borrow from the caller), so it ignores this option.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = tiered::Options::new()
+    ///     .ttl(Duration::from_secs(3600))
+    ///     .refresh_after(Duration::from_secs(300));
+    /// # let _ = opts;
+    /// ```
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.refresh_after = Some(after);
+        self
+    }
+
     fn sets_expiry(&self) -> bool {
         self.ttl.is_some() || self.expires_at.is_some() || self.idle.is_some()
     }
@@ -98,6 +123,7 @@ impl Options {
             }
         }
         out.memory_only |= defaults.memory_only;
+        out.refresh_after = self.refresh_after.or(defaults.refresh_after);
         out
     }
 

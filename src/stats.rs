@@ -67,6 +67,13 @@ pub struct Stats {
     /// (`memory_capacity`): such a value is not kept in memory, so each read of it is served
     /// from disk (a value kept in memory only is not kept at all).
     pub too_large_for_memory: u64,
+    /// Values recomputed in the background because they were older than their
+    /// [`refresh_after`](crate::Options::refresh_after) (stored, unless a write of the key
+    /// came meanwhile).
+    pub refreshes: u64,
+    /// Background recomputations that failed (an error, or a panic); the older value stays
+    /// until its deadline.
+    pub refresh_failures: u64,
 }
 
 /// One event counter: counted here, and published through the `metrics` facade when that
@@ -104,6 +111,8 @@ pub(crate) struct Counters {
     pub warm_loaded: Count,
     pub warming: AtomicBool,
     pub too_large_for_memory: Count,
+    pub refreshes: Count,
+    pub refresh_failures: Count,
     /// What happened to the keys dropped lately, for `Cache::explain`.
     pub graveyard: crate::explain::Graveyard,
 }
@@ -146,7 +155,7 @@ impl Counters {
     /// The event counters with their names and descriptions in the `metrics` facade (see
     /// [`Stats`] for what each counts).
     #[cfg(feature = "metrics")]
-    fn named(&self) -> [(&'static str, &'static str, &Count); 12] {
+    fn named(&self) -> [(&'static str, &'static str, &Count); 14] {
         [
             (
                 "tiered_memory_hits_total",
@@ -208,6 +217,16 @@ impl Counters {
                 "values larger than the whole memory tier",
                 &self.too_large_for_memory,
             ),
+            (
+                "tiered_refreshes_total",
+                "values recomputed in the background past refresh_after",
+                &self.refreshes,
+            ),
+            (
+                "tiered_refresh_failures_total",
+                "background recomputations that failed",
+                &self.refresh_failures,
+            ),
         ]
     }
 
@@ -255,6 +274,8 @@ impl Counters {
             // Pairs with the loader's store: what it loaded is visible once this reads false.
             warming: self.warming.load(std::sync::atomic::Ordering::Acquire),
             too_large_for_memory: self.too_large_for_memory.load(),
+            refreshes: self.refreshes.load(),
+            refresh_failures: self.refresh_failures.load(),
         }
     }
 }

@@ -398,6 +398,7 @@ impl Inner {
                     }),
                     key: key.into_boxed_slice(),
                     expiry: meta.expiry,
+                    created_ms: meta.created_ms,
                     last_access_ms: now.into(),
                     disk_touch_ms: now.into(),
                     gens: stamp.into_boxed_slice(),

@@ -5,6 +5,7 @@
 mod above;
 mod explain;
 mod read;
+mod refresh;
 pub(crate) mod runner;
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     pub stripes: Arc<Stripes>,
     /// The memoized functions used with this cache: see `memo.rs`.
     pub memo: crate::memo::Functions,
+    /// Keys being recomputed in the background (`refresh.rs`).
+    pub refreshing: Mutex<std::collections::HashSet<u128>>,
     /// The warm restart's loader, if one was started: see `warm.rs`.
     warm: OnceLock<warm::Loader>,
     all_id: u64,
@@ -121,6 +124,7 @@ impl Inner {
             root: Scope::root(),
             stripes,
             memo: Default::default(),
+            refreshing: Mutex::default(),
             warm: OnceLock::new(),
             all_id: generations::id(generations::ALL),
             generation: crate::fork::generation(),

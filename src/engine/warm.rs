@@ -258,6 +258,7 @@ impl Run {
             }),
             key: Box::from(rec.key),
             expiry: rec.meta.expiry,
+            created_ms: rec.meta.created_ms,
             last_access_ms: last.into(),
             disk_touch_ms: last.into(),
             gens,

@@ -26,6 +26,10 @@ use crate::tiers::{Staging, Ticket};
 pub(super) enum IfCurrent {
     Always,
     Check(Option<Arc<AtomicBool>>),
+    /// A value recomputed in the background (`refresh.rs`): stored only if the key's stripe
+    /// still has this version (no write came since the value it replaces) and its
+    /// generations are current.
+    Unchanged(u64),
 }
 
 impl IfCurrent {
@@ -144,6 +148,7 @@ impl Inner {
             weight: memory::weight::<V>(ek.bytes.len(), payload_len, stamp.len()),
             key: Box::from(&*ek.bytes),
             expiry,
+            created_ms: now,
             last_access_ms: now.into(),
             disk_touch_ms: now.into(),
             gens: stamp.into_boxed_slice(),
@@ -163,7 +168,9 @@ impl Inner {
             // its caller has it (or is gone), later readers must not. A side file written
             // for it has no record to belong to.
             let stale = !self.gens.is_current(entry.gens.iter().copied());
-            if if_current.call_ended() || (stale && matches!(if_current, IfCurrent::Check(_))) {
+            let overtaken = matches!(if_current, IfCurrent::Unchanged(v) if held.version() != v);
+            let checked = !matches!(if_current, IfCurrent::Always);
+            if if_current.call_ended() || overtaken || (stale && checked) {
                 if let Some((_, staged)) = encoded {
                     self.lower.unstage(staged);
                 }

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of this protocol: a frame of another version is refused. 2: the greeting
-/// gives the client its epochs slot; `Ping`.
-pub(crate) const VERSION: u8 = 2;
+/// gives the client its epochs slot; `Ping`. 3: `Stats` counts refreshes.
+pub(crate) const VERSION: u8 = 3;
 /// The largest body a frame may carry.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 

@@ -1,0 +1,164 @@
+//! Refresh ahead (`Options::refresh_after`): a read-through that finds a value older than its
+//! refresh age, but not expired, returns it at once and recomputes the key on a thread of its
+//! own; the new value replaces the old when ready.
+//!
+//! One recomputation per key: within the process, the key is marked as refreshing (a read
+//! that finds it marked starts none); across processes, the recomputation holds the key's
+//! lease of the tier below (the folder's owner, Redis), taken with `force` (the record there
+//! is the one being replaced). A process that finds the lease held waits for it on its
+//! background thread, never in a reader, and then leaves the key to the value the holder
+//! stored.
+//!
+//! The new value is stored only if no write of the key came since the value it replaces was
+//! read (`IfCurrent::Unchanged`: an insert, a removal or an invalidation meanwhile wins), and
+//! with the generations current when the recomputation started, so an invalidation during it
+//! makes it stale. A failed recomputation (an error or a panic) is counted and logged; the
+//! older value stays until its own deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::runner::{block_on, Blocking};
+use super::write::IfCurrent;
+use super::{Inner, Scope};
+use crate::disk::lock;
+use crate::error::{Error, Result};
+use crate::key::EncodedKey;
+use crate::options::Options;
+use crate::stats::Counters;
+use crate::tiers::Lease;
+
+/// Unmarks a key when its recomputation ends, however it ends.
+struct Refreshing {
+    inner: Arc<Inner>,
+    digest: u128,
+}
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        lock(&self.inner.refreshing).remove(&self.digest);
+    }
+}
+
+impl Inner {
+    /// Read-through with refresh ahead, for a computation that can run later on another
+    /// thread.
+    pub fn get_or_try_refresh<V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
+            let merged = opts.merged(&self.defaults);
+            if let Some(after) = merged.refresh_after {
+                self.refresh_if_due(scope, ek, merged, after, f);
+            }
+            return Ok(v);
+        }
+        block_on(
+            self.compute_missing::<Blocking, _, _, _, _>(scope, ek, opts, || {
+                std::future::ready(f())
+            }),
+        )
+    }
+
+    /// Starts the recomputation of `ek` if the value in memory is at least `after` old and
+    /// no other recomputation of it runs in this process.
+    fn refresh_if_due<V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: Options,
+        after: Duration,
+        f: F,
+    ) where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        // The value just read is in memory (a disk hit was promoted); one too large for the
+        // memory tier is not refreshed ahead, only recomputed at its deadline.
+        let Some(entry) = self.memory.get(ek.digest) else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        let age = now.saturating_sub(entry.created_ms);
+        if u128::from(age) < after.as_millis() {
+            return;
+        }
+        let base = entry.written_at;
+        drop(entry);
+        if !lock(&self.refreshing).insert(ek.digest) {
+            return;
+        }
+        let marked = Refreshing {
+            inner: self.clone(),
+            digest: ek.digest,
+        };
+        // Stamped now: an invalidation while it computes makes the new value stale.
+        let stamp = self.stamp(scope, &opts);
+        let spawned = std::thread::Builder::new()
+            .name("tiered-refresh".into())
+            .spawn(move || {
+                let inner = marked.inner.clone();
+                inner.refresh(ek, &opts, stamp, base, f);
+                drop(marked);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a refresh thread; the value is recomputed at its deadline");
+        }
+    }
+
+    /// The recomputation itself, on its own thread.
+    fn refresh<V, E, F>(
+        self: &Arc<Self>,
+        ek: EncodedKey,
+        opts: &Options,
+        stamp: Vec<(u64, u64)>,
+        base: u64,
+        f: F,
+    ) where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        // Another process may be recomputing the key: its lease is waited for here, and the
+        // value it stored is the refresh.
+        let _guard = match self.lower.lease(ek.digest, true) {
+            Ok(Lease::Found(_)) => return,
+            Ok(Lease::Granted(guard)) => Some(guard),
+            Err(_) => None,
+        };
+        let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let value = match computed {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => {
+                Counters::bump(&self.counters.refresh_failures);
+                tracing::warn!(error = %e, "a refresh failed; the older value stays until its deadline");
+                return;
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.refresh_failures);
+                tracing::warn!("a refresh panicked; the older value stays until its deadline");
+                return;
+            }
+        };
+        match self.store(ek, Arc::new(value), opts, stamp, IfCurrent::Unchanged(base)) {
+            Ok(()) => Counters::bump(&self.counters.refreshes),
+            Err(e) => {
+                Counters::bump(&self.counters.refresh_failures);
+                tracing::warn!(error = %e, "a refreshed value could not be stored");
+            }
+        }
+    }
+}
