@@ -130,7 +130,7 @@ impl CacheBuilder {
             on_damaged_file: self.on_damaged_file,
             warm_restart: self.warm_restart,
             #[cfg(feature = "redis")]
-            redis: match self.redis.url.is_empty() {
+            redis: match !self.redis.given {
                 true => String::new(),
                 false => format!("{} {}", self.redis.shown_url(), self.redis.prefix),
             },
@@ -250,6 +250,7 @@ impl CacheBuilder {
     #[cfg(feature = "redis")]
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis.url = url.into();
+        self.redis.given = true;
         self
     }
 
@@ -434,7 +435,7 @@ impl CacheBuilder {
             ));
         }
         #[cfg(feature = "redis")]
-        if !self.redis.url.is_empty() && self.path.is_none() {
+        if self.redis.given && self.path.is_none() {
             return self.open_redis();
         }
         let Some(path) = self.path.clone() else {
@@ -489,8 +490,9 @@ impl CacheBuilder {
         }
         // A folder of copies of a cache in Redis is not opened without it (`tiers/marker.rs`);
         // one in front of Redis is marked once it is open.
-        if settings.redis.is_empty() {
-            crate::tiers::marker::refuse_if_marked(&folder)?;
+        match settings.redis.is_empty() {
+            true => crate::tiers::marker::refuse_if_marked(&folder)?,
+            false => crate::tiers::marker::refuse_if_local(&folder, crate::disk::DB_FILE)?,
         }
         crate::fork::install();
         // What a child of a fork opens again (see `fork.rs`): this folder, these settings.
@@ -519,7 +521,7 @@ impl CacheBuilder {
         // In front of Redis, the folder keeps copies of Redis's records, stamped with its
         // tokens: judged by their deadlines only (see `tiers/chain.rs`).
         #[cfg(feature = "redis")]
-        let in_front = !self.redis.url.is_empty();
+        let in_front = self.redis.given;
         #[cfg(not(feature = "redis"))]
         let in_front = false;
         let folder_gens = match in_front {

@@ -225,6 +225,7 @@ fn a_folder_open_without_redis_is_not_handed_out_as_one_in_front_of_redis_nor_th
     assert!(matches!(err, tiered::Error::Config(_)), "{err}");
     assert!(err.to_string().contains("without Redis"), "{err}");
     drop(plain);
+    let dir = common::tempdir();
     let in_front = machine(&server, dir.path());
     let err = Cache::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("in front of Redis"), "{err}");
@@ -419,4 +420,72 @@ fn a_server_that_refuses_scripts_still_gets_every_copy_confirmed_by_a_whole_read
         "an old copy was served without the script"
     );
     assert!(b.health().is_healthy(), "{:?}", b.health());
+}
+
+#[test]
+fn a_folder_holding_a_cache_of_its_own_is_refused_in_front_of_redis_and_keeps_its_entries() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let local = Cache::open(dir.path()).unwrap();
+    for i in 0..20u32 {
+        local.insert(&i, format!("local{i}")).unwrap();
+    }
+    local.flush().unwrap();
+    // Held by a process without Redis, then not held: refused both times, unmarked.
+    for holder in [Some(local), None] {
+        for url in [server.url(), "redis://127.0.0.1:1".to_string()] {
+            let err = Cache::builder()
+                .path(dir.path())
+                .redis(url)
+                .open()
+                .unwrap_err();
+            assert!(matches!(err, tiered::Error::Config(_)), "{err}");
+            assert!(err.to_string().contains("without Redis"), "{err}");
+        }
+        drop(holder);
+    }
+    let local = Cache::open(dir.path()).expect("the folder is still a cache without Redis");
+    for i in 0..20u32 {
+        assert_eq!(
+            local
+                .get::<_, String>(&i)
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some(format!("local{i}").as_str())
+        );
+    }
+}
+
+#[test]
+fn a_marker_that_cannot_be_read_still_refuses_a_process_without_redis() {
+    let dir = common::tempdir();
+    std::fs::create_dir(dir.path().join("redis-copies")).unwrap();
+    let err = Cache::open(dir.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("copies of the cache in Redis"),
+        "{err}"
+    );
+    #[cfg(unix)]
+    {
+        let dir = common::tempdir();
+        std::os::unix::fs::symlink("/nonexistent/marker", dir.path().join("redis-copies")).unwrap();
+        let err = Cache::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("(unreadable)"), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_redis_url_is_refused_not_taken_for_no_redis() {
+    let dir = common::tempdir();
+    for builder in [
+        Cache::builder().redis(""),
+        Cache::builder().path(dir.path()).redis("  "),
+    ] {
+        let err = builder.open().unwrap_err();
+        assert!(err.to_string().contains("the Redis URL is empty"), "{err}");
+    }
+    assert!(!dir.path().join("redis-copies").exists());
 }

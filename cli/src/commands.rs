@@ -258,7 +258,7 @@ where
 fn on_redis(cli: &Cli) -> bool {
     #[cfg(feature = "redis")]
     {
-        cli.redis.is_some() || std::env::var_os("TIERED_REDIS_URL").is_some()
+        cli.redis.is_some() || std::env::var_os("TIERED_REDIS_URL").is_some_and(|v| !v.is_empty())
     }
     #[cfg(not(feature = "redis"))]
     {
@@ -273,8 +273,11 @@ fn open_target(cli: &Cli, dir: Option<&Path>, wait: Duration) -> Result<Cache, F
     #[cfg(feature = "redis")]
     {
         let url = cli.redis.clone().or_else(|| {
-            dir.is_none()
-                .then(|| std::env::var("TIERED_REDIS_URL").ok())?
+            dir.is_none().then(|| {
+                std::env::var("TIERED_REDIS_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+            })?
         });
         match (dir, url) {
             (Some(_), Some(_)) if cli.redis.is_some() => {

@@ -186,6 +186,19 @@ fn explain_export_and_import_work_on_a_cache_in_redis_and_purge_says_why_not() {
         Some("ada")
     );
 
+    // An empty TIERED_REDIS_URL is no Redis: one argument is then a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["import", file])
+        .env("TIERED_REDIS_URL", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = tiered(&["import", "--redis", "", file]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an empty --redis is refused: {out:?}"
+    );
     // One argument and no Redis: a usage error that says what to give.
     let out = tiered(&["explain", "answer"]);
     assert_eq!(out.status.code(), Some(2));

@@ -28,19 +28,53 @@ pub(crate) fn mark(folder: &Path, shown: &str) -> Result<()> {
         .map_err(|e| Error::io(&path, e))
 }
 
-/// Refuses `folder` to a process without Redis if it holds copies of a cache in Redis.
+/// Refuses `folder` to a process without Redis if it holds copies of a cache in Redis: if the
+/// marker is there at all, readable or not (a marker another user cannot read, a broken link,
+/// garbage, all refuse).
 ///
 /// # Errors
 /// [`Error::Config`] naming the server, and what to do.
 pub(crate) fn refuse_if_marked(folder: &Path) -> Result<()> {
-    let Ok(shown) = std::fs::read_to_string(folder.join(FILE)) else {
+    let path = folder.join(FILE);
+    if path.symlink_metadata().is_err() {
         return Ok(());
-    };
+    }
     Err(Error::Config(format!(
-        "{} holds copies of the cache in Redis at {}: open it with that Redis server \
-         (CacheBuilder::redis; the tiered command: --redis URL instead of the folder), or \
-         delete the folder to use it without Redis",
+        "{} holds copies of the cache in Redis at {} (its file {FILE} says so): open it with \
+         that Redis server (CacheBuilder::redis; the tiered command: --redis URL instead of the \
+         folder), or delete the folder, which holds only copies, to use it without Redis",
         folder.display(),
-        shown.trim()
+        shown(&path)
     )))
+}
+
+/// Refuses `folder` to a process with Redis if it holds a cache of its own (a database file
+/// and no marker): its records are not copies of Redis's, and would be deleted as such.
+///
+/// # Errors
+/// [`Error::Config`] saying so, and what to do.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn refuse_if_local(folder: &Path, db_file: &str) -> Result<()> {
+    if folder.join(FILE).symlink_metadata().is_ok()
+        || folder.join(db_file).symlink_metadata().is_err()
+    {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} holds a cache without Redis: its entries are not copies of Redis's, and a folder \
+         in front of Redis would drop them. Give the cache in front of Redis a folder of its \
+         own (or delete this one)",
+        folder.display()
+    )))
+}
+
+/// What the marker at `path` names, for a message: at most its first 256 bytes.
+fn shown(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(256).read_to_end(&mut head));
+    match read {
+        Ok(_) if !head.is_empty() => format!("`{}`", String::from_utf8_lossy(&head).trim()),
+        _ => "(unreadable)".into(),
+    }
 }

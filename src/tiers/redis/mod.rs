@@ -41,6 +41,8 @@ const MAX_QUEUED: usize = 4096;
 /// How a cache reaches its Redis server: see `CacheBuilder::redis`.
 #[derive(Clone)]
 pub(crate) struct RedisConfig {
+    /// Whether `CacheBuilder::redis` was called (an empty URL given is refused at open).
+    pub given: bool,
     pub url: String,
     pub prefix: String,
     pub connect_timeout: Duration,
@@ -80,6 +82,7 @@ impl std::fmt::Debug for RedisConfig {
 impl RedisConfig {
     pub fn new(url: String) -> Self {
         RedisConfig {
+            given: false,
             url,
             prefix: "tiered:".into(),
             connect_timeout: Duration::from_secs(1),
@@ -421,6 +424,13 @@ impl RedisTier {
                 e.kind()
             ))
         };
+        if cfg.url.trim().is_empty() {
+            return Err(Error::Config(
+                "the Redis URL is empty: give redis://[user:password@]host:port[/db], or leave \
+                 CacheBuilder::redis out for a cache without Redis"
+                    .into(),
+            ));
+        }
         if cfg.url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
             return Err(Error::Config(format!(
                 "{} is a TLS URL: build tiered with the feature `redis-tls`",
