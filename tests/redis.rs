@@ -1145,3 +1145,44 @@ fn under_allkeys_lru_evictions_no_invalidated_value_is_served_and_no_call_fails(
     put(&a, "after", "v".to_string());
     assert!(eventually(|| get(&b, "after").as_deref() == Some("v")));
 }
+
+/// A read while this process's own write of the key is on its way (the server pausing
+/// writes) never gets the value the write replaces from Redis, and never keeps it: a removed
+/// key reads as removed at once, and after the removal returned.
+#[test]
+fn a_read_during_a_write_on_its_way_never_gets_or_keeps_the_older_value() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    for folder in [None, Some(dir.path())] {
+        let mut builder = Cache::builder()
+            .redis(server.url())
+            .redis_timeouts(Duration::from_secs(1), Duration::from_secs(5));
+        if let Some(folder) = folder {
+            builder = builder.path(folder);
+        }
+        let cache = builder.open().unwrap();
+        put(&cache, "k", "v1".to_string());
+        assert_eq!(get(&cache, "k").as_deref(), Some("v1"));
+        server.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]);
+        std::thread::scope(|s| {
+            let remover = s.spawn(|| cache.remove("k").unwrap());
+            std::thread::sleep(Duration::from_millis(100)); // queued, not sent
+            let mut reads = 0;
+            while !remover.is_finished() {
+                assert_eq!(
+                    get(&cache, "k"),
+                    None,
+                    "the removed value, read back from Redis ({folder:?})"
+                );
+                reads += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(reads > 10, "the removal was not held by the pause");
+        });
+        cache.flush().unwrap();
+        assert_eq!(get(&cache, "k"), None, "after the removal ({folder:?})");
+        drop(cache);
+    }
+}

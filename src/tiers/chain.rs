@@ -196,6 +196,11 @@ impl Lower for Chain {
     /// The folder's copy if Redis confirms it, else Redis's record (copied to the folder).
     /// A failure to reach Redis is a miss, copy or not.
     fn read(&self, digest: u128) -> Option<Stored> {
+        // This process's own write of the key is on its way: Redis (and so the copy) still
+        // holds what it replaces.
+        if self.far.is_pending(digest) {
+            return None;
+        }
         // A damaged copy counts as none (Redis's record replaces it): its checksum, the part
         // Redis confirms, may be intact.
         let copy = self.near.read(digest).filter(|copy| {

@@ -14,6 +14,7 @@ mod listener;
 mod tokens;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -168,6 +169,12 @@ pub(crate) struct Shared {
     heard: (Mutex<u64>, Condvar),
     queued: (Mutex<usize>, Condvar),
     tx: Mutex<Option<Sender<Job>>>,
+    /// Keys with a write of this process not yet in Redis (queued, in flight, or waiting to
+    /// be retried as a deletion), with the newest one's number: a read of such a key is a
+    /// miss, never Redis's older record (which the memory tier would then keep over the
+    /// write it is about to receive).
+    pending: Mutex<HashMap<u128, u64>>,
+    next_write: std::sync::atomic::AtomicU64,
     /// Where the writer copies what it stored (a folder in front: `tiers/chain.rs`).
     replica: OnceLock<Arc<dyn Replica>>,
     /// Until when the confirming script is not sent (the server answered it with an error:
@@ -258,6 +265,27 @@ impl Shared {
         self.heard.1.notify_all();
     }
 
+    /// Notes a write of `digest` about to be queued; its number.
+    fn writing(&self, digest: u128) -> u64 {
+        let seq = self.next_write.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(digest, seq);
+        seq
+    }
+
+    /// The write `seq` of `digest` is in Redis (or its deletion is): unless a newer one is
+    /// pending, reads may ask Redis for the key again.
+    fn sent(&self, digest: u128, seq: u64) {
+        let mut pending = lock(&self.pending);
+        if pending.get(&digest) == Some(&seq) {
+            pending.remove(&digest);
+        }
+    }
+
+    /// Whether a write of `digest` by this process is not in Redis yet.
+    fn is_pending(&self, digest: u128) -> bool {
+        lock(&self.pending).contains_key(&digest)
+    }
+
     /// A record read from Redis, its tokens turned into this process's generations.
     fn read(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
         match self.read_raw(digest)? {
@@ -266,8 +294,12 @@ impl Shared {
         }
     }
 
-    /// A record as Redis keeps it (with tokens).
+    /// A record as Redis keeps it (with tokens); none while a write of this process to the
+    /// key is pending.
     fn read_raw(&self, digest: u128) -> std::result::Result<Option<Vec<u8>>, String> {
+        if self.is_pending(digest) {
+            return Ok(None);
+        }
         let key = self.keys.record(digest);
         self.link
             .run(|con| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(con))
@@ -473,6 +505,8 @@ impl RedisTier {
             heard: Default::default(),
             queued: Default::default(),
             tx: Mutex::new(Some(tx)),
+            pending: Mutex::default(),
+            next_write: std::sync::atomic::AtomicU64::new(0),
             replica: OnceLock::new(),
             no_scripts: Mutex::new(None),
             cfg,
@@ -529,6 +563,12 @@ impl RedisTier {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether a write of `digest` by this process is not in Redis yet (a read of it is then
+    /// a miss: Redis still holds the record the write replaces).
+    pub fn is_pending(&self, digest: u128) -> bool {
+        self.shared.is_pending(digest)
     }
 
     /// The record of `digest` as Redis keeps it (with tokens).
@@ -682,11 +722,20 @@ impl Lower for RedisTier {
     }
 
     fn put(&self, digest: u128, record: Vec<u8>, room: Reservation) -> Ticket {
-        self.queue(Op::Put { digest, record }, room.take::<Permit>())
+        let seq = self.shared.writing(digest);
+        self.queue(
+            Op::Put {
+                digest,
+                record,
+                seq,
+            },
+            room.take::<Permit>(),
+        )
     }
 
     fn remove(&self, digest: u128) -> Ticket {
-        self.queue(Op::Remove { digest }, None)
+        let seq = self.shared.writing(digest);
+        self.queue(Op::Remove { digest, seq }, None)
     }
 
     /// Never needed: a removal is always sent.

@@ -10,7 +10,7 @@
 //! (`OOM` under `noeviction`) becomes a `DEL` at once. An invalidation that could not be sent
 //! is sent again. Callers never see these errors: `health()` and the log do.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -32,9 +32,12 @@ pub(super) enum Op {
     Put {
         digest: u128,
         record: Vec<u8>,
+        /// Its number among this process's writes (`Shared::pending`).
+        seq: u64,
     },
     Remove {
         digest: u128,
+        seq: u64,
     },
     /// This process invalidated a label: its key gets the fresh token.
     Generation {
@@ -49,8 +52,9 @@ pub(super) enum Op {
 
 /// What a command of a pipeline writes.
 enum Sent {
-    /// A record's key, and what it was set to (`None`: deleted) if a replica takes copies.
-    Record(u128, Option<Vec<u8>>),
+    /// A record's key, the write's number, and what it was set to (`None`: deleted) if a
+    /// replica takes copies.
+    Record(u128, u64, Option<Vec<u8>>),
     Generation(u64),
     /// The pub/sub notice of the others (pub/sub mode).
     Notice,
@@ -68,8 +72,9 @@ pub(super) struct Job {
 struct Writer {
     shared: Arc<Shared>,
     con: Option<Connection>,
-    /// Keys whose write was not sent: deleted first once the server answers.
-    unsent: HashSet<u128>,
+    /// Keys whose write was not sent (with the write's number): deleted first once the
+    /// server answers.
+    unsent: HashMap<u128, u64>,
     /// Invalidations not sent: label id → token.
     unsent_generations: BTreeMap<u64, u64>,
     last_heartbeat: Instant,
@@ -79,7 +84,7 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
     let mut w = Writer {
         shared,
         con: None,
-        unsent: HashSet::new(),
+        unsent: HashMap::new(),
         unsent_generations: BTreeMap::new(),
         last_heartbeat: Instant::now(),
     };
@@ -279,7 +284,7 @@ impl Writer {
         if self.con.is_none() {
             return;
         }
-        let deletions: Vec<u128> = self.unsent.iter().copied().collect();
+        let deletions: Vec<(u128, u64)> = self.unsent.iter().map(|(d, s)| (*d, *s)).collect();
         let invalidations: Vec<(u64, u64)> = self
             .unsent_generations
             .iter()
@@ -287,7 +292,7 @@ impl Writer {
             .collect();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for digest in &deletions {
+        for (digest, _) in &deletions {
             pipe.del(shared.keys.record(*digest));
         }
         for (id, token) in &invalidations {
@@ -295,7 +300,7 @@ impl Writer {
         }
         let changed: Vec<Changed> = deletions
             .iter()
-            .map(|d| Changed::Record(*d))
+            .map(|(d, _)| Changed::Record(*d))
             .chain(invalidations.iter().map(|(id, _)| Changed::Generation(*id)))
             .collect();
         // Its reply comes last, after those read below.
@@ -307,10 +312,11 @@ impl Writer {
         };
         let (deleted, invalidated) = replies.split_at(deletions.len().min(replies.len()));
         let mut refused = None;
-        for (digest, reply) in deletions.iter().zip(deleted) {
+        for ((digest, seq), reply) in deletions.iter().zip(deleted) {
             match reply {
                 Ok(_) => {
                     self.unsent.remove(digest);
+                    shared.sent(*digest, *seq);
                     if let Some(replica) = shared.replica.get() {
                         replica.copy(*digest, None);
                     }
@@ -418,7 +424,11 @@ impl Writer {
         let copying = shared.replica.get().is_some();
         for job in jobs {
             match &job.op {
-                Op::Put { digest, record } => {
+                Op::Put {
+                    digest,
+                    record,
+                    seq,
+                } => {
                     let key = keys.record(*digest);
                     let written = self.for_redis(record, now);
                     match &written {
@@ -435,11 +445,11 @@ impl Writer {
                         }
                     }
                     let copy = written.filter(|_| copying).map(|(bytes, _)| bytes);
-                    sent.push(Sent::Record(*digest, copy));
+                    sent.push(Sent::Record(*digest, *seq, copy));
                 }
-                Op::Remove { digest } => {
+                Op::Remove { digest, seq } => {
                     pipe.del(keys.record(*digest));
-                    sent.push(Sent::Record(*digest, None));
+                    sent.push(Sent::Record(*digest, *seq, None));
                 }
                 Op::Generation { id, token } => {
                     pipe.set(keys.generation(*id), *token);
@@ -454,7 +464,7 @@ impl Writer {
         let changed: Vec<Changed> = sent
             .iter()
             .filter_map(|what| match what {
-                Sent::Record(d, _) => Some(Changed::Record(*d)),
+                Sent::Record(d, _, _) => Some(Changed::Record(*d)),
                 Sent::Generation(id) => Some(Changed::Generation(*id)),
                 Sent::Notice => None,
             })
@@ -475,21 +485,23 @@ impl Writer {
                 let mut full = Vec::new();
                 for (reply, what) in replies.iter().zip(sent) {
                     let Err(e) = reply else {
-                        // Stored: the copy goes to the replica.
-                        if let (Sent::Record(digest, copy), Some(replica)) =
-                            (what, shared.replica.get())
-                        {
-                            replica.copy(digest, copy);
+                        // Stored: reads may ask Redis for the key again, and the copy goes to
+                        // the replica.
+                        if let Sent::Record(digest, seq, copy) = what {
+                            shared.sent(digest, seq);
+                            if let Some(replica) = shared.replica.get() {
+                                replica.copy(digest, copy);
+                            }
                         }
                         continue;
                     };
                     refused = Some(e.to_string());
                     match what {
-                        Sent::Record(digest, _) => {
+                        Sent::Record(digest, seq, _) => {
                             if let Some(replica) = shared.replica.get() {
                                 replica.copy(digest, None);
                             }
-                            self.unsent.insert(digest);
+                            self.unsent.insert(digest, seq);
                         }
                         Sent::Generation(id) => full.push(id),
                         Sent::Notice => {}
@@ -516,8 +528,8 @@ impl Writer {
             Err(why) => {
                 for job in jobs {
                     match &job.op {
-                        Op::Put { digest, .. } | Op::Remove { digest } => {
-                            self.unsent.insert(*digest);
+                        Op::Put { digest, seq, .. } | Op::Remove { digest, seq } => {
+                            self.unsent.insert(*digest, *seq);
                         }
                         Op::Generation { id, token } => {
                             self.unsent_generations.insert(*id, *token);
