@@ -750,6 +750,38 @@ fn tls_server(auth_clients: bool) -> Option<(Server, TlsFiles)> {
             .status()
             .is_ok_and(|s| s.success())
     };
+    // A key and a certificate named `name`, signed by the authority, with the extensions
+    // `ext` (version 3 certificates: rustls takes no other).
+    let signed = |name: &str, subject: &str, ext: &str| {
+        let (key, csr, crt, cnf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.cnf"),
+        );
+        std::fs::write(dir.join(&cnf), ext).is_ok()
+            && openssl(&[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                subject,
+            ])
+            && openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "1",
+                "-extfile",
+                &cnf,
+            ])
+    };
     let made = openssl(&[
         "req",
         "-x509",
@@ -764,70 +796,15 @@ fn tls_server(auth_clients: bool) -> Option<(Server, TlsFiles)> {
         "1",
         "-subj",
         "/CN=tiered-test-ca",
-    ]) && openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    ]) && signed(
+        "server",
         "/CN=localhost",
-    ]) && std::fs::write(
-        dir.join("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    )
-    .is_ok()
-        && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ])
-        && std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth").is_ok()
-        && openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=tiered-test-client",
-        ])
-        && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.crt",
-            "-days",
-            "1",
-            // A version 3 certificate (rustls takes no other), for client authentication.
-            "-extfile",
-            "client.cnf",
-        ]);
+    ) && signed(
+        "client",
+        "/CN=tiered-test-client",
+        "extendedKeyUsage=clientAuth",
+    );
     if !made {
         assert!(
             std::env::var_os("CI").is_none(),

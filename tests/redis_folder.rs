@@ -12,14 +12,17 @@ use std::time::Duration;
 use common::redis::{eventually, get, listening, put, Server};
 use tiered::{Cache, Options};
 
-/// A cache with its own folder in front of `server`, as one machine would open it.
-fn machine(server: &Server, folder: &Path) -> Cache {
+/// The builder of a cache with the folder `folder` in front of `server`.
+fn in_front(server: &Server, folder: &Path) -> tiered::CacheBuilder {
     Cache::builder()
         .path(folder)
         .redis(server.url())
         .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
-        .open()
-        .unwrap()
+}
+
+/// A cache with its own folder in front of `server`, as one machine would open it.
+fn machine(server: &Server, folder: &Path) -> Cache {
+    in_front(server, folder).open().unwrap()
 }
 
 /// Closes `cache` (its copies written) and opens its folder again: a restart.
@@ -125,9 +128,7 @@ fn a_change_elsewhere_reaches_a_running_machine_s_memory_and_folder() {
     let (dir_a, dir_b) = (common::tempdir(), common::tempdir());
     let a = machine(&server, dir_a.path());
     // A memory tier too small to keep the value: every read of it goes to the folder.
-    let b = Cache::builder()
-        .path(dir_b.path())
-        .redis(server.url())
+    let b = in_front(&server, dir_b.path())
         .memory_capacity(1024)
         .open()
         .unwrap();
@@ -217,11 +218,7 @@ fn a_folder_open_without_redis_is_not_handed_out_as_one_in_front_of_redis_nor_th
     };
     let dir = common::tempdir();
     let plain = Cache::open(dir.path()).unwrap();
-    let err = Cache::builder()
-        .path(dir.path())
-        .redis(server.url())
-        .open()
-        .unwrap_err();
+    let err = in_front(&server, dir.path()).open().unwrap_err();
     assert!(matches!(err, tiered::Error::Config(_)), "{err}");
     assert!(err.to_string().contains("without Redis"), "{err}");
     drop(plain);
@@ -238,9 +235,7 @@ fn a_copy_larger_than_the_folder_is_not_kept_and_pushes_out_no_other() {
         return;
     };
     let dir = common::tempdir();
-    let cache = Cache::builder()
-        .path(dir.path())
-        .redis(server.url())
+    let cache = in_front(&server, dir.path())
         .disk_capacity(1 << 20)
         .open()
         .unwrap();
@@ -265,9 +260,7 @@ fn a_copy_read_recently_outlives_older_ones_when_the_folder_is_full() {
         return;
     };
     let dir = common::tempdir();
-    let cache = Cache::builder()
-        .path(dir.path())
-        .redis(server.url())
+    let cache = in_front(&server, dir.path())
         .disk_capacity(1 << 20)
         .memory_capacity(1024) // every read goes past memory
         .open()
@@ -308,9 +301,7 @@ fn a_copy_is_confirmed_while_the_server_pauses_writes_as_in_a_failover() {
         return;
     };
     let dir = common::tempdir();
-    let cache = Cache::builder()
-        .path(dir.path())
-        .redis(server.url())
+    let cache = in_front(&server, dir.path())
         .memory_capacity(1024) // every read goes past memory, to the copy
         .redis_timeouts(Duration::from_millis(500), Duration::from_millis(500))
         .open()

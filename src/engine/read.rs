@@ -273,7 +273,12 @@ impl Inner {
     /// or the tier still holds that very entry (every write to the key replaces or removes
     /// its entry, under this lock; a write to another key of the stripe only changes the
     /// version, and must not make the entry look overwritten for good).
-    fn untouched_since(&self, held: &Held<'_>, digest: u128, entry: &Arc<MemEntry>) -> bool {
+    pub(super) fn untouched_since(
+        &self,
+        held: &Held<'_>,
+        digest: u128,
+        entry: &Arc<MemEntry>,
+    ) -> bool {
         held.version() == entry.written_at || self.memory.holds(digest, entry)
     }
 

@@ -27,6 +27,7 @@ use super::{Inner, Scope};
 use crate::disk::lock;
 use crate::error::{Error, Result};
 use crate::key::EncodedKey;
+use crate::memory::MemEntry;
 use crate::options::Options;
 use crate::stats::Counters;
 use crate::tiers::Lease;
@@ -96,8 +97,6 @@ impl Inner {
         if u128::from(age) < after.as_millis() {
             return;
         }
-        let base = entry.written_at;
-        drop(entry);
         if !lock(&self.refreshing).insert(ek.digest) {
             return;
         }
@@ -111,7 +110,7 @@ impl Inner {
             .name("tiered-refresh".into())
             .spawn(move || {
                 let inner = marked.inner.clone();
-                inner.refresh(ek, &opts, stamp, base, f);
+                inner.refresh(ek, &opts, stamp, entry, f);
                 drop(marked);
             });
         if let Err(e) = spawned {
@@ -125,7 +124,7 @@ impl Inner {
         ek: EncodedKey,
         opts: &Options,
         stamp: Vec<(u64, u64)>,
-        base: u64,
+        replaced: Arc<MemEntry>,
         f: F,
     ) where
         V: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -153,7 +152,13 @@ impl Inner {
                 return;
             }
         };
-        match self.store(ek, Arc::new(value), opts, stamp, IfCurrent::Unchanged(base)) {
+        match self.store(
+            ek,
+            Arc::new(value),
+            opts,
+            stamp,
+            IfCurrent::Unchanged(replaced),
+        ) {
             Ok(()) => Counters::bump(&self.counters.refreshes),
             Err(e) => {
                 Counters::bump(&self.counters.refresh_failures);

@@ -26,10 +26,10 @@ use crate::tiers::{Staging, Ticket};
 pub(super) enum IfCurrent {
     Always,
     Check(Option<Arc<AtomicBool>>),
-    /// A value recomputed in the background (`refresh.rs`): stored only if the key's stripe
-    /// still has this version (no write came since the value it replaces) and its
+    /// A value recomputed in the background (`refresh.rs`): stored only if no write of the
+    /// key came since this entry, the value it replaces (`Inner::untouched_since`), and its
     /// generations are current.
-    Unchanged(u64),
+    Unchanged(Arc<MemEntry>),
 }
 
 impl IfCurrent {
@@ -168,7 +168,8 @@ impl Inner {
             // its caller has it (or is gone), later readers must not. A side file written
             // for it has no record to belong to.
             let stale = !self.gens.is_current(entry.gens.iter().copied());
-            let overtaken = matches!(if_current, IfCurrent::Unchanged(v) if held.version() != v);
+            let overtaken = matches!(&if_current, IfCurrent::Unchanged(replaced)
+                if !self.untouched_since(&held, digest, replaced));
             let checked = !matches!(if_current, IfCurrent::Always);
             if if_current.call_ended() || overtaken || (stale && checked) {
                 if let Some((_, staged)) = encoded {
