@@ -228,3 +228,28 @@ fn a_value_due_on_two_machines_is_refreshed_once() {
         "the key was recomputed on both machines"
     );
 }
+
+#[test]
+fn dropping_the_cache_while_a_refresh_runs_lets_the_folder_go() {
+    let clock = common::clock();
+    let dir = common::tempdir();
+    let cache = common::open(dir.path(), &clock);
+    let source = Source::new();
+    assert_eq!(read(&cache, &source, 1), 1);
+    clock.advance(Duration::from_secs(61));
+    let release = source.hold();
+    assert_eq!(read(&cache, &source, 2), 1);
+    assert!(eventually(|| source.runs.load(Ordering::SeqCst) == 2));
+    // The refresh is held; the cache is dropped: the folder is free at once.
+    drop(cache);
+    let reopened = Cache::builder()
+        .path(dir.path())
+        .clock(clock.clone())
+        .open_timeout(Duration::from_secs(2))
+        .open()
+        .expect("the folder was kept by a refresh of a dropped cache");
+    release.send(()).unwrap();
+    // The refreshed value of the dropped cache is not stored anywhere.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*reopened.get::<_, u64>("price").unwrap().unwrap(), 1);
+}

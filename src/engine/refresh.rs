@@ -15,7 +15,7 @@
 //! makes it stale. A failed recomputation (an error or a panic) is counted and logged; the
 //! older value stays until its own deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -32,15 +32,20 @@ use crate::options::Options;
 use crate::stats::Counters;
 use crate::tiers::Lease;
 
-/// Unmarks a key when its recomputation ends, however it ends.
+/// Recomputations running at once in a process, at most (each on a thread of its own).
+const MAX_RUNNING: usize = 64;
+
+/// Unmarks a key when its recomputation ends, however it ends (if the cache is still open).
 struct Refreshing {
-    inner: Arc<Inner>,
+    inner: Weak<Inner>,
     digest: u128,
 }
 
 impl Drop for Refreshing {
     fn drop(&mut self) {
-        lock(&self.inner.refreshing).remove(&self.digest);
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.refreshing).remove(&self.digest);
+        }
     }
 }
 
@@ -97,11 +102,15 @@ impl Inner {
         if u128::from(age) < after.as_millis() {
             return;
         }
-        if !lock(&self.refreshing).insert(ek.digest) {
-            return;
+        {
+            // At most MAX_RUNNING threads: beyond, a due value waits for a later read.
+            let mut running = lock(&self.refreshing);
+            if running.len() >= MAX_RUNNING || !running.insert(ek.digest) {
+                return;
+            }
         }
         let marked = Refreshing {
-            inner: self.clone(),
+            inner: Arc::downgrade(self),
             digest: ek.digest,
         };
         // Stamped now: an invalidation while it computes makes the new value stale.
@@ -109,61 +118,74 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("tiered-refresh".into())
             .spawn(move || {
-                let inner = marked.inner.clone();
-                inner.refresh(ek, &opts, stamp, entry, f);
+                refresh(&marked.inner, ek, &opts, stamp, entry, f);
                 drop(marked);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start a refresh thread; the value is recomputed at its deadline");
         }
     }
+}
 
-    /// The recomputation itself, on its own thread.
-    fn refresh<V, E, F>(
-        self: &Arc<Self>,
-        ek: EncodedKey,
-        opts: &Options,
-        stamp: Vec<(u64, u64)>,
-        replaced: Arc<MemEntry>,
-        f: F,
-    ) where
-        V: Serialize + DeserializeOwned + Send + Sync + 'static,
-        E: From<Error> + std::fmt::Display + Send + 'static,
-        F: FnOnce() -> Result<V, E> + Send + 'static,
-    {
-        // Another process may be recomputing the key: its lease is waited for here, and the
-        // value it stored is the refresh.
-        let _guard = match self.lower.lease(ek.digest, true) {
+/// The recomputation itself, on its own thread. The cache is held only to take the lease and
+/// to store: while `f` runs it may be dropped (and its folder let go); the value is then
+/// dropped too.
+fn refresh<V, E, F>(
+    cache: &Weak<Inner>,
+    ek: EncodedKey,
+    opts: &Options,
+    stamp: Vec<(u64, u64)>,
+    replaced: Arc<MemEntry>,
+    f: F,
+) where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    E: From<Error> + std::fmt::Display + Send + 'static,
+    F: FnOnce() -> Result<V, E> + Send + 'static,
+{
+    // Another process may be recomputing the key: its lease is waited for here, and the
+    // value it stored is the refresh.
+    let _guard = {
+        let Some(inner) = cache.upgrade() else { return };
+        match inner.lower.lease(ek.digest, true) {
             Ok(Lease::Found(_)) => return,
             Ok(Lease::Granted(guard)) => Some(guard),
             Err(_) => None,
-        };
-        let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let value = match computed {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => {
-                Counters::bump(&self.counters.refresh_failures);
-                tracing::warn!(error = %e, "a refresh failed; the older value stays until its deadline");
-                return;
-            }
-            Err(_) => {
-                Counters::bump(&self.counters.refresh_failures);
-                tracing::warn!("a refresh panicked; the older value stays until its deadline");
-                return;
-            }
-        };
-        match self.store(
+        }
+    };
+    let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let Some(inner) = cache.upgrade() else { return };
+    let value = match computed {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            Counters::bump(&inner.counters.refresh_failures);
+            tracing::warn!(error = %e, "a refresh failed; the older value stays until its deadline");
+            return;
+        }
+        Err(_) => {
+            Counters::bump(&inner.counters.refresh_failures);
+            tracing::warn!("a refresh panicked; the older value stays until its deadline");
+            return;
+        }
+    };
+    // Storing runs user code too (the value's Serialize): a panic there is a failure too.
+    let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inner.store(
             ek,
             Arc::new(value),
             opts,
             stamp,
             IfCurrent::Unchanged(replaced),
-        ) {
-            Ok(()) => Counters::bump(&self.counters.refreshes),
-            Err(e) => {
-                Counters::bump(&self.counters.refresh_failures);
-                tracing::warn!(error = %e, "a refreshed value could not be stored");
-            }
+        )
+    }));
+    match stored {
+        Ok(Ok(())) => Counters::bump(&inner.counters.refreshes),
+        Ok(Err(e)) => {
+            Counters::bump(&inner.counters.refresh_failures);
+            tracing::warn!(error = %e, "a refreshed value could not be stored");
+        }
+        Err(_) => {
+            Counters::bump(&inner.counters.refresh_failures);
+            tracing::warn!("storing a refreshed value panicked (its Serialize)");
         }
     }
 }
