@@ -492,7 +492,7 @@ impl CacheBuilder {
         // one in front of Redis is marked once it is open.
         match settings.redis.is_empty() {
             true => crate::tiers::marker::refuse_if_marked(&folder)?,
-            false => crate::tiers::marker::refuse_if_local(&folder, crate::disk::DB_FILE)?,
+            false => crate::tiers::marker::refuse_if_local(&folder)?,
         }
         crate::fork::install();
         // What a child of a fork opens again (see `fork.rs`): this folder, these settings.

@@ -21,7 +21,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::runner::{block_on, Blocking};
 use super::write::IfCurrent;
 use super::{Inner, Scope};
 use crate::disk::lock;
@@ -71,11 +70,7 @@ impl Inner {
             }
             return Ok(v);
         }
-        block_on(
-            self.compute_missing::<Blocking, _, _, _, _>(scope, ek, opts, || {
-                std::future::ready(f())
-            }),
-        )
+        self.compute_blocking(scope, ek, opts, f)
     }
 
     /// Starts the recomputation of `ek` if the value in memory is at least `after` old and

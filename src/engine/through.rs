@@ -56,6 +56,23 @@ impl Inner {
         if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
             return Ok(v);
         }
+        self.compute_blocking(scope, ek, opts, f)
+    }
+
+    /// The rest of a blocking read-through once `ek` missed: see
+    /// [`compute_missing`](Inner::compute_missing).
+    pub(super) fn compute_blocking<V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<V, E>,
+    {
         block_on(
             self.compute_missing::<Blocking, _, _, _, _>(scope, ek, opts, || {
                 std::future::ready(f())

@@ -82,53 +82,48 @@ impl Replica for Copier {
 }
 
 /// The copier thread: writes each copy to the folder, then waits for a batch's writes
-/// together (a client of the folder waits for its owner's answers).
+/// together (a client of the folder waits for its owner's answers): when the queue runs
+/// empty, every 64 copies, and for a flush.
 fn write_copies(near: Arc<DiskTier>, rx: Receiver<Copy>) {
+    let settle = |pending: &mut Vec<Ticket>| {
+        for ticket in pending.drain(..) {
+            let _ = ticket.wait();
+        }
+    };
     let mut pending: Vec<Ticket> = Vec::new();
     loop {
-        let next = if pending.is_empty() {
-            rx.recv().ok()
-        } else {
-            match rx.try_recv() {
-                Ok(copy) => Some(copy),
-                Err(mpsc::TryRecvError::Empty) => {
-                    for ticket in pending.drain(..) {
-                        let _ = ticket.wait();
-                    }
-                    continue;
+        let next = match rx.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::TryRecvError::Empty) => {
+                settle(&mut pending);
+                match rx.recv() {
+                    Ok(next) => next,
+                    Err(_) => break,
                 }
-                Err(mpsc::TryRecvError::Disconnected) => None,
             }
+            Err(mpsc::TryRecvError::Disconnected) => break,
         };
-        let (digest, record) = match next {
-            None => break,
-            Some(Copy::Record(digest, record)) => (digest, record),
-            Some(Copy::Flush(done)) => {
-                for ticket in pending.drain(..) {
-                    let _ = ticket.wait();
-                }
+        match next {
+            Copy::Flush(done) => {
+                settle(&mut pending);
                 let _ = done.send(());
-                continue;
             }
-        };
-        let ticket = match record {
-            Some(record) => {
-                let mut staged = Staged::inline(Vec::new());
-                let room = near.reserve(record.len(), &mut staged);
-                near.put(digest, record, room)
-            }
-            None => near.remove(digest),
-        };
-        pending.push(ticket);
-        if pending.len() >= 64 {
-            for ticket in pending.drain(..) {
-                let _ = ticket.wait();
+            Copy::Record(digest, record) => {
+                pending.push(match record {
+                    Some(record) => {
+                        let mut staged = Staged::inline(Vec::new());
+                        let room = near.reserve(record.len(), &mut staged);
+                        near.put(digest, record, room)
+                    }
+                    None => near.remove(digest),
+                });
+                if pending.len() >= 64 {
+                    settle(&mut pending);
+                }
             }
         }
     }
-    for ticket in pending {
-        let _ = ticket.wait();
-    }
+    settle(&mut pending);
 }
 
 impl Chain {
@@ -161,28 +156,37 @@ impl Chain {
         }
     }
 
-    /// `raw` (a record as Redis keeps it) as the engine judges it.
-    fn localized(&self, raw: Vec<u8>) -> Option<Stored> {
-        let bytes = self.far.localize(raw).ok()?;
-        Some(Stored {
-            bytes: bytes.into(),
-            last_access_ms: None,
-        })
-    }
-
-    /// Redis's answer for `digest` (`raw`, or none): the folder's copy follows it, unless it
-    /// is not worth keeping (not a record, invalidated, larger than the folder).
+    /// Redis's answer for `digest` (`raw`, or none), as the engine judges it: the folder's
+    /// copy follows it, unless it is not worth keeping (damaged, invalidated, larger than
+    /// the folder).
     fn answer(&self, digest: u128, raw: Option<Vec<u8>>) -> Option<Stored> {
         let Some(raw) = raw else {
             self.copier.copy(digest, None);
             return None;
         };
-        let stored = self.localized(raw.clone());
-        let keep = stored
-            .as_ref()
-            .is_some_and(|s| self.far.is_current(&s.bytes));
-        self.copier.copy(digest, keep.then_some(raw));
-        stored
+        match self.far.localize(&raw) {
+            Ok(Some((local, current))) => {
+                self.copier.copy(digest, current.then_some(raw));
+                Some(stored(local))
+            }
+            // Damaged: handed on as it is, for the engine to drop and report.
+            Ok(None) => {
+                self.copier.copy(digest, None);
+                Some(stored(raw))
+            }
+            Err(_) => {
+                self.copier.copy(digest, None);
+                None
+            }
+        }
+    }
+}
+
+/// A record for the engine, read time unknown (as from Redis).
+fn stored(bytes: Vec<u8>) -> Stored {
+    Stored {
+        bytes: bytes.into(),
+        last_access_ms: None,
     }
 }
 
@@ -201,18 +205,20 @@ impl Lower for Chain {
         if self.far.is_pending(digest) {
             return None;
         }
-        // A damaged copy counts as none (Redis's record replaces it): its checksum, the part
-        // Redis confirms, may be intact.
-        let copy = self.near.read(digest).filter(|copy| {
-            let sound = crate::record::decode(&copy.bytes).is_ok();
-            if !sound {
-                tracing::warn!("a damaged copy of a Redis record in the folder is read from Redis");
-            }
-            sound
-        });
-        let raw = match copy {
+        let raw = match self.near.read(digest) {
             Some(copy) => match self.far.confirm(digest, &copy.bytes) {
-                Ok(Confirmed::Same) => return self.localized(copy.bytes.to_vec()),
+                Ok(Confirmed::Same) => match self.far.localize(&copy.bytes) {
+                    Ok(Some((local, _))) => return Some(stored(local)),
+                    // A damaged copy counts as none (Redis's record replaces it): its
+                    // checksum, the part Redis confirms, may be intact.
+                    Ok(None) => {
+                        tracing::warn!(
+                            "a damaged copy of a Redis record in the folder is read from Redis"
+                        );
+                        self.far.read_raw(digest).ok()?
+                    }
+                    Err(_) => return None,
+                },
                 Ok(Confirmed::Other(raw)) => raw,
                 Err(_) => return None,
             },

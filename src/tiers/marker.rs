@@ -54,9 +54,12 @@ pub(crate) fn refuse_if_marked(folder: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::Config`] saying so, and what to do.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) fn refuse_if_local(folder: &Path, db_file: &str) -> Result<()> {
+pub(crate) fn refuse_if_local(folder: &Path) -> Result<()> {
     if folder.join(FILE).symlink_metadata().is_ok()
-        || folder.join(db_file).symlink_metadata().is_err()
+        || folder
+            .join(crate::disk::DB_FILE)
+            .symlink_metadata()
+            .is_err()
     {
         return Ok(());
     }

@@ -272,12 +272,22 @@ impl Shared {
         seq
     }
 
-    /// The write `seq` of `digest` is in Redis (or its deletion is): unless a newer one is
-    /// pending, reads may ask Redis for the key again.
-    fn sent(&self, digest: u128, seq: u64) {
-        let mut pending = lock(&self.pending);
-        if pending.get(&digest) == Some(&seq) {
-            pending.remove(&digest);
+    /// The write `seq` of `digest` is in Redis as `record` (`None`: deleted): unless a newer
+    /// one is pending, reads may ask Redis for the key again; the replica takes the copy.
+    fn landed(&self, digest: u128, seq: u64, record: Option<Vec<u8>>) {
+        {
+            let mut pending = lock(&self.pending);
+            if pending.get(&digest) == Some(&seq) {
+                pending.remove(&digest);
+            }
+        }
+        self.copy(digest, record);
+    }
+
+    /// Gives the replica, if any, what Redis holds for `digest` now (`None`: nothing).
+    fn copy(&self, digest: u128, record: Option<Vec<u8>>) {
+        if let Some(replica) = self.replica.get() {
+            replica.copy(digest, record);
         }
     }
 
@@ -325,8 +335,17 @@ impl Shared {
     /// `bytes` (a record as Redis keeps it) as the engine judges it.
     fn local(&self, bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         // A damaged record is handed on as it is: the engine drops it and says so.
-        let Ok(rec) = record::decode(&bytes) else {
-            return Ok(bytes);
+        match self.translate(&bytes)? {
+            Some((local, _)) => Ok(local),
+            None => Ok(bytes),
+        }
+    }
+
+    /// `bytes` (a record as Redis keeps it) with its tokens turned into this process's
+    /// generations, and whether they are all current; `None` if it does not decode.
+    fn translate(&self, bytes: &[u8]) -> std::result::Result<Option<(Vec<u8>, bool)>, String> {
+        let Ok(rec) = record::decode(bytes) else {
+            return Ok(None);
         };
         let generations = self.tokens.incoming(&self.gens, rec.generations(), |id| {
             self.learn_name(id);
@@ -334,12 +353,9 @@ impl Shared {
             self.link
                 .run(|con| redis::cmd("GET").arg(&key).query::<Option<u64>>(con))
         })?;
-        Ok(record::encode(
-            &rec.meta,
-            &generations,
-            rec.key,
-            rec.payload,
-        ))
+        let current = self.gens.is_current(generations.iter().copied());
+        let local = record::encode(&rec.meta, &generations, rec.key, rec.payload);
+        Ok(Some((local, current)))
     }
 }
 
@@ -579,19 +595,14 @@ impl RedisTier {
         self.shared.read_raw(digest)
     }
 
-    /// Whether `local` (a record [`localize`](RedisTier::localize)d) decodes and all its
-    /// labels are current: worth keeping a copy of.
-    pub fn is_current(&self, local: &[u8]) -> bool {
-        record::decode(local).is_ok_and(|rec| self.shared.gens.is_current(rec.generations()))
-    }
-
     /// A record as Redis keeps it, as the engine judges it (tokens turned into this
-    /// process's generations).
+    /// process's generations), and whether its labels are all current; `None` if it is
+    /// damaged (it does not decode).
     ///
     /// # Errors
     /// If a label's token cannot be looked up.
-    pub fn localize(&self, bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
-        self.shared.local(bytes)
+    pub fn localize(&self, bytes: &[u8]) -> std::result::Result<Option<(Vec<u8>, bool)>, String> {
+        self.shared.translate(bytes)
     }
 
     /// Queues `op` and returns its ticket.

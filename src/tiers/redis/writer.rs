@@ -316,10 +316,7 @@ impl Writer {
             match reply {
                 Ok(_) => {
                     self.unsent.remove(digest);
-                    shared.sent(*digest, *seq);
-                    if let Some(replica) = shared.replica.get() {
-                        replica.copy(*digest, None);
-                    }
+                    shared.landed(*digest, *seq, None);
                 }
                 Err(e) => refused = Some(e.to_string()),
             }
@@ -488,19 +485,15 @@ impl Writer {
                         // Stored: reads may ask Redis for the key again, and the copy goes to
                         // the replica.
                         if let Sent::Record(digest, seq, copy) = what {
-                            shared.sent(digest, seq);
-                            if let Some(replica) = shared.replica.get() {
-                                replica.copy(digest, copy);
-                            }
+                            shared.landed(digest, seq, copy);
                         }
                         continue;
                     };
                     refused = Some(e.to_string());
                     match what {
                         Sent::Record(digest, seq, _) => {
-                            if let Some(replica) = shared.replica.get() {
-                                replica.copy(digest, None);
-                            }
+                            // To be deleted: the key's copy goes now.
+                            shared.copy(digest, None);
                             self.unsent.insert(digest, seq);
                         }
                         Sent::Generation(id) => full.push(id),
