@@ -439,6 +439,35 @@ impl Cache {
         self.inner.stats()
     }
 
+    /// Each process's figures: this one's, and, for a cache folder that other processes
+    /// have open, every connected process's counters (hits, misses, inserts, evictions…)
+    /// and memory bytes, the holder of the folder first (see [`ProcessStats`](crate::ProcessStats)). Summed with
+    /// `+=`, they give the hit ratio of a whole app that runs several workers; the `tiered
+    /// stats` command shows them for a running app.
+    ///
+    /// This process's figures are read now; another process's are as of its last report
+    /// (each client sends its counters to the holder once a second while they change). A
+    /// process that closed its cache or exited is no longer listed. A cache in memory only,
+    /// or in Redis without a folder, lists this process alone.
+    ///
+    /// ```
+    /// let cache = tiered::Cache::in_memory();
+    /// cache.insert("k", 1u32)?;
+    /// let _ = cache.get::<_, u32>("k")?;
+    /// let all = cache.stats_by_process()?;
+    /// assert_eq!(all.len(), 1);
+    /// assert!(all[0].this_process);
+    /// assert_eq!(all[0].stats.memory_hits, 1);
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OwnerNotAnswering`] if the process that holds the folder does not answer
+    /// within [`request_timeout`](crate::CacheBuilder::request_timeout) (stopped, or busy).
+    pub fn stats_by_process(&self) -> Result<Vec<crate::ProcessStats>> {
+        self.inner.stats_by_process()
+    }
+
     /// Why `key` is, or is not, a hit for a read as `V`: expired when, invalidated by which
     /// tag or clear, evicted, removed, stored as another type… (see [`Explanation`]; its
     /// `Display` says it in words). Changes nothing, refreshes nothing.

@@ -107,7 +107,7 @@ pub use options::Options;
 #[cfg(unix)]
 pub use registry::leave_before_exit;
 pub use signals::{flush_on_exit_signals, flush_on_terminate};
-pub use stats::Stats;
+pub use stats::{ProcessStats, Stats};
 #[cfg(feature = "macros")]
 /// Gives a free function a code version, `name::VERSION`, for the `deps` of memoized
 /// functions that call it: editing it then invalidates their entries too.

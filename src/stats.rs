@@ -76,6 +76,89 @@ pub struct Stats {
     pub refresh_failures: u64,
 }
 
+impl Stats {
+    /// The share of reads that hit (memory or disk), or `None` before any read.
+    ///
+    /// ```
+    /// let cache = tiered::Cache::in_memory();
+    /// cache.insert("k", 1u32)?;
+    /// let _ = cache.get::<_, u32>("k")?; // a hit
+    /// let _ = cache.get::<_, u32>("other")?; // a miss
+    /// assert_eq!(cache.stats().hit_ratio(), Some(0.5));
+    /// # Ok::<(), tiered::Error>(())
+    /// ```
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let hits = self.memory_hits + self.disk_hits;
+        let reads = hits + self.misses;
+        (reads > 0).then(|| hits as f64 / reads as f64)
+    }
+}
+
+/// Adds every figure of `other` to these (sizes too, so that the sum of several processes'
+/// [`ProcessStats::stats`] holds their memory tiers' bytes); `warming` is true if either is.
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        let Stats {
+            memory_hits,
+            disk_hits,
+            misses,
+            inserts,
+            evictions,
+            expirations,
+            invalidations,
+            type_mismatches,
+            damaged_records,
+            memory_bytes,
+            disk_bytes,
+            disk_file_bytes,
+            entries,
+            disk_failures,
+            warm_loaded,
+            warming,
+            too_large_for_memory,
+            refreshes,
+            refresh_failures,
+        } = other;
+        self.memory_hits += memory_hits;
+        self.disk_hits += disk_hits;
+        self.misses += misses;
+        self.inserts += inserts;
+        self.evictions += evictions;
+        self.expirations += expirations;
+        self.invalidations += invalidations;
+        self.type_mismatches += type_mismatches;
+        self.damaged_records += damaged_records;
+        self.memory_bytes += memory_bytes;
+        self.disk_bytes += disk_bytes;
+        self.disk_file_bytes += disk_file_bytes;
+        self.entries += entries;
+        self.disk_failures += disk_failures;
+        self.warm_loaded += warm_loaded;
+        self.warming |= warming;
+        self.too_large_for_memory += too_large_for_memory;
+        self.refreshes += refreshes;
+        self.refresh_failures += refresh_failures;
+    }
+}
+
+/// One process's figures, as [`Cache::stats_by_process`](crate::Cache::stats_by_process)
+/// lists them: what that process's cache has counted since it opened, and its memory tier's
+/// bytes. The folder's figures (`entries`, `disk_bytes`, `disk_file_bytes`) are 0 here: they
+/// are the folder's, in [`Cache::stats`](crate::Cache::stats).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// The process id.
+    pub pid: u32,
+    /// Whether this process holds the folder (it serves the others: see `docs/processes.md`).
+    pub holds_folder: bool,
+    /// Whether it is the process that asked.
+    pub this_process: bool,
+    /// Its counters. Another process's are as of its last report: each connected process
+    /// sends its counters to the folder's holder once a second while they change.
+    pub stats: Stats,
+}
+
 /// One event counter: counted here, and published through the `metrics` facade when that
 /// feature is on and [`Counters::publish`] registered it.
 #[derive(Debug, Default)]

@@ -16,23 +16,51 @@ const DB_FILE: &str = "tiered.redb";
 /// The default `disk_capacity` of `tiered`; see [`open`] for why the command may use more.
 const DEFAULT_DISK_CAPACITY: u64 = 4 << 30;
 
+/// `stats` once: the cache's figures, then every other process's that has the folder open.
+/// `watching`: the screen is redrawn in place (on a terminal), with the time.
+fn stats_once(cache: &Cache, out: &Output, in_redis: bool, watching: bool) -> Result<(), Failure> {
+    let entries = cache.entries(&EntryFilter::new())?;
+    let mut stats = cache.stats();
+    // A cache in Redis has no files here: its records are the ones listed (live or
+    // expired; those an invalidation made dead are not counted).
+    if in_redis {
+        stats.entries = entries.len() as u64;
+        stats.disk_bytes = entries.iter().map(|e| e.bytes).sum();
+    }
+    // This command's own figures are not the app's: left out.
+    let processes: Vec<_> = cache
+        .stats_by_process()?
+        .into_iter()
+        .filter(|p| !p.this_process)
+        .collect();
+    show::stats(out, &stats, &entries, !in_redis, &processes, watching);
+    Ok(())
+}
+
 pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
     let out = Output { json: cli.json };
     let wait = Duration::from_secs(cli.wait);
     match &cli.command {
-        Command::Stats { dir } => {
+        Command::Stats { dir, watch } => {
             let cache = open_target(cli, dir.as_deref(), wait)?;
-            let entries = cache.entries(&EntryFilter::new())?;
-            let mut stats = cache.stats();
-            // A cache in Redis has no files here: its records are the ones listed (live or
-            // expired; those an invalidation made dead are not counted).
-            let in_redis = dir.is_none();
-            if in_redis {
-                stats.entries = entries.len() as u64;
-                stats.disk_bytes = entries.iter().map(|e| e.bytes).sum();
+            let every = match watch {
+                None => return stats_once(&cache, &out, dir.is_none(), false).map(|()| exit::OK),
+                Some(secs) if secs.is_finite() && *secs >= 0.1 => Duration::from_secs_f64(*secs),
+                Some(secs) => {
+                    return Err(Failure {
+                        code: exit::USAGE,
+                        message: format!("--watch {secs}: give a number of seconds, 0.1 or more"),
+                    })
+                }
+            };
+            // Ctrl-C ends the watch as a normal exit would: a folder this command holds
+            // (no app had it open) is handed over cleanly.
+            #[cfg(unix)]
+            tiered::flush_on_exit_signals()?;
+            loop {
+                stats_once(&cache, &out, dir.is_none(), true)?;
+                std::thread::sleep(every);
             }
-            show::stats(&out, &stats, &entries, !in_redis);
-            Ok(exit::OK)
         }
         Command::Ls(ls) => {
             let cache = open_target(cli, ls.dir.as_deref(), wait)?;

@@ -65,10 +65,15 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Sizes and entry counts of a cache folder (or of a cache in Redis: --redis).
+    /// Sizes and entry counts of a cache folder (or of a cache in Redis: --redis), and the
+    /// hits, misses, inserts and evictions of each process that has the folder open.
     Stats {
         /// The cache folder (none with --redis).
         dir: Option<PathBuf>,
+        /// Refresh every SECS seconds (default 2) until interrupted: in place on a terminal,
+        /// one line of JSON per refresh with --json.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
     },
     /// List entries: namespace, key, tags, size, expiry.
     Ls(Ls),

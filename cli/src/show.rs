@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde_json::{json, Value};
-use tiered::{EntryInfo, Explanation, Stats};
+use tiered::{EntryInfo, Explanation, ProcessStats, Stats};
 
 pub(crate) struct Output {
     pub json: bool,
@@ -48,10 +48,23 @@ fn table(header: &[&str]) -> Table {
 }
 
 /// `files`: the cache has files of its own (a folder, not Redis), whose size is shown.
-pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo], files: bool) {
+/// `processes`: the figures of the other processes that have the folder open (the app).
+/// `watching`: redrawn in place on a terminal, with the time.
+pub(crate) fn stats(
+    out: &Output,
+    s: &Stats,
+    entries: &[EntryInfo],
+    files: bool,
+    processes: &[ProcessStats],
+    watching: bool,
+) {
     let expired = entries.iter().filter(|e| e.expired).count() as u64;
     let live = entries.len() as u64 - expired;
     let file_bytes = files.then_some(s.disk_file_bytes);
+    let mut total = Stats::default();
+    for p in processes {
+        total += p.stats;
+    }
     let json = json!({
         "entries": s.entries,
         "live_entries": live,
@@ -71,6 +84,13 @@ pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo], files: bool)
         "disk_failures": s.disk_failures,
         "warm_loaded": s.warm_loaded,
         "too_large_for_memory": s.too_large_for_memory,
+        "processes": processes.iter().map(|p| {
+            let mut one = counters(&p.stats);
+            one["pid"] = json!(p.pid);
+            one["holds_folder"] = json!(p.holds_folder);
+            one
+        }).collect::<Vec<_>>(),
+        "totals": counters(&total),
     });
     out.print(json, || {
         let mut t = table(&["", "value"]);
@@ -88,8 +108,98 @@ pub(crate) fn stats(out: &Output, s: &Stats, entries: &[EntryInfo], files: bool)
                 Cell::new(value).set_alignment(CellAlignment::Right),
             ]);
         }
-        t.to_string()
+        let mut text = String::new();
+        if watching {
+            // Home and clear: the next refresh draws over this one.
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                text.push_str("\x1b[H\x1b[2J");
+            }
+            text.push_str(&format!("{} (Ctrl-C to stop)\n", clock_now()));
+        }
+        text.push_str(&t.to_string());
+        text.push('\n');
+        text.push_str(&process_table(processes, &total));
+        text
     });
+}
+
+/// The counters a process table and the JSON show, by their stable names.
+fn counters(s: &Stats) -> Value {
+    json!({
+        "memory_hits": s.memory_hits,
+        "disk_hits": s.disk_hits,
+        "misses": s.misses,
+        "hit_ratio": s.hit_ratio(),
+        "inserts": s.inserts,
+        "evictions": s.evictions,
+        "expirations": s.expirations,
+        "invalidations": s.invalidations,
+        "refreshes": s.refreshes,
+        "refresh_failures": s.refresh_failures,
+        "memory_bytes": s.memory_bytes,
+    })
+}
+
+/// One row per process that has the folder open, and their total.
+fn process_table(processes: &[ProcessStats], total: &Stats) -> String {
+    if processes.is_empty() {
+        return "No other process has this cache open (per-process figures are for a folder: \
+                each process that has it open reports its counters)."
+            .into();
+    }
+    let mut t = table(&[
+        "process",
+        "memory hits",
+        "disk hits",
+        "misses",
+        "hit ratio",
+        "inserts",
+        "evictions",
+        "memory",
+    ]);
+    let ratio = |s: &Stats| {
+        s.hit_ratio()
+            .map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+    };
+    let row = |name: String, s: &Stats| {
+        let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
+        vec![
+            Cell::new(name),
+            right(s.memory_hits.to_string()),
+            right(s.disk_hits.to_string()),
+            right(s.misses.to_string()),
+            right(ratio(s)),
+            right(s.inserts.to_string()),
+            right(s.evictions.to_string()),
+            right(bytes(s.memory_bytes)),
+        ]
+    };
+    for p in processes {
+        let role = if p.holds_folder {
+            " (holds the folder)"
+        } else {
+            ""
+        };
+        t.add_row(row(format!("{}{role}", p.pid), &p.stats));
+    }
+    if processes.len() > 1 {
+        t.add_row(row("total".into(), total));
+    }
+    t.to_string()
+}
+
+/// The time of day, UTC, for a refreshed screen.
+fn clock_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        day / 3600,
+        (day % 3600) / 60,
+        day % 60
+    )
 }
 
 pub(crate) fn entries(out: &Output, entries: &[EntryInfo], total: usize) {

@@ -160,3 +160,114 @@ fn the_command_sees_the_apps_entries_and_its_clear_reaches_the_app() {
     drop(app.input);
     app.child.wait().unwrap();
 }
+
+/// The `processes` entry of `stats --json` for process `pid`, once its figures match `ready`
+/// (a client reports its counters once a second): polled for up to 20 s.
+fn figures_of(path: &str, pid: u32, ready: impl Fn(&Value) -> bool) -> (Value, Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let stats = tiered_json(&["stats", path]);
+        let found = stats["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .cloned();
+        if let Some(p) = found.filter(|p| ready(p)) {
+            return (p, stats);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never showed the expected figures: {stats}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn stats_shows_each_running_process_hits_and_misses_and_their_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    // The first app holds the folder; the second is its client.
+    let mut first = App::start(dir.path());
+    assert_eq!(first.ask("price 2"), "hit"); // in its memory: a memory hit
+    assert_eq!(first.ask("price 9"), "miss");
+    let mut second = App::start(dir.path());
+    assert_eq!(second.ask("price 3"), "hit"); // its own insert: a memory hit
+    assert_eq!(second.ask("price 9"), "miss");
+    assert_eq!(second.ask("price 8"), "miss");
+    // The second app rewrote the prices, so the first reads day 1 from the disk.
+    assert_eq!(first.ask("price 1"), "hit");
+
+    let (a, _) = figures_of(path, first.child.id(), |p| p["misses"] == 1);
+    assert_eq!(a["holds_folder"], true, "{a}");
+    assert_eq!(
+        (&a["memory_hits"], &a["disk_hits"], &a["misses"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{a}"
+    );
+    assert_eq!(a["inserts"], 5, "{a}");
+    let (b, stats) = figures_of(path, second.child.id(), |p| p["misses"] == 2);
+    assert_eq!(b["holds_folder"], false, "{b}");
+    assert_eq!(
+        (&b["memory_hits"], &b["disk_hits"], &b["misses"]),
+        (&1.into(), &0.into(), &2.into()),
+        "{b}"
+    );
+    // The command's own process is not listed: only the two apps, and their totals.
+    assert_eq!(stats["processes"].as_array().unwrap().len(), 2, "{stats}");
+    let totals = &stats["totals"];
+    assert_eq!(
+        (
+            &totals["memory_hits"],
+            &totals["disk_hits"],
+            &totals["misses"]
+        ),
+        (&2.into(), &1.into(), &3.into()),
+        "{stats}"
+    );
+    assert_eq!(totals["hit_ratio"], 0.5, "{stats}");
+
+    // An app that closed its cache is no longer listed.
+    drop(second.input);
+    second.child.wait().unwrap();
+    let stats = tiered_json(&["stats", path]);
+    let pids: Vec<&Value> = stats["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["pid"])
+        .collect();
+    assert_eq!(pids, [&Value::from(first.child.id())], "{stats}");
+
+    drop(first.input);
+    first.child.wait().unwrap();
+}
+
+#[test]
+fn stats_watch_refreshes_until_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let mut app = App::start(dir.path());
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["stats", path, "--watch", "0.1", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // One JSON document per refresh; the app's hit shows up in a later one.
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["processes"][0]["pid"], app.child.id(), "{first}");
+    assert_eq!(app.ask("price 1"), "hit");
+    let seen = lines.any(|line| {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        v["totals"]["memory_hits"] == 1
+    });
+    assert!(seen, "the watch ended before showing the app's hit");
+    // It runs until stopped.
+    assert!(watch.try_wait().unwrap().is_none());
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    drop(app.input);
+    app.child.wait().unwrap();
+}

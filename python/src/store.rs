@@ -518,33 +518,25 @@ impl Store {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let cache = self.shared.cache(py)?;
         let s = py.detach(|| cache.stats());
-        let d = PyDict::new(py);
-        let hits = s.memory_hits + s.disk_hits;
-        let calls = hits + s.misses;
-        d.set_item("hits", hits)?;
-        d.set_item("memory_hits", s.memory_hits)?;
-        d.set_item("disk_hits", s.disk_hits)?;
-        d.set_item("misses", s.misses)?;
-        d.set_item(
-            "hit_ratio",
-            if calls == 0 {
-                0.0
-            } else {
-                hits as f64 / calls as f64
-            },
-        )?;
-        d.set_item("inserts", s.inserts)?;
-        d.set_item("evictions", s.evictions)?;
-        d.set_item("expirations", s.expirations)?;
-        d.set_item("invalidations", s.invalidations)?;
-        d.set_item("damaged_records", s.damaged_records)?;
-        d.set_item("memory_bytes", s.memory_bytes)?;
-        d.set_item("disk_bytes", s.disk_bytes)?;
-        d.set_item("disk_file_bytes", s.disk_file_bytes)?;
-        d.set_item("entries", s.entries)?;
-        d.set_item("disk_failures", s.disk_failures)?;
-        d.set_item("warm_loaded", s.warm_loaded)?;
-        Ok(d)
+        stats_dict(py, &s)
+    }
+
+    /// Each process's figures (this one's, and every other process's that has the folder
+    /// open), as dicts: `pid`, `holds_folder`, `this_process` and the counters of `stats`.
+    fn stats_by_process<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let cache = self.shared.cache(py)?;
+        let all = py
+            .detach(|| cache.stats_by_process())
+            .map_err(|e| cache_error(&e))?;
+        all.iter()
+            .map(|p| {
+                let d = stats_dict(py, &p.stats)?;
+                d.set_item("pid", p.pid)?;
+                d.set_item("holds_folder", p.holds_folder)?;
+                d.set_item("this_process", p.this_process)?;
+                Ok(d)
+            })
+            .collect()
     }
 
     /// The cache's health in one line: `"healthy"` or what is wrong.
@@ -610,4 +602,26 @@ impl Store {
             Err(f) => Err(f.into_err()),
         }
     }
+}
+
+/// A `Stats` as the dict `Cache.stats()` returns.
+fn stats_dict<'py>(py: Python<'py>, s: &tiered::Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("hits", s.memory_hits + s.disk_hits)?;
+    d.set_item("memory_hits", s.memory_hits)?;
+    d.set_item("disk_hits", s.disk_hits)?;
+    d.set_item("misses", s.misses)?;
+    d.set_item("hit_ratio", s.hit_ratio().unwrap_or(0.0))?;
+    d.set_item("inserts", s.inserts)?;
+    d.set_item("evictions", s.evictions)?;
+    d.set_item("expirations", s.expirations)?;
+    d.set_item("invalidations", s.invalidations)?;
+    d.set_item("damaged_records", s.damaged_records)?;
+    d.set_item("memory_bytes", s.memory_bytes)?;
+    d.set_item("disk_bytes", s.disk_bytes)?;
+    d.set_item("disk_file_bytes", s.disk_file_bytes)?;
+    d.set_item("entries", s.entries)?;
+    d.set_item("disk_failures", s.disk_failures)?;
+    d.set_item("warm_loaded", s.warm_loaded)?;
+    Ok(d)
 }

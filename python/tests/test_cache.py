@@ -248,6 +248,44 @@ def test_stats_count_hits_by_tier_and_misses(cache: tiered.Cache) -> None:
     assert cache.health() == "healthy"
 
 
+def test_stats_by_process_shows_a_worker_that_shares_the_folder(folder: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    cache = tiered.Cache(folder)
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    # A second process (a worker) misses twice and hits once, then waits to be told to go.
+    code = f"""
+        import sys, tiered
+        c = tiered.Cache({str(folder)!r})
+        c.get("a"); c.get("b"); c.get("k")
+        print("done", flush=True)
+        sys.stdin.read()
+    """
+    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "done"
+        deadline = time.monotonic() + 20
+        while True:
+            by_pid = {p["pid"]: p for p in cache.stats_by_process()}
+            other = by_pid.get(worker.pid)
+            if other is not None and other["misses"] == 2:
+                break
+            assert time.monotonic() < deadline, f"the worker's figures never came: {by_pid}"
+            time.sleep(0.1)
+        me = by_pid[os.getpid()]
+        assert me["this_process"] and me["holds_folder"] and me["memory_hits"] == 1
+        assert not other["this_process"] and not other["holds_folder"]
+        assert other["hits"] == 1 and other["hit_ratio"] == pytest.approx(1 / 3)
+    finally:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        worker.wait(timeout=60)
+
+
 def test_at_keeps_the_date_and_the_seconds(cache: tiered.Cache) -> None:
     cache.set("future", 1, at="2099-01-01 00:00")
     cache.set("future-iso", 1, at="2099-01-01T00:00:00+00:00")

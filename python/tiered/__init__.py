@@ -410,6 +410,17 @@ class Cache:
         """Hits (by tier), misses, hit ratio, inserts, evictions, sizes: since the cache opened."""
         return self._store.stats()
 
+    def stats_by_process(self) -> list[dict[str, Any]]:
+        """One dict per process that has the folder open (this one included): ``pid``,
+        ``holds_folder``, ``this_process`` and the counters of :meth:`stats` (``entries`` and
+        the disk sizes are 0 there: they are the folder's). Another process's figures are at
+        most about a second old; sum them for a whole app of several workers.
+
+        Raises:
+            CacheError: the process that holds the folder did not answer in time.
+        """
+        return self._store.stats_by_process()
+
     def health(self) -> str:
         """``"healthy"``, or what is wrong (the disk tier out of service, a folder owner that
         does not answer)."""

@@ -36,6 +36,10 @@ impl Above for Inner {
         Inner::stats(self)
     }
 
+    fn own_stats(&self) -> Stats {
+        Inner::own_stats(self)
+    }
+
     fn clear_expired(&self) -> Result<u64> {
         self.clear_expired_now()
     }

@@ -244,6 +244,34 @@ impl Inner {
         s
     }
 
+    /// This process's own figures: its counters and its memory tier's bytes, without the
+    /// folder's (see [`ProcessStats`](crate::ProcessStats)). No I/O.
+    pub fn own_stats(&self) -> Stats {
+        // As in `stats`: the memory tier's pending work first, so that its bytes are current.
+        self.memory.run_pending_tasks();
+        let mut s = self.counters.snapshot();
+        s.memory_bytes = self.memory.bytes();
+        s.entries = 0;
+        s.disk_bytes = 0;
+        s.disk_file_bytes = 0;
+        s
+    }
+
+    /// See [`Cache::stats_by_process`](crate::Cache::stats_by_process).
+    pub fn stats_by_process(&self) -> Result<Vec<crate::ProcessStats>> {
+        let mut all = self.lower.other_processes()?;
+        let holds_folder = self.lower.folder().is_some_and(|f| f.is_owner());
+        all.push(crate::ProcessStats {
+            pid: std::process::id(),
+            holds_folder,
+            this_process: true,
+            stats: self.own_stats(),
+        });
+        // The holder first, then by process id.
+        all.sort_by_key(|p| (!p.holds_folder, p.pid));
+        Ok(all)
+    }
+
     /// Why the disk tier is out of service, if it is.
     pub fn outage(&self) -> Option<crate::disk::Outage> {
         self.lower.outage()

@@ -57,6 +57,8 @@ pub(crate) struct Client {
     /// last successful flush covered (see `State::batched_lost`).
     batched_acked: AtomicU64,
     batched_flushed: AtomicU64,
+    /// When this process last sent its counters, and what they were.
+    reported: Mutex<(Option<Instant>, Option<crate::Stats>)>,
     /// Not connected: the folder's holder runs another version of tiered (why, for
     /// messages). Calls fail as with a silent owner until this process takes the folder over.
     pub detached: Option<String>,
@@ -78,6 +80,9 @@ pub(super) enum Answer {
 const TOUCH_BATCH: usize = 1024;
 /// How long a read time may wait for its batch (idle limits are much longer).
 const TOUCH_EVERY: Duration = Duration::from_millis(250);
+/// How often a client sends its counters to the owner, while they change (for
+/// `Cache::stats_by_process`).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl Client {
     /// Connects to the owner of the folder, takes its generations and starts the threads that
@@ -195,6 +200,7 @@ impl Client {
             pinged: Mutex::new(None),
             batched_acked: AtomicU64::new(0),
             batched_flushed: AtomicU64::new(0),
+            reported: Mutex::new((None, None)),
             detached,
         })
     }
@@ -406,6 +412,34 @@ impl Client {
         }
     }
 
+    /// Every connected process's counters, as the owner has them (this process's own among
+    /// them, as of its last report).
+    pub fn processes(&self, state: &State) -> Result<Vec<crate::ProcessStats>> {
+        match self.ask(&Request::Processes, false) {
+            Answer::Reply(Reply::Processes(all)) => Ok(all),
+            Answer::Reply(Reply::Error(e)) => Err(refused(state, e)),
+            Answer::Reply(other) => Err(unexpected(state, other)),
+            Answer::Gone | Answer::Silent => Err(self.silent_error(state)),
+        }
+    }
+
+    /// Sends this process's counters if [`REPORT_EVERY`] passed since the last report and
+    /// they changed (the first report goes at once).
+    fn report_if_due(&self, state: &State) {
+        let mut reported = lock(&self.reported);
+        if reported.0.is_some_and(|at| at.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        let Some(above) = state.above() else { return };
+        let stats = above.own_stats();
+        reported.0 = Some(Instant::now());
+        if reported.1 != Some(stats) {
+            reported.1 = Some(stats);
+            drop(reported);
+            self.tell(Request::Report { stats });
+        }
+    }
+
     /// Ends the connection (this process closes its cache).
     pub fn close(&self) {
         self.send_touches();
@@ -500,6 +534,9 @@ impl Client {
                 // Quiet: read times noted since go now, not with some later read.
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.send_touches();
+                    if let Some(state) = state.upgrade() {
+                        self.report_if_due(&state);
+                    }
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -512,6 +549,7 @@ impl Client {
                 seq = next;
             }
             self.tell(Request::Ack { seq });
+            self.report_if_due(&state);
         }
     }
 }

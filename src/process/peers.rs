@@ -37,6 +37,8 @@ pub(crate) struct Peer {
     writer: Mutex<std::os::unix::net::UnixStream>,
     /// The folder's epochs file, whose slot `id` this client checks (see `epochs.rs`).
     epochs: Option<Arc<super::Epochs>>,
+    /// The client's process id (from its greeting) and its last reported counters.
+    figures: Mutex<(u32, Option<crate::Stats>)>,
     /// The connection's descriptors, which a child of a fork lets go of (`fork.rs`); last,
     /// so dropped after them.
     _watch: [crate::fork::Watch; 2],
@@ -60,7 +62,29 @@ impl Peer {
             stream,
             writer: Mutex::new(writer),
             epochs,
+            figures: Mutex::new((0, None)),
         }
+    }
+
+    /// The client's process id, from its greeting.
+    pub fn greeted(&self, pid: u32) {
+        lock(&self.figures).0 = pid;
+    }
+
+    /// The client's counters, as it reported them last.
+    pub fn reported(&self, stats: crate::Stats) {
+        lock(&self.figures).1 = Some(stats);
+    }
+
+    /// The client's figures, once it reported any.
+    fn figures(&self) -> Option<crate::ProcessStats> {
+        let (pid, stats) = *lock(&self.figures);
+        Some(crate::ProcessStats {
+            pid,
+            holds_folder: false,
+            this_process: false,
+            stats: stats?,
+        })
     }
 
     /// The client's slot in the epochs file, and the value it holds now.
@@ -188,6 +212,13 @@ impl Peers {
 
     pub fn all(&self) -> Vec<Arc<Peer>> {
         lock(&self.peers).values().cloned().collect()
+    }
+
+    /// The figures of every connected client that reported any, by process id.
+    pub fn figures(&self) -> Vec<crate::ProcessStats> {
+        let mut out: Vec<_> = self.all().iter().filter_map(|p| p.figures()).collect();
+        out.sort_by_key(|p| p.pid);
+        out
     }
 
     /// Whether client `id` runs: it must acknowledge a ping within [`ACK_TIMEOUT`], or it is

@@ -192,8 +192,9 @@ fn serve(stream: UnixStream, state: &Weak<State>, owner: &Weak<Owner>) {
         }
         let _busy = Busy(&owner.busy);
         match (greeted, up.request) {
-            (false, Request::Hello { .. }) => {
+            (false, Request::Hello { pid }) => {
                 greeted = true;
+                peer.greeted(pid);
                 owner.peers.add_then(peer.clone(), || {
                     // Under the clients' lock: a change made after this snapshot is sent to
                     // this client as a notice, after this answer. Queued, like the notices:
@@ -494,6 +495,17 @@ fn handle(
         // this one answers at once).
         Request::Ping => reply(peer, id, Reply::Pong),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(above.stats()))),
+        Request::Report { stats } => peer.reported(stats),
+        Request::Processes => {
+            let mut all = vec![crate::ProcessStats {
+                pid: std::process::id(),
+                holds_folder: true,
+                this_process: false,
+                stats: above.own_stats(),
+            }];
+            all.extend(owner.peers.figures());
+            reply(peer, id, Reply::Processes(all));
+        }
         Request::Scan { after, max } => reply(peer, id, scanned(owner, &state.gens, after, max)),
         Request::ClearExpired => {
             let peer = peer.clone();

@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of this protocol: a frame of another version is refused. 2: the greeting
-/// gives the client its epochs slot; `Ping`. 3: `Stats` counts refreshes.
-pub(crate) const VERSION: u8 = 3;
+/// gives the client its epochs slot; `Ping`. 3: `Stats` counts refreshes. 4: `Report` and
+/// `Processes` (each process's counters, for `tiered stats`).
+pub(crate) const VERSION: u8 = 4;
 /// The largest body a frame may carry.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 
@@ -99,6 +100,13 @@ pub(crate) enum Request {
     /// Answered at once with `Pong`: the owner is running (a client waiting long for an
     /// answer, or one that found its owner silent, asks).
     Ping,
+    /// This client's counters (no answer): sent each second while they change, kept by the
+    /// owner for `Processes`.
+    Report {
+        stats: crate::Stats,
+    },
+    /// Every connected process's last counters, the owner's own included.
+    Processes,
 }
 
 /// The owner's message: an answer to a request, or a notice of a change.
@@ -137,6 +145,7 @@ pub(crate) enum Reply {
         labels: Vec<String>,
     },
     Count(u64),
+    Processes(Vec<crate::ProcessStats>),
     /// The request failed; the text says why.
     Error(String),
     /// Unasked (id 0): the owner is closing cleanly; its close commits everything it

@@ -356,6 +356,10 @@ impl Lower for Chain {
         self.near.shared_stats()
     }
 
+    fn other_processes(&self) -> Result<Vec<crate::ProcessStats>> {
+        self.near.other_processes()
+    }
+
     fn shared_by_builds(&self) -> bool {
         true
     }

@@ -229,6 +229,15 @@ pub(crate) trait Lower: Send + Sync + 'static {
         None
     }
 
+    /// The figures of the other processes that share this tier (their pids, whether each
+    /// holds it, their counters), for `Cache::stats_by_process`. None by default.
+    ///
+    /// # Errors
+    /// If the process that holds the folder does not answer in time.
+    fn other_processes(&self) -> Result<Vec<crate::ProcessStats>> {
+        Ok(Vec::new())
+    }
+
     /// Whether processes of other builds may share this tier at the same time (Redis during
     /// a rolling deploy): then nothing of another build is reclaimed through it (a memoized
     /// function's other code versions are left to deadlines and eviction), since both builds
@@ -280,6 +289,10 @@ pub(crate) trait Above: Send + Sync {
 
     /// The cache's counters and sizes, for another process that asks.
     fn stats(&self) -> Stats;
+
+    /// This process's counters and memory bytes, without the folder's figures (for the
+    /// holder of the folder, which lists every process's; see `Cache::stats_by_process`).
+    fn own_stats(&self) -> Stats;
 
     /// Deletes every expired entry now (for another process that asks, or after a takeover);
     /// how many.
