@@ -162,9 +162,10 @@ pub use tiered_macros::fingerprint;
 ///
 /// Beside a free function `f` the macro adds a field-less struct `f` (types and functions have
 /// separate namespaces) with `f::VERSION`, `f::memo()` (its [`Memoized`]), `f::clear()`,
-/// `f::remove(..)` (the key arguments, owned ones by reference) and `f::stats()`. A method
-/// `m` gets an associated function `m_memo()` instead. Works on `fn`, `async fn` (feature
-/// `tokio`), methods and generic functions.
+/// `f::remove(..)` (the key arguments, owned ones by reference), `f::explain(..)` (the same
+/// arguments; why that call would not be a hit, as an [`Explanation`]) and `f::stats()`. A
+/// method `m` gets associated functions `m_memo()` and `m_explain(..)` instead. Works on `fn`,
+/// `async fn` (feature `tokio`), methods and generic functions.
 ///
 /// Options: `cache = EXPR`, `ttl = "5m"`, `idle = "30m"`, `expires_at = EXPR`, `at = "16:00"`,
 /// `tags = [..]`, `memory_only`, `version = N`, `deps = [f, g]`, `skip_self`,

@@ -2,8 +2,9 @@
 //!
 //! A free function keeps its signature; its body becomes a call to `tiered::Memoized` with the
 //! body as the computation, and a field-less struct of the same name (type namespace only)
-//! carries `VERSION`, `memo()`, `clear()`, `remove(..)` and `stats()`. A method cannot have a
-//! struct beside it, so it gets an associated `<name>_memo()` instead.
+//! carries `VERSION`, `memo()`, `clear()`, `remove(..)`, `explain(..)` and `stats()`. A method
+//! cannot have a struct beside it, so it gets associated `<name>_memo()` and
+//! `<name>_explain(..)` functions instead.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, ToTokens};
@@ -112,24 +113,11 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
         .filter(|a| matches!(a.style, AttrStyle::Outer));
     let body = body(func, args, analysis, quote!(#name::memo()));
 
-    // When the cache expression needs the call's arguments, the helpers take the cache instead.
-    let cache_param = hidden("cache");
-    let (param, cache) = match &args.cache {
-        Some(expr) if mentions_arguments(expr.to_token_stream(), func) => (
-            quote!(#cache_param: &::tiered::Cache,),
-            quote!(#cache_param),
-        ),
-        _ => {
-            let expr = cache_expr(args);
-            (quote!(), quote!(&(#expr)))
-        }
-    };
+    let (param, cache) = helper_cache(args, func);
     let memo = hidden("memo");
     let key = key_expr(&memo, analysis, false, Side::Remove, &cfgs(func));
-    let key_params = analysis.key_args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, remove_param_type(&a.ty));
-        quote!(#ident: #ty)
-    });
+    let key_params = key_params(analysis);
+    let stored = stored_type(analysis);
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let struct_doc =
@@ -144,6 +132,7 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
         "Drops the entry of `{shown}()` for these arguments; returns whether there was one."
     );
     let stats_doc = format!("`{shown}()`'s hits and misses in its cache since it was opened.");
+    let explain_doc = explain_doc(&shown);
     quote! {
         #(#outer)*
         #vis #sig {
@@ -154,7 +143,7 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
         #[doc = #struct_doc]
         #vis struct #name {}
 
-        // `remove` takes as many arguments as the function has in its key.
+        // `remove` and `explain` take as many arguments as the function has in its key.
         #[allow(dead_code, clippy::too_many_arguments)]
         impl #name {
             #[doc = #version_doc]
@@ -181,6 +170,15 @@ fn free_fn(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream
                 #memo.remove(#cache, #key)
             }
 
+            #[doc = #explain_doc]
+            pub fn explain #generics (#param #(#key_params),*)
+                -> ::tiered::Result<::tiered::Explanation>
+            #where_clause
+            {
+                let #memo = Self::memo();
+                #memo.explain::<#stored>(#cache, &#key)
+            }
+
             #[doc = #stats_doc]
             pub fn stats(#param) -> ::tiered::MemoStats {
                 Self::memo().stats(#cache)
@@ -204,6 +202,19 @@ fn method(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream)
     );
     // Items are not hygienic: names a user's `version = EXPR` cannot mean.
     let (version_id, path_id) = (hidden("__TIERED_VERSION"), hidden("__TIERED_PATH"));
+    let explain_fn = format_ident!("{}_explain", shown, span = sig.ident.span());
+    let (param, cache) = helper_cache(args, func);
+    let memo = hidden("memo");
+    let skip_self = args.skip_self.is_some();
+    let key = key_expr(&memo, analysis, skip_self, Side::Remove, &cfgs(func));
+    let this = match (&analysis.receiver, skip_self) {
+        (Some(_), false) => quote!(&self,),
+        _ => quote!(),
+    };
+    let key_params = key_params(analysis);
+    let stored = stored_type(analysis);
+    let (generics, where_clause) = (&sig.generics, &sig.generics.where_clause);
+    let explain_doc = explain_doc(&shown);
     quote! {
         #(#outer)*
         #vis #sig {
@@ -224,7 +235,68 @@ fn method(func: &ItemFn, args: &Args, analysis: &Analysis, version: TokenStream)
                 #version_id,
             )
         }
+
+        #[doc = #explain_doc]
+        #[allow(dead_code, clippy::too_many_arguments)]
+        #vis fn #explain_fn #generics (#this #param #(#key_params),*)
+            -> ::tiered::Result<::tiered::Explanation>
+        #where_clause
+        {
+            let #memo = Self::#memo_fn();
+            #memo.explain::<#stored>(#cache, &#key)
+        }
     }
+}
+
+/// The cache parameter of the generated helpers and the expression that reaches the cache:
+/// when the cache expression needs the call's arguments or `self`, the helpers take the cache
+/// as their first parameter instead.
+fn helper_cache(args: &Args, func: &ItemFn) -> (TokenStream, TokenStream) {
+    let cache_param = hidden("cache");
+    match &args.cache {
+        Some(expr) if mentions_arguments(expr.to_token_stream(), func) => (
+            quote!(#cache_param: &::tiered::Cache,),
+            quote!(#cache_param),
+        ),
+        _ => {
+            let expr = cache_expr(args);
+            (quote!(), quote!(&(#expr)))
+        }
+    }
+}
+
+/// The parameters of `remove` and `explain`: the key arguments, owned ones by reference.
+fn key_params(analysis: &Analysis) -> Vec<TokenStream> {
+    analysis
+        .key_args
+        .iter()
+        .map(|a| {
+            let (ident, ty) = (&a.ident, remove_param_type(&a.ty));
+            quote!(#ident: #ty)
+        })
+        .collect()
+}
+
+/// The type of the value a call stores, which `explain` asks the cache about: the return type,
+/// or what `Ok` or `Some` holds when only those are cached.
+fn stored_type(analysis: &Analysis) -> TokenStream {
+    let ret = &analysis.ret;
+    match analysis.returns {
+        Returns::Plain => quote!(#ret),
+        Returns::Result => quote!(<#ret as ::tiered::__memoize::OkValue>::Value),
+        Returns::SomeOnly => quote!(<#ret as ::tiered::__memoize::SomeValue>::Value),
+    }
+}
+
+fn explain_doc(shown: &str) -> String {
+    format!(
+        "Why a call of `{shown}()` with these arguments would not be answered from its cache \
+         (`Explanation::NeverWritten`, `Expired`, `Invalidated` by a tag or a clear, \
+         `CodeChanged`, `Evicted`, `Removed`…), or `Explanation::Hit` if it would. Changes \
+         nothing: no drop, no promotion, nothing counted.\n\n\
+         # Errors\n\
+         `tiered::Error::Encode` if the arguments cannot be encoded as a key."
+    )
 }
 
 /// The new body: key and options first (the arguments then move into the computation), then

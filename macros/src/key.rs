@@ -1,8 +1,9 @@
 //! The key of a call: `(Hidden((build, types, const parameters)), self, arguments)`, built the
-//! same way by the function and by its `remove`. The build is what `cfg!` says of `debug_assertions`,
-//! `test` and each predicate the function's code names; the types are those of `Self`, of the
-//! type parameters and of the `impl Trait` arguments (whatever their names), each as
-//! `tiered::__memoize::type_part` gives it: a closure's makes the call memory-only.
+//! same way by the function and by its `remove` and `explain`. The build is what `cfg!` says
+//! of `debug_assertions`, `test` and each predicate the function's code names; the types are
+//! those of `Self`, of the type parameters and of the `impl Trait` arguments (whatever their
+//! names), each as `tiered::__memoize::type_part` gives it: a closure's makes the call
+//! memory-only.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
@@ -15,7 +16,8 @@ use crate::signature::Analysis;
 pub enum Side {
     /// In the function: arguments are owned or references, as declared.
     Call,
-    /// In the generated `remove`: owned arguments are taken by reference.
+    /// In the generated `remove` and `explain`: owned arguments are taken by reference, and
+    /// `self` as `&self`.
     Remove,
 }
 
@@ -66,12 +68,18 @@ pub fn key_expr(
     if let (Some(r), false) = (&analysis.receiver, skip_self) {
         let this = &r.self_token;
         let span = this.span;
-        // `Self` itself rather than `&Self`, so that the error names the type to change.
-        let this = match r.reference {
-            Some(_) => quote_spanned!(span=> &*#this),
-            None => quote_spanned!(span=> &#this),
-        };
-        parts.push(quote_spanned!(span=> (&::tiered::__memoize::self_part(#this)).key_part()));
+        parts.push(match side {
+            Side::Call => {
+                // `Self` itself rather than `&Self`, so that the error names the type to change.
+                let this = match r.reference {
+                    Some(_) => quote_spanned!(span=> &*#this),
+                    None => quote_spanned!(span=> &#this),
+                };
+                quote_spanned!(span=> (&::tiered::__memoize::self_part(#this)).key_part())
+            }
+            // The helper takes `&self` whatever the method takes; unchecked, as below.
+            Side::Remove => quote!((&::tiered::__memoize::Part(&*#this)).key_part()),
+        });
     }
     for arg in analysis.key_args.iter().filter(|a| a.by_value) {
         let ident = &arg.ident;

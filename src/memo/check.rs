@@ -38,6 +38,27 @@ pub trait KeySelf {}
 
 impl<T: Serialize + ?Sized> KeySelf for T {}
 
+/// The value a memoized function returning `Result` stores: its `Ok` type (for the generated
+/// `explain`, which must name the type it asks the cache about).
+pub trait OkValue {
+    /// `T` of `Result<T, E>`.
+    type Value;
+}
+
+impl<T, E> OkValue for Result<T, E> {
+    type Value = T;
+}
+
+/// The value a memoized function returning `Option` with `cache_none = false` stores.
+pub trait SomeValue {
+    /// `T` of `Option<T>`.
+    type Value;
+}
+
+impl<T> SomeValue for Option<T> {
+    type Value = T;
+}
+
 /// The name a memoized call's key gives to what it holds besides the call's `self` and
 /// arguments: see `Hidden`.
 pub(crate) const HIDDEN: &str = "tiered::hidden";
