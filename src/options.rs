@@ -88,7 +88,9 @@ impl Options {
     /// read for a while still expires. Default: never.
     ///
     /// [`get_or_insert_with`](crate::Cache::get_or_insert_with) cannot run its computation
-    /// later (it may borrow from the caller), so it ignores this option.
+    /// later (it may borrow from the caller), so it ignores this option, as do memoized
+    /// functions without `#[memoize(refresh = "..")]` ([`Memoized::call`](crate::Memoized::call)
+    /// and kin; [`Memoized::call_refresh`](crate::Memoized::call_refresh) honours it).
     ///
     /// ```
     /// use std::time::Duration;

@@ -64,13 +64,30 @@ impl Inner {
         F: FnOnce() -> Result<V, E> + Send + 'static,
     {
         if let Some(v) = self.lookup::<V>(&scope.name, &ek) {
-            let merged = opts.merged(&self.defaults);
-            if let Some(after) = merged.refresh_after {
-                self.refresh_if_due(scope, ek, merged, after, f);
-            }
+            self.refresh_hit(scope, ek, opts, f);
             return Ok(v);
         }
         self.compute_blocking(scope, ek, opts, f)
+    }
+
+    /// After a hit of `ek`: starts its recomputation by `f` if `opts` (or the cache's default
+    /// options) ask for refresh ahead and the value is due; else drops `f`. For read-throughs
+    /// of their own (a memoized call), which find the value first.
+    pub(crate) fn refresh_hit<V, E, F>(
+        self: &Arc<Self>,
+        scope: &Scope,
+        ek: EncodedKey,
+        opts: &Options,
+        f: F,
+    ) where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: From<Error> + std::fmt::Display + Send + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        let merged = opts.merged(&self.defaults);
+        if let Some(after) = merged.refresh_after {
+            self.refresh_if_due(scope, ek, merged, after, f);
+        }
     }
 
     /// Starts the recomputation of `ek` if the value in memory is at least `after` old and

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{MemoKey, Memoized};
+use super::{no_refresh, MemoKey, Memoized};
 use crate::cache::Cache;
 use crate::engine::runner::Tokio;
 use crate::options::Options;
@@ -26,7 +26,10 @@ impl Memoized {
         Fut: Future<Output = V>,
     {
         let f = || async { Ok::<V, std::convert::Infallible>(f().await) };
-        match self.run::<Tokio, _, _, _, _>(cache, options, key, f).await {
+        match self
+            .run::<Tokio, _, _, _, _, _>(cache, options, key, f, no_refresh)
+            .await
+        {
             Ok(v) => v,
             Err(never) => match never {},
         }
@@ -48,7 +51,8 @@ impl Memoized {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,
     {
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f).await
+        self.run::<Tokio, _, _, _, _, _>(cache, options, key, f, no_refresh)
+            .await
     }
 
     /// [`call_option`](Memoized::call_option) for an `async fn` (feature `tokio`).
@@ -65,7 +69,7 @@ impl Memoized {
         Fut: Future<Output = Option<V>>,
     {
         let f = || async { f().await.ok_or(()) };
-        self.run::<Tokio, _, _, _, _>(cache, options, key, f)
+        self.run::<Tokio, _, _, _, _, _>(cache, options, key, f, no_refresh)
             .await
             .ok()
     }

@@ -13,6 +13,7 @@
 mod asynchronous;
 pub mod check;
 mod global;
+mod refresh;
 
 use std::collections::HashMap;
 use std::future::{ready, Future};
@@ -191,22 +192,31 @@ impl Memoized {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> std::result::Result<V, E>,
     {
-        block_on(self.run::<Blocking, _, _, _, _>(cache, options, key, || ready(f())))
+        block_on(self.run::<Blocking, _, _, _, _, _>(
+            cache,
+            options,
+            key,
+            || ready(f()),
+            no_refresh,
+        ))
     }
 
-    /// A memoized call, for blocking and async callers alike (see `engine/runner.rs`).
-    async fn run<R, V, E, F, Fut>(
+    /// A memoized call, for blocking and async callers alike (see `engine/runner.rs`). On a
+    /// hit, the computation goes to `on_hit` ([`no_refresh`], or a refresh ahead).
+    async fn run<R, V, E, F, Fut, H>(
         &self,
         cache: &Cache,
         options: &Options,
         key: MemoKey,
         f: F,
+        on_hit: H,
     ) -> std::result::Result<V, E>
     where
         R: Runner,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,
+        H: FnOnce(F, &Arc<Inner>, &Scope, EncodedKey, &Options),
     {
         let state = self.prepare::<R>(cache).await;
         state.keep_version_noted(&cache.inner, self.path);
@@ -228,7 +238,12 @@ impl Memoized {
             Ok(ek) => {
                 let (inner, scope) = (&cache.inner, &state.scope);
                 match inner.find::<R, V>(scope, &ek).await {
-                    Some(v) => Ok(v),
+                    Some(v) => {
+                        if let Some(f) = f.take() {
+                            on_hit(f, inner, scope, ek, options);
+                        }
+                        Ok(v)
+                    }
                     None => {
                         let computation = || {
                             ran = true;
@@ -510,9 +525,34 @@ pub const fn combine_versions(parts: &[u64]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// What a memoized call does with its computation on a hit, without refresh ahead: nothing.
+fn no_refresh<F>(_: F, _: &Arc<Inner>, _: &Scope, _: EncodedKey, _: &Options) {}
+
 enum Failed<E> {
     User(E),
     Cache(Error),
+}
+
+/// The error of a function returning `Option` that gave `None` (with `cache_none = false`).
+struct NoneReturned;
+
+/// As a failed refresh is logged: the function's error need not be `Display`.
+impl<E: 'static> std::fmt::Display for Failed<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::User(_)
+                if std::any::TypeId::of::<E>() == std::any::TypeId::of::<NoneReturned>() =>
+            {
+                f.write_str("the memoized function returned `None`")
+            }
+            Failed::User(_) => write!(
+                f,
+                "the memoized function returned an `Err` (a `{}`)",
+                std::any::type_name::<E>()
+            ),
+            Failed::Cache(e) => e.fmt(f),
+        }
+    }
 }
 
 impl<E> From<Error> for Failed<E> {
