@@ -167,10 +167,13 @@ pub use tiered_macros::fingerprint;
 /// method `m` gets associated functions `m_memo()` and `m_explain(..)` instead. Works on `fn`,
 /// `async fn` (feature `tokio`), methods and generic functions.
 ///
-/// Options: `cache = EXPR`, `ttl = "5m"`, `idle = "30m"`, `expires_at = EXPR`, `at = "16:00"`,
-/// `tags = [..]`, `memory_only`, `version = N`, `deps = [f, g]`, `skip_self`,
-/// `cache_none = false`. The guide `docs/memoize.md` describes each, methods, generics,
-/// `async fn`, and what invalidates entries by itself and what does not.
+/// Options: `cache = EXPR`, `ttl = "5m"`, `idle = "30m"`, `refresh = "1m"`,
+/// `expires_at = EXPR`, `at = "16:00"`, `tags = [..]`, `memory_only`, `version = N`,
+/// `deps = [f, g]`, `skip_self`, `cache_none = false`. `refresh = d` returns a value older
+/// than `d` at once and recomputes it in the background (once per call across threads and
+/// processes); its arguments must be `Send + 'static`, and it does not work on `async fn`.
+/// The guide `docs/memoize.md` describes each, methods, generics, `async fn`, and what
+/// invalidates entries by itself and what does not.
 pub use tiered_macros::memoize;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ fn misuse_is_a_compile_error_that_says_what_to_do() {
     t.compile_fail("tests/ui/arguments.rs");
     t.compile_fail("tests/ui/self_not_serialize.rs");
     t.compile_fail("tests/ui/returns.rs");
+    t.compile_fail("tests/ui/refresh.rs");
     if !cfg!(feature = "tokio") {
         t.compile_fail("tests/ui/async_without_tokio.rs");
     }

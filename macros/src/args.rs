@@ -20,6 +20,8 @@ pub struct Args {
     pub cache: Option<Expr>,
     pub ttl: Option<DurationArg>,
     pub idle: Option<DurationArg>,
+    /// `refresh = "1m"`: `Options::refresh_after`, through `Memoized::call_refresh` and kin.
+    pub refresh: Option<DurationArg>,
     pub expires_at: Option<Expr>,
     /// `at = "HH:MM"`: hour and minute.
     pub at: Option<(u8, u8)>,
@@ -44,6 +46,7 @@ const MEMOIZE_OPTIONS: &[&str] = &[
     "cache",
     "ttl",
     "idle",
+    "refresh",
     "expires_at",
     "at",
     "tags",
@@ -114,6 +117,7 @@ impl Args {
             "cache" => self.cache = Some(value),
             "ttl" => self.ttl = Some(duration(value)?),
             "idle" => self.idle = Some(duration(value)?),
+            "refresh" => self.refresh = Some(duration(value)?),
             "expires_at" => self.expires_at = Some(value),
             "at" => {
                 let text = string(&value, "at = \"16:00\"")?;

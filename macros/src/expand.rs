@@ -7,8 +7,9 @@
 //! `<name>_explain(..)` functions instead.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{AttrStyle, Error, FnArg, ItemFn, Pat};
 
 use crate::args::{Args, DurationArg, Macro};
@@ -339,6 +340,20 @@ fn body(func: &ItemFn, args: &Args, analysis: &Analysis, memo_expr: TokenStream)
                 .await
             }
         }
+    } else if args.refresh.is_some() {
+        let method = match analysis.returns {
+            Returns::Plain => quote!(call_refresh),
+            Returns::Result => quote!(call_result_refresh),
+            Returns::SomeOnly => quote!(call_option_refresh),
+        };
+        // The computation may run later on another thread, with the arguments moved into it:
+        // each must be `Send + 'static`, checked where it is declared (borrowed ones were
+        // refused by `analyze`).
+        let checks = refresh_checks(func);
+        quote! {
+            #checks
+            #memo.#method(#cache, &#options, #key, move || -> #ret #block)
+        }
     } else {
         let method = match analysis.returns {
             Returns::Plain => quote!(call),
@@ -376,6 +391,29 @@ fn body(func: &ItemFn, args: &Args, analysis: &Analysis, memo_expr: TokenStream)
     }
 }
 
+/// `tiered::__memoize::refresh_arg(&arg)` for `self` taken by value and each named argument:
+/// a compile error at the argument if its type is not `Send + 'static`.
+fn refresh_checks(func: &ItemFn) -> TokenStream {
+    let check = quote!(::tiered::__memoize::refresh_arg);
+    func.sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Receiver(r) => {
+                let this = &r.self_token;
+                Some(quote_spanned!(this.span=> #check(&#this);))
+            }
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(p) => {
+                    let ident = &p.ident;
+                    Some(quote_spanned!(t.ty.span()=> #check(&#ident);))
+                }
+                _ => None,
+            },
+        })
+        .collect()
+}
+
 fn cache_expr(args: &Args) -> TokenStream {
     match &args.cache {
         Some(expr) => expr.to_token_stream(),
@@ -399,6 +437,10 @@ fn option_calls(args: &Args) -> TokenStream {
     if let Some(idle) = &args.idle {
         let d = duration(idle);
         calls.extend(quote!(.idle(#d)));
+    }
+    if let Some(refresh) = &args.refresh {
+        let d = duration(refresh);
+        calls.extend(quote!(.refresh_after(#d)));
     }
     if let Some(at) = &args.expires_at {
         calls.extend(quote!(.expires_at(#at)));

@@ -20,8 +20,8 @@ use proc_macro::TokenStream;
 /// fn load_prices(day: u32, _conn: &Conn) -> Result<Vec<f64>, DbError> { ... }
 /// ```
 ///
-/// Options: `cache`, `ttl`, `idle`, `expires_at`, `at`, `tags`, `memory_only`, `version`,
-/// `deps`, `skip_self`, `cache_none`. See `tiered::memoize` for what each does.
+/// Options: `cache`, `ttl`, `idle`, `refresh`, `expires_at`, `at`, `tags`, `memory_only`,
+/// `version`, `deps`, `skip_self`, `cache_none`. See `tiered::memoize` for what each does.
 #[proc_macro_attribute]
 pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::memoize(attr.into(), item.into()).into()

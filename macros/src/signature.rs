@@ -95,6 +95,9 @@ pub fn analyze(sig: &Signature, args: &Args) -> syn::Result<Analysis> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
+    if args.refresh.is_some() {
+        check_refresh(sig)?;
+    }
     let returns = returns(&ret, args.no_cached_none)?;
     check_value_type(&ret, returns)?;
     let mut type_params = Vec::new();
@@ -135,6 +138,72 @@ fn callable_param(sig: &Signature, param: &syn::TypeParam) -> bool {
             matches!(&t.bounded_ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(&param.ident))
                 && mentions(t.bounds.to_token_stream(), &CALLABLE)
         }
+        _ => false,
+    })
+}
+
+/// `refresh` moves the computation, the arguments with it, to a thread of its own: borrowed
+/// arguments (and `&self`) cannot go, and an `async fn` is not supported. Errors that say so,
+/// one per argument; an owned argument that is not `Send + 'static` is reported by the check
+/// the body makes (`tiered::__memoize::refresh_arg`).
+fn check_refresh(sig: &Signature) -> syn::Result<()> {
+    const NEEDS: &str = "#[memoize(refresh)] needs arguments that are Send + 'static, since they \
+                         move into the recomputation that runs in the background";
+    if let Some(a) = &sig.asyncness {
+        return Err(Error::new(
+            a.span,
+            "#[memoize(refresh)] does not work on an `async fn` yet (its recomputation would \
+             need to run on a runtime of its own): memoize a blocking function, or leave out \
+             `refresh`",
+        ));
+    }
+    let mut errors: Option<Error> = None;
+    for input in &sig.inputs {
+        let error = match input {
+            FnArg::Receiver(r) if borrows(r.ty.to_token_stream()) => Error::new_spanned(
+                r,
+                format!(
+                    "{NEEDS}: `self` is borrowed. Take `self` by value (a cheap `Clone` \
+                     handle), or memoize a free function of owned arguments"
+                ),
+            ),
+            FnArg::Typed(t) if borrows(t.ty.to_token_stream()) => {
+                let name = match &*t.pat {
+                    Pat::Ident(p) => format!("`{}`", p.ident),
+                    _ => "this argument".into(),
+                };
+                Error::new_spanned(
+                    &t.ty,
+                    format!(
+                        "{NEEDS}: {name} is borrowed. Take it by value (`String` rather than \
+                         `&str`, `Vec<T>` rather than `&[T]`, `Arc<T>` rather than `&T` for a \
+                         shared handle), or leave out `refresh`"
+                    ),
+                )
+            }
+            _ => continue,
+        };
+        match &mut errors {
+            Some(all) => all.combine(error),
+            None => errors = Some(error),
+        }
+    }
+    errors.map_or(Ok(()), Err)
+}
+
+/// Whether a type's tokens borrow: a reference or a lifetime other than `'static`.
+fn borrows(tokens: TokenStream) -> bool {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let is_static = |i: usize| {
+        matches!(
+            (trees.get(i), trees.get(i + 1)),
+            (Some(TokenTree::Punct(q)), Some(TokenTree::Ident(id))) if q.as_char() == '\'' && id == "static"
+        )
+    };
+    trees.iter().enumerate().any(|(i, tree)| match tree {
+        TokenTree::Punct(p) if p.as_char() == '&' => !is_static(i + 1),
+        TokenTree::Punct(p) if p.as_char() == '\'' => !is_static(i),
+        TokenTree::Group(g) => borrows(g.stream()),
         _ => false,
     })
 }
@@ -309,5 +378,44 @@ mod tests {
         assert!(analyze_str("fn f(x: u8) -> u8 {}", &none).is_err());
         let a = analyze_str("fn f(x: u8) -> Option<u8> {}", &none).unwrap();
         assert!(a.returns == Returns::SomeOnly);
+    }
+
+    #[test]
+    fn refresh_refuses_borrowed_arguments_and_async() {
+        let refresh = Args {
+            refresh: Some(crate::args::DurationArg::Millis(60_000)),
+            ..Args::default()
+        };
+        for source in [
+            "fn f(x: &str) {}",
+            "fn f(x: Vec<&'a str>) {}",
+            "fn f(x: std::borrow::Cow<'_, str>) {}",
+            "fn f(_conn: &&'static Conn) {}",
+            "fn f(&self) {}",
+            "fn f(self: &Self) {}",
+            "async fn f(x: u8) {}",
+        ] {
+            let err = analyze_str(source, &refresh).err().expect(source);
+            assert!(
+                err.to_string().starts_with("#[memoize(refresh)]"),
+                "{source}: {err}"
+            );
+        }
+        let err = analyze_str("fn f(a: &u8, b: u8, c: &u8) {}", &refresh)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.into_iter().count(),
+            2,
+            "one error per borrowed argument"
+        );
+        for source in [
+            "fn f(x: String, _y: &'static str, z: Vec<&'static [u8]>) {}",
+            "fn f(self, n: u32) -> Self {}",
+            "fn f(self: Box<Self>) {}",
+        ] {
+            assert!(analyze_str(source, &refresh).is_ok(), "{source}");
+        }
+        assert!(analyze_str("fn f(x: &str) {}", &Args::default()).is_ok());
     }
 }

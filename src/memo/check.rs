@@ -38,6 +38,21 @@ pub trait KeySelf {}
 
 impl<T: Serialize + ?Sized> KeySelf for T {}
 
+/// A type that can move into the background recomputation of `#[memoize(refresh = ..)]`.
+#[diagnostic::on_unimplemented(
+    message = "#[memoize(refresh)] needs arguments that are Send + 'static, since they move into \
+               the recomputation that runs in the background: `{Self}` is not `Send`",
+    label = "this argument moves to another thread",
+    note = "take a `Send` type (`Arc` rather than `Rc`, `Mutex` rather than `RefCell`), or leave \
+            out `refresh`"
+)]
+pub trait RefreshArg {}
+
+impl<T: Send + 'static> RefreshArg for T {}
+
+/// Checks that an argument of a function memoized with `refresh` can move to another thread.
+pub fn refresh_arg<T: RefreshArg>(_arg: &T) {}
+
 /// The value a memoized function returning `Result` stores: its `Ok` type (for the generated
 /// `explain`, which must name the type it asks the cache about).
 pub trait OkValue {
