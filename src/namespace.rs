@@ -205,6 +205,14 @@ impl Namespace {
         self.cache.inner.explain::<K, V>(&self.scope, key)
     }
 
+    /// See [`Cache::explain_shown`]: the key as `tiered ls` shows it, in this namespace.
+    ///
+    /// # Errors
+    /// As [`Cache::explain_shown`].
+    pub fn explain_shown(&self, key: &str) -> Result<Explanation> {
+        self.cache.inner.explain_shown(Some(self.name()), key)
+    }
+
     /// The cache this namespace belongs to.
     pub fn cache(&self) -> &Cache {
         &self.cache

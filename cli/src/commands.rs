@@ -94,15 +94,33 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             let (dir, key) = folder_and(cli, first.clone(), second.clone(), "KEY")?;
             let cache = open_target(cli, dir.as_deref(), wait)?;
             let key = &key;
-            // The value type is not known here: a read as `IgnoredAny` finds any stored value
-            // "of another type", which is exactly "live" for this question.
-            let why = match namespace {
-                Some(ns) => cache
-                    .namespace(ns)
-                    .explain::<_, serde::de::IgnoredAny>(key.as_str())?,
-                None => cache.explain::<_, serde::de::IgnoredAny>(key.as_str())?,
+            let shown = match namespace {
+                Some(ns) => cache.namespace(ns).explain_shown(key),
+                None => cache.explain_shown(key),
             };
-            let live = matches!(why, Explanation::Hit | Explanation::OtherType { .. });
+            let why = match shown {
+                Ok(why) if why != Explanation::NeverWritten => why,
+                // A bare word (`paris`) is also the string key "paris", as before keys of
+                // any type could be named: a read as `IgnoredAny` finds any stored value "of
+                // another type", which is exactly "live" for this question.
+                not_found => {
+                    let as_string = match namespace {
+                        Some(ns) => cache
+                            .namespace(ns)
+                            .explain::<_, serde::de::IgnoredAny>(key.as_str())?,
+                        None => cache.explain::<_, serde::de::IgnoredAny>(key.as_str())?,
+                    };
+                    match (not_found, as_string) {
+                        (_, Explanation::OtherType { .. }) => Explanation::Hit,
+                        (Err(e), why @ Explanation::NeverWritten) => {
+                            eprintln!("tiered: note: {e}; looked for as the string key {key:?}");
+                            why
+                        }
+                        (_, why) => why,
+                    }
+                }
+            };
+            let live = why == Explanation::Hit;
             show::explanation(&out, key, namespace.as_deref(), &why, live);
             Ok(if live { exit::OK } else { exit::NOT_LIVE })
         }

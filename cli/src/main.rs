@@ -79,17 +79,19 @@ pub(crate) enum Command {
     Ls(Ls),
     /// Say why KEY is or is not a live entry (expired when, invalidated by what…).
     ///
-    /// KEY is read as a string key (`cache.insert("KEY", ..)`); keys of other types
-    /// (numbers, tuples, structs) cannot be named here: `tiered ls` shows them. Of keys
-    /// already dropped, only what the folder still holds can be told: a key removed or
-    /// invalidated and reclaimed reads as never written.
+    /// KEY is written as `tiered ls` shows keys: `'"paris"'`, `42` (any integer type;
+    /// `42u32` only that one), `'("prices", 3)'`, `'Day { n: 3 }'`, `Kind::Daily`, or a
+    /// memoized function's call `'load_prices("eu", 1, 5)'` (quote it for the shell). A
+    /// bare word that is not such a key, `paris`, is the string key "paris". Of keys already
+    /// dropped, only what the folder still holds can be told: a key removed or invalidated
+    /// and reclaimed reads as never written.
     ///
     /// `tiered explain DIR KEY`, or for a cache in Redis `tiered explain --redis URL KEY`.
     Explain {
         /// The cache folder, then the key (with --redis: the key only).
         #[arg(value_name = "DIR")]
         first: String,
-        /// The key, as a string.
+        /// The key, as `tiered ls` shows it.
         #[arg(value_name = "KEY")]
         second: Option<String>,
         /// The key's namespace (default: the cache's own keys).

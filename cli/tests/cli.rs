@@ -212,6 +212,32 @@ fn explain_says_live_or_not_with_its_exit_code() {
 }
 
 #[test]
+fn explain_takes_keys_of_any_type_as_ls_shows_them() {
+    let dir = filled();
+    let d = path(dir.path());
+    // As listed, quoted or not; a number without a width matches the stored u32.
+    for key in [
+        r#"("prices", 3)"#,
+        r#"("prices",3u32)"#,
+        r#""paris""#,
+        "paris",
+    ] {
+        let why = json(&["explain", d, key]);
+        assert_eq!(why["live"], true, "{key}: {why}");
+    }
+    for key in [r#"("prices", 3u64)"#, r#"("prices", 5)"#, r#""q1""#] {
+        let out = tiered(&["explain", d, key]);
+        assert_eq!(code(&out), 4, "{key}");
+    }
+    // A text that is neither a key as shown nor a stored string: never written, and why
+    // the text was not read as a key.
+    let out = tiered(&["explain", d, r#"("prices", 3"#]);
+    assert_eq!(code(&out), 4);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("as `tiered ls` shows them"), "{err}");
+}
+
+#[test]
 fn clear_by_each_selector() {
     let dir = filled();
     let d = path(dir.path());

@@ -5,9 +5,11 @@
 //! The work is done a page at a time by the engine (`pages.rs`), so that another process can
 //! be served page by page; the methods here loop over the pages.
 
+mod explain_shown;
 mod listing;
 mod pages;
 pub(crate) mod readable;
+pub(crate) mod shown;
 pub(crate) mod transfer;
 
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -62,6 +64,47 @@ impl Cache {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Why the key written `key` is, or is not, a live entry: [`Cache::explain`] for a key
+    /// known only by its text, as [`EntryInfo::key`] (and `tiered ls`) show it: `"paris"`,
+    /// `42`, `("prices", 3)`, `Day { n: 3 }`, `Kind::Daily`, `b"raw"`, `'c'`, `None`,
+    /// `Some(1)`, `{"a": 1}`. The text does not say the value's type: any live value is a
+    /// [`Explanation::Hit`](crate::Explanation::Hit).
+    ///
+    /// Nor does it say a number's width: `5` matches a key stored as any integer type that
+    /// holds 5, `5u32` (or `-2i64`, `1.5f32`) only that type. Nor an enum variant's index: a
+    /// key holding an `Enum::Variant` is looked for among the records (a scan of the cache),
+    /// so it is explained while its record is in the folder (live, expired, invalidated) and
+    /// is otherwise never written. A text that stands for more than 4,096 stored forms (many
+    /// unsuffixed numbers) is refused: give widths.
+    ///
+    /// In the root, a call `name(args)`, as `tiered ls` shows a memoized function's entries,
+    /// explains that call of each memoized function whose path is `name` or ends with
+    /// `::name` (a scan of the cache's records finds them), with
+    /// [`Explanation::CodeChanged`](crate::Explanation::CodeChanged) when only another
+    /// version of the function's code stored it. With no such function, it is a tuple struct.
+    /// A `#[memoize]` key holds a part that only the function's stored entries show: a call
+    /// of a function none of whose entries is left in the folder reads as never written.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use tiered::{Cache, Explanation};
+    ///
+    /// let cache = Cache::open(dir.path())?;
+    /// cache.insert(&("prices", 3u32), 1.5f64)?;
+    /// assert_eq!(cache.explain_shown(r#"("prices", 3)"#)?, Explanation::Hit);
+    /// assert_eq!(cache.explain_shown(r#"("prices", 3u32)"#)?, Explanation::Hit);
+    /// assert_eq!(cache.explain_shown(r#"("prices", 3u64)"#)?, Explanation::NeverWritten);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the text is not a key as shown (the message says where and how
+    /// to write it) or stands for too many stored forms; [`Error::Storage`] if the disk tier
+    /// is out of service during the scan for a memoized call.
+    pub fn explain_shown(&self, key: &str) -> Result<crate::Explanation> {
+        self.inner.explain_shown(None, key)
     }
 
     /// Deletes every expired entry now, from both tiers, rather than when the sweeper or a

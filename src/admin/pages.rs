@@ -23,7 +23,7 @@ impl Inner {
     /// decoded and judged at one moment (damaged records are skipped: they are gone for
     /// users), and returns the cursor to continue from (`None`: done). A cache in memory only
     /// has no records.
-    fn each_stored(
+    pub(super) fn each_stored(
         &self,
         after: Option<u128>,
         max: usize,
@@ -419,7 +419,7 @@ impl Inner {
 
 /// The name a listing gives a memoized function's calls: the last segment of its path (after
 /// the last `::`, else the last `:`), or the whole path if that segment is empty.
-fn call_name(path: &str) -> &str {
+pub(crate) fn call_name(path: &str) -> &str {
     let last = path
         .rsplit_once("::")
         .or_else(|| path.rsplit_once(':'))

@@ -70,6 +70,23 @@ pub(crate) fn render_call(name: &str, key: &[u8]) -> Option<(u64, String)> {
     (r.at_end() && r.rest.is_empty()).then_some((version, out))
 }
 
+/// A memoized call's key split: its code version, and its hidden part's bytes (`#[memoize]`'s
+/// `Hidden`, empty when the key has none). `None` if the key does not have a call's shape.
+pub(crate) fn split_call(key: &[u8]) -> Option<(u64, &[u8])> {
+    let mut r = Reader { rest: key };
+    if r.byte()? != SEQ || r.byte()? != U64 {
+        return None;
+    }
+    let version = u64::try_from(r.varint()?).ok()?;
+    if r.byte()? != SEQ {
+        return Some((version, &[]));
+    }
+    let start = r.rest;
+    r.skip_hidden()?;
+    let hidden = &start[..start.len() - r.rest.len()];
+    Some((version, hidden))
+}
+
 /// `0x` and the bytes in hex; `0x` alone for no bytes.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(2 + 2 * bytes.len());
