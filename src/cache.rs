@@ -473,8 +473,10 @@ impl Cache {
     /// `Display` says it in words). Changes nothing, refreshes nothing.
     ///
     /// What the tiers hold is judged exactly; of keys already dropped, the cache remembers the
-    /// fate of the last 16,384 (in this process), and older ones read as
-    /// [`Explanation::NeverWritten`].
+    /// fate of the last 16,384, and older ones read as [`Explanation::NeverWritten`]. With a
+    /// folder, the process that holds it remembers for every process (a client asks it,
+    /// its own removals included) and keeps that memory in the folder across restarts
+    /// (saved at flushes, at most every 10 s, and at close; a crash loses the newest).
     ///
     /// ```
     /// use std::time::Duration;

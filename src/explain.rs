@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +34,7 @@ const KEEP: usize = 16_384;
 /// println!("{}", cache.explain::<_, u32>("never")?); // "never written, as far as the cache can tell"
 /// # Ok::<(), tiered::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Explanation {
     /// A live value of the asked type: a read would hit.
@@ -77,7 +78,7 @@ pub enum Explanation {
 }
 
 /// What invalidated an entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Invalidation {
     /// `invalidate_tag` of this tag.
@@ -134,6 +135,11 @@ impl fmt::Display for Explanation {
 }
 
 /// The fate of the last [`KEEP`] keys dropped from the cache.
+///
+/// The process that holds a cache folder keeps it across restarts in the folder's
+/// [`FATES_FILE`]: written at its flushes and at its close (only when something was buried
+/// since), read back the first time a lookup misses. A file that does not read back (damaged,
+/// of another version) is ignored: fates are a courtesy, never a reason to fail.
 #[derive(Debug, Default)]
 pub(crate) struct Graveyard {
     graves: Mutex<Graves>,
@@ -143,23 +149,115 @@ pub(crate) struct Graveyard {
 struct Graves {
     fate: HashMap<u128, Explanation>,
     order: VecDeque<u128>,
+    /// Something was buried since the last save.
+    dirty: bool,
+    /// The folder's file was read (or found missing) once.
+    loaded: bool,
+    /// When the fates were last saved.
+    saved_at: Option<std::time::Instant>,
+}
+
+/// The file in a cache folder that keeps the fates of its dropped keys across restarts.
+pub(crate) const FATES_FILE: &str = "fates";
+/// The file's format version (its first byte).
+const FATES_VERSION: u8 = 1;
+/// A larger file is not read (KEEP fates take well under this).
+const FATES_MAX_BYTES: u64 = 16 << 20;
+/// Saves on a flush come at most this often (a close always saves).
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+impl Graves {
+    fn bury(&mut self, digest: u128, why: Explanation) {
+        if self.fate.insert(digest, why).is_none() {
+            self.order.push_back(digest);
+            if self.order.len() > KEEP {
+                if let Some(old) = self.order.pop_front() {
+                    self.fate.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl Graveyard {
     pub fn bury(&self, digest: u128, why: Explanation) {
         let mut g = lock(&self.graves);
-        if g.fate.insert(digest, why).is_none() {
-            g.order.push_back(digest);
-            if g.order.len() > KEEP {
-                if let Some(old) = g.order.pop_front() {
-                    g.fate.remove(&old);
-                }
-            }
-        }
+        g.bury(digest, why);
+        g.dirty = true;
     }
 
     pub fn fate(&self, digest: u128) -> Option<Explanation> {
         lock(&self.graves).fate.get(&digest).cloned()
+    }
+
+    /// Reads the folder's saved fates once, as older than every fate buried here.
+    pub fn load_once(&self, folder: &Path) {
+        let mut g = lock(&self.graves);
+        if g.loaded {
+            return;
+        }
+        g.loaded = true;
+        let Some(saved) = read_fates(&folder.join(FATES_FILE)) else {
+            return;
+        };
+        let newer: Vec<(u128, Explanation)> = g
+            .order
+            .iter()
+            .filter_map(|d| Some((*d, g.fate.get(d)?.clone())))
+            .collect();
+        g.fate.clear();
+        g.order.clear();
+        for (digest, why) in saved.into_iter().chain(newer) {
+            g.bury(digest, why);
+        }
+    }
+
+    /// Writes the fates to the folder's file if any was buried since the last save (and,
+    /// unless `now`, the last save is [`SAVE_EVERY`] old): the file is replaced whole
+    /// (written beside it, then renamed), readable by its owner only.
+    pub fn save(&self, folder: &Path, now: bool) {
+        self.load_once(folder);
+        let body = {
+            let mut g = lock(&self.graves);
+            let recent = g.saved_at.is_some_and(|at| at.elapsed() < SAVE_EVERY);
+            if !g.dirty || (recent && !now) {
+                return;
+            }
+            g.dirty = false;
+            g.saved_at = Some(std::time::Instant::now());
+            let all: Vec<(u128, &Explanation)> = g
+                .order
+                .iter()
+                .filter_map(|d| Some((*d, g.fate.get(d)?)))
+                .collect();
+            postcard::to_allocvec(&(FATES_VERSION, all))
+        };
+        let Ok(body) = body else { return };
+        let path = folder.join(FATES_FILE);
+        let tmp = folder.join(format!("{FATES_FILE}.tmp"));
+        let written = crate::disk::private::create_file(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &body))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            // Kept in memory; the next save tries again.
+            lock(&self.graves).dirty = true;
+            tracing::debug!(file = %path.display(), error = %e, "could not save the fates of dropped keys");
+        }
+    }
+}
+
+fn read_fates(path: &Path) -> Option<Vec<(u128, Explanation)>> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len > FATES_MAX_BYTES {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    match postcard::from_bytes::<(u8, Vec<(u128, Explanation)>)>(&bytes) {
+        Ok((FATES_VERSION, fates)) => Some(fates),
+        _ => {
+            tracing::debug!(file = %path.display(), "saved fates of dropped keys ignored: they do not read back");
+            None
+        }
     }
 }
 

@@ -51,11 +51,8 @@ fn expiry_says_when_in_memory_on_disk_and_after_the_sweep() {
     // Still on disk after the restart, or swept by this process's first pass (which remembers
     // what it deleted): explained either way.
     assert_eq!(cache.explain::<_, u32>("unread").unwrap(), expected);
-    // Dropped by the previous process: the graveyard is per process.
-    assert_eq!(
-        cache.explain::<_, u32>("read").unwrap(),
-        Explanation::NeverWritten
-    );
+    // Dropped by the previous process, which kept its memory of it in the folder.
+    assert_eq!(cache.explain::<_, u32>("read").unwrap(), expected);
 }
 
 fn clock_ms(clock: &tiered::ManualClock) -> u64 {
@@ -155,4 +152,71 @@ fn eviction_for_capacity_is_remembered_in_both_tiers() {
         "nothing explained as evicted: {:?}",
         cache.stats()
     );
+}
+
+#[test]
+fn the_fate_of_a_dropped_key_survives_a_restart() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    {
+        let cache = common::open(dir.path(), &clock);
+        cache.insert("gone", 1u32).unwrap();
+        cache
+            .insert_with("tagged", 1u32, &Options::new().tags(["prices"]))
+            .unwrap();
+        assert!(cache.remove("gone").unwrap());
+        cache.invalidate_tag("prices").unwrap();
+        // The sweeper reclaims the invalidated record (its fate is buried first).
+        cache.clear_expired().unwrap();
+    }
+    let cache = common::open(dir.path(), &clock);
+    assert_eq!(
+        cache.explain::<_, u32>("gone").unwrap(),
+        Explanation::Removed
+    );
+    let tagged = cache.explain::<_, u32>("tagged").unwrap();
+    assert_eq!(
+        tagged,
+        Explanation::Invalidated {
+            by: Invalidation::Tag("prices".into())
+        }
+    );
+    assert_eq!(
+        cache.explain::<_, u32>("never").unwrap(),
+        Explanation::NeverWritten
+    );
+    // Written again, the key is live: the old fate does not hide it.
+    cache.insert("gone", 2u32).unwrap();
+    assert_eq!(cache.explain::<_, u32>("gone").unwrap(), Explanation::Hit);
+}
+
+#[test]
+fn a_damaged_fates_file_is_ignored() {
+    let dir = common::tempdir();
+    let clock = common::clock();
+    {
+        let cache = common::open(dir.path(), &clock);
+        cache.insert("gone", 1u32).unwrap();
+        cache.remove("gone").unwrap();
+    }
+    let fates = dir.path().join("fates");
+    assert!(fates.exists(), "the close saved the fates");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&fates).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(&fates, b"\x01\xff\xff\xff garbage").unwrap();
+    let cache = common::open(dir.path(), &clock);
+    assert_eq!(
+        cache.explain::<_, u32>("gone").unwrap(),
+        Explanation::NeverWritten
+    );
+    cache.insert("k", 1u8).unwrap();
+    cache.remove("k").unwrap();
+    drop(cache);
+    // Replaced whole by the next save.
+    let cache = common::open(dir.path(), &clock);
+    assert_eq!(cache.explain::<_, u8>("k").unwrap(), Explanation::Removed);
 }

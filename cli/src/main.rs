@@ -83,8 +83,8 @@ pub(crate) enum Command {
     /// `42u32` only that one), `'("prices", 3)'`, `'Day { n: 3 }'`, `Kind::Daily`, or a
     /// memoized function's call `'load_prices("eu", 1, 5)'` (quote it for the shell). A
     /// bare word that is not such a key, `paris`, is the string key "paris". Of keys already
-    /// dropped, only what the folder still holds can be told: a key removed or invalidated
-    /// and reclaimed reads as never written.
+    /// dropped, the folder remembers the last 16,384 (removed, evicted, reclaimed); an older
+    /// one reads as never written.
     ///
     /// `tiered explain DIR KEY`, or for a cache in Redis `tiered explain --redis URL KEY`.
     Explain {

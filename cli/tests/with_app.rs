@@ -40,6 +40,7 @@ fn child_app() {
                 prices.get::<_, f64>(&("eu", day)).unwrap().is_some()
             }
             ["motd"] => cache.get::<_, String>("motd").unwrap().is_some(),
+            ["remove", "motd"] => cache.remove("motd").unwrap(),
             other => panic!("unknown command {other:?}"),
         };
         println!("=> {}", if answer { "hit" } else { "miss" });
@@ -270,4 +271,43 @@ fn stats_watch_refreshes_until_stopped() {
     watch.wait().unwrap();
     drop(app.input);
     app.child.wait().unwrap();
+}
+
+#[test]
+fn explain_tells_what_a_running_app_dropped_and_keeps_it_after_the_app_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    // The first app holds the folder; the second, its client, removes a key.
+    let mut first = App::start(dir.path());
+    let mut second = App::start(dir.path());
+    assert_eq!(second.ask("remove motd"), "hit");
+    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["explain", path, "motd", "--json"])
+        .output()
+        .unwrap();
+    let why: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(why["kind"], "removed", "{why}");
+    for app in [&mut first, &mut second] {
+        drop(std::mem::replace(&mut app.input, dummy_stdin()));
+    }
+    first.child.wait().unwrap();
+    second.child.wait().unwrap();
+    // No app runs: the fate was saved in the folder by the app that held it.
+    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["explain", path, "motd", "--json"])
+        .output()
+        .unwrap();
+    let why: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(why["kind"], "removed", "{why}");
+}
+
+/// A stdin to put in place of an app's, so that dropping the real one closes it.
+fn dummy_stdin() -> ChildStdin {
+    Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .stdin
+        .take()
+        .unwrap()
 }

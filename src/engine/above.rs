@@ -40,6 +40,29 @@ impl Above for Inner {
         Inner::own_stats(self)
     }
 
+    fn fate(&self, digest: u128) -> Option<crate::Explanation> {
+        let graveyard = &self.counters.graveyard;
+        if let Some(folder) = self.lower.folder() {
+            graveyard.load_once(folder.dir());
+        }
+        graveyard.fate(digest)
+    }
+
+    fn bury_removal(&self, digest: u128, stored: Option<crate::tiers::Stored>) {
+        let Some(stored) = stored else { return };
+        let Ok(rec) = crate::record::decode(&stored.bytes) else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        let fate = match rec.judge(digest, now, stored.last_access_ms, &self.gens) {
+            None => crate::Explanation::Removed,
+            Some(dead) => {
+                crate::explain::of_dead(dead, Some(&rec), stored.last_access_ms, &self.gens)
+            }
+        };
+        self.counters.graveyard.bury(digest, fate);
+    }
+
     fn clear_expired(&self) -> Result<u64> {
         self.clear_expired_now()
     }

@@ -36,7 +36,7 @@ impl Inner {
         if let Some(found) = self.explain_disk::<V>(ek, now) {
             return found;
         }
-        if let Some(fate) = self.counters.graveyard.fate(ek.digest) {
+        if let Some(fate) = self.fate(ek.digest) {
             return fate;
         }
         if let Some(outage) = self.outage() {

@@ -94,6 +94,7 @@ impl Drop for Inner {
         if let Some(loader) = self.warm.get_mut() {
             loader.stop();
         }
+        self.save_fates(true);
         // Closed here, inside the count above (its own drop would close it a moment later,
         // outside it).
         if let Err(e) = self.lower.close() {
@@ -224,7 +225,32 @@ impl Inner {
     }
 
     pub fn flush(&self) -> Result<()> {
-        self.lower.flush()
+        let flushed = self.lower.flush();
+        self.save_fates(false);
+        flushed
+    }
+
+    /// Keeps the fates of dropped keys in the folder this process holds, for `explain` after
+    /// a restart (see `explain::Graveyard`); `now`: whatever the time since the last save.
+    pub(crate) fn save_fates(&self, now: bool) {
+        if let Some(folder) = self.lower.folder().filter(|f| f.is_owner()) {
+            self.counters.graveyard.save(folder.dir(), now);
+        }
+    }
+
+    /// What became of a key dropped from the cache, as far as any process can tell: this
+    /// process's graveyard, the holder of the folder's, the fates saved in the folder.
+    pub(crate) fn fate(&self, digest: u128) -> Option<crate::Explanation> {
+        let graveyard = &self.counters.graveyard;
+        if let Some(fate) = graveyard.fate(digest) {
+            return Some(fate);
+        }
+        if let Some(fate) = self.lower.fate(digest) {
+            return Some(fate);
+        }
+        let folder = self.lower.folder()?;
+        graveyard.load_once(folder.dir());
+        graveyard.fate(digest)
     }
 
     pub fn stats(&self) -> Stats {

@@ -423,6 +423,15 @@ impl Client {
         }
     }
 
+    /// What became of a dropped key, as the owner remembers it; `None` also when it does not
+    /// answer in time.
+    pub fn fate(&self, digest: u128) -> Option<crate::Explanation> {
+        match self.ask(&Request::Fate { digest }, false) {
+            Answer::Reply(Reply::Fate(fate)) => fate,
+            _ => None,
+        }
+    }
+
     /// Sends this process's counters if [`REPORT_EVERY`] passed since the last report and
     /// they changed (the first report goes at once).
     fn report_if_due(&self, state: &State) {

@@ -386,6 +386,15 @@ impl Lower for DiskTier {
         }
     }
 
+    /// The holder's memory of a dropped key, for a client.
+    fn fate(&self, digest: u128) -> Option<crate::Explanation> {
+        match self.state.role() {
+            #[cfg(unix)]
+            Some(Role::Client(c)) if c.detached.is_none() => c.fate(digest),
+            _ => None,
+        }
+    }
+
     fn folder(&self) -> Option<&DiskTier> {
         Some(self)
     }

@@ -420,6 +420,11 @@ impl DiskTier {
         &self.state.db_path
     }
 
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.state.dir
+    }
+
     /// Whether this process holds the folder now.
     pub fn is_owner(&self) -> bool {
         matches!(self.state.role(), Some(Role::Owner(_)))

@@ -427,6 +427,9 @@ fn handle(
             }));
         }
         Request::Remove { digest, durable } => {
+            // Remembered for every process's `explain`: the removing client's own memory of
+            // it ends with that process.
+            above.bury_removal(digest, owner.local.read(digest));
             let ticket =
                 peers::on_behalf_of(client, || apply_write(state, owner, &*above, digest, None));
             let owner = owner.clone();
@@ -496,6 +499,7 @@ fn handle(
         Request::Ping => reply(peer, id, Reply::Pong),
         Request::Stats => reply(peer, id, Reply::Stats(Box::new(above.stats()))),
         Request::Report { stats } => peer.reported(stats),
+        Request::Fate { digest } => reply(peer, id, Reply::Fate(above.fate(digest))),
         Request::Processes => {
             let mut all = vec![crate::ProcessStats {
                 pid: std::process::id(),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The version of this protocol: a frame of another version is refused. 2: the greeting
 /// gives the client its epochs slot; `Ping`. 3: `Stats` counts refreshes. 4: `Report` and
-/// `Processes` (each process's counters, for `tiered stats`).
+/// `Processes` (each process's counters, for `tiered stats`); `Fate` (for `explain`).
 pub(crate) const VERSION: u8 = 4;
 /// The largest body a frame may carry.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
@@ -107,6 +107,10 @@ pub(crate) enum Request {
     },
     /// Every connected process's last counters, the owner's own included.
     Processes,
+    /// What became of a dropped key, as the owner remembers it.
+    Fate {
+        digest: u128,
+    },
 }
 
 /// The owner's message: an answer to a request, or a notice of a change.
@@ -146,6 +150,7 @@ pub(crate) enum Reply {
     },
     Count(u64),
     Processes(Vec<crate::ProcessStats>),
+    Fate(Option<crate::Explanation>),
     /// The request failed; the text says why.
     Error(String),
     /// Unasked (id 0): the owner is closing cleanly; its close commits everything it

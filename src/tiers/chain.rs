@@ -360,6 +360,10 @@ impl Lower for Chain {
         self.near.other_processes()
     }
 
+    fn fate(&self, digest: u128) -> Option<crate::Explanation> {
+        self.near.fate(digest)
+    }
+
     fn shared_by_builds(&self) -> bool {
         true
     }

@@ -229,6 +229,12 @@ pub(crate) trait Lower: Send + Sync + 'static {
         None
     }
 
+    /// What became of a dropped key, as the process that holds the tier remembers it (for a
+    /// client's `explain`). None by default, and when the holder does not answer in time.
+    fn fate(&self, _digest: u128) -> Option<crate::Explanation> {
+        None
+    }
+
     /// The figures of the other processes that share this tier (their pids, whether each
     /// holds it, their counters), for `Cache::stats_by_process`. None by default.
     ///
@@ -293,6 +299,14 @@ pub(crate) trait Above: Send + Sync {
     /// This process's counters and memory bytes, without the folder's figures (for the
     /// holder of the folder, which lists every process's; see `Cache::stats_by_process`).
     fn own_stats(&self) -> Stats;
+
+    /// What became of a dropped key, as this process remembers it (or the folder's saved
+    /// fates): for a client that asks.
+    fn fate(&self, digest: u128) -> Option<crate::Explanation>;
+
+    /// A client removes a key: its fate, judged from the record it removes (removed if live,
+    /// else why it was dead), is remembered here for every process's `explain`.
+    fn bury_removal(&self, digest: u128, stored: Option<Stored>);
 
     /// Deletes every expired entry now (for another process that asks, or after a takeover);
     /// how many.
