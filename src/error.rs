@@ -114,7 +114,7 @@ pub enum Error {
     /// debugger, SIGSTOP, a frozen container) or overloaded. A write may still be applied if
     /// that process resumes; until it answers again, calls do not wait for it.
     #[error(
-        "the process that holds the cache folder {path} (pid {pid}) did not answer within          {waited:?}: it is stopped or overloaded. This call was not confirmed (a write may          still be applied if that process resumes); reads meanwhile are misses. Resume or          end that process, or raise CacheBuilder::request_timeout"
+        "the process that holds the cache folder {path} (pid {pid}) did not answer within {waited:?}: it is stopped or overloaded. This call was not confirmed (a write may still be applied if that process resumes); reads meanwhile are misses. Resume or end that process, or raise CacheBuilder::request_timeout"
     )]
     OwnerNotAnswering {
         /// The cache folder.

@@ -70,7 +70,9 @@ pub enum Explanation {
     /// A memoized call: the cache held it under another version of the function's code, whose
     /// entries are dropped (at the function's next call, if not yet).
     CodeChanged,
-    /// The disk tier is out of service and the memory tier does not hold it.
+    /// The memory tier does not hold it and the tier below cannot be read now: the disk tier
+    /// is out of service, the process that holds the folder does not answer, or the Redis
+    /// server cannot be reached. Its record may be there.
     DiskOutOfService {
         /// Why the disk tier is out of service.
         reason: String,
@@ -127,7 +129,7 @@ impl fmt::Display for Explanation {
             Explanation::DiskOutOfService { reason } => {
                 write!(
                     f,
-                    "not in memory, and the disk tier is out of service ({reason})"
+                    "not in memory, and the tier below cannot be read ({reason})"
                 )
             }
         }

@@ -430,3 +430,26 @@ fn stats_count_only_the_users_operations_around_memoized_calls() {
         "the new version's first call: its own miss and insert only: {s:?}"
     );
 }
+
+/// Found by an attack: a process of the older build, still running beside the newer one
+/// whose first call dropped its entries, explained its calls as "invalidated by a clear of
+/// the namespace", which nobody called.
+#[test]
+fn an_older_build_explains_entries_a_newer_build_dropped_as_code_changed() {
+    let cache = Cache::in_memory();
+    let v1 = Memoized::new("memo_versions::two_builds", 1);
+    let v2 = Memoized::new("memo_versions::two_builds", 2);
+    v1.call(&cache, &Options::new(), v1.key(&(1u8,)), || 1u32);
+    v2.call(&cache, &Options::new(), v2.key(&(2u8,)), || 2u32);
+    assert_eq!(
+        v1.explain::<u32>(&cache, &v1.key(&(1u8,))).unwrap(),
+        tiered::Explanation::CodeChanged
+    );
+    // A clear by the build itself is a clear.
+    v2.call(&cache, &Options::new(), v2.key(&(3u8,)), || 3u32);
+    v2.clear(&cache).unwrap();
+    assert!(matches!(
+        v2.explain::<u32>(&cache, &v2.key(&(3u8,))).unwrap(),
+        tiered::Explanation::Invalidated { .. }
+    ));
+}

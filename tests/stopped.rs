@@ -236,8 +236,17 @@ fn every_call_of_a_client_returns_within_its_deadline_while_the_owner_is_stopped
         (
             "explain",
             Box::new(|c| {
-                c.explain::<_, String>("other").unwrap();
+                // Not "never written": the owner that holds its record does not answer.
+                let why = c.explain::<_, String>("other").unwrap();
+                assert!(
+                    matches!(why, tiered::Explanation::DiskOutOfService { .. }),
+                    "{why:?}"
+                );
             }),
+        ),
+        (
+            "stats_by_process",
+            Box::new(|c| not_answering("stats_by_process", c.stats_by_process())),
         ),
     ];
     for (what, call) in &calls {
@@ -337,4 +346,27 @@ fn a_write_the_stopped_owner_did_not_confirm_is_not_served_by_its_writer() {
         "the writer's generation followed the late answer"
     );
     a.quit();
+}
+
+/// Found by an attack: right after the owner died, `stats_by_process` failed at once with
+/// `OwnerNotAnswering` (naming a wait it never made) instead of asking the next owner.
+#[test]
+fn stats_by_process_right_after_the_owner_dies_asks_the_next_owner() {
+    let dir = common::tempdir();
+    let mut a = App::start(dir.path());
+    let cache = open(dir.path(), DEADLINE);
+    assert!(cache.owner_pid().is_some(), "a client of the child");
+    // The connection ends while the request waits for its answer: asked of a stopped
+    // owner, which is then killed.
+    stop(&a.child);
+    let asking = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.stats_by_process())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let all = asking.join().unwrap().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].this_process && all[0].holds_folder, "{all:?}");
 }

@@ -45,11 +45,13 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             let cache = open_target(cli, dir.as_deref(), wait)?;
             let every = match watch {
                 None => return stats_once(&cache, &out, dir.is_none(), false).map(|()| exit::OK),
-                Some(secs) if secs.is_finite() && *secs >= 0.1 => Duration::from_secs_f64(*secs),
+                Some(secs) if (0.1..=86_400.0).contains(secs) => Duration::from_secs_f64(*secs),
                 Some(secs) => {
                     return Err(Failure {
                         code: exit::USAGE,
-                        message: format!("--watch {secs}: give a number of seconds, 0.1 or more"),
+                        message: format!(
+                            "--watch {secs:?}: give a number of seconds from 0.1 to 86400"
+                        ),
                     })
                 }
             };
@@ -59,6 +61,10 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
             tiered::flush_on_exit_signals()?;
             loop {
                 stats_once(&cache, &out, dir.is_none(), true)?;
+                // Its reader gone (`| head`), the watch ends, and lets go of the folder.
+                if show::reader_gone() {
+                    return Ok(exit::OK);
+                }
                 std::thread::sleep(every);
             }
         }

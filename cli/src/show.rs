@@ -21,13 +21,21 @@ impl Output {
     }
 }
 
+/// Set once standard output's reader went away: the rest of the output is dropped.
+static GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether standard output's reader went away (`tiered stats --watch | head`): a command that
+/// would go on printing stops.
+pub(crate) fn reader_gone() -> bool {
+    GONE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Prints `text` and a newline on stdout. If the reader went away (`tiered ls | head`), the
 /// rest of the output is dropped quietly, as `ls` drops it, and the command still ends with
 /// its own exit code; `println!` would panic. Another write error is said on stderr, once.
 pub(crate) fn say(text: &str) {
     use std::io::Write;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static GONE: AtomicBool = AtomicBool::new(false);
+    use std::sync::atomic::Ordering;
     if GONE.load(Ordering::Relaxed) {
         return;
     }

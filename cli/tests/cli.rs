@@ -382,6 +382,13 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&tiered(&["clear", d, "--tag", "a", "--all"])), 2);
     assert_eq!(code(&tiered(&["frobnicate"])), 2);
     assert_eq!(code(&tiered(&["--help"])), 0);
+    // A watch period out of range is refused, never a panic (1e20 s overflowed a Duration).
+    for secs in ["0", "0.05", "nan", "inf", "1e20", "1e-300", "100000"] {
+        let out = tiered(&["stats", d, "--watch", secs]);
+        assert_eq!(code(&out), 2, "--watch {secs}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("from 0.1 to 86400"), "--watch {secs}: {err}");
+    }
 }
 
 /// The tags of the live entry `key` as `tiered ls DIR --json` shows them.

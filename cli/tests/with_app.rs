@@ -265,10 +265,21 @@ fn stats_watch_refreshes_until_stopped() {
         v["totals"]["memory_hits"] == 1
     });
     assert!(seen, "the watch ended before showing the app's hit");
-    // It runs until stopped.
+    // It runs until its reader goes away (`| head`): then it ends, and lets go of the folder.
     assert!(watch.try_wait().unwrap().is_none());
-    watch.kill().unwrap();
-    watch.wait().unwrap();
+    drop(lines);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            watch.kill().unwrap();
+            panic!("the watch went on after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
     drop(app.input);
     app.child.wait().unwrap();
 }

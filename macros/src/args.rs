@@ -22,6 +22,8 @@ pub struct Args {
     pub idle: Option<DurationArg>,
     /// `refresh = "1m"`: `Options::refresh_after`, through `Memoized::call_refresh` and kin.
     pub refresh: Option<DurationArg>,
+    /// Where `refresh` was written, for the error that compares it with `ttl`.
+    pub refresh_span: Option<Expr>,
     pub expires_at: Option<Expr>,
     /// `at = "HH:MM"`: hour and minute.
     pub at: Option<(u8, u8)>,
@@ -102,6 +104,20 @@ impl Args {
                 }
             }
         }
+        if let (Some(DurationArg::Millis(ttl)), Some(DurationArg::Millis(refresh)), Some(at)) =
+            (&args.ttl, &args.refresh, &args.refresh_span)
+        {
+            if refresh >= ttl {
+                return Err(Error::new_spanned(
+                    at,
+                    format!(
+                        "`refresh` ({refresh} ms) is not shorter than `ttl` ({ttl} ms): the value \
+                         expires before it is due for a refresh, so none would happen; give a \
+                         `refresh` shorter than the `ttl`"
+                    ),
+                ));
+            }
+        }
         Ok(args)
     }
 
@@ -117,7 +133,18 @@ impl Args {
             "cache" => self.cache = Some(value),
             "ttl" => self.ttl = Some(duration(value)?),
             "idle" => self.idle = Some(duration(value)?),
-            "refresh" => self.refresh = Some(duration(value)?),
+            "refresh" => {
+                let refresh = duration(value.clone())?;
+                if let DurationArg::Millis(0) = refresh {
+                    return Err(Error::new_spanned(
+                        &value,
+                        "`refresh` of zero would recompute the value in the background at every \
+                         hit: give the age after which a value is due, such as \"1m\"",
+                    ));
+                }
+                self.refresh = Some(refresh);
+                self.refresh_span = Some(value);
+            }
             "expires_at" => self.expires_at = Some(value),
             "at" => {
                 let text = string(&value, "at = \"16:00\"")?;

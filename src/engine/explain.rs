@@ -44,6 +44,23 @@ impl Inner {
                 reason: outage.failure.detail,
             };
         }
+        // A tier below that could not be asked (a stopped owner, Redis away): its record may
+        // well be there.
+        let unreachable = match self.lower.health() {
+            Some(crate::Health::OwnerNotAnswering { pid, .. }) => Some(format!(
+                "the process that holds the cache folder (pid {pid}) does not answer: its \
+                 record of the key cannot be read"
+            )),
+            Some(crate::Health::WaitingForFolder { reason, .. }) => Some(reason),
+            Some(crate::Health::RedisUnreachable { reason, .. }) => {
+                Some(format!("the Redis server cannot be reached: {reason}"))
+            }
+            Some(crate::Health::DiskOutOfService { reason, .. }) => Some(reason),
+            _ => None,
+        };
+        if let Some(reason) = unreachable {
+            return Explanation::DiskOutOfService { reason };
+        }
         Explanation::NeverWritten
     }
 

@@ -357,15 +357,28 @@ impl Memoized {
         };
         let inner = &cache.inner;
         let found = inner.explain_encoded::<V>(ek);
+        // The version the cache holds now, if another: the version before this one (still
+        // noted: the next call drops its entries), or that of another build sharing the
+        // folder, whose first call dropped this one's.
+        let noted = || {
+            encode_key_in(Some(VERSIONS), self.path)
+                .ok()
+                .and_then(|nk| inner.read_quietly::<u64>(&nk))
+                .filter(|v| *v != self.version)
+        };
+        if let Explanation::Invalidated {
+            by: Invalidation::Namespace(ns),
+        } = &found
+        {
+            if ns == self.path && noted().is_some() {
+                return Ok(Explanation::CodeChanged);
+            }
+        }
         if found != Explanation::NeverWritten {
             return Ok(found);
         }
-        // The version the cache held before this one: still noted (the next call drops its
-        // entries), or dropped by this process's first call.
-        let noted = encode_key_in(Some(VERSIONS), self.path)
-            .ok()
-            .and_then(|nk| inner.read_quietly::<u64>(&nk))
-            .filter(|v| *v != self.version);
+        // Or dropped by this process's first call.
+        let noted = noted();
         let older = noted.or(*lock(&inner.memo.state(self.path).replaced));
         let Some(old_key) = older.and_then(|older| self.at_version(ek, older)) else {
             return Ok(found);

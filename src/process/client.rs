@@ -412,17 +412,6 @@ impl Client {
         }
     }
 
-    /// Every connected process's counters, as the owner has them (this process's own among
-    /// them, as of its last report).
-    pub fn processes(&self, state: &State) -> Result<Vec<crate::ProcessStats>> {
-        match self.ask(&Request::Processes, false) {
-            Answer::Reply(Reply::Processes(all)) => Ok(all),
-            Answer::Reply(Reply::Error(e)) => Err(refused(state, e)),
-            Answer::Reply(other) => Err(unexpected(state, other)),
-            Answer::Gone | Answer::Silent => Err(self.silent_error(state)),
-        }
-    }
-
     /// What became of a dropped key, as the owner remembers it; `None` also when it does not
     /// answer in time.
     pub fn fate(&self, digest: u128) -> Option<crate::Explanation> {
@@ -841,6 +830,30 @@ pub(super) fn simple(state: &Arc<State>, request: Request) -> Result<()> {
                     Answer::Gone => continue,
                 }
             }
+        }
+    }
+}
+
+/// Every process that has the folder open, with its counters: the owner's clients (their last
+/// reports), or, for a client, every process as the owner has them. Sent again to the next
+/// owner when this one goes away.
+pub(super) fn processes(state: &Arc<State>) -> Result<Vec<crate::ProcessStats>> {
+    loop {
+        match state.role() {
+            // Not connected (the holder runs another version of tiered): no one to ask.
+            Some(Role::Client(c)) if c.detached.is_some() => return Ok(Vec::new()),
+            None => return Ok(Vec::new()),
+            _ => {}
+        }
+        match state.usable_role()? {
+            Role::Owner(o) => return Ok(o.peers.figures()),
+            Role::Client(c) => match c.ask(&Request::Processes, false) {
+                Answer::Reply(Reply::Processes(all)) => return Ok(all),
+                Answer::Reply(Reply::Error(e)) => return Err(refused(state, e)),
+                Answer::Reply(other) => return Err(unexpected(state, other)),
+                Answer::Silent => return Err(c.silent_error(state)),
+                Answer::Gone => continue,
+            },
         }
     }
 }

@@ -369,21 +369,15 @@ impl Lower for DiskTier {
     /// The holder's clients' last reports (for the holder), or every process as the holder
     /// has them (for a client, which then leaves itself out).
     fn other_processes(&self) -> Result<Vec<crate::ProcessStats>> {
-        match self.state.role() {
-            #[cfg(unix)]
-            Some(Role::Owner(o)) => Ok(o.peers.figures()),
-            // Not connected (the holder runs another version of tiered): no one to ask.
-            #[cfg(unix)]
-            Some(Role::Client(c)) if c.detached.is_some() => Ok(Vec::new()),
-            #[cfg(unix)]
-            Some(Role::Client(c)) => {
-                let me = std::process::id();
-                let mut all = c.processes(&self.state)?;
-                all.retain(|p| p.pid != me || p.holds_folder);
-                Ok(all)
-            }
-            _ => Ok(Vec::new()),
+        #[cfg(unix)]
+        {
+            let me = std::process::id();
+            let mut all = client::processes(&self.state)?;
+            all.retain(|p| p.pid != me || p.holds_folder);
+            Ok(all)
         }
+        #[cfg(not(unix))]
+        Ok(Vec::new())
     }
 
     /// The holder's memory of a dropped key, for a client.

@@ -31,4 +31,14 @@ fn bad_duration() -> u32 {
     1
 }
 
+#[tiered::memoize(ttl = "1m", refresh = "1h")]
+fn never_due() -> u32 {
+    1
+}
+
+#[tiered::memoize(refresh = "0s")]
+fn always_due() -> u32 {
+    1
+}
+
 fn main() {}
