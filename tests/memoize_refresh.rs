@@ -265,3 +265,38 @@ fn a_method_taking_self_by_value_is_refreshed_too() {
     assert!(eventually(|| feed().latest() == 2));
     assert_eq!(FEED.started(), 2);
 }
+
+static EARLY_CLOCK: LazyLock<Arc<ManualClock>> = LazyLock::new(clock);
+static EARLY_CACHE: LazyLock<Cache> = LazyLock::new(|| timed_cache(&EARLY_CLOCK));
+static EARLY: Source = Source::new(1);
+
+#[tiered::memoize(cache = EARLY_CACHE, ttl = "1h", refresh = "5m", refresh_early = "1m")]
+fn fx_rate(pair: u32) -> u64 {
+    let _ = pair;
+    EARLY.read()
+}
+
+#[test]
+fn refresh_early_starts_some_refreshes_before_the_refresh_age() {
+    for pair in 0..100 {
+        fx_rate(pair);
+    }
+    assert_eq!(EARLY.started(), 100);
+    // Four minutes and a half: within the window, before the refresh age (about 22 %).
+    EARLY_CLOCK.advance(270 * SEC);
+    for pair in 0..100 {
+        assert_eq!(fx_rate(pair), 1, "the value at hand, at once");
+    }
+    assert!(
+        eventually(
+            || EARLY_CACHE.stats().refreshes as usize == EARLY.started() - 100
+                && EARLY.started() > 100
+        ),
+        "no refresh started early"
+    );
+    assert!(
+        EARLY.started() < 200,
+        "all refreshed early: {}",
+        EARLY.started()
+    );
+}

@@ -253,3 +253,78 @@ fn dropping_the_cache_while_a_refresh_runs_lets_the_folder_go() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(*reopened.get::<_, u64>("price").unwrap().unwrap(), 1);
 }
+
+#[test]
+fn an_early_refresh_spreads_the_recomputations_of_keys_written_together() {
+    let clock = common::clock();
+    let dir = common::tempdir();
+    let cache = common::open(dir.path(), &clock);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let opts = Options::new()
+        .ttl(Duration::from_secs(3600))
+        .refresh_after(Duration::from_secs(300))
+        .refresh_early(Duration::from_secs(60));
+    let read_all = |value: u64| {
+        for key in 0..200u32 {
+            let runs = runs.clone();
+            cache
+                .get_or_refresh_with(&key, &opts, move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    value
+                })
+                .unwrap();
+        }
+    };
+    read_all(1); // all written at once
+    assert_eq!(runs.load(Ordering::SeqCst), 200);
+    clock.advance(Duration::from_secs(230));
+    read_all(2);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        200,
+        "before the window: none early"
+    );
+    // 280 s old, two thirds into the window: each read starts one with probability e^-1.
+    clock.advance(Duration::from_secs(50));
+    read_all(2);
+    // Once the background runs are done (each counted when it ends), and no more start:
+    let settled = || {
+        let n = runs.load(Ordering::SeqCst) - 200;
+        n > 0 && cache.stats().refreshes as usize == n
+    };
+    assert!(eventually(|| settled() && {
+        std::thread::sleep(Duration::from_millis(100));
+        settled()
+    }));
+    let n = runs.load(Ordering::SeqCst) - 200;
+    assert!(
+        (30..=130).contains(&n),
+        "{n} of 200 refreshed early, expected about 74"
+    );
+    // Without the option, none would have been: checked by a key of its own.
+    let plain = Options::new()
+        .ttl(Duration::from_secs(3600))
+        .refresh_after(Duration::from_secs(300));
+    let late = Arc::new(AtomicUsize::new(0));
+    let counted = |late: &Arc<AtomicUsize>| {
+        let late = late.clone();
+        move || {
+            late.fetch_add(1, Ordering::SeqCst);
+            0u64
+        }
+    };
+    cache
+        .get_or_refresh_with("plain", &plain, counted(&late))
+        .unwrap();
+    clock.advance(Duration::from_secs(299));
+    for _ in 0..100 {
+        cache
+            .get_or_refresh_with("plain", &plain, counted(&late))
+            .unwrap();
+    }
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        1,
+        "no early refresh without the option"
+    );
+}

@@ -22,6 +22,8 @@ pub struct Args {
     pub idle: Option<DurationArg>,
     /// `refresh = "1m"`: `Options::refresh_after`, through `Memoized::call_refresh` and kin.
     pub refresh: Option<DurationArg>,
+    /// `refresh_early = "1m"`: `Options::refresh_early` (with `refresh` only).
+    pub refresh_early: Option<DurationArg>,
     /// Where `refresh` was written, for the error that compares it with `ttl`.
     pub refresh_span: Option<Expr>,
     pub expires_at: Option<Expr>,
@@ -49,6 +51,7 @@ const MEMOIZE_OPTIONS: &[&str] = &[
     "ttl",
     "idle",
     "refresh",
+    "refresh_early",
     "expires_at",
     "at",
     "tags",
@@ -104,6 +107,13 @@ impl Args {
                 }
             }
         }
+        if args.refresh_early.is_some() && args.refresh.is_none() {
+            return Err(Error::new(
+                Span::call_site(),
+                "`refresh_early` goes with `refresh`: it starts the refresh of a value before \
+                 its refresh age; give `refresh = \"5m\"` too",
+            ));
+        }
         if let (Some(DurationArg::Millis(ttl)), Some(DurationArg::Millis(refresh)), Some(at)) =
             (&args.ttl, &args.refresh, &args.refresh_span)
         {
@@ -145,6 +155,7 @@ impl Args {
                 self.refresh = Some(refresh);
                 self.refresh_span = Some(value);
             }
+            "refresh_early" => self.refresh_early = Some(duration(value)?),
             "expires_at" => self.expires_at = Some(value),
             "at" => {
                 let text = string(&value, "at = \"16:00\"")?;

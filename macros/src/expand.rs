@@ -442,6 +442,10 @@ fn option_calls(args: &Args) -> TokenStream {
         let d = duration(refresh);
         calls.extend(quote!(.refresh_after(#d)));
     }
+    if let Some(early) = &args.refresh_early {
+        let d = duration(early);
+        calls.extend(quote!(.refresh_early(#d)));
+    }
     if let Some(at) = &args.expires_at {
         calls.extend(quote!(.expires_at(#at)));
     }

@@ -111,7 +111,7 @@ impl Inner {
         };
         let now = self.clock.now_ms();
         let age = now.saturating_sub(entry.created_ms);
-        if u128::from(age) < after.as_millis() {
+        if !due(age, after, opts.refresh_early, ek.digest ^ u128::from(now)) {
             return;
         }
         {
@@ -137,6 +137,30 @@ impl Inner {
             tracing::warn!(error = %e, "could not start a refresh thread; the value is recomputed at its deadline");
         }
     }
+}
+
+/// Whether a value of `age` ms is due for its refresh at `after`: at once past `after`; within
+/// the window `early` before it, with the XFetch probability (see `Options::refresh_early`),
+/// drawn from `seed` (the key and the time) and a counter.
+fn due(age: u64, after: Duration, early: Option<Duration>, seed: u128) -> bool {
+    let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    if age >= after_ms {
+        return true;
+    }
+    let Some(window) = early.filter(|w| !w.is_zero()) else {
+        return false;
+    };
+    let window_ms = window.as_millis() as f64;
+    // Only within the window (XFetch alone would allow, rarely, earlier starts).
+    if (after_ms - age) as f64 > window_ms {
+        return false;
+    }
+    // u uniform in (0, 1]: 53 bits of a mixed hash, plus one.
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let draw = DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bits = xxhash_rust::xxh3::xxh3_64_with_seed(&seed.to_le_bytes(), draw) >> 11;
+    let u = (bits + 1) as f64 / (1u64 << 53) as f64;
+    age as f64 + window_ms / 3.0 * (1.0 / u).ln() >= after_ms as f64
 }
 
 /// The recomputation itself, on its own thread. The cache is held only to take the lease and
@@ -199,5 +223,36 @@ fn refresh<V, E, F>(
             Counters::bump(&inner.counters.refresh_failures);
             tracing::warn!("storing a refreshed value panicked (its Serialize)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The share of reads at `age` (ms) that start a refresh due at 300 s, window 60 s.
+    fn share(age: u64) -> f64 {
+        let (after, early) = (Duration::from_secs(300), Some(Duration::from_secs(60)));
+        let n = 20_000;
+        let hits = (0..n)
+            .filter(|i| due(age, after, early, u128::from(*i as u64) << 64 | 7))
+            .count();
+        hits as f64 / f64::from(n)
+    }
+
+    #[test]
+    fn an_early_refresh_grows_likelier_toward_the_refresh_age_and_never_before_its_window() {
+        assert_eq!(share(200_000), 0.0, "before the window");
+        assert_eq!(share(239_999), 0.0, "just before the window");
+        // At the window's start e^-3 = 5 %, at two thirds e^-1 = 37 %: within sampling noise.
+        assert!((share(240_000) - 0.0498).abs() < 0.01, "{}", share(240_000));
+        assert!((share(280_000) - 0.3679).abs() < 0.02, "{}", share(280_000));
+        assert_eq!(share(300_000), 1.0, "due");
+        assert_eq!(share(400_000), 1.0, "past due");
+        // Without a window: at the refresh age only.
+        let after = Duration::from_secs(300);
+        assert!(!due(299_999, after, None, 1));
+        assert!(due(300_000, after, None, 1));
+        assert!(!due(299_999, after, Some(Duration::ZERO), 1));
     }
 }

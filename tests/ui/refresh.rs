@@ -41,4 +41,9 @@ fn always_due() -> u32 {
     1
 }
 
+#[tiered::memoize(ttl = "1h", refresh_early = "1m")]
+fn early_without_refresh() -> u32 {
+    1
+}
+
 fn main() {}
