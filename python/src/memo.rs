@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -99,6 +99,9 @@ pub struct Memoized {
     label: String,
     /// Whether the warning that the function runs without its cache was given.
     warned: std::sync::atomic::AtomicBool,
+    /// Refresh ahead (`refresh=`): a hit goes through the core, which recomputes a due value
+    /// in the background.
+    refresh: bool,
 }
 
 /// Function identities live as long as the process (the core names namespaces by
@@ -327,6 +330,10 @@ impl Memoized {
             }
         };
         let memo = self.memo(py)?;
+        // With refresh ahead, a hit goes through the core, which checks the value's age.
+        if self.refresh {
+            return Ok(Start::Miss { key, cache, memo });
+        }
         if let Some(v) = memo.get_from_memory::<PyValue>(cache, &key) {
             return self
                 .deliver(py, &v)
@@ -353,13 +360,15 @@ impl Memoized {
         }
     }
 
-    /// A call through the cache; a stored value that cannot be loaded is told apart.
+    /// A call through the cache; a stored value that cannot be loaded is told apart. `slf`
+    /// is this function, which a background refresh holds while it runs.
     fn call_cached<'py>(
         &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> Result<Bound<'py, PyAny>, Failure> {
+        let py = slf.py();
         let (key, cache, memo) = match self.start(py, args, kwargs)? {
             Start::Uncached => return Ok(self.func.bind(py).call(args, kwargs)?),
             Start::Hit(obj) => return Ok(obj),
@@ -367,11 +376,21 @@ impl Memoized {
         };
         let options = self.options(py)?;
         let (a, k) = (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
-        let got = py.detach(|| {
-            memo.call_result(cache, &options, key, || {
-                Python::attach(|py| self.compute(py, &a, k.as_ref()))
-            })
-        })?;
+        let got = if self.refresh {
+            // The computation may run later, on a thread of the core's: it holds what it needs.
+            let this = slf.clone().unbind();
+            py.detach(|| {
+                memo.call_result_refresh(cache, &options, key, move || {
+                    Python::attach(|py| this.get().compute(py, &a, k.as_ref()))
+                })
+            })?
+        } else {
+            py.detach(|| {
+                memo.call_result(cache, &options, key, || {
+                    Python::attach(|py| self.compute(py, &a, k.as_ref()))
+                })
+            })?
+        };
         self.deliver(py, &got)
             .map_err(|e| Failure::of_decode(py, e))
     }
@@ -428,7 +447,7 @@ impl Memoized {
 #[pymethods]
 impl Memoized {
     #[new]
-    #[pyo3(signature = (store, func, path, version, params, ttl=None, at=None, idle=None, tags=None, memory_only=false, copy=false, hash_funcs=None, scope=None, disabled=false, label=String::new()))]
+    #[pyo3(signature = (store, func, path, version, params, ttl=None, at=None, idle=None, tags=None, memory_only=false, copy=false, hash_funcs=None, scope=None, disabled=false, label=String::new(), refresh=None, refresh_early=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -447,6 +466,8 @@ impl Memoized {
         scope: Option<Py<PyAny>>,
         disabled: bool,
         label: String,
+        refresh: Option<Bound<'_, PyAny>>,
+        refresh_early: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let given = opts::Given {
             ttl,
@@ -455,7 +476,31 @@ impl Memoized {
             tags,
             memory_only,
         };
-        let options = given.options()?;
+        let mut options = given.options()?;
+        let refresh = refresh.filter(|r| !r.is_none());
+        let refresh_early = refresh_early.filter(|r| !r.is_none());
+        if let Some(after) = &refresh {
+            let after = opts::duration("refresh", after)?;
+            if after.is_zero() {
+                return Err(PyValueError::new_err(
+                    "refresh=0 would recompute at every hit: give the age after which a value \
+                     is due, such as \"5m\"",
+                ));
+            }
+            options = options.refresh_after(after);
+        }
+        match (&refresh, &refresh_early) {
+            (Some(_), Some(window)) => {
+                options = options.refresh_early(opts::duration("refresh_early", window)?);
+            }
+            (None, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "refresh_early= goes with refresh=: it starts the refresh of a value before \
+                     its refresh age",
+                ))
+            }
+            _ => {}
+        }
         if let Some(at) = &at {
             // Checked now, so that a typo fails at decoration, not at the first miss.
             opts::instant(at.bind(py))?;
@@ -487,22 +532,23 @@ impl Memoized {
             disabled,
             label,
             warned: std::sync::atomic::AtomicBool::new(false),
+            refresh: refresh.is_some(),
         })
     }
 
     #[pyo3(signature = (*args, **kwargs))]
     fn __call__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match self.call_cached(py, args, kwargs) {
+        let (this, py) = (slf.get(), slf.py());
+        match this.call_cached(slf, args, kwargs) {
             Err(Failure::Undecodable(e)) => {
                 // Stored by another build or script (a class that no longer exists, a module
                 // of another session): a miss. Dropped, then computed once more.
-                self.forget_undecodable(py, args, kwargs, &e)?;
-                self.call_cached(py, args, kwargs)
+                this.forget_undecodable(py, args, kwargs, &e)?;
+                this.call_cached(slf, args, kwargs)
                     .map_err(Failure::into_err)
             }
             other => other.map_err(Failure::into_err),
@@ -632,18 +678,18 @@ impl Memoized {
     /// Runs the call again and stores its value, whatever the cache held.
     #[pyo3(signature = (*args, **kwargs))]
     fn refresh<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(key) = self.key(py, args, kwargs)? {
-            let cache = self.shared.cache(py)?;
-            let memo = self.memo(py)?;
+        let (this, py) = (slf.get(), slf.py());
+        if let Some(key) = this.key(py, args, kwargs)? {
+            let cache = this.shared.cache(py)?;
+            let memo = this.memo(py)?;
             py.detach(|| memo.remove(cache, key))
                 .map_err(|e| crate::errors::cache_error(&e))?;
         }
-        self.__call__(py, args, kwargs)
+        Self::__call__(slf, args, kwargs)
     }
 
     /// Why this call would run the function, or that it would not (`"a live value: a read

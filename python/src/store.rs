@@ -623,5 +623,7 @@ fn stats_dict<'py>(py: Python<'py>, s: &tiered::Stats) -> PyResult<Bound<'py, Py
     d.set_item("entries", s.entries)?;
     d.set_item("disk_failures", s.disk_failures)?;
     d.set_item("warm_loaded", s.warm_loaded)?;
+    d.set_item("refreshes", s.refreshes)?;
+    d.set_item("refresh_failures", s.refresh_failures)?;
     Ok(d)
 }

@@ -9,6 +9,7 @@ import threading
 import types
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -586,3 +587,75 @@ def test_an_inherited_method_and_a_property_count_in_a_methods_version(
         _project(tmp_path, {"svc.py": body.replace("{a}", str(a)).replace("{b}", str(b))})
         versions.append(_version(tmp_path, folder, "svc", "Svc.run"))
     assert len(set(versions)) == 3, versions
+
+
+def _eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
+    import time
+
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_refresh_returns_the_old_value_at_once_and_recomputes_it_in_the_background(
+    cache: tiered.Cache,
+) -> None:
+    import time
+
+    source = {"value": 1, "runs": 0}
+    gate = threading.Event()
+    gate.set()
+
+    @cache.memoize(ttl=600, refresh=0.2, name="tests.refresh.price")
+    def price(region: str) -> int:
+        source["runs"] += 1
+        gate.wait(10)
+        return source["value"]
+
+    assert price("eu") == 1
+    time.sleep(0.3)  # older than refresh: due
+    source["value"] = 2
+    gate.clear()  # the recomputation waits here
+    started = time.monotonic()
+    assert price("eu") == 1, "the value at hand"
+    assert price("eu") == 1
+    assert time.monotonic() - started < 5, "a due call waited for its recomputation"
+    assert _eventually(lambda: source["runs"] == 2), "no recomputation started"
+    gate.set()
+    assert _eventually(lambda: price("eu") == 2), "the recomputed value never came"
+    assert source["runs"] == 2, "one recomputation"
+    assert cache.stats()["refreshes"] == 1
+
+
+def test_a_failing_refresh_keeps_the_old_value_and_is_counted(cache: tiered.Cache) -> None:
+    import time
+
+    state = {"fail": False}
+
+    @cache.memoize(ttl=600, refresh=0.1, name="tests.refresh.rate")
+    def rate(pair: str) -> float:
+        if state["fail"]:
+            raise RuntimeError("the source is down")
+        return 1.5
+
+    assert rate("eur") == 1.5
+    state["fail"] = True
+    time.sleep(0.2)
+    assert rate("eur") == 1.5
+    assert _eventually(lambda: cache.stats()["refresh_failures"] == 1)
+    assert rate("eur") == 1.5
+
+
+def test_refresh_options_are_checked_at_decoration(cache: tiered.Cache) -> None:
+    with pytest.raises(ValueError, match="refresh=0"):
+        cache.memoize(refresh=0)(lambda x: x)
+    with pytest.raises(ValueError, match="goes with refresh="):
+        cache.memoize(refresh_early=5)(lambda x: x)
+    with pytest.raises(TypeError, match="async def"):
+
+        @cache.memoize(refresh=5)
+        async def later(x: int) -> int:
+            return x

@@ -308,6 +308,8 @@ class Cache:
         hash_funcs: Mapping[type, Callable[[Any], Any]] | None = None,
         copy: bool = False,
         name: str | None = None,
+        refresh: Any = None,
+        refresh_early: Any = None,
     ) -> Callable[[F], F]: ...
 
     def memoize(
@@ -326,6 +328,8 @@ class Cache:
         hash_funcs: Mapping[type, Callable[[Any], Any]] | None = None,
         copy: bool = False,
         name: str | None = None,
+        refresh: Any = None,
+        refresh_early: Any = None,
     ) -> Any:
         """Caches a function's results by its arguments, across restarts.
 
@@ -346,6 +350,15 @@ class Cache:
             hash_funcs: ``{type: function}`` giving what identifies an argument of that type.
             copy: hand each hit a fresh copy.
             name: the function's identity, instead of its file and qualified name.
+            refresh: refresh ahead (``"5m"``, seconds, ``timedelta``): a call that finds its value
+                older than this, not expired, returns it at once and recomputes it in a background
+                thread (once per key across threads and processes); the new value replaces it when
+                ready. A failed recomputation (an exception) keeps the older value until its
+                deadline and counts in ``stats()["refresh_failures"]``. Give a ``ttl`` longer than
+                ``refresh``. Not for ``async def`` functions.
+            refresh_early: with ``refresh``: a call in this last stretch before the refresh age
+                may start the recomputation early, more likely the nearer it is, so that entries
+                written together are not all recomputed at once.
 
         The decorated function gets ``.clear()`` (all its entries), ``.clear(*args)`` (one
         call's), ``.refresh(*args)`` (recompute one call), ``.explain(*args)`` (why that call
@@ -386,8 +399,15 @@ class Cache:
                 scope=scope_fn,
                 disabled=_disabled(),
                 label=getattr(fn, "__qualname__", repr(fn)),
+                refresh=refresh,
+                refresh_early=refresh_early,
             )
             if inspect.iscoroutinefunction(fn):
+                if refresh is not None:
+                    raise TypeError(
+                        "refresh= is not available for async def functions yet: memoize a "
+                        "blocking function and call it with asyncio.to_thread"
+                    )
                 return _async.memoize_async(m, self._store, fn)
             functools.update_wrapper(m, fn)
             return m
