@@ -2,25 +2,15 @@
 //! expired) returns it at once and recomputes it once in the background. Each test has its
 //! own cache and manual clock; waits are bounds, never timing goals.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tiered::{Cache, ManualClock};
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// Waits (a bound) until `f` holds; whether it did.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
 
 /// What a memoized function reads: the value it returns, its runs (started and finished) and,
 /// once `hold` was called, a gate each run waits at until it is let through.
@@ -96,14 +86,17 @@ fn a_due_call_returns_the_old_value_at_once_and_the_new_one_once_recomputed() {
     let release = PRICE.hold();
     assert_eq!(price("eu".into()), 1, "the old value");
     // The call returned while its recomputation waits at the gate: it did not wait for it.
-    assert!(eventually(|| PRICE.started() == 2), "no recomputation");
+    assert!(
+        common::eventually(10, || PRICE.started() == 2),
+        "no recomputation"
+    );
     assert_eq!(PRICE.finished.load(SeqCst), 1);
     release.send(()).unwrap();
     assert!(
-        eventually(|| price("eu".into()) == 2),
+        common::eventually(10, || price("eu".into()) == 2),
         "the recomputed value never replaced the old one"
     );
-    assert!(eventually(|| PRICE_CACHE.stats().refreshes == 1));
+    assert!(common::eventually(10, || PRICE_CACHE.stats().refreshes == 1));
     // The background run is neither the function's hit nor its miss.
     let s = price::stats();
     assert_eq!(s.misses, 1);
@@ -146,10 +139,13 @@ fn eight_threads_reading_a_due_call_start_one_recomputation() {
             });
         }
     });
-    assert!(eventually(|| BUSY.started() >= 2));
+    assert!(common::eventually(10, || BUSY.started() >= 2));
     assert_eq!(BUSY.started(), 2, "one recomputation for the call");
     release.send(()).unwrap();
-    assert!(eventually(|| quote("ACME".into(), client.clone()) == 11));
+    assert!(common::eventually(10, || quote(
+        "ACME".into(),
+        client.clone()
+    ) == 11));
     assert_eq!(BUSY.started(), 2);
     assert_eq!(BUSY_CACHE.stats().refreshes, 1);
 }
@@ -174,12 +170,18 @@ fn a_failing_recomputation_keeps_the_old_value_until_its_ttl() {
     RATE_DOWN.store(true, SeqCst);
     RATE_CLOCK.advance(61 * SEC);
     assert_eq!(rate("EURUSD".into()), Ok(1.25), "the old value, at once");
-    assert!(eventually(|| RATE_CACHE.stats().refresh_failures == 1));
+    assert!(common::eventually(10, || RATE_CACHE
+        .stats()
+        .refresh_failures
+        == 1));
     assert_eq!(RATE_RUNS.load(SeqCst), 2);
     // Still served, and tried again, until its deadline.
     RATE_CLOCK.advance(300 * SEC);
     assert_eq!(rate("EURUSD".into()), Ok(1.25));
-    assert!(eventually(|| RATE_CACHE.stats().refresh_failures == 2));
+    assert!(common::eventually(10, || RATE_CACHE
+        .stats()
+        .refresh_failures
+        == 2));
     assert_eq!(RATE_CACHE.stats().refreshes, 0);
     // Past it (600 s after the write): gone, and the call's own run fails.
     RATE_CLOCK.advance(240 * SEC);
@@ -205,7 +207,10 @@ fn a_recomputation_giving_none_keeps_the_old_value_when_none_is_not_cached() {
     FIND_GONE.store(true, SeqCst);
     FIND_CLOCK.advance(61 * SEC);
     assert_eq!(find(7), Some("user 7".into()));
-    assert!(eventually(|| FIND_CACHE.stats().refresh_failures == 1));
+    assert!(common::eventually(10, || FIND_CACHE
+        .stats()
+        .refresh_failures
+        == 1));
     assert_eq!(find(7), Some("user 7".into()));
 }
 
@@ -232,7 +237,7 @@ fn arguments_move_into_the_recomputation_with_a_cache_they_name() {
     ctx.base = 200;
     CTX_CLOCK.advance(61 * SEC);
     assert_eq!(total(1, ctx.clone()), 101);
-    assert!(eventually(|| total(1, ctx.clone()) == 201));
+    assert!(common::eventually(10, || total(1, ctx.clone()) == 201));
 }
 
 static FEED_CLOCK: LazyLock<Arc<ManualClock>> = LazyLock::new(clock);
@@ -262,7 +267,7 @@ fn a_method_taking_self_by_value_is_refreshed_too() {
     FEED.value.store(2, SeqCst);
     FEED_CLOCK.advance(61 * SEC);
     assert_eq!(feed().latest(), 1);
-    assert!(eventually(|| feed().latest() == 2));
+    assert!(common::eventually(10, || feed().latest() == 2));
     assert_eq!(FEED.started(), 2);
 }
 
@@ -288,10 +293,9 @@ fn refresh_early_starts_some_refreshes_before_the_refresh_age() {
         assert_eq!(fx_rate(pair), 1, "the value at hand, at once");
     }
     assert!(
-        eventually(
-            || EARLY_CACHE.stats().refreshes as usize == EARLY.started() - 100
-                && EARLY.started() > 100
-        ),
+        common::eventually(10, || EARLY_CACHE.stats().refreshes as usize
+            == EARLY.started() - 100
+            && EARLY.started() > 100),
         "no refresh started early"
     );
     assert!(

@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tiered::{Cache, Options};
 
@@ -15,18 +15,6 @@ fn opts() -> Options {
     Options::new()
         .ttl(Duration::from_secs(600))
         .refresh_after(Duration::from_secs(60))
-}
-
-/// Waits (a bound) until `f` holds; whether it did.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 /// A computation that counts its runs and, from `gate`, waits until it is let through.
@@ -93,7 +81,10 @@ fn readers_never_wait_for_a_refresh_and_it_runs_once_while_many_read() {
             });
         }
     });
-    assert!(eventually(|| source.runs.load(Ordering::SeqCst) >= 2));
+    assert!(common::eventually(10, || source
+        .runs
+        .load(Ordering::SeqCst)
+        >= 2));
     assert_eq!(
         source.runs.load(Ordering::SeqCst),
         2,
@@ -101,10 +92,10 @@ fn readers_never_wait_for_a_refresh_and_it_runs_once_while_many_read() {
     );
     release.send(()).unwrap();
     assert!(
-        eventually(|| read(&cache, &source, 3) == 2),
+        common::eventually(10, || read(&cache, &source, 3) == 2),
         "the refreshed value never replaced the old one"
     );
-    assert!(eventually(|| cache.stats().refreshes == 1));
+    assert!(common::eventually(10, || cache.stats().refreshes == 1));
     // The new value's age counts from its own write.
     clock.advance(Duration::from_secs(30));
     assert_eq!(read(&cache, &source, 3), 2);
@@ -132,14 +123,14 @@ fn a_failed_refresh_keeps_the_old_value_until_its_deadline() {
         .try_get_or_refresh_with("k", &opts(), failing(&attempts))
         .unwrap();
     assert_eq!(*v, 1, "the old value, at once");
-    assert!(eventually(|| cache.stats().refresh_failures == 1));
+    assert!(common::eventually(10, || cache.stats().refresh_failures == 1));
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
     // Still served (and tried again) until its deadline.
     let v = cache
         .try_get_or_refresh_with("k", &opts(), failing(&attempts))
         .unwrap();
     assert_eq!(*v, 1);
-    assert!(eventually(|| cache.stats().refresh_failures == 2));
+    assert!(common::eventually(10, || cache.stats().refresh_failures == 2));
     // A panic counts the same way, and harms no one.
     let v = cache
         .try_get_or_refresh_with("k", &opts(), || -> Result<u64, tiered::Error> {
@@ -147,7 +138,7 @@ fn a_failed_refresh_keeps_the_old_value_until_its_deadline() {
         })
         .unwrap();
     assert_eq!(*v, 1);
-    assert!(eventually(|| cache.stats().refresh_failures == 3));
+    assert!(common::eventually(10, || cache.stats().refresh_failures == 3));
     // Past its deadline: gone; the caller's own computation's error is its own.
     clock.advance(Duration::from_secs(600));
     let r = cache.try_get_or_refresh_with("k", &opts(), failing(&attempts));
@@ -163,11 +154,14 @@ fn a_write_during_a_refresh_wins_over_the_refreshed_value() {
     clock.advance(Duration::from_secs(61));
     let release = source.hold();
     assert_eq!(read(&cache, &source, 2), 1);
-    assert!(eventually(|| source.runs.load(Ordering::SeqCst) == 2));
+    assert!(common::eventually(10, || source
+        .runs
+        .load(Ordering::SeqCst)
+        == 2));
     cache.insert("price", 9u64).unwrap();
     release.send(()).unwrap();
     // Once the refresh ended, the insert made during it is still the value.
-    assert!(eventually(|| cache.stats().refreshes == 1));
+    assert!(common::eventually(10, || cache.stats().refreshes == 1));
     assert_eq!(*cache.get::<_, u64>("price").unwrap().unwrap(), 9);
 }
 
@@ -207,18 +201,21 @@ fn a_value_due_on_two_machines_is_refreshed_once() {
     listening(&server, 2);
     let source = Source::new();
     assert_eq!(read(&a, &source, 1), 1);
-    assert!(eventually(|| read(&b, &source, 9) == 1));
+    assert!(common::eventually(10, || read(&b, &source, 9) == 1));
     assert_eq!(source.runs.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(61));
     let release = source.hold();
     assert_eq!(read(&a, &source, 2), 1, "a: the old value at once");
-    assert!(eventually(|| source.runs.load(Ordering::SeqCst) == 2));
+    assert!(common::eventually(10, || source
+        .runs
+        .load(Ordering::SeqCst)
+        == 2));
     assert_eq!(read(&b, &source, 3), 1, "b: the old value at once");
     // b's refresh waits for a's lease in the background, then takes a's value.
     std::thread::sleep(Duration::from_millis(200));
     release.send(()).unwrap();
     assert!(
-        eventually(|| read(&b, &source, 4) == 2),
+        common::eventually(10, || read(&b, &source, 4) == 2),
         "b never got a's refresh"
     );
     assert_eq!(read(&a, &source, 5), 2);
@@ -239,7 +236,10 @@ fn dropping_the_cache_while_a_refresh_runs_lets_the_folder_go() {
     clock.advance(Duration::from_secs(61));
     let release = source.hold();
     assert_eq!(read(&cache, &source, 2), 1);
-    assert!(eventually(|| source.runs.load(Ordering::SeqCst) == 2));
+    assert!(common::eventually(10, || source
+        .runs
+        .load(Ordering::SeqCst)
+        == 2));
     // The refresh is held; the cache is dropped: the folder is free at once.
     drop(cache);
     let reopened = Cache::builder()
@@ -292,7 +292,7 @@ fn an_early_refresh_spreads_the_recomputations_of_keys_written_together() {
         let n = runs.load(Ordering::SeqCst) - 200;
         n > 0 && cache.stats().refreshes as usize == n
     };
-    assert!(eventually(|| settled() && {
+    assert!(common::eventually(10, || settled() && {
         std::thread::sleep(Duration::from_millis(100));
         settled()
     }));

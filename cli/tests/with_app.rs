@@ -93,6 +93,15 @@ impl App {
         }
     }
 
+    /// Closes the app's input, so that it closes its cache and exits, and waits for it.
+    fn quit(self) {
+        let App {
+            mut child, input, ..
+        } = self;
+        drop(input);
+        child.wait().unwrap();
+    }
+
     fn ask(&mut self, command: &str) -> String {
         writeln!(self.input, "{command}").unwrap();
         self.input.flush().unwrap();
@@ -230,8 +239,7 @@ fn stats_shows_each_running_process_hits_and_misses_and_their_totals() {
     assert_eq!(totals["hit_ratio"], 0.5, "{stats}");
 
     // An app that closed its cache is no longer listed.
-    drop(second.input);
-    second.child.wait().unwrap();
+    second.quit();
     let stats = tiered_json(&["stats", path]);
     let pids: Vec<&Value> = stats["processes"]
         .as_array()
@@ -240,9 +248,7 @@ fn stats_shows_each_running_process_hits_and_misses_and_their_totals() {
         .map(|p| &p["pid"])
         .collect();
     assert_eq!(pids, [&Value::from(first.child.id())], "{stats}");
-
-    drop(first.input);
-    first.child.wait().unwrap();
+    first.quit();
 }
 
 #[test]
@@ -280,8 +286,7 @@ fn stats_watch_refreshes_until_stopped() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
-    drop(app.input);
-    app.child.wait().unwrap();
+    app.quit();
 }
 
 #[test]
@@ -289,36 +294,21 @@ fn explain_tells_what_a_running_app_dropped_and_keeps_it_after_the_app_exits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
     // The first app holds the folder; the second, its client, removes a key.
-    let mut first = App::start(dir.path());
+    let first = App::start(dir.path());
     let mut second = App::start(dir.path());
     assert_eq!(second.ask("remove motd"), "hit");
-    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
-        .args(["explain", path, "motd", "--json"])
-        .output()
-        .unwrap();
-    let why: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(why["kind"], "removed", "{why}");
-    for app in [&mut first, &mut second] {
-        drop(std::mem::replace(&mut app.input, dummy_stdin()));
-    }
-    first.child.wait().unwrap();
-    second.child.wait().unwrap();
+    assert_eq!(explained(path, "motd")["kind"], "removed");
+    first.quit();
+    second.quit();
     // No app runs: the fate was saved in the folder by the app that held it.
-    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
-        .args(["explain", path, "motd", "--json"])
-        .output()
-        .unwrap();
-    let why: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(why["kind"], "removed", "{why}");
+    assert_eq!(explained(path, "motd")["kind"], "removed");
 }
 
-/// A stdin to put in place of an app's, so that dropping the real one closes it.
-fn dummy_stdin() -> ChildStdin {
-    Command::new("true")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap()
-        .stdin
-        .take()
-        .unwrap()
+/// `tiered explain DIR KEY --json`, live or not.
+fn explained(path: &str, key: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tiered"))
+        .args(["explain", path, key, "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
 }
