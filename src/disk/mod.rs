@@ -54,6 +54,11 @@ use writer::{Msg, Op};
 /// expiry and eviction order).
 const MAX_TOUCHES: usize = 100_000;
 
+/// Read times by digest. Digests are uniform already: folded, not hashed again (a read
+/// notes one under a lock every disk hit).
+pub(crate) type Touches =
+    HashMap<u128, u64, std::hash::BuildHasherDefault<crate::memory::DigestHasher>>;
+
 /// A write not yet committed: its sequence number and the record, or `None` for a removal.
 type Pending = (u64, Option<Arc<[u8]>>);
 
@@ -82,7 +87,7 @@ pub(crate) struct Shared {
     /// `pending.len()`, readable without the lock: reads skip the lock when nothing is pending.
     pub pending_len: AtomicUsize,
     /// Read times waiting for the next commit, one per record.
-    pub touches: Mutex<HashMap<u128, u64>>,
+    pub touches: Mutex<Touches>,
     /// Whether `touches` holds the read time of a record with an idle limit.
     pub idle_touched: AtomicBool,
     pub gens: Arc<Generations>,

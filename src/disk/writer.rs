@@ -12,7 +12,7 @@
 //! the backlog. Writes to one key reach this thread in the order their stripe lock gave them
 //! (see `ordering.rs`) and are applied in channel order, so the last write wins on disk too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -324,7 +324,16 @@ impl Writer<'_> {
         };
         let labels = &mut self.sweeper.labels;
         shared.idle_touched.store(false, Ordering::Relaxed);
-        let touches = std::mem::take(&mut *lock(&shared.touches));
+        // Taken whole; the next batch starts as large as this one, so that a run of reads
+        // does not grow the map again from nothing at every commit.
+        let touches = {
+            let mut held = lock(&shared.touches);
+            let room = held.len();
+            std::mem::replace(
+                &mut *held,
+                super::Touches::with_capacity_and_hasher(room, Default::default()),
+            )
+        };
         self.touches_since = None;
         let vanished = &mut self.vanished;
         vanished.clear();
@@ -744,7 +753,7 @@ impl Apply<'_> {
 }
 
 /// Records read times of records that still exist.
-fn touch(t: &mut Tables<'_>, touches: &HashMap<u128, u64>) -> Result<(), redb::Error> {
+fn touch(t: &mut Tables<'_>, touches: &super::Touches) -> Result<(), redb::Error> {
     for (digest, at_ms) in touches {
         let len = t.records.get(digest)?.map(|g| g.value().len() as u64);
         if let Some(len) = len {
