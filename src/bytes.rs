@@ -162,7 +162,7 @@ impl Bytes {
 
     /// The bytes for a slice `v` being deserialized: shared with this thread's source when `v`
     /// lies in it, else copied.
-    fn of_slice(v: &[u8]) -> Bytes {
+    pub(crate) fn of_slice(v: &[u8]) -> Bytes {
         let shared = DECODING
             .try_with(|d| {
                 let d = d.borrow();

@@ -12,6 +12,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::bulk;
 use crate::error::{Error, Result};
 use crate::fingerprint;
 
@@ -34,6 +35,14 @@ pub(crate) struct Encoded {
 /// [`Error::Encode`] naming the type when neither format round-trips it, or when its
 /// `Serialize` fails (with the impl's own message).
 pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(value: &V) -> Result<Encoded> {
+    // Byte strings, strings and vectors of numbers: postcard's bytes, written by non-generic
+    // code (fast in a user's debug build), with a round trip known without a check.
+    if let Some(kind) = bulk::kind::<V>() {
+        return Ok(Encoded {
+            payload: bulk::encode(kind, value),
+            self_describing: false,
+        });
+    }
     let postcard_failure = if fingerprint::traceable::<V>() {
         match postcard::to_allocvec(value) {
             Ok(payload) => match decode_postcard::<V>(&payload) {
@@ -74,12 +83,24 @@ pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(value: &V) -> Re
 
 /// The encoded size of a value kept in memory only, to weigh it: postcard's size, without
 /// writing the bytes; a value postcard cannot size weighs its in-memory size.
-pub(crate) fn weigh<V: Serialize>(value: &V) -> usize {
+pub(crate) fn weigh<V: Serialize + 'static>(value: &V) -> usize {
+    if let Some(kind) = bulk::kind::<V>() {
+        return bulk::size(kind, value);
+    }
     postcard::experimental::serialized_size(value).unwrap_or(std::mem::size_of::<V>())
 }
 
 /// Decodes a payload written by [`encode`]: `None` on any failure or bytes left over.
-pub(crate) fn decode<V: DeserializeOwned>(payload: &[u8], self_describing: bool) -> Option<V> {
+pub(crate) fn decode<V: DeserializeOwned + 'static>(
+    payload: &[u8],
+    self_describing: bool,
+) -> Option<V> {
+    if let (false, Some(kind)) = (self_describing, bulk::kind::<V>()) {
+        return bulk::decode(kind, payload)?
+            .downcast::<V>()
+            .ok()
+            .map(|v| *v);
+    }
     if self_describing {
         decode_self_describing(payload).ok()
     } else {

@@ -58,6 +58,7 @@ mod admin;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
+mod bulk;
 mod bytes;
 mod cache;
 mod codec;
