@@ -12,6 +12,7 @@
 //! the other way round (`tests` below check byte equality against postcard for every kind).
 
 use std::any::{Any, TypeId};
+use std::marker::PhantomData;
 
 use crate::bytes::Bytes;
 
@@ -44,40 +45,111 @@ pub(crate) fn kind<V: 'static>() -> Option<Kind> {
     kind_of(TypeId::of::<V>())
 }
 
-fn kind_of(id: TypeId) -> Option<Kind> {
-    let kinds = [
-        (TypeId::of::<Vec<u8>>(), Kind::VecU8),
-        (TypeId::of::<Bytes>(), Kind::Bytes),
-        (TypeId::of::<String>(), Kind::String),
-        (TypeId::of::<Vec<f64>>(), Kind::VecF64),
-        (TypeId::of::<Vec<f32>>(), Kind::VecF32),
-        (TypeId::of::<Vec<u16>>(), Kind::VecU16),
-        (TypeId::of::<Vec<u32>>(), Kind::VecU32),
-        (TypeId::of::<Vec<u64>>(), Kind::VecU64),
-        (TypeId::of::<Vec<i16>>(), Kind::VecI16),
-        (TypeId::of::<Vec<i32>>(), Kind::VecI32),
-        (TypeId::of::<Vec<i64>>(), Kind::VecI64),
-    ];
-    kinds.iter().find(|(k, _)| *k == id).map(|(_, kind)| *kind)
+/// Whether a value of `size` bytes may be of a bulk type: a test cheap enough for generic
+/// code to make on every field before it asks [`kind_of`].
+#[inline]
+pub(crate) fn may_be(size: usize) -> bool {
+    size == std::mem::size_of::<Vec<u8>>() || size == std::mem::size_of::<Bytes>()
+}
+
+/// The types, each once: what their kind is, and the casts that only this list may make.
+macro_rules! kinds {
+    ($($ty:ty => $kind:ident by $take:expr,)*) => {
+        /// The bulk kind of the type whose `TypeId` is `id`, if it is one.
+        pub(crate) fn kind_of(id: TypeId) -> Option<Kind> {
+            $(if id == TypeId::of::<$ty>() {
+                return Some(Kind::$kind);
+            })*
+            None
+        }
+
+        /// The bulk kind `T` of a seed whose `TypeId` is `id`, if it is a `PhantomData<T>`
+        /// (what `SeqAccess::next_element::<T>` and the like pass down).
+        pub(crate) fn seed_kind_of(id: TypeId) -> Option<Kind> {
+            $(if id == TypeId::of::<PhantomData<$ty>>() {
+                return Some(Kind::$kind);
+            })*
+            None
+        }
+
+        /// The value at `ptr` as `Any`.
+        ///
+        /// # Safety
+        /// `ptr` points to a live value of `kind`'s type, which outlives `'a`.
+        pub(crate) unsafe fn any_at<'a>(kind: Kind, ptr: *const ()) -> &'a dyn Any {
+            match kind {
+                // SAFETY: the caller's promise.
+                $(Kind::$kind => unsafe { &*(ptr as *const $ty) },)*
+            }
+        }
+
+        /// Decodes a value of `kind` from the front of `input` (which then starts after it)
+        /// into `out`; `None`, with nothing written, where postcard would fail.
+        ///
+        /// # Safety
+        /// `out` is valid for a write of `kind`'s type.
+        pub(crate) unsafe fn take_into(kind: Kind, input: &mut &[u8], out: *mut ()) -> Option<()> {
+            match kind {
+                $(Kind::$kind => {
+                    let take: fn(&mut &[u8]) -> Option<$ty> = $take;
+                    let v = take(input)?;
+                    // SAFETY: the caller's promise.
+                    unsafe { std::ptr::write(out as *mut $ty, v) };
+                })*
+            }
+            Some(())
+        }
+
+        /// Decodes a value of `kind` from the front of `input`, which then starts after it.
+        fn take(kind: Kind, input: &mut &[u8]) -> Option<Box<dyn Any>> {
+            match kind {
+                $(Kind::$kind => {
+                    let take: fn(&mut &[u8]) -> Option<$ty> = $take;
+                    Some(Box::new(take(input)?))
+                })*
+            }
+        }
+    };
+}
+
+kinds! {
+    Vec<u8> => VecU8 by |i| Some(front::<&[u8]>(i)?.to_vec()),
+    Bytes => Bytes by |i| Some(Bytes::of_slice(front::<&[u8]>(i)?)),
+    String => String by |i| Some(front::<&str>(i)?.to_string()),
+    Vec<f64> => VecF64 by |i| fixed_back(i, f64::from_le_bytes),
+    Vec<f32> => VecF32 by |i| fixed_back(i, f32::from_le_bytes),
+    Vec<u16> => VecU16 by |i| front(i),
+    Vec<u32> => VecU32 by |i| front(i),
+    Vec<u64> => VecU64 by |i| front(i),
+    Vec<i16> => VecI16 by |i| front(i),
+    Vec<i32> => VecI32 by |i| front(i),
+    Vec<i64> => VecI64 by |i| front(i),
 }
 
 /// `value`'s postcard bytes; `value` is of `kind` (else this panics: a bug of the caller).
 pub(crate) fn encode(kind: Kind, value: &dyn Any) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size(kind, value));
+    encode_into(kind, value, &mut out);
+    out
+}
+
+/// [`encode`], appended to `out`.
+pub(crate) fn encode_into(kind: Kind, value: &dyn Any, out: &mut Vec<u8>) {
     fn of<T: 'static>(value: &dyn Any) -> &T {
         value.downcast_ref::<T>().expect("a value of its kind")
     }
     match kind {
-        Kind::VecU8 => raw(of::<Vec<u8>>(value)),
-        Kind::Bytes => raw(of::<Bytes>(value)),
-        Kind::String => raw(of::<String>(value).as_bytes()),
-        Kind::VecF64 => fixed(of::<Vec<f64>>(value), |x| x.to_le_bytes()),
-        Kind::VecF32 => fixed(of::<Vec<f32>>(value), |x| x.to_le_bytes()),
-        Kind::VecU16 => postcard_bytes(of::<Vec<u16>>(value)),
-        Kind::VecU32 => postcard_bytes(of::<Vec<u32>>(value)),
-        Kind::VecU64 => postcard_bytes(of::<Vec<u64>>(value)),
-        Kind::VecI16 => postcard_bytes(of::<Vec<i16>>(value)),
-        Kind::VecI32 => postcard_bytes(of::<Vec<i32>>(value)),
-        Kind::VecI64 => postcard_bytes(of::<Vec<i64>>(value)),
+        Kind::VecU8 => raw(of::<Vec<u8>>(value), out),
+        Kind::Bytes => raw(of::<Bytes>(value), out),
+        Kind::String => raw(of::<String>(value).as_bytes(), out),
+        Kind::VecF64 => fixed(of::<Vec<f64>>(value), |x| x.to_le_bytes(), out),
+        Kind::VecF32 => fixed(of::<Vec<f32>>(value), |x| x.to_le_bytes(), out),
+        Kind::VecU16 => postcard_into(of::<Vec<u16>>(value), out),
+        Kind::VecU32 => postcard_into(of::<Vec<u32>>(value), out),
+        Kind::VecU64 => postcard_into(of::<Vec<u64>>(value), out),
+        Kind::VecI16 => postcard_into(of::<Vec<i16>>(value), out),
+        Kind::VecI32 => postcard_into(of::<Vec<i32>>(value), out),
+        Kind::VecI64 => postcard_into(of::<Vec<i64>>(value), out),
     }
 }
 
@@ -87,74 +159,70 @@ pub(crate) fn size(kind: Kind, value: &dyn Any) -> usize {
         let n = len(value.downcast_ref::<T>().expect("a value of its kind"));
         varint_len(n) + n * each
     }
+    fn postcard_size<T: serde::Serialize + 'static>(value: &dyn Any) -> usize {
+        let v = value.downcast_ref::<T>().expect("a value of its kind");
+        postcard::experimental::serialized_size(v).expect("postcard sizes a vector of integers")
+    }
     match kind {
         Kind::VecU8 => len_and(value, Vec::<u8>::len, 1),
         Kind::Bytes => len_and(value, |b: &Bytes| b.len(), 1),
         Kind::String => len_and(value, String::len, 1),
         Kind::VecF64 => len_and(value, Vec::<f64>::len, 8),
         Kind::VecF32 => len_and(value, Vec::<f32>::len, 4),
-        // Varints: postcard sizes them (compiled here too).
-        _ => encode(kind, value).len(),
+        Kind::VecU16 => postcard_size::<Vec<u16>>(value),
+        Kind::VecU32 => postcard_size::<Vec<u32>>(value),
+        Kind::VecU64 => postcard_size::<Vec<u64>>(value),
+        Kind::VecI16 => postcard_size::<Vec<i16>>(value),
+        Kind::VecI32 => postcard_size::<Vec<i32>>(value),
+        Kind::VecI64 => postcard_size::<Vec<i64>>(value),
     }
 }
 
-/// Decodes a payload of `kind` as postcard would: `None` where postcard fails or bytes are
-/// left over. A [`Bytes`] shares the thread's side file when the payload lies in it.
+/// Decodes a whole payload of `kind` as postcard would: `None` where postcard fails or bytes
+/// are left over. A [`Bytes`] shares the thread's side file when the payload lies in it.
 pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Box<dyn Any>> {
-    Some(match kind {
-        Kind::VecU8 => Box::new(whole::<&[u8]>(payload)?.to_vec()),
-        Kind::Bytes => Box::new(Bytes::of_slice(whole::<&[u8]>(payload)?)),
-        Kind::String => Box::new(whole::<&str>(payload)?.to_string()),
-        Kind::VecF64 => Box::new(fixed_back(payload, f64::from_le_bytes)?),
-        Kind::VecF32 => Box::new(fixed_back(payload, f32::from_le_bytes)?),
-        Kind::VecU16 => Box::new(whole::<Vec<u16>>(payload)?),
-        Kind::VecU32 => Box::new(whole::<Vec<u32>>(payload)?),
-        Kind::VecU64 => Box::new(whole::<Vec<u64>>(payload)?),
-        Kind::VecI16 => Box::new(whole::<Vec<i16>>(payload)?),
-        Kind::VecI32 => Box::new(whole::<Vec<i32>>(payload)?),
-        Kind::VecI64 => Box::new(whole::<Vec<i64>>(payload)?),
-    })
+    let mut input = payload;
+    let v = take(kind, &mut input)?;
+    input.is_empty().then_some(v)
 }
 
 /// A length, then `bytes`: postcard's serde bytes, string, and sequence of `u8`.
-fn raw(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(varint_len(bytes.len()) + bytes.len());
-    push_varint(&mut out, bytes.len());
+fn raw(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(varint_len(bytes.len()) + bytes.len());
+    push_varint(out, bytes.len());
     out.extend_from_slice(bytes);
-    out
 }
 
 /// A length, then each element's fixed-size bytes.
-fn fixed<T: Copy, const N: usize>(v: &[T], le: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(varint_len(v.len()) + v.len() * N);
-    push_varint(&mut out, v.len());
+fn fixed<T: Copy, const N: usize>(v: &[T], le: impl Fn(T) -> [u8; N], out: &mut Vec<u8>) {
+    out.reserve(varint_len(v.len()) + v.len() * N);
+    push_varint(out, v.len());
     for x in v {
         out.extend_from_slice(&le(*x));
     }
-    out
 }
 
-/// What [`fixed`] wrote.
-fn fixed_back<T, const N: usize>(payload: &[u8], le: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
-    let (n, rest) = postcard::take_from_bytes::<usize>(payload).ok()?;
-    if rest.len() / N != n || rest.len() % N != 0 {
-        return None;
-    }
-    let chunks = rest.chunks_exact(N);
+/// What [`fixed`] wrote, from the front of `input`.
+fn fixed_back<T, const N: usize>(input: &mut &[u8], le: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
+    let n = front::<usize>(input)?;
+    let bytes = n.checked_mul(N).filter(|b| *b <= input.len())?;
+    let (mine, rest) = input.split_at(bytes);
+    *input = rest;
+    let chunks = mine.chunks_exact(N);
     Some(chunks.map(|c| le(c.try_into().expect("N bytes"))).collect())
 }
 
-fn postcard_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+fn postcard_into<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
     // Cannot fail: a vector of integers always serializes, into a growable buffer.
-    postcard::to_allocvec(v).expect("postcard writes a vector of integers")
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(v, taken).expect("postcard writes a vector of integers");
 }
 
-/// postcard's `take_from_bytes`, with nothing left over.
-fn whole<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((v, [])) => Some(v),
-        _ => None,
-    }
+/// postcard's `take_from_bytes` on the front of `input`, which then starts after it.
+fn front<'a, T: serde::Deserialize<'a>>(input: &mut &'a [u8]) -> Option<T> {
+    let (v, rest) = postcard::take_from_bytes::<T>(input).ok()?;
+    *input = rest;
+    Some(v)
 }
 
 /// postcard's length prefix: LEB128, seven bits a byte, least significant first.

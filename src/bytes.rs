@@ -160,6 +160,12 @@ impl Bytes {
         }
     }
 
+    /// Whether these bytes are a slice of `source`, shared, not copied.
+    #[cfg(test)]
+    pub(crate) fn shares(&self, source: &Arc<Source>) -> bool {
+        matches!(&self.0, Repr::Shared { source: s, .. } if Arc::ptr_eq(s, source))
+    }
+
     /// The bytes for a slice `v` being deserialized: shared with this thread's source when `v`
     /// lies in it, else copied.
     pub(crate) fn of_slice(v: &[u8]) -> Bytes {

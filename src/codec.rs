@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::bulk;
 use crate::error::{Error, Result};
 use crate::fingerprint;
+use crate::wire;
 
 /// A value's payload and how to read it.
 #[derive(Debug)]
@@ -44,7 +45,7 @@ pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(value: &V) -> Re
         });
     }
     let postcard_failure = if fingerprint::traceable::<V>() {
-        match postcard::to_allocvec(value) {
+        match wire::to_vec(value) {
             Ok(payload) => match decode_postcard::<V>(&payload) {
                 Ok(_) => {
                     return Ok(Encoded {
@@ -109,7 +110,7 @@ pub(crate) fn decode<V: DeserializeOwned + 'static>(
 }
 
 fn decode_postcard<V: DeserializeOwned>(payload: &[u8]) -> Result<V, String> {
-    match postcard::take_from_bytes::<V>(payload) {
+    match wire::take_from_bytes::<V>(payload) {
         Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(format!("{} bytes left over", rest.len())),
         Err(e) => Err(e.to_string()),

@@ -84,6 +84,7 @@ mod registry;
 mod signals;
 mod stats;
 mod tiers;
+mod wire;
 
 pub use admin::{EntryFilter, EntryInfo};
 #[cfg(feature = "tokio")]

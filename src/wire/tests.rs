@@ -1,0 +1,221 @@
+//! This crate's postcard against postcard: the same bytes for every serde shape, each reading
+//! the other's, and the same refusals.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::*;
+use crate::Bytes;
+
+/// `v`'s bytes here are postcard's, and each side reads the other's back into `v`.
+fn same<T: Serialize + DeserializeOwned + PartialEq + Debug>(v: &T) {
+    let ours = to_vec(v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+    let theirs = postcard::to_allocvec(v).unwrap();
+    assert_eq!(ours, theirs, "{v:?}");
+    let (back, rest) = take_from_bytes::<T>(&theirs).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+    assert_eq!(&back, v);
+    assert!(rest.is_empty(), "{v:?}: {} bytes left", rest.len());
+    assert_eq!(&postcard::from_bytes::<T>(&ours).unwrap(), v);
+    // A truncated payload is refused by both.
+    if !theirs.is_empty() {
+        let cut = &theirs[..theirs.len() - 1];
+        assert_eq!(
+            take_from_bytes::<T>(cut).is_ok(),
+            postcard::from_bytes::<T>(cut).is_ok(),
+            "{v:?} truncated"
+        );
+    }
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Unit;
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Newtype(u32);
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Pair(i16, String);
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+enum Shape {
+    Unit,
+    Newtype(Vec<f64>),
+    Tuple(u8, Vec<u8>),
+    Struct { name: String, data: Vec<i64> },
+}
+
+/// Every bulk type as a field, and around it the shapes that reach a field some other way.
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Doc {
+    name: String,
+    data: Vec<f64>,
+    raw: Vec<u8>,
+    bytes: Bytes,
+    f32s: Vec<f32>,
+    u16s: Vec<u16>,
+    u32s: Vec<u32>,
+    u64s: Vec<u64>,
+    i16s: Vec<i16>,
+    i32s: Vec<i32>,
+    i64s: Vec<i64>,
+    maybe: Option<Vec<f64>>,
+    nested: Vec<Vec<u8>>,
+    shapes: Vec<Shape>,
+    map: BTreeMap<String, Vec<f32>>,
+    pair: (Pair, Newtype, Unit, ()),
+}
+
+fn doc(n: usize) -> Doc {
+    let w = |i: usize| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Doc {
+        name: "é€𝄞".repeat(n),
+        data: (0..n).map(|i| i as f64 / 3.0).collect(),
+        raw: (0..n).map(|i| w(i) as u8).collect(),
+        bytes: Bytes::from((0..n).map(|i| i as u8).collect::<Vec<u8>>()),
+        f32s: (0..n).map(|i| -(i as f32) / 7.0).collect(),
+        u16s: (0..n).map(|i| w(i) as u16).collect(),
+        u32s: (0..n).map(|i| w(i) as u32).collect(),
+        u64s: (0..n).map(w).collect(),
+        i16s: (0..n).map(|i| w(i) as i16).collect(),
+        i32s: (0..n).map(|i| w(i) as i32).collect(),
+        i64s: (0..n).map(|i| w(i) as i64).collect(),
+        maybe: (n % 2 == 1).then(|| vec![1.5; n]),
+        nested: vec![vec![7; n], vec![], vec![1]],
+        shapes: vec![
+            Shape::Unit,
+            Shape::Newtype(vec![2.5; n]),
+            Shape::Tuple(9, vec![3; n]),
+            Shape::Struct {
+                name: "s".repeat(n),
+                data: vec![-1; n],
+            },
+        ],
+        map: (0..n.min(5))
+            .map(|i| (i.to_string(), vec![i as f32; n]))
+            .collect(),
+        pair: (Pair(-5, "p".into()), Newtype(n as u32), Unit, ()),
+    }
+}
+
+#[test]
+fn structs_of_bulk_fields_are_postcards_bytes() {
+    for n in [0, 1, 3, 127, 128, 129, 1000] {
+        same(&doc(n));
+    }
+}
+
+#[test]
+fn primitives_at_their_edges_are_postcards_bytes() {
+    same(&(true, false, 0u8, 255u8, -128i8, 127i8));
+    for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        same(&(v as u16, v as u32, v));
+    }
+    for v in [
+        0i64,
+        -1,
+        1,
+        -64,
+        64,
+        -65,
+        i32::MIN as i64,
+        i64::MIN,
+        i64::MAX,
+    ] {
+        same(&(v as i16, v as i32, v));
+    }
+    same(&(u128::MAX, 0u128, i128::MIN, i128::MAX, -1i128));
+    same(&(1.5f32, -0.0f64, f64::INFINITY, f64::MIN_POSITIVE));
+    same(&('a', 'é', '€', '𝄞', String::new(), String::from("x")));
+    same(&(Some(3u8), None::<u8>, Some(Some(())), Some(None::<u8>)));
+    same(&Duration::new(5, 7));
+    same(&std::net::Ipv4Addr::new(10, 0, 0, 1));
+    let mut hm = HashMap::new();
+    hm.insert(1u8, "a".to_string());
+    hm.insert(2u8, "b".to_string());
+    same(&hm);
+    // NaN keeps its bits.
+    let nan = to_vec(&f64::NAN).unwrap();
+    assert_eq!(nan, postcard::to_allocvec(&f64::NAN).unwrap());
+}
+
+#[test]
+fn refusals_are_postcards() {
+    // A bool or an option tag out of range, a char of more than 4 bytes, bad UTF-8.
+    for (bytes, what) in [
+        (&[2u8][..], "bool"),
+        (&[2u8, 0][..], "option"),
+        (&[5u8, b'a', b'b', b'c', b'd', b'e'][..], "char"),
+        (&[1u8, 0xFF][..], "str"),
+    ] {
+        let ours = match what {
+            "bool" => take_from_bytes::<bool>(bytes).is_ok(),
+            "option" => take_from_bytes::<Option<u8>>(bytes).is_ok(),
+            "char" => take_from_bytes::<char>(bytes).is_ok(),
+            _ => take_from_bytes::<String>(bytes).is_ok(),
+        };
+        assert!(!ours, "{what}");
+    }
+    // A varint longer than its type.
+    let long = [0xFFu8, 0xFF, 0xFF, 0x7F];
+    assert_eq!(
+        take_from_bytes::<u16>(&long).is_ok(),
+        postcard::from_bytes::<u16>(&long).is_ok()
+    );
+    // A length past the end, for a bulk field and for another.
+    assert!(take_from_bytes::<Vec<f64>>(&[3, 0, 0]).is_err());
+    assert!(take_from_bytes::<(u8, Vec<f64>)>(&[1, 3, 0, 0]).is_err());
+    assert!(take_from_bytes::<Vec<(u8, u8)>>(&[3, 0, 0]).is_err());
+    // What postcard cannot carry: deserialize_any, a sequence of unknown length.
+    assert!(take_from_bytes::<serde_json::Value>(&[0]).is_err());
+    struct Unknown;
+    impl Serialize for Unknown {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(None)?;
+            seq.serialize_element(&1u8)?;
+            seq.end()
+        }
+    }
+    assert!(to_vec(&Unknown).is_err());
+    assert!(postcard::to_allocvec(&Unknown).is_err());
+}
+
+#[test]
+fn collect_str_writes_a_string() {
+    struct Shown;
+    impl Serialize for Shown {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&format_args!("{}-{}", 12, "ab"))
+        }
+    }
+    assert_eq!(
+        to_vec(&Shown).unwrap(),
+        postcard::to_allocvec(&Shown).unwrap()
+    );
+}
+
+#[test]
+fn bytes_fields_read_from_a_side_file_share_it() {
+    #[derive(Serialize, Deserialize)]
+    struct Frame {
+        id: u32,
+        pixels: Bytes,
+    }
+    let payload = to_vec(&Frame {
+        id: 1,
+        pixels: Bytes::from(vec![9u8; 1000]),
+    })
+    .unwrap();
+    let source = std::sync::Arc::new(crate::bytes::Source::from_vec(
+        payload,
+        std::path::Path::new("/x"),
+    ));
+    let frame: Frame = crate::bytes::decoding_from(&source, || take_from_bytes(&source).unwrap().0);
+    assert_eq!(frame.id, 1);
+    assert_eq!(&*frame.pixels, &[9u8; 1000][..]);
+    assert!(frame.pixels.shares(&source));
+}
