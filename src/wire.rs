@@ -11,8 +11,10 @@
 //! and every primitive is read by postcard itself (`take_from_bytes`, instantiated here), so
 //! what postcard refuses is refused here too.
 
+use std::any::TypeId;
 use std::fmt;
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
@@ -315,17 +317,88 @@ pub(crate) struct Reader<'de> {
 fn get<'de, S: DeserializeSeed<'de>>(r: &mut Reader<'de>, seed: S) -> Result<S::Value> {
     if bulk::may_be(std::mem::size_of::<S::Value>()) {
         if let Some(kind) = bulk::seed_kind_of(typeid::of::<S>()) {
-            let mut slot = MaybeUninit::<S::Value>::uninit();
             // SAFETY: `S` is `PhantomData<T>` for `kind`'s type `T` (same `TypeId`; `T` has
-            // no lifetimes), whose `Value` is `T`: `slot` has room for a `T`, and holds one
-            // once `take_into` says it wrote it.
-            return match unsafe { bulk::take_into(kind, &mut r.input, slot.as_mut_ptr().cast()) } {
-                Some(()) => Ok(unsafe { slot.assume_init() }),
-                None => Err(Error(format!("a {kind:?} that does not decode"))),
-            };
+            // no lifetimes), whose `Value` is `T`.
+            return unsafe { take_as::<S::Value>(r, kind) };
         }
     }
     seed.deserialize(r)
+}
+
+/// A value of `kind` from the front of `r`, read by `bulk.rs`.
+///
+/// # Safety
+/// `T` is `kind`'s type.
+unsafe fn take_as<T>(r: &mut Reader<'_>, kind: bulk::Kind) -> Result<T> {
+    let mut slot = MaybeUninit::<T>::uninit();
+    // SAFETY: `slot` has room for a value of `kind`'s type (the caller's promise), and holds
+    // one once `take_into` says it wrote it.
+    match unsafe { bulk::take_into(kind, &mut r.input, slot.as_mut_ptr().cast()) } {
+        Some(()) => Ok(unsafe { slot.assume_init() }),
+        None => Err(Error(format!("a {kind:?} that does not decode"))),
+    }
+}
+
+/// The kind of the bulk `Vec<T>` whose `Deserialize` hands `deserialize_seq` a visitor of
+/// this `TypeId` (serde's own, private: learnt once by asking each `Vec<T>` with [`Probe`]).
+/// A `Vec<T>` reached without a seed (inside an `Option`, a newtype struct) is then still
+/// read whole.
+fn seq_visitor_kind(id: TypeId) -> Option<bulk::Kind> {
+    static VISITORS: OnceLock<Vec<(TypeId, bulk::Kind)>> = OnceLock::new();
+    let visitors = VISITORS.get_or_init(|| {
+        let mut found = Vec::new();
+        Probe::learn::<Vec<u8>>(&mut found);
+        Probe::learn::<Vec<f64>>(&mut found);
+        Probe::learn::<Vec<f32>>(&mut found);
+        Probe::learn::<Vec<u16>>(&mut found);
+        Probe::learn::<Vec<u32>>(&mut found);
+        Probe::learn::<Vec<u64>>(&mut found);
+        Probe::learn::<Vec<i16>>(&mut found);
+        Probe::learn::<Vec<i32>>(&mut found);
+        Probe::learn::<Vec<i64>>(&mut found);
+        found
+    });
+    visitors
+        .iter()
+        .find(|(v, _)| *v == id)
+        .map(|(_, kind)| *kind)
+}
+
+/// A deserializer that answers nothing and notes the visitor handed to `deserialize_seq`
+/// and the type of value that visitor makes.
+struct Probe(Option<(TypeId, TypeId)>);
+
+impl Probe {
+    /// Notes in `found` the visitor `T::deserialize` hands to `deserialize_seq`, if that
+    /// visitor makes a `T` and `T` is a bulk type.
+    fn learn<T: de::DeserializeOwned + 'static>(found: &mut Vec<(TypeId, bulk::Kind)>) {
+        let Some(kind) = bulk::kind::<T>() else {
+            return;
+        };
+        let mut probe = Probe(None);
+        let _ = T::deserialize(&mut probe);
+        if let Some((visitor, value)) = probe.0 {
+            if value == TypeId::of::<T>() {
+                found.push((visitor, kind));
+            }
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Probe {
+    type Error = Error;
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Error("a probe".into()))
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        self.0 = Some((typeid::of::<V>(), typeid::of::<V::Value>()));
+        Err(Error("a probe".into()))
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
 }
 
 impl<'de> Reader<'de> {
@@ -519,6 +592,14 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         visitor.visit_newtype_struct(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if bulk::may_be(std::mem::size_of::<V::Value>()) {
+            if let Some(kind) = seq_visitor_kind(typeid::of::<V>()) {
+                // SAFETY: `V` is the visitor of `kind`'s `Vec<T>` (same `TypeId`: serde's
+                // `VecVisitor<T>` has no lifetimes), whose `Value` is `Vec<T>` (checked when
+                // the visitor was learnt).
+                return unsafe { take_as::<V::Value>(self, kind) };
+            }
+        }
         let len = self.usize()?;
         visitor.visit_seq(Elements { reader: self, len })
     }

@@ -67,7 +67,11 @@ struct Doc {
     shapes: Vec<Shape>,
     map: BTreeMap<String, Vec<f32>>,
     pair: (Pair, Newtype, Unit, ()),
+    embedding: Embedding,
 }
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Embedding(Vec<f32>);
 
 fn doc(n: usize) -> Doc {
     let w = |i: usize| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -98,6 +102,7 @@ fn doc(n: usize) -> Doc {
             .map(|i| (i.to_string(), vec![i as f32; n]))
             .collect(),
         pair: (Pair(-5, "p".into()), Newtype(n as u32), Unit, ()),
+        embedding: Embedding(vec![0.25; n]),
     }
 }
 
@@ -218,4 +223,24 @@ fn bytes_fields_read_from_a_side_file_share_it() {
     assert_eq!(frame.id, 1);
     assert_eq!(&*frame.pixels, &[9u8; 1000][..]);
     assert!(frame.pixels.shares(&source));
+}
+
+#[test]
+fn serdes_visitor_of_each_bulk_vec_is_known() {
+    use serde::de::Visitor;
+    // The visitor `Vec<f64>::deserialize` hands over is found, and no other: a visitor of
+    // ours that also makes a `Vec<f64>` is not taken for it.
+    struct Mine;
+    impl<'de> Visitor<'de> for Mine {
+        type Value = Vec<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("mine")
+        }
+    }
+    assert_eq!(seq_visitor_kind(typeid::of::<Mine>()), None);
+    let mut found = Vec::new();
+    Probe::learn::<Vec<f64>>(&mut found);
+    Probe::learn::<Vec<i8>>(&mut found); // not a bulk type
+    assert_eq!(found.len(), 1);
+    assert_eq!(seq_visitor_kind(found[0].0), Some(bulk::Kind::VecF64));
 }
