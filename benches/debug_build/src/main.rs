@@ -33,7 +33,19 @@ struct Doc {
     data: Vec<f64>,
 }
 
-const CASES: [&str; 3] = ["vec_u8", "vec_f64", "struct"];
+/// A newtype around a bulk vector: read through `deserialize_newtype_struct`, not a field.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+struct Wrapped(Vec<f64>);
+
+/// A row of the user's own: a `Vec` of these is encoded element by element in the user's
+/// crate, whatever tiered does (beyond the cases: it shows what stays slow).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+struct Row {
+    id: u64,
+    value: f64,
+}
+
+const CASES: [&str; 5] = ["vec_u8", "vec_f64", "struct", "newtype", "vec_rows"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -141,6 +153,17 @@ fn run_case(name: &str) -> (Duration, Duration) {
             name: "a struct of 100 MB".to_string(),
             data: floats_value(SIZE),
         }),
+        "newtype" => insert_and_read(Wrapped(floats_value(SIZE))),
+        "vec_rows" => insert_and_read(
+            floats_value(SIZE / 2)
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| Row {
+                    id: i as u64,
+                    value,
+                })
+                .collect::<Vec<Row>>(),
+        ),
         _ => panic!("no case {name}: one of {CASES:?}"),
     }
 }
