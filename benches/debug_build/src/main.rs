@@ -60,13 +60,13 @@ fn main() {
             println!("{build} build, 100 MB values (seconds)");
             println!("{:<10} {:>8} {:>8}", "case", "insert", "read");
             for case in CASES {
-                let (insert, read) = run_case(case);
+                let [insert, read, ..] = run_case(case);
                 println!("{case:<10} {:>8.3} {:>8.3}", secs(insert), secs(read));
             }
         }
         ["case", name] => {
-            let (insert, read) = run_case(name);
-            println!("{} {}", secs(insert), secs(read));
+            let times = run_case(name).map(secs);
+            println!("{} {} {} {}", times[0], times[1], times[2], times[3]);
         }
         ["peak", phase, dir, bytes] => {
             let bytes: usize = bytes.parse().expect("BYTES");
@@ -111,7 +111,7 @@ fn floats_value(len: usize) -> Vec<f64> {
 
 /// Inserts `value` (with a flush: it is on disk when this returns), reopens the cache and
 /// reads it back; returns both times.
-fn insert_and_read<V>(value: V) -> (Duration, Duration)
+fn insert_and_read<V>(value: V) -> [Duration; 4]
 where
     V: Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync + 'static,
 {
@@ -120,18 +120,31 @@ where
     // Kept for the check afterwards; the value itself is moved into the cache, as a user's
     // insert would.
     let expected = value.clone();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     cache.insert("value", value).expect("insert");
     cache.flush().expect("flush");
-    let insert = start.elapsed();
+    let (insert, insert_cpu) = (start.elapsed(), cpu_time() - cpu);
     drop(cache);
 
     let cache = open(dir.path());
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let back = cache.get::<_, V>("value").expect("get");
-    let read = start.elapsed();
+    let (read, read_cpu) = (start.elapsed(), cpu_time() - cpu);
     assert!(back.as_deref() == Some(&expected), "the value reads back");
-    (insert, read)
+    [insert, read, insert_cpu, read_cpu]
+}
+
+/// CPU time of this process so far, every thread's (user and system, `/proc/self/stat`; in
+/// clock ticks of 10 ms): what the work cost, apart from the time spent waiting for the disk.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..]
+        .split(' ')
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// The cache as the cases open it: warm restart off, so that a read after a reopen comes from
@@ -145,7 +158,7 @@ fn open(dir: &Path) -> Cache {
         .expect("open the cache")
 }
 
-fn run_case(name: &str) -> (Duration, Duration) {
+fn run_case(name: &str) -> [Duration; 4] {
     match name {
         "vec_u8" => insert_and_read(bytes_value(SIZE)),
         "vec_f64" => insert_and_read(floats_value(SIZE)),
@@ -205,7 +218,7 @@ fn peak(phase: &str, dir: &Path, bytes: usize) {
 /// times; prints each round and the median of the rounds. Then the peak memory of a 1 GiB
 /// value (release build).
 fn compare(debug: &str, release: &str, rounds: usize) {
-    // times[case][build] = [(insert, read)] per round
+    // times[case][build] = [insert, read, insert CPU, read CPU] per round
     let mut times = vec![[Vec::new(), Vec::new()]; CASES.len()];
     for round in 1..=rounds {
         for (c, case) in CASES.iter().enumerate() {
@@ -214,14 +227,13 @@ fn compare(debug: &str, release: &str, rounds: usize) {
             }
         }
         println!("round {round} of {rounds}");
-        table(&times, |v| v[round - 1]);
+        table(&times, |v| (v[round - 1][0], v[round - 1][1]));
     }
+    let med = |v: &[[f64; 4]], i: usize| median(&mut v.iter().map(|t| t[i]).collect::<Vec<_>>());
     println!("median of {rounds} rounds");
-    table(&times, |v| {
-        let mut ins: Vec<f64> = v.iter().map(|t| t.0).collect();
-        let mut rd: Vec<f64> = v.iter().map(|t| t.1).collect();
-        (median(&mut ins), median(&mut rd))
-    });
+    table(&times, |v| (med(v, 0), med(v, 1)));
+    println!("median CPU time of the same (every thread, 10 ms ticks: no waiting for the disk)");
+    table(&times, |v| (med(v, 2), med(v, 3)));
 
     let dir = tempfile::tempdir().expect("temporary folder");
     let dir_s = dir.path().to_str().expect("utf-8 path");
@@ -241,10 +253,11 @@ fn compare(debug: &str, release: &str, rounds: usize) {
     }
 }
 
-fn child_case(bin: &str, case: &str) -> (f64, f64) {
+/// One case in a process of its own: insert and read times, then their CPU times.
+fn child_case(bin: &str, case: &str) -> [f64; 4] {
     let out = run(bin, &["case", case]);
-    let mut it = out.split_whitespace().map(|s| s.parse::<f64>().unwrap());
-    (it.next().unwrap(), it.next().unwrap())
+    let v: Vec<f64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    [v[0], v[1], v[2], v[3]]
 }
 
 fn run(bin: &str, args: &[&str]) -> String {
@@ -266,7 +279,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// One table: per case, debug and release times and their ratio, for insert and read.
-fn table(times: &[[Vec<(f64, f64)>; 2]], pick: impl Fn(&[(f64, f64)]) -> (f64, f64)) {
+fn table(times: &[[Vec<[f64; 4]>; 2]], pick: impl Fn(&[[f64; 4]]) -> (f64, f64)) {
     println!("  {:<8} {:^26}   {:^26}", "", "insert", "read");
     println!(
         "  {:<8} {:>9} {:>9} {:>6}   {:>9} {:>9} {:>6}",
