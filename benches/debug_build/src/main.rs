@@ -181,37 +181,42 @@ fn run_case(name: &str) -> [Duration; 4] {
     }
 }
 
-/// Peak resident memory of this process so far, in bytes (`VmHWM`).
-fn vm_hwm() -> u64 {
+/// A figure of `/proc/self/status`, in bytes: `VmHWM` (the peak resident memory so far),
+/// `RssAnon` (resident memory of the heap now), `RssFile` (resident pages of mapped files now).
+fn status(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
+        .unwrap_or_else(|| panic!("{field}"))
         * 1024
 }
 
 /// One phase of the peak-memory measure, in a process of its own (a peak cannot be reset):
 /// `insert` makes a `Vec<u8>` of `bytes` in `dir`'s cache; `read` reopens it and reads it
-/// back. Prints the process's peak resident memory.
+/// back. Prints the process's peak resident memory before and after, and what is resident at
+/// the end of the phase (heap, mapped files), before anything is dropped.
 fn peak(phase: &str, dir: &Path, bytes: usize) {
     let cache = open(dir);
-    let before = vm_hwm();
-    match phase {
+    let before = status("VmHWM");
+    let (anon, file) = match phase {
         "insert" => {
             let value = bytes_value(bytes);
             cache.insert("value", value).expect("insert");
             cache.flush().expect("flush");
+            (status("RssAnon"), status("RssFile"))
         }
         "read" => {
             let back = cache.get::<_, Vec<u8>>("value").expect("get");
+            let now = (status("RssAnon"), status("RssFile"));
             assert_eq!(back.expect("the value reads back").len(), bytes);
+            now
         }
         _ => panic!("phase: insert or read"),
-    }
+    };
     drop(cache);
-    println!("{before} {}", vm_hwm());
+    println!("{before} {} {anon} {file}", status("VmHWM"));
 }
 
 /// Runs every case in each build, alternately and each in a process of its own, `rounds`
@@ -242,13 +247,16 @@ fn compare(debug: &str, release: &str, rounds: usize) {
     println!("peak resident memory (VmHWM), a 1 GiB Vec<u8>, release build");
     for phase in ["insert", "read"] {
         let out = run(release, &["peak", phase, dir_s, &size]);
-        let mut it = out.split_whitespace().map(|s| s.parse::<f64>().unwrap());
-        let (before, peak) = (it.next().unwrap(), it.next().unwrap());
+        let v: Vec<f64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+        let mib = |b: f64| b / (1 << 20) as f64;
         println!(
-            "  {phase:<6} peak {:>6.0} MiB = {:.2} x the value (process before: {:.0} MiB)",
-            peak / (1 << 20) as f64,
-            peak / gib,
-            before / (1 << 20) as f64,
+            "  {phase:<6} peak {:>6.0} MiB = {:.2} x the value (process before: {:.0} MiB; \
+             at the end: heap {:.0} MiB, mapped files {:.0} MiB)",
+            mib(v[1]),
+            v[1] / gib,
+            mib(v[0]),
+            mib(v[2]),
+            mib(v[3]),
         );
     }
 }
