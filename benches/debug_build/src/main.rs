@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! tiered-debug-build-bench                        every case once, in this build
-//! tiered-debug-build-bench case NAME              one case: "insert_s read_s"
-//! tiered-debug-build-bench peak insert|read DIR BYTES   one phase of a Vec<u8> of BYTES: VmHWM
+//! tiered-debug-build-bench case NAME              one case: insert, read, their CPU (s)
+//! tiered-debug-build-bench peak insert|read DIR BYTES   one phase of a Vec<u8> of BYTES:
+//!                                                 VmHWM before and after, RssAnon, RssFile
 //! tiered-debug-build-bench compare DEBUG RELEASE [ROUNDS]   both builds side by side
 //! ```
 
