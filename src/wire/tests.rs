@@ -244,3 +244,99 @@ fn serdes_visitor_of_each_bulk_vec_is_known() {
     assert_eq!(found.len(), 1);
     assert_eq!(seq_visitor_kind(found[0].0), Some(bulk::Kind::VecF64));
 }
+
+/// Random values of many shapes at once: the same bytes as postcard, read back by both.
+#[test]
+fn random_values_are_postcards_bytes() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    type Value = (
+        (u64, i32, i128, u16, i8, bool),
+        (String, Vec<u8>, Vec<i16>, Vec<u64>),
+        (Option<Vec<i32>>, Vec<(u16, char)>, BTreeMap<String, i64>),
+        Vec<Option<String>>,
+    );
+    let strategy = (
+        (
+            any::<u64>(),
+            any::<i32>(),
+            any::<i128>(),
+            any::<u16>(),
+            any::<i8>(),
+            any::<bool>(),
+        ),
+        (
+            any::<String>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::collection::vec(any::<i16>(), 0..300),
+            proptest::collection::vec(any::<u64>(), 0..300),
+        ),
+        (
+            proptest::option::of(proptest::collection::vec(any::<i32>(), 0..50)),
+            proptest::collection::vec((any::<u16>(), any::<char>()), 0..50),
+            proptest::collection::btree_map(any::<String>(), any::<i64>(), 0..10),
+        ),
+        proptest::collection::vec(proptest::option::of(any::<String>()), 0..20),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |v: Value| {
+            same(&v);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Random bytes: both readers accept the same prefixes, into the same value.
+#[test]
+fn random_bytes_read_as_postcard_reads_them() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    type Value = (
+        u8,
+        Vec<u8>,
+        String,
+        Vec<f64>,
+        Option<Vec<u32>>,
+        (Embedding, Bytes),
+        char,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    // Short lengths and small bytes, so that many inputs get past the first fields.
+    let bytes = proptest::collection::vec(prop_oneof![0u8..8, any::<u8>()], 0..64);
+    runner
+        .run(&bytes, |input| {
+            let ours = take_from_bytes::<Value>(&input);
+            let theirs = postcard::take_from_bytes::<Value>(&input);
+            match (ours, theirs) {
+                (Ok((a, rest_a)), Ok((b, rest_b))) => {
+                    // Floats compared by their bytes (NaN).
+                    prop_assert_eq!(
+                        postcard::to_allocvec(&a).unwrap(),
+                        postcard::to_allocvec(&b).unwrap()
+                    );
+                    prop_assert_eq!(rest_a.len(), rest_b.len());
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(
+                    false,
+                    "{:?}: ours {:?}, postcard's {:?}",
+                    input,
+                    a.is_ok(),
+                    b.is_ok()
+                ),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
