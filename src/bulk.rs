@@ -56,6 +56,11 @@ pub(crate) fn may_be(size: usize) -> bool {
 macro_rules! kinds {
     ($($ty:ty => $kind:ident by $take:expr,)*) => {
         /// The bulk kind of the type whose `TypeId` is `id`, if it is one.
+        ///
+        /// Inlined in a release build only, where it folds away in the caller's optimized
+        /// generic code; in a debug build (`debug_assertions`, also set for dependencies by
+        /// Cargo's dev profile) the caller is unoptimized, and calls this optimized copy.
+        #[cfg_attr(not(debug_assertions), inline)]
         pub(crate) fn kind_of(id: TypeId) -> Option<Kind> {
             $(if id == TypeId::of::<$ty>() {
                 return Some(Kind::$kind);
@@ -65,6 +70,7 @@ macro_rules! kinds {
 
         /// The bulk kind `T` of a seed whose `TypeId` is `id`, if it is a `PhantomData<T>`
         /// (what `SeqAccess::next_element::<T>` and the like pass down).
+        #[cfg_attr(not(debug_assertions), inline)]
         pub(crate) fn seed_kind_of(id: TypeId) -> Option<Kind> {
             $(if id == TypeId::of::<PhantomData<$ty>>() {
                 return Some(Kind::$kind);

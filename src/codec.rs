@@ -109,11 +109,22 @@ pub(crate) fn decode<V: DeserializeOwned + 'static>(
     }
 }
 
+/// Reads postcard's bytes: with this crate's reader in a debug build, whose bulk fields are
+/// read by optimized code (`wire.rs`); with postcard's own in a release build, where the
+/// caller's generic code is optimized too and postcard is faster per field (about 50 ns against
+/// 95 ns on a ~100 B row: `wire::tests::speed_on_a_small_row`). `debug_assertions` tells the
+/// two apart: Cargo's dev profile sets it for every crate, whatever its opt-level. Both accept
+/// the same bytes into the same value (`wire::tests`).
 fn decode_postcard<V: DeserializeOwned>(payload: &[u8]) -> Result<V, String> {
-    match wire::take_from_bytes::<V>(payload) {
+    let taken = if cfg!(debug_assertions) {
+        wire::take_from_bytes::<V>(payload).map_err(|e| e.to_string())
+    } else {
+        postcard::take_from_bytes::<V>(payload).map_err(|e| e.to_string())
+    };
+    match taken {
         Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(format!("{} bytes left over", rest.len())),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 

@@ -403,6 +403,7 @@ impl<'de> de::Deserializer<'de> for &mut Probe {
 
 impl<'de> Reader<'de> {
     /// A primitive, read by postcard.
+    #[cfg_attr(not(debug_assertions), inline)]
     fn take<T: de::Deserialize<'de>>(&mut self) -> Result<T> {
         let (v, rest) = postcard::take_from_bytes::<T>(self.input)?;
         self.input = rest;
@@ -410,11 +411,13 @@ impl<'de> Reader<'de> {
     }
 }
 
-/// Non-generic readers of each primitive, so that a user's debug build calls optimized code.
+/// Non-generic readers of each primitive, so that a user's debug build calls optimized code
+/// (inlined in a release build only, as `bulk::kind_of` is).
 macro_rules! primitives {
     ($($name:ident: $ty:ty),*) => {
         impl<'de> Reader<'de> {
-            $(fn $name(&mut self) -> Result<$ty> {
+            $(#[cfg_attr(not(debug_assertions), inline)]
+            fn $name(&mut self) -> Result<$ty> {
                 self.take()
             })*
         }

@@ -340,3 +340,69 @@ fn random_bytes_read_as_postcard_reads_them() {
         })
         .unwrap();
 }
+
+/// Not a test: this crate's postcard against postcard on a ~100 B row, encode and decode, in
+/// one process. `cargo test --release -p tiered --lib wire::tests::speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn speed_on_a_small_row() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Row {
+        id: u64,
+        name: String,
+        values: Vec<f64>,
+    }
+    let row = Row {
+        id: 12_345,
+        name: "row-12345".into(),
+        values: (0..8).map(|i| i as f64 * 1.5).collect(),
+    };
+    let bytes = postcard::to_allocvec(&row).unwrap();
+    type Flat = (u64, u32, f64, f64, f64, f64, i64, bool);
+    let flat: Flat = (12_345, 7, 1.5, 2.5, 3.5, 4.5, -9, true);
+    let flat_bytes = postcard::to_allocvec(&flat).unwrap();
+    let t = Instant::now();
+    for _ in 0..1_000_000 {
+        black_box(postcard::from_bytes::<Flat>(black_box(&flat_bytes)).unwrap());
+    }
+    let p = t.elapsed();
+    let t = Instant::now();
+    for _ in 0..1_000_000 {
+        black_box(take_from_bytes::<Flat>(black_box(&flat_bytes)).unwrap());
+    }
+    println!(
+        "primitives only: postcard {:?} ours {:?} per 1M",
+        p,
+        t.elapsed()
+    );
+    let n = 1_000_000;
+    for round in 1..=3 {
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(postcard::to_allocvec(black_box(&row)).unwrap());
+        }
+        let pe = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(to_vec(black_box(&row)).unwrap());
+        }
+        let we = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(postcard::from_bytes::<Row>(black_box(&bytes)).unwrap());
+        }
+        let pd = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(take_from_bytes::<Row>(black_box(&bytes)).unwrap());
+        }
+        let wd = t.elapsed();
+        let ns = |d: std::time::Duration| d.as_nanos() as f64 / n as f64;
+        println!(
+            "round {round}: encode postcard {:.0} ns, ours {:.0} ns ({:.2}x); decode postcard {:.0} ns, ours {:.0} ns ({:.2}x)",
+            ns(pe), ns(we), ns(we) / ns(pe), ns(pd), ns(wd), ns(wd) / ns(pd)
+        );
+    }
+}
