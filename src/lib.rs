@@ -58,7 +58,6 @@ mod admin;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod builder;
-mod bulk;
 mod bytes;
 mod cache;
 mod codec;
@@ -84,7 +83,6 @@ mod registry;
 mod signals;
 mod stats;
 mod tiers;
-mod wire;
 
 pub use admin::{EntryFilter, EntryInfo};
 #[cfg(feature = "tokio")]

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 
-use crate::bulk;
+use crate::codec::bulk;
 
 /// What went wrong, as text: a payload that does not decode, or a `Serialize` that failed.
 #[derive(Debug)]

@@ -12,10 +12,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::bulk;
+pub(crate) mod bulk;
+pub(crate) mod format;
+
 use crate::error::{Error, Result};
 use crate::fingerprint;
-use crate::wire;
 
 /// A value's payload and how to read it.
 #[derive(Debug)]
@@ -45,7 +46,7 @@ pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(value: &V) -> Re
         });
     }
     let postcard_failure = if fingerprint::traceable::<V>() {
-        match wire::to_vec(value) {
+        match format::to_vec(value) {
             Ok(payload) => match decode_postcard::<V>(&payload) {
                 Ok(_) => {
                     return Ok(Encoded {
@@ -110,14 +111,14 @@ pub(crate) fn decode<V: DeserializeOwned + 'static>(
 }
 
 /// Reads postcard's bytes: with this crate's reader in a debug build, whose bulk fields are
-/// read by optimized code (`wire.rs`); with postcard's own in a release build, where the
+/// read by optimized code (`format.rs`); with postcard's own in a release build, where the
 /// caller's generic code is optimized too and postcard is faster per field (about 50 ns against
-/// 95 ns on a ~100 B row: `wire::tests::speed_on_a_small_row`). `debug_assertions` tells the
+/// 95 ns on a ~100 B row: `format::tests::speed_on_a_small_row`). `debug_assertions` tells the
 /// two apart: Cargo's dev profile sets it for every crate, whatever its opt-level. Both accept
-/// the same bytes into the same value (`wire::tests`).
+/// the same bytes into the same value (`format::tests`).
 fn decode_postcard<V: DeserializeOwned>(payload: &[u8]) -> Result<V, String> {
     let taken = if cfg!(debug_assertions) {
-        wire::take_from_bytes::<V>(payload).map_err(|e| e.to_string())
+        format::take_from_bytes::<V>(payload).map_err(|e| e.to_string())
     } else {
         postcard::take_from_bytes::<V>(payload).map_err(|e| e.to_string())
     };
