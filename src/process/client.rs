@@ -839,11 +839,12 @@ pub(super) fn simple(state: &Arc<State>, request: Request) -> Result<()> {
 /// owner when this one goes away.
 pub(super) fn processes(state: &Arc<State>) -> Result<Vec<crate::ProcessStats>> {
     loop {
-        match state.role() {
-            // Not connected (the holder runs another version of tiered): no one to ask.
-            Some(Role::Client(c)) if c.detached.is_some() => return Ok(Vec::new()),
-            None => return Ok(Vec::new()),
-            _ => {}
+        // Not connected (the holder runs another version of tiered): no one to ask. Without
+        // a role (a takeover under way), the next one is waited for.
+        if let Some(Role::Client(c)) = state.role() {
+            if c.detached.is_some() {
+                return Ok(Vec::new());
+            }
         }
         match state.usable_role()? {
             Role::Owner(o) => return Ok(o.peers.figures()),
