@@ -236,11 +236,13 @@ impl Graveyard {
         };
         let Ok(body) = body else { return };
         let path = folder.join(FATES_FILE);
-        let tmp = folder.join(format!("{FATES_FILE}.tmp"));
+        // Named for this process: the folder's next holder may be saving its own meanwhile.
+        let tmp = folder.join(format!("{FATES_FILE}.{}.tmp", std::process::id()));
         let written = crate::disk::private::create_file(&tmp)
             .and_then(|mut f| std::io::Write::write_all(&mut f, &body))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
             // Kept in memory; the next save tries again.
             lock(&self.graves).dirty = true;
             tracing::debug!(file = %path.display(), error = %e, "could not save the fates of dropped keys");

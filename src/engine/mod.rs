@@ -94,11 +94,16 @@ impl Drop for Inner {
         if let Some(loader) = self.warm.get_mut() {
             loader.stop();
         }
-        self.save_fates(true);
+        // Whether this process holds the folder is asked before the close lets it go; the
+        // fates are saved after it, once the sweeper (which buries what it deletes) stopped.
+        let fates = self.fates_folder();
         // Closed here, inside the count above (its own drop would close it a moment later,
         // outside it).
         if let Err(e) = self.lower.close() {
             tracing::error!(error = %e, "closing the cache lost writes");
+        }
+        if let Some(folder) = fates {
+            self.counters.graveyard.save(&folder, true);
         }
     }
 }
@@ -233,9 +238,15 @@ impl Inner {
     /// Keeps the fates of dropped keys in the folder this process holds, for `explain` after
     /// a restart (see `explain::Graveyard`); `now`: whatever the time since the last save.
     pub(crate) fn save_fates(&self, now: bool) {
-        if let Some(folder) = self.lower.folder().filter(|f| f.is_owner()) {
-            self.counters.graveyard.save(folder.dir(), now);
+        if let Some(folder) = self.fates_folder() {
+            self.counters.graveyard.save(&folder, now);
         }
+    }
+
+    /// The folder this process holds, whose fates it keeps.
+    fn fates_folder(&self) -> Option<std::path::PathBuf> {
+        let folder = self.lower.folder().filter(|f| f.is_owner())?;
+        Some(folder.dir().to_path_buf())
     }
 
     /// What became of a key dropped from the cache, as far as any process can tell: this
