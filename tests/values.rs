@@ -114,6 +114,31 @@ struct ApiResponse {
     body: serde_json::Value,
 }
 
+/// Found by a new user's trial: a skipped field's absence made the next fields' postcard bytes
+/// decode cleanly into the wrong fields (`b: Some(2), c: 7, d: []`), a wrong value after a
+/// restart. A skipped field now sends the value to MessagePack, which names its fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Crafted {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<u8>,
+    c: u8,
+    d: Vec<u8>,
+}
+
+#[test]
+fn a_skipped_field_never_shifts_the_next_fields_after_a_restart() {
+    survives_a_restart(Crafted {
+        b: None,
+        c: 1,
+        d: vec![7, 0],
+    });
+    survives_a_restart(Crafted {
+        b: Some(3),
+        c: 1,
+        d: vec![7, 0],
+    });
+}
+
 #[test]
 fn json_value_field() {
     survives_a_restart(ApiResponse {

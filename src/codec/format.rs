@@ -302,9 +302,38 @@ compound! {
     SerializeTupleStruct { serialize_field() }
     SerializeTupleVariant { serialize_field() }
     SerializeMap { serialize_key(), serialize_value() }
-    SerializeStruct { serialize_field(key: &'static str) }
-    SerializeStructVariant { serialize_field(key: &'static str) }
 }
+
+/// A struct's fields. A field left out by `skip_serializing_if` is refused: postcard's bytes
+/// name no field, so the next field's bytes would be read back as the skipped one (a wrong
+/// value that decodes cleanly); the codec then stores the value as MessagePack, which names
+/// its fields.
+macro_rules! structs {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut Writer {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _key: &'static str,
+                value: &T,
+            ) -> Result<()> {
+                put(self, value)
+            }
+            fn skip_field(&mut self, key: &'static str) -> Result<()> {
+                Err(Error(format!(
+                    "field `{key}` is skipped (skip_serializing_if): postcard's bytes would be \
+                     read back into the wrong fields"
+                )))
+            }
+            fn end(self) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+structs!(SerializeStruct, SerializeStructVariant);
 
 /// Reads postcard's bytes from the front of `input`.
 pub(crate) struct Reader<'de> {
