@@ -179,3 +179,50 @@ fn a_text_that_is_not_a_key_says_where_and_how_to_write_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tiered::memoize(cache = _cache)]
+fn load_rates(_cache: &Cache, region: String) -> u32 {
+    region.len() as u32
+}
+
+#[test]
+fn a_memoized_call_whose_function_has_no_entry_left_is_still_explained() {
+    let dir = common::tempdir();
+    let cache = Cache::open(dir.path()).unwrap();
+    load_rates(&cache, "eu".into());
+    assert!(load_rates::remove(&cache, &"eu".to_string()).unwrap());
+    // No entry of the function is left to show how its keys are made: its note does.
+    assert_eq!(
+        cache.explain_shown("load_rates(\"eu\")").unwrap(),
+        Explanation::Removed
+    );
+}
+
+#[test]
+fn a_call_dropped_by_a_code_change_says_so_in_later_processes() {
+    let dir = common::tempdir();
+    let v1 = Memoized::new("app::weekly_report", 1);
+    let v2 = Memoized::new("app::weekly_report", 2);
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        v1.call(&cache, &Options::new(), v1.key(&("eu", 3u8)), || 1u32);
+    }
+    {
+        // The new build's first call drops version 1's entries (swept at the latest at close).
+        let cache = Cache::open(dir.path()).unwrap();
+        v2.call(&cache, &Options::new(), v2.key(&("us", 1u8)), || 2u32);
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(
+        v2.explain::<u32>(&cache, &v2.key(&("eu", 3u8))).unwrap(),
+        Explanation::CodeChanged
+    );
+    assert_eq!(
+        cache.explain_shown("weekly_report(\"eu\", 3)").unwrap(),
+        Explanation::CodeChanged
+    );
+    assert_eq!(
+        cache.explain_shown("weekly_report(\"eu\", 4)").unwrap(),
+        Explanation::NeverWritten
+    );
+}

@@ -70,9 +70,15 @@ pub(crate) enum Command {
     Stats {
         /// The cache folder (none with --redis).
         dir: Option<PathBuf>,
-        /// Refresh every SECS seconds (default 2) until interrupted: in place on a terminal,
-        /// one line of JSON per refresh with --json.
-        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+        /// Refresh every SECS seconds (`--watch=5`; default 2) until interrupted: in place on
+        /// a terminal, one line of JSON per refresh with --json.
+        #[arg(
+            long,
+            value_name = "SECS",
+            num_args = 0..=1,
+            default_missing_value = "2",
+            require_equals = true
+        )]
         watch: Option<f64>,
     },
     /// List entries: namespace, key, tags, size, expiry.
@@ -89,10 +95,10 @@ pub(crate) enum Command {
     /// `tiered explain DIR KEY`, or for a cache in Redis `tiered explain --redis URL KEY`.
     Explain {
         /// The cache folder, then the key (with --redis: the key only).
-        #[arg(value_name = "DIR")]
+        #[arg(value_name = "DIR", allow_hyphen_values = true)]
         first: String,
         /// The key, as `tiered ls` shows it.
-        #[arg(value_name = "KEY")]
+        #[arg(value_name = "KEY", allow_hyphen_values = true)]
         second: Option<String>,
         /// The key's namespace (default: the cache's own keys).
         #[arg(long, value_name = "NS")]

@@ -225,6 +225,9 @@ fn explain_takes_keys_of_any_type_as_ls_shows_them() {
         let why = json(&["explain", d, key]);
         assert_eq!(why["live"], true, "{key}: {why}");
     }
+    // A negative number is a key, not an option.
+    let out = tiered(&["explain", d, "-2i64"]);
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
     for key in [r#"("prices", 3u64)"#, r#"("prices", 5)"#, r#""q1""#] {
         let out = tiered(&["explain", d, key]);
         assert_eq!(code(&out), 4, "{key}");
@@ -384,7 +387,7 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&tiered(&["--help"])), 0);
     // A watch period out of range is refused, never a panic (1e20 s overflowed a Duration).
     for secs in ["0", "0.05", "nan", "inf", "1e20", "1e-300", "100000"] {
-        let out = tiered(&["stats", d, "--watch", secs]);
+        let out = tiered(&["stats", d, &format!("--watch={secs}")]);
         assert_eq!(code(&out), 2, "--watch {secs}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("from 0.1 to 86400"), "--watch {secs}: {err}");

@@ -257,7 +257,7 @@ fn stats_watch_refreshes_until_stopped() {
     let path = dir.path().to_str().unwrap();
     let mut app = App::start(dir.path());
     let mut watch = Command::new(env!("CARGO_BIN_EXE_tiered"))
-        .args(["stats", path, "--watch", "0.1", "--json"])
+        .args(["stats", "--watch=0.1", path, "--json"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

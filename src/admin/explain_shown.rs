@@ -111,6 +111,9 @@ impl Inner {
         // One pass over the records: the keys of each such function's entries, and the
         // functions the cache noted a version of.
         let mut functions: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        // The hidden parts each function noted (`memo::CALL_FORM`), for when none of its
+        // entries is left.
+        let mut forms: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
         let mut after = None;
         loop {
             let mut page = Vec::new();
@@ -121,10 +124,20 @@ impl Inner {
                     continue;
                 };
                 if ns == crate::memo::VERSIONS {
-                    if let Ok(Item::Str(path)) = shown::parse(&readable::render(key)) {
-                        if named(&path) {
+                    match shown::parse(&readable::render(key)) {
+                        Ok(Item::Str(path)) if named(&path) => {
                             functions.entry(path).or_default();
                         }
+                        Ok(Item::Seq(parts)) => {
+                            if let [Item::Str(tag), Item::Str(path), Item::Str(hex)] = &parts[..] {
+                                if tag == crate::memo::CALL_FORM && named(path) {
+                                    if let Some(hidden) = unhex(hex) {
+                                        forms.entry(path.clone()).or_default().push(hidden);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 } else if named(&ns) {
                     functions.entry(ns).or_default().push(key.to_vec());
@@ -140,7 +153,8 @@ impl Inner {
         }
         let mut found = None;
         for (path, keys) in &functions {
-            let why = self.explain_call_of(path, keys, args)?;
+            let noted = forms.get(path).map_or(&[][..], Vec::as_slice);
+            let why = self.explain_call_of(path, keys, noted, args)?;
             if why == Explanation::Hit {
                 return Ok(Some(why));
             }
@@ -151,13 +165,31 @@ impl Inner {
         Ok(found)
     }
 
-    /// A call of the function at `path`, whose entries' keys are `keys`.
-    fn explain_call_of(&self, path: &str, keys: &[Vec<u8>], args: &[Item]) -> Result<Explanation> {
-        let versions = crate::key::encode_key_in(Some(crate::memo::VERSIONS), path)?;
-        let current = self.read_quietly::<u64>(&versions);
+    /// A version noted under `key` in the memoized functions' bookkeeping.
+    fn noted_version<K: serde::Serialize + ?Sized>(&self, key: &K) -> Option<u64> {
+        let ek = crate::key::encode_key_in(Some(crate::memo::VERSIONS), key).ok()?;
+        self.read_quietly::<u64>(&ek)
+    }
+
+    /// A call of the function at `path`, whose entries' keys are `keys` and whose noted
+    /// hidden parts are `noted`.
+    fn explain_call_of(
+        &self,
+        path: &str,
+        keys: &[Vec<u8>],
+        noted: &[Vec<u8>],
+        args: &[Item],
+    ) -> Result<Explanation> {
+        let current = self.noted_version(&path);
         // The hidden parts in use (what `#[memoize]` puts before the arguments), none included.
         let mut hidden: BTreeSet<&[u8]> = BTreeSet::from([&[][..]]);
+        hidden.extend(noted.iter().map(Vec::as_slice));
         let mut older = BTreeSet::new();
+        // The version the last code change dropped (`memo::REPLACED`).
+        let replaced = self.noted_version(&(crate::memo::REPLACED, path));
+        if let Some(replaced) = replaced.filter(|v| Some(*v) != current) {
+            older.insert(replaced);
+        }
         for key in keys {
             if let Some((version, part)) = readable::split_call(key) {
                 hidden.insert(part);
@@ -176,12 +208,15 @@ impl Inner {
                 return Ok(why);
             }
         }
-        // Stored by another version of the function's code only.
+        // Stored by another version of the function's code only: its record is still here,
+        // or what became of it is remembered (dropped when the code changed).
         let stored: BTreeSet<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         for version in older {
-            if with_version(version, &forms)
+            let old_forms = with_version(version, &forms);
+            if old_forms
                 .iter()
                 .any(|f| stored.iter().any(|k| f.matches(k)))
+                || self.explain_first(Some(path), &old_forms)? != Explanation::NeverWritten
             {
                 return Ok(Explanation::CodeChanged);
             }
@@ -224,5 +259,16 @@ fn with_version(version: u64, forms: &[Form]) -> Vec<Form> {
             f.push(END);
             f
         })
+        .collect()
+}
+
+/// The bytes of a hex text (two digits a byte), if it is one.
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect()
 }

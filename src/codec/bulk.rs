@@ -29,14 +29,18 @@ pub(crate) enum Kind {
     VecF64,
     /// `Vec<f32>`: a length, then each float's 4 little-endian bytes.
     VecF32,
-    /// Integer vectors: a length, then each integer as postcard's varint (zigzag if signed);
-    /// written by postcard itself, instantiated here.
+    /// Integer vectors: a length, then each integer as postcard writes it (a byte for `i8`,
+    /// else a varint, zigzag if signed; `usize` and `isize` as 64-bit); written by postcard
+    /// itself, instantiated here.
     VecU16,
     VecU32,
     VecU64,
+    VecUsize,
+    VecI8,
     VecI16,
     VecI32,
     VecI64,
+    VecIsize,
 }
 
 /// The bulk kind of `V`, if it is one.
@@ -127,9 +131,12 @@ kinds! {
     Vec<u16> => VecU16 by |i| front(i),
     Vec<u32> => VecU32 by |i| front(i),
     Vec<u64> => VecU64 by |i| front(i),
+    Vec<usize> => VecUsize by |i| front(i),
+    Vec<i8> => VecI8 by |i| front(i),
     Vec<i16> => VecI16 by |i| front(i),
     Vec<i32> => VecI32 by |i| front(i),
     Vec<i64> => VecI64 by |i| front(i),
+    Vec<isize> => VecIsize by |i| front(i),
 }
 
 /// `value`'s postcard bytes; `value` is of `kind` (else this panics: a bug of the caller).
@@ -153,9 +160,12 @@ pub(crate) fn encode_into(kind: Kind, value: &dyn Any, out: &mut Vec<u8>) {
         Kind::VecU16 => postcard_into(of::<Vec<u16>>(value), out),
         Kind::VecU32 => postcard_into(of::<Vec<u32>>(value), out),
         Kind::VecU64 => postcard_into(of::<Vec<u64>>(value), out),
+        Kind::VecUsize => postcard_into(of::<Vec<usize>>(value), out),
+        Kind::VecI8 => postcard_into(of::<Vec<i8>>(value), out),
         Kind::VecI16 => postcard_into(of::<Vec<i16>>(value), out),
         Kind::VecI32 => postcard_into(of::<Vec<i32>>(value), out),
         Kind::VecI64 => postcard_into(of::<Vec<i64>>(value), out),
+        Kind::VecIsize => postcard_into(of::<Vec<isize>>(value), out),
     }
 }
 
@@ -178,9 +188,12 @@ pub(crate) fn size(kind: Kind, value: &dyn Any) -> usize {
         Kind::VecU16 => postcard_size::<Vec<u16>>(value),
         Kind::VecU32 => postcard_size::<Vec<u32>>(value),
         Kind::VecU64 => postcard_size::<Vec<u64>>(value),
+        Kind::VecUsize => postcard_size::<Vec<usize>>(value),
+        Kind::VecI8 => postcard_size::<Vec<i8>>(value),
         Kind::VecI16 => postcard_size::<Vec<i16>>(value),
         Kind::VecI32 => postcard_size::<Vec<i32>>(value),
         Kind::VecI64 => postcard_size::<Vec<i64>>(value),
+        Kind::VecIsize => postcard_size::<Vec<isize>>(value),
     }
 }
 
@@ -318,6 +331,15 @@ mod tests {
                 (0..n).map(|i| w(i) as i64).collect::<Vec<_>>(),
                 Kind::VecI64,
             );
+            same_as_postcard(
+                (0..n).map(|i| w(i) as usize).collect::<Vec<_>>(),
+                Kind::VecUsize,
+            );
+            same_as_postcard(
+                (0..n).map(|i| w(i) as isize).collect::<Vec<_>>(),
+                Kind::VecIsize,
+            );
+            same_as_postcard((0..n).map(|i| w(i) as i8).collect::<Vec<_>>(), Kind::VecI8);
         }
         // Special floats keep their bits.
         let floats = vec![f64::NAN, -0.0, f64::INFINITY, f64::MIN_POSITIVE, f64::MAX];
@@ -333,7 +355,7 @@ mod tests {
 
     #[test]
     fn other_types_have_no_kind() {
-        assert_eq!(kind::<Vec<i8>>(), None);
+        assert_eq!(kind::<Vec<u128>>(), None);
         assert_eq!(kind::<Vec<(u8, u8)>>(), None);
         assert_eq!(kind::<Box<[u8]>>(), None);
         assert_eq!(kind::<u64>(), None);

@@ -382,9 +382,12 @@ fn seq_visitor_kind(id: TypeId) -> Option<bulk::Kind> {
         Probe::learn::<Vec<u16>>(&mut found);
         Probe::learn::<Vec<u32>>(&mut found);
         Probe::learn::<Vec<u64>>(&mut found);
+        Probe::learn::<Vec<usize>>(&mut found);
+        Probe::learn::<Vec<i8>>(&mut found);
         Probe::learn::<Vec<i16>>(&mut found);
         Probe::learn::<Vec<i32>>(&mut found);
         Probe::learn::<Vec<i64>>(&mut found);
+        Probe::learn::<Vec<isize>>(&mut found);
         found
     });
     visitors

@@ -35,6 +35,11 @@ pub use global::{global, global_status, GlobalStatus};
 
 /// The namespace where a cache keeps the code version of each memoized function it has seen.
 pub(crate) const VERSIONS: &str = "tiered/memoize-versions";
+/// In [`VERSIONS`], `(REPLACED, path)`: the version whose entries the last version change
+/// dropped, for `explain` in later processes.
+pub(crate) const REPLACED: &str = "replaced";
+/// In [`VERSIONS`], `(CALL_FORM, path, hex)`: the hidden part of the function's keys.
+pub(crate) const CALL_FORM: &str = "call-form";
 
 /// A memoized function: its path (the namespace of its entries) and its code version.
 ///
@@ -245,6 +250,7 @@ impl Memoized {
                         Ok(v)
                     }
                     None => {
+                        state.note_call_form(inner, self.path, &ek);
                         let computation = || {
                             ran = true;
                             let f = f.take();
@@ -377,9 +383,17 @@ impl Memoized {
         if found != Explanation::NeverWritten {
             return Ok(found);
         }
-        // Or dropped by this process's first call.
+        // Or dropped by this process's first call, or by an earlier process's (its note).
         let noted = noted();
-        let older = noted.or(*lock(&inner.memo.state(self.path).replaced));
+        let replaced_note = || {
+            encode_key_in(Some(VERSIONS), &(REPLACED, self.path))
+                .ok()
+                .and_then(|nk| inner.read_quietly::<u64>(&nk))
+                .filter(|v| *v != self.version)
+        };
+        let older = noted
+            .or(*lock(&inner.memo.state(self.path).replaced))
+            .or_else(replaced_note);
         let Some(old_key) = older.and_then(|older| self.at_version(ek, older)) else {
             return Ok(found);
         };
@@ -498,6 +512,9 @@ impl Memoized {
         );
         if let Some(older) = &seen {
             *lock(&inner.memo.state(self.path).replaced) = Some(**older);
+            if let Err(e) = inner.insert_own(&versions, &(REPLACED, self.path), **older) {
+                tracing::debug!(function = self.path, error = %e, "could not note the replaced version");
+            }
         }
         let scope = self.scope();
         let cleared = match seen {
@@ -609,6 +626,9 @@ struct FnState {
     noted_ms: AtomicU64,
     /// The older version whose entries this process dropped at its first call, for `explain`.
     replaced: Mutex<Option<u64>>,
+    /// Whether this process noted the hidden part of the function's keys (see
+    /// [`note_call_form`](FnState::note_call_form)).
+    call_form_noted: AtomicBool,
 }
 
 /// How often a used function marks its version note as read.
@@ -625,6 +645,34 @@ impl FnState {
             warned: AtomicBool::new(false),
             noted_ms: AtomicU64::new(0),
             replaced: Mutex::new(None),
+            call_form_noted: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes, once per process, the hidden part of the function's keys (`#[memoize]`'s
+    /// `Hidden`: what the build decided, the types), so that a tool that has only the call's
+    /// text (`tiered explain DIR 'f("eu", 5)'`) can build its key even when no entry of the
+    /// function is left (`admin/explain_shown.rs`). Bookkeeping: not counted.
+    fn note_call_form(&self, inner: &Inner, path: &str, ek: &EncodedKey) {
+        if self.call_form_noted.swap(true, Ordering::Relaxed) || !inner.lower.keeps_records() {
+            return;
+        }
+        let Some((_, key)) = crate::admin::readable::split_scope(&ek.bytes) else {
+            return;
+        };
+        let Some((_, hidden)) = crate::admin::readable::split_call(key) else {
+            return;
+        };
+        if hidden.is_empty() {
+            return;
+        }
+        let hex: String = hidden.iter().map(|b| format!("{b:02x}")).collect();
+        let versions = Scope::new(VERSIONS);
+        let noted = crate::stats::uncounted(|| {
+            inner.insert_own(&versions, &(CALL_FORM, path, hex.as_str()), true)
+        });
+        if let Err(e) = noted {
+            tracing::debug!(function = path, error = %e, "could not note the function's key form");
         }
     }
 
