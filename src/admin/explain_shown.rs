@@ -129,9 +129,16 @@ impl Inner {
                             functions.entry(path).or_default();
                         }
                         Ok(Item::Seq(parts)) => {
-                            if let [Item::Str(tag), Item::Str(path), Item::Str(hex)] = &parts[..] {
+                            if let [Item::Str(tag), Item::Str(path)] = &parts[..] {
                                 if tag == crate::memo::CALL_FORM && named(path) {
-                                    if let Some(hidden) = unhex(hex) {
+                                    let note = crate::key::encode_key_in(
+                                        Some(crate::memo::VERSIONS),
+                                        &(crate::memo::CALL_FORM, path.as_str()),
+                                    )?;
+                                    let hidden = self
+                                        .read_quietly::<String>(&note)
+                                        .and_then(|hex| unhex(&hex));
+                                    if let Some(hidden) = hidden {
                                         forms.entry(path.clone()).or_default().push(hidden);
                                     }
                                 }

@@ -38,7 +38,8 @@ pub(crate) const VERSIONS: &str = "tiered/memoize-versions";
 /// In [`VERSIONS`], `(REPLACED, path)`: the version whose entries the last version change
 /// dropped, for `explain` in later processes.
 pub(crate) const REPLACED: &str = "replaced";
-/// In [`VERSIONS`], `(CALL_FORM, path, hex)`: the hidden part of the function's keys.
+/// In [`VERSIONS`], `(CALL_FORM, path)`: the hidden part of the function's keys, in hex (the
+/// latest form noted, one per function).
 pub(crate) const CALL_FORM: &str = "call-form";
 
 /// A memoized function: its path (the namespace of its entries) and its code version.
@@ -668,9 +669,9 @@ impl FnState {
         }
         let hex: String = hidden.iter().map(|b| format!("{b:02x}")).collect();
         let versions = Scope::new(VERSIONS);
-        let noted = crate::stats::uncounted(|| {
-            inner.insert_own(&versions, &(CALL_FORM, path, hex.as_str()), true)
-        });
+        // One note per function (the latest form): the bookkeeping never grows with builds.
+        let noted =
+            crate::stats::uncounted(|| inner.insert_own(&versions, &(CALL_FORM, path), hex));
         if let Err(e) = noted {
             tracing::debug!(function = path, error = %e, "could not note the function's key form");
         }
