@@ -41,11 +41,8 @@ impl Above for Inner {
     }
 
     fn fate(&self, digest: u128) -> Option<crate::Explanation> {
-        let graveyard = &self.counters.graveyard;
-        if let Some(folder) = self.lower.folder() {
-            graveyard.load_once(folder.dir());
-        }
-        graveyard.fate(digest)
+        // The holder asks no one below it: its graveyard, then the folder's saved fates.
+        Inner::fate(self, digest)
     }
 
     fn bury_removal(&self, digest: u128, stored: Option<crate::tiers::Stored>) {
