@@ -95,6 +95,51 @@ impl Cache {
         self.inner.get(&self.inner.root, key)
     }
 
+    /// [`get`](Cache::get), with the part that may wait (a disk read, a request to the
+    /// folder's owner, the decode of an entry the warm restart loaded) run inside `wait`, which
+    /// must call the function it is given, once, and return its answer. A memory hit never
+    /// calls `wait`. For a binding that lets go of a global lock while it waits and keeps it
+    /// for a memory hit, without encoding the key twice (as
+    /// [`get_from_memory`](Cache::get_from_memory) then `get` would); Python's `Cache.get`
+    /// runs its disk reads with the GIL released this way.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use tiered::Cache;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path())?;
+    /// cache.insert("k", 7u32)?;
+    /// cache.flush()?;
+    /// drop(cache);
+    ///
+    /// let cache = Cache::builder().path(dir.path()).warm_restart(0).open()?;
+    /// let waited = AtomicBool::new(false);
+    /// let read = |io: &(dyn Fn() -> Option<std::sync::Arc<u32>> + Sync)| {
+    ///     waited.store(true, Ordering::Relaxed); // a binding lets go of its lock here
+    ///     io()
+    /// };
+    /// assert_eq!(cache.get_waiting("k", read)?.as_deref(), Some(&7)); // from disk
+    /// assert!(waited.swap(false, Ordering::Relaxed));
+    /// assert_eq!(cache.get_waiting("k", read)?.as_deref(), Some(&7)); // a memory hit
+    /// assert!(!waited.load(Ordering::Relaxed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the key cannot be encoded.
+    pub fn get_waiting<K, V>(
+        &self,
+        key: &K,
+        wait: impl FnOnce(&(dyn Fn() -> Option<Arc<V>> + Sync)) -> Option<Arc<V>>,
+    ) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.get_waiting(&self.inner.root, key, wait)
+    }
+
     /// The value stored for `key` if the memory tier holds a live one of type `V`: never reads
     /// the disk, never asks another process, never blocks on I/O. `None` says nothing about
     /// the disk: follow it with [`get`](Cache::get) for the full answer. A hit counts as a

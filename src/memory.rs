@@ -268,6 +268,7 @@ impl MemoryTier {
         let tier_counters = counters.clone();
         let moka = moka::sync::Cache::builder()
             .max_capacity(capacity)
+            .initial_capacity(presized_entries(capacity))
             .weigher(|_, e: &Arc<MemEntry>| e.weight)
             .expire_after(EntryExpiry { clock })
             .eviction_listener(
@@ -421,6 +422,15 @@ impl MemoryTier {
     pub fn entries(&self) -> Vec<(u128, Arc<MemEntry>)> {
         self.moka.iter().map(|(k, v)| (*k, v)).collect()
     }
+}
+
+/// The entries moka's hash table is sized for at the start: one per 4 KiB of capacity, at most
+/// 16,384 (a table of 256 KiB). A table that starts small doubles and moves every entry each
+/// time it fills, which a fresh process pays on its first reads after a restart: in a run of
+/// `benches/engine`'s `disk_hit_after_reopen`, a plain moka in front of redb took 1.58 us per
+/// first read, 1.44 us presized for its 10,000 entries.
+fn presized_entries(capacity: u64) -> usize {
+    usize::try_from(capacity / 4096).map_or(16_384, |n| n.min(16_384))
 }
 
 /// What an entry costs besides its key, value and generations: moka's bookkeeping (hash table

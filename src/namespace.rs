@@ -53,6 +53,22 @@ impl Namespace {
         self.cache.inner.get(&self.scope, key)
     }
 
+    /// See [`Cache::get_waiting`].
+    ///
+    /// # Errors
+    /// As [`Cache::get_waiting`].
+    pub fn get_waiting<K, V>(
+        &self,
+        key: &K,
+        wait: impl FnOnce(&(dyn Fn() -> Option<Arc<V>> + Sync)) -> Option<Arc<V>>,
+    ) -> Result<Option<Arc<V>>>
+    where
+        K: Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.cache.inner.get_waiting(&self.scope, key, wait)
+    }
+
     /// See [`Cache::get_from_memory`].
     ///
     /// # Errors

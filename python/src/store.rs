@@ -125,10 +125,12 @@ impl Scoped<'_> {
             Scoped::Ns(n) => n.get_from_memory(k),
         }
     }
-    fn get(&self, k: &Part) -> tiered::Result<Option<Arc<PyValue>>> {
+    /// `get`, with the GIL released only for what may wait (a disk read, the owner's answer).
+    fn get_detached(&self, py: Python<'_>, k: &Part) -> tiered::Result<Option<Arc<PyValue>>> {
+        let wait = |io: &(dyn Fn() -> Option<Arc<PyValue>> + Sync)| py.detach(io);
         match self {
-            Scoped::Root(c) => c.get(k),
-            Scoped::Ns(n) => n.get(k),
+            Scoped::Root(c) => c.get_waiting(k, wait),
+            Scoped::Ns(n) => n.get_waiting(k, wait),
         }
     }
     fn insert_with(&self, k: &Part, v: PyValue, o: &Options) -> tiered::Result<()> {
@@ -577,12 +579,9 @@ impl Store {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let part = self.key(key)?;
         let scoped = self.scoped(py)?;
-        let found = match scoped.get_from_memory(&part).map_err(|e| cache_error(&e))? {
-            Some(v) => Some(v),
-            None => py
-                .detach(|| scoped.get(&part))
-                .map_err(|e| cache_error(&e))?,
-        };
+        let found = scoped
+            .get_detached(py, &part)
+            .map_err(|e| cache_error(&e))?;
         let Some(v) = found else {
             return Ok(None);
         };

@@ -66,6 +66,31 @@ impl Inner {
         Ok(self.memory_hit(&scope.name, &ek))
     }
 
+    /// [`get`](Inner::get), with what may wait (a decode of an entry the warm restart loaded,
+    /// a disk read, a request to the folder's owner) run inside `wait`; a memory hit and a
+    /// miss the memory tier can tell alone do not call it. The key is encoded once.
+    pub fn get_waiting<K, V>(
+        &self,
+        scope: &Scope,
+        key: &K,
+        wait: impl FnOnce(&(dyn Fn() -> Option<Arc<V>> + Sync)) -> Option<Arc<V>>,
+    ) -> Result<Option<Arc<V>>>
+    where
+        K: serde::Serialize + ?Sized,
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let ek = encode_key(&scope.name, key)?;
+        let found = match self.lookup_memory::<V>(&scope.name, &ek, false) {
+            InMemory::Hit(v) => Some(v),
+            InMemory::Miss => None,
+            InMemory::Absent => wait(&|| self.lookup::<V>(&scope.name, &ek)),
+        };
+        if found.is_none() {
+            self.count_miss(scope);
+        }
+        Ok(found)
+    }
+
     /// [`get_from_memory`](Inner::get_from_memory) for a key encoded beforehand.
     pub(crate) fn memory_hit<V>(&self, scope: &ScopeName, ek: &EncodedKey) -> Option<Arc<V>>
     where
