@@ -13,6 +13,14 @@ import pytest
 import tiered
 
 
+@pytest.fixture(autouse=True)
+def _default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # tiered.default_cache() (the drop-ins', tiered.memoize's): a fresh one per test, in the
+    # test's folder, never ./.cache/tiered in the folder pytest runs from.
+    monkeypatch.setenv("TIERED_DIR", str(tmp_path / "default"))
+    monkeypatch.setattr(tiered, "_default", None)
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return tmp_path / "cache"

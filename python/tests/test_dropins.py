@@ -15,13 +15,6 @@ from tiered import _sessions
 from conftest import run_python
 
 
-@pytest.fixture(autouse=True)
-def _default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The drop-ins use tiered.default_cache(): a fresh one per test, in the test's folder.
-    monkeypatch.setenv("TIERED_DIR", str(tmp_path / "default"))
-    monkeypatch.setattr(tiered, "_default", None)
-
-
 def _counting_script(decorator: str, body: str = "return {'x': [x]}") -> str:
     return f"""
         import tiered, tiered.panel, tiered.streamlit
