@@ -370,3 +370,99 @@ fn stats_by_process_right_after_the_owner_dies_asks_the_next_owner() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(all[0].this_process && all[0].holds_folder, "{all:?}");
 }
+
+/// Found by a review of the Python package: a client's memory hits of entries with an idle
+/// limit note their read times for the owner (a second after their last note), and those went
+/// out from the reading thread in batches of 1,024. A stopped owner drains nothing: after
+/// about 8,000 notes its socket was full, one memory hit waited `request_timeout` (holding
+/// Python's GIL), the connection ended, and every read after it waited `open_timeout` and
+/// missed. Read times are now only sent by the notices' thread, to an owner heard from lately.
+#[test]
+fn memory_hits_of_idle_entries_never_wait_for_a_stopped_owner() {
+    const N: usize = 20_000;
+    let dir = common::tempdir();
+    let a = App::start(dir.path());
+    let cache = Cache::builder()
+        .path(dir.path())
+        .open_timeout(Duration::from_secs(20))
+        .request_timeout(Duration::from_secs(20))
+        .open()
+        .unwrap();
+    assert!(cache.owner_pid().is_some(), "a client of the child");
+    let idle = Options::new().idle(Duration::from_secs(600));
+    for i in 0..N {
+        cache.insert_with(&i, i as u64, &idle).unwrap();
+    }
+    cache.flush().unwrap();
+    stop(&a.child);
+    // Every entry's read time is due to be noted again (at most a second after the last).
+    std::thread::sleep(Duration::from_millis(1_300));
+    let started = Instant::now();
+    for i in 0..N {
+        let got = cache.get_from_memory::<_, u64>(&i).unwrap();
+        assert_eq!(got.as_deref(), Some(&(i as u64)), "key {i}: a memory hit");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "{N} memory hits took {took:?} with the owner stopped (request_timeout 20 s)"
+    );
+    common::signal(&a.child, libc::SIGCONT);
+    assert!(
+        common::eventually(30, || {
+            cache.get::<_, u64>(&0usize).ok().flatten().as_deref() == Some(&0)
+        }),
+        "reads work again once the owner runs"
+    );
+    drop(cache); // before the owner goes: no takeover to wait for at exit
+    a.quit();
+}
+
+/// Once a client waited `open_timeout` for a takeover that cannot come (its connection ended
+/// while the owner is stopped: alive, holding the folder, its socket unanswered), the calls
+/// after it fail at once instead of waiting `open_timeout` each, until the role changes; once
+/// the owner runs again, this process is its client again and reads work.
+#[test]
+fn after_a_takeover_wait_ran_out_calls_fail_at_once_until_the_owner_answers() {
+    let dir = common::tempdir();
+    let a = App::start(dir.path());
+    let open_timeout = Duration::from_secs(6);
+    let cache = Cache::builder()
+        .path(dir.path())
+        .open_timeout(open_timeout)
+        .request_timeout(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    assert!(cache.owner_pid().is_some(), "a client of the child");
+    cache.insert("k", 7u64).unwrap();
+    stop(&a.child);
+    // Writes of 60 KiB (under the side-file size: the bytes go through the socket) from 8
+    // threads at once fill the stopped owner's socket: a write times out and the connection
+    // ends.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let cache = &cache;
+            s.spawn(move || {
+                let _ = cache.insert(&format!("big-{t}"), vec![t as u8; 60 << 10]);
+            });
+        }
+    });
+    let _ = cache.get::<_, u64>("first"); // may wait up to open_timeout
+    for what in ["second", "third"] {
+        let started = Instant::now();
+        let _ = cache.get::<_, u64>(what);
+        let took = started.elapsed();
+        assert!(
+            took < open_timeout / 2,
+            "the {what} read took {took:?}: it waited for a takeover again"
+        );
+    }
+    common::signal(&a.child, libc::SIGCONT);
+    assert!(
+        common::eventually(30, || cache.get::<_, u64>("k").ok().flatten().as_deref()
+            == Some(&7)),
+        "reads work again once the owner runs"
+    );
+    drop(cache); // before the owner goes: no takeover to wait for at exit
+    a.quit();
+}

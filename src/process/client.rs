@@ -38,8 +38,9 @@ pub(crate) struct Client {
     /// Set by [`close`](Client::close): the end of the connection is this process's doing.
     closing: AtomicBool,
     durable: bool,
-    /// Read times not sent yet, and when the first of them was noted.
-    touches: Mutex<(Vec<wire::Touch>, std::time::Instant)>,
+    /// Read times not sent yet, the latest per key (so as many as keys read), and when the
+    /// first of them was noted. Only the notices' thread sends them: see [`touch`](Client::touch).
+    touches: Mutex<(NotedTouches, std::time::Instant)>,
     /// This connection's slot in the folder's epochs file and the value it held at the
     /// greeting (see `epochs.rs`).
     pub slot: usize,
@@ -48,6 +49,8 @@ pub(crate) struct Client {
     timeout: Duration,
     /// When the owner last sent anything, as time since `born`.
     heard: AtomicU64,
+    /// When the last round of read times went out, as time since `born` (0: none yet).
+    touches_sent: AtomicU64,
     born: Instant,
     /// Since when the owner has not answered (a request timed out), until it sends anything.
     silent: Mutex<Option<std::time::SystemTime>>,
@@ -76,10 +79,16 @@ pub(super) enum Answer {
     Silent,
 }
 
+/// Read times noted for the owner: the latest per key, and whether the key has an idle limit.
+type NotedTouches = std::collections::HashMap<u128, (u64, bool)>;
+
 /// Read times sent in one message at most.
 const TOUCH_BATCH: usize = 1024;
 /// How long a read time may wait for its batch (idle limits are much longer).
 const TOUCH_EVERY: Duration = Duration::from_millis(250);
+/// Read times sent in one round at most: one round at a time is in the owner's socket (about
+/// 120 KB, under a socket's default buffer), see [`Client::send_touches`].
+const TOUCH_ROUND: usize = 4 * TOUCH_BATCH;
 /// How often a client sends its counters to the owner, while they change (for
 /// `Cache::stats_by_process`).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -190,11 +199,12 @@ impl Client {
             alive: AtomicBool::new(true),
             closing: AtomicBool::new(false),
             durable: detached.is_none() && state.cfg.durability == Durability::Immediate,
-            touches: Mutex::new((Vec::new(), Instant::now())),
+            touches: Mutex::new((std::collections::HashMap::new(), Instant::now())),
             slot,
             epoch,
             timeout: state.cfg.request_timeout,
             heard: AtomicU64::new(0),
+            touches_sent: AtomicU64::new(0),
             born: Instant::now(),
             silent: Mutex::new(detached.is_some().then(std::time::SystemTime::now)),
             pinged: Mutex::new(None),
@@ -370,27 +380,64 @@ impl Client {
         self.write(&frame);
     }
 
-    /// Notes a read time; they go to the owner in batches (a message per read would cost
-    /// the owner a wake-up per read): at the latest [`TOUCH_EVERY`] after the batch began
-    /// (sent by the next read, or by the notices' thread when reads stop), and at close.
+    /// Notes a read time, without any I/O: a read (a memory hit of an entry with an idle
+    /// limit among them) must never wait for the owner's socket, which a stopped owner stops
+    /// draining. The notices' thread sends them in batches of [`TOUCH_BATCH`] (a message per
+    /// read would cost the owner a wake-up per read) once the first has waited
+    /// [`TOUCH_EVERY`], a round at a time: see [`send_touches`](Client::send_touches).
     pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
         let mut touches = lock(&self.touches);
         if touches.0.is_empty() {
             touches.1 = std::time::Instant::now();
         }
-        touches.0.push((digest, now_ms, idle));
-        if touches.0.len() >= TOUCH_BATCH || touches.1.elapsed() >= TOUCH_EVERY {
-            let batch = std::mem::take(&mut touches.0);
-            drop(touches);
-            self.tell(Request::Touch { touches: batch });
+        let noted = touches.0.entry(digest).or_insert((now_ms, idle));
+        noted.0 = noted.0.max(now_ms);
+        noted.1 |= idle;
+    }
+
+    /// Sends the read times noted, from the notices' thread or at close: at most
+    /// [`TOUCH_ROUND`] of them, and only once the owner sent anything after the previous round
+    /// (each round ends with a ping that it answers). Otherwise it pings the owner (at most
+    /// every 200 ms) and keeps them. So at most one round is ever in the owner's socket: a
+    /// stopped owner drains nothing, and a write into a full socket would wait
+    /// `request_timeout`, then end the connection.
+    fn send_touches(&self) {
+        let due = {
+            let touches = lock(&self.touches);
+            !touches.0.is_empty() && touches.1.elapsed() >= TOUCH_EVERY
+        };
+        if due {
+            self.send_touches_now();
         }
     }
 
-    fn send_touches(&self) {
-        let batch = std::mem::take(&mut lock(&self.touches).0);
-        if !batch.is_empty() {
-            self.tell(Request::Touch { touches: batch });
+    fn send_touches_now(&self) {
+        let sent = self.touches_sent.load(Ordering::Acquire);
+        if sent != 0 && self.heard.load(Ordering::Acquire) <= sent {
+            self.ping_if_due();
+            return;
         }
+        let round: Vec<wire::Touch> = {
+            let mut touches = lock(&self.touches);
+            let digests: Vec<u128> = touches.0.keys().take(TOUCH_ROUND).copied().collect();
+            let round = digests
+                .into_iter()
+                .filter_map(|d| touches.0.remove(&d).map(|(now_ms, idle)| (d, now_ms, idle)))
+                .collect();
+            touches.1 = std::time::Instant::now();
+            round
+        };
+        if round.is_empty() {
+            return;
+        }
+        for batch in round.chunks(TOUCH_BATCH) {
+            self.tell(Request::Touch {
+                touches: batch.to_vec(),
+            });
+        }
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.touches_sent.store(now.max(1), Ordering::Release);
+        self.tell(Request::Ping);
     }
 
     pub fn release(&self, digest: u128) {
@@ -440,7 +487,7 @@ impl Client {
 
     /// Ends the connection (this process closes its cache).
     pub fn close(&self) {
-        self.send_touches();
+        self.send_touches_now();
         self.closing.store(true, Ordering::Release);
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
@@ -547,6 +594,8 @@ impl Client {
                 seq = next;
             }
             self.tell(Request::Ack { seq });
+            // Read times go now if due, also while notices keep coming.
+            self.send_touches();
             self.report_if_due(&state);
         }
     }

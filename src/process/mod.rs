@@ -99,6 +99,9 @@ pub(crate) struct State {
     role: RwLock<Option<Role>>,
     /// Bumped (and waiters woken) whenever the role changes.
     changed: (Mutex<u64>, Condvar),
+    /// One more than the `changed` count at which a wait for a usable role last ran out:
+    /// until the role changes again, calls fail at once (see [`State::usable_role`]).
+    gave_up_at: std::sync::atomic::AtomicU64,
     pub closed: AtomicBool,
     /// A client's writes not yet answered: the number of the latest per key (see
     /// `client.rs`).
@@ -241,6 +244,7 @@ impl State {
             above: OnceLock::new(),
             role: RwLock::new(None),
             changed: (Mutex::new(0), Condvar::new()),
+            gave_up_at: Default::default(),
             closed: AtomicBool::new(false),
             writes: Mutex::default(),
             write_number: Default::default(),
@@ -278,7 +282,10 @@ impl State {
     }
 
     /// A role that can serve a request now: the owner, or a client whose connection is up,
-    /// waiting for a takeover until `open_timeout` has passed.
+    /// waiting for a takeover until `open_timeout` has passed. Once a wait ran out, the calls
+    /// after it fail at once until the role changes (a takeover, a new connection): an
+    /// owner that is stopped, not gone, keeps the folder locked and its socket unanswered,
+    /// and each call would otherwise wait `open_timeout` again.
     pub fn usable_role(&self) -> Result<Role> {
         let deadline = Instant::now() + self.cfg.open_timeout;
         let (count, cv) = &self.changed;
@@ -290,14 +297,16 @@ impl State {
             if self.closed.load(Ordering::Acquire) {
                 return Err(self.closed_error());
             }
+            let gave_up = self.gave_up_at.load(Ordering::Acquire) == *seen + 1;
             let now = Instant::now();
-            if now >= deadline {
+            if gave_up || now >= deadline {
+                self.gave_up_at.store(*seen + 1, Ordering::Release);
                 return Err(Error::Storage {
                     path: self.dir.clone(),
                     detail: format!(
-                        "the process that held the cache folder went away and no process took \
-                         it over within open_timeout ({:?}); retry, or check the folder's \
-                         permissions",
+                        "the process that held the cache folder went away or stopped answering, \
+                         and no process took it over within open_timeout ({:?}); calls fail at \
+                         once until one does; retry, or check the folder's permissions",
                         self.cfg.open_timeout
                     ),
                 });
