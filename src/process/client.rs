@@ -49,8 +49,11 @@ pub(crate) struct Client {
     timeout: Duration,
     /// When the owner last sent anything, as time since `born`.
     heard: AtomicU64,
-    /// When the last round of read times went out, as time since `born` (0: none yet).
-    touches_sent: AtomicU64,
+    /// How many messages the owner has sent on this connection.
+    heard_count: AtomicU64,
+    /// The `heard_count` the next round of read times waits for: one more than when the last
+    /// round went out (0: none yet).
+    touches_wait_for: AtomicU64,
     born: Instant,
     /// Since when the owner has not answered (a request timed out), until it sends anything.
     silent: Mutex<Option<std::time::SystemTime>>,
@@ -79,16 +82,25 @@ pub(super) enum Answer {
     Silent,
 }
 
-/// Read times noted for the owner: the latest per key, and whether the key has an idle limit.
-type NotedTouches = std::collections::HashMap<u128, (u64, bool)>;
+/// Read times noted for the owner and not sent yet: the latest per key (and whether the key
+/// has an idle limit), sent oldest-noted first, so that no key waits behind keys read more.
+#[derive(Default)]
+struct NotedTouches {
+    latest: std::collections::HashMap<u128, (u64, bool)>,
+    order: std::collections::VecDeque<u128>,
+}
 
 /// Read times sent in one message at most.
 const TOUCH_BATCH: usize = 1024;
 /// How long a read time may wait for its batch (idle limits are much longer).
 const TOUCH_EVERY: Duration = Duration::from_millis(250);
-/// Read times sent in one round at most: one round at a time is in the owner's socket (about
-/// 120 KB, under a socket's default buffer), see [`Client::send_touches`].
-const TOUCH_ROUND: usize = 4 * TOUCH_BATCH;
+/// How often the notices' thread looks again while read times wait (for the owner's answer
+/// to the previous round, or for their turn).
+const TOUCH_RETRY: Duration = Duration::from_millis(10);
+/// Read times sent in one round at most (about 60 KB): a round waits for a message from the
+/// owner after the previous one, so at most two are in its socket, under a socket's default
+/// buffer; see [`Client::send_touches`].
+const TOUCH_ROUND: usize = 2 * TOUCH_BATCH;
 /// How often a client sends its counters to the owner, while they change (for
 /// `Cache::stats_by_process`).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -199,12 +211,13 @@ impl Client {
             alive: AtomicBool::new(true),
             closing: AtomicBool::new(false),
             durable: detached.is_none() && state.cfg.durability == Durability::Immediate,
-            touches: Mutex::new((std::collections::HashMap::new(), Instant::now())),
+            touches: Mutex::new((NotedTouches::default(), Instant::now())),
             slot,
             epoch,
             timeout: state.cfg.request_timeout,
             heard: AtomicU64::new(0),
-            touches_sent: AtomicU64::new(0),
+            heard_count: AtomicU64::new(0),
+            touches_wait_for: AtomicU64::new(0),
             born: Instant::now(),
             silent: Mutex::new(detached.is_some().then(std::time::SystemTime::now)),
             pinged: Mutex::new(None),
@@ -310,6 +323,7 @@ impl Client {
     fn heard_now(&self) {
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.heard.store(now, Ordering::Release);
+        self.heard_count.fetch_add(1, Ordering::AcqRel);
         if lock(&self.silent).take().is_some() {
             tracing::info!(
                 owner = self.owner_pid,
@@ -387,57 +401,97 @@ impl Client {
     /// [`TOUCH_EVERY`], a round at a time: see [`send_touches`](Client::send_touches).
     pub fn touch(&self, digest: u128, now_ms: u64, idle: bool) {
         let mut touches = lock(&self.touches);
-        if touches.0.is_empty() {
+        if touches.0.order.is_empty() {
             touches.1 = std::time::Instant::now();
         }
-        let noted = touches.0.entry(digest).or_insert((now_ms, idle));
-        noted.0 = noted.0.max(now_ms);
-        noted.1 |= idle;
+        let noted = &mut touches.0;
+        match noted.latest.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let e = e.get_mut();
+                e.0 = e.0.max(now_ms);
+                e.1 |= idle;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((now_ms, idle));
+                noted.order.push_back(digest);
+            }
+        }
     }
 
-    /// Sends the read times noted, from the notices' thread or at close: at most
-    /// [`TOUCH_ROUND`] of them, and only once the owner sent anything after the previous round
-    /// (each round ends with a ping that it answers). Otherwise it pings the owner (at most
-    /// every 200 ms) and keeps them. So at most one round is ever in the owner's socket: a
+    /// Whether read times wait to be sent: the notices' thread then wakes more often.
+    fn touches_pending(&self) -> bool {
+        !lock(&self.touches).0.order.is_empty()
+    }
+
+    /// Sends the read times noted, from the notices' thread: a round of at most
+    /// [`TOUCH_ROUND`], oldest-noted first, once the first has waited [`TOUCH_EVERY`] or
+    /// more than a batch waits, and only once the owner sent anything after the previous
+    /// round (each round ends with a ping that it answers); otherwise it pings the owner (at
+    /// most every 200 ms) and keeps them. So at most two rounds are ever in the owner's
+    /// socket (a message it sent before reading the last round lets the next one go): a
     /// stopped owner drains nothing, and a write into a full socket would wait
     /// `request_timeout`, then end the connection.
     fn send_touches(&self) {
         let due = {
             let touches = lock(&self.touches);
-            !touches.0.is_empty() && touches.1.elapsed() >= TOUCH_EVERY
+            let pending = touches.0.order.len();
+            pending > TOUCH_BATCH || (pending > 0 && touches.1.elapsed() >= TOUCH_EVERY)
         };
         if due {
             self.send_touches_now();
         }
     }
 
-    fn send_touches_now(&self) {
-        let sent = self.touches_sent.load(Ordering::Acquire);
-        if sent != 0 && self.heard.load(Ordering::Acquire) <= sent {
+    /// One round, if the owner answered the previous one; whether one went out.
+    fn send_touches_now(&self) -> bool {
+        if self.heard_count.load(Ordering::Acquire) < self.touches_wait_for.load(Ordering::Acquire)
+        {
             self.ping_if_due();
-            return;
+            return false;
         }
         let round: Vec<wire::Touch> = {
             let mut touches = lock(&self.touches);
-            let digests: Vec<u128> = touches.0.keys().take(TOUCH_ROUND).copied().collect();
-            let round = digests
+            let noted = &mut touches.0;
+            let n = noted.order.len().min(TOUCH_ROUND);
+            let round = noted
+                .order
+                .drain(..n)
+                .collect::<Vec<u128>>()
                 .into_iter()
-                .filter_map(|d| touches.0.remove(&d).map(|(now_ms, idle)| (d, now_ms, idle)))
+                .filter_map(|d| {
+                    noted
+                        .latest
+                        .remove(&d)
+                        .map(|(now_ms, idle)| (d, now_ms, idle))
+                })
                 .collect();
             touches.1 = std::time::Instant::now();
             round
         };
         if round.is_empty() {
-            return;
+            return false;
         }
         for batch in round.chunks(TOUCH_BATCH) {
             self.tell(Request::Touch {
                 touches: batch.to_vec(),
             });
         }
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.touches_sent.store(now.max(1), Ordering::Release);
+        let heard = self.heard_count.load(Ordering::Acquire);
+        self.touches_wait_for.store(heard + 1, Ordering::Release);
         self.tell(Request::Ping);
+        true
+    }
+
+    /// At close: every round, each once the owner answered the one before, within
+    /// `request_timeout` in all (what is left then is dropped: read times are hints to the
+    /// owner's idle limits and warm restart, and this process is leaving).
+    fn send_all_touches(&self) {
+        let deadline = Instant::now() + self.timeout;
+        while self.touches_pending() && Instant::now() < deadline {
+            if !self.send_touches_now() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     pub fn release(&self, digest: u128) {
@@ -487,7 +541,7 @@ impl Client {
 
     /// Ends the connection (this process closes its cache).
     pub fn close(&self) {
-        self.send_touches_now();
+        self.send_all_touches();
         self.closing.store(true, Ordering::Release);
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
@@ -574,7 +628,12 @@ impl Client {
 
     fn apply_notices(self: Arc<Self>, notices: Receiver<(u64, Notice)>, state: Weak<State>) {
         loop {
-            let (mut seq, notice) = match notices.recv_timeout(TOUCH_EVERY) {
+            let wait = if self.touches_pending() {
+                TOUCH_RETRY
+            } else {
+                TOUCH_EVERY
+            };
+            let (mut seq, notice) = match notices.recv_timeout(wait) {
                 Ok(next) => next,
                 // Quiet: read times noted since go now, not with some later read.
                 Err(mpsc::RecvTimeoutError::Timeout) => {
