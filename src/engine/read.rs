@@ -80,15 +80,34 @@ impl Inner {
         V: DeserializeOwned + Send + Sync + 'static,
     {
         let ek = encode_key(&scope.name, key)?;
-        let found = match self.lookup_memory::<V>(&scope.name, &ek, false) {
-            InMemory::Hit(v) => Some(v),
-            InMemory::Miss => None,
-            InMemory::Absent => wait(&|| self.lookup::<V>(&scope.name, &ek)),
+        let found = match self.memory_answer::<V>(&scope.name, &ek) {
+            Some(answer) => answer,
+            None => wait(&|| self.lookup::<V>(&scope.name, &ek)),
         };
         if found.is_none() {
             self.count_miss(scope);
         }
         Ok(found)
+    }
+
+    /// What the memory tier can answer alone, counting a hit: `Some` of the answer, or
+    /// `None` when only the tier below can tell (a key the memory tier does not hold, or one
+    /// the warm restart loaded undecoded, in a cache with a tier below). For callers that
+    /// run the rest elsewhere: without their lock, on an async runtime's blocking pool.
+    pub(super) fn memory_answer<V>(
+        &self,
+        scope: &ScopeName,
+        ek: &EncodedKey,
+    ) -> Option<Option<Arc<V>>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        match self.lookup_memory::<V>(scope, ek, false) {
+            InMemory::Hit(v) => Some(Some(v)),
+            InMemory::Miss => Some(None),
+            InMemory::Absent if !self.lower.keeps_records() => Some(None),
+            InMemory::Absent => None,
+        }
     }
 
     /// [`get_from_memory`](Inner::get_from_memory) for a key encoded beforehand.

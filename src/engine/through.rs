@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::read::InMemory;
 use super::runner::{self, block_on, Blocking, Runner};
 use super::write::IfCurrent;
 use super::{Inner, Scope};
@@ -91,11 +90,8 @@ impl Inner {
         R: Runner,
         V: DeserializeOwned + Send + Sync + 'static,
     {
-        match self.lookup_memory::<V>(&scope.name, ek, false) {
-            InMemory::Hit(v) => return Some(v),
-            InMemory::Miss => return None,
-            InMemory::Absent if !self.lower.keeps_records() => return None,
-            InMemory::Absent => {}
+        if let Some(answer) = self.memory_answer::<V>(&scope.name, ek) {
+            return answer;
         }
         let (inner, name, ek) = (self.clone(), scope.name.clone(), ek.clone());
         match R::blocking(move || inner.lookup::<V>(&name, &ek)).await {

@@ -405,17 +405,12 @@ impl Client {
             touches.1 = std::time::Instant::now();
         }
         let noted = &mut touches.0;
-        match noted.latest.entry(digest) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let e = e.get_mut();
-                e.0 = e.0.max(now_ms);
-                e.1 |= idle;
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert((now_ms, idle));
-                noted.order.push_back(digest);
-            }
-        }
+        let latest = noted.latest.entry(digest).or_insert_with(|| {
+            noted.order.push_back(digest);
+            (now_ms, idle)
+        });
+        latest.0 = latest.0.max(now_ms);
+        latest.1 |= idle;
     }
 
     /// Whether read times wait to be sent: the notices' thread then wakes more often.
@@ -456,8 +451,6 @@ impl Client {
             let round = noted
                 .order
                 .drain(..n)
-                .collect::<Vec<u128>>()
-                .into_iter()
                 .filter_map(|d| {
                     noted
                         .latest
